@@ -1,0 +1,77 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mercato import problems
+from mercato.migrate import ensure_migrated
+from mercato.modules import load_models, routers
+from mercato.runtime import Runtime
+from mercato.settings import INSECURE_DEFAULT_SECRET, Settings, get_settings
+
+log = logging.getLogger("mercato")
+
+
+@asynccontextmanager
+async def _embedded_worker(runtime: Runtime) -> AsyncIterator[None]:
+    """On the one-process default (``mercato demo``) the API process also runs the worker."""
+    if not runtime.settings.embedded_worker:
+        yield
+        return
+    from mercato.worker import run_forever
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_forever(runtime, stop), name="mercato-worker")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    load_models()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.from_settings(settings)
+        try:
+            if check_migrations:
+                await ensure_migrated(runtime.db)
+            if settings.secret_key == INSECURE_DEFAULT_SECRET and not settings.demo_mode:
+                log.warning("MERCATO_SECRET_KEY is not set: tokens are signed with a public key")
+            app.state.runtime = runtime
+            async with _embedded_worker(runtime):
+                yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="Mercato",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    problems.install(app)
+    for router in routers():
+        app.include_router(router)
+
+    @app.get("/api/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory mercato.app:app_factory`` (settings from env)."""
+    return create_app()

@@ -1,0 +1,168 @@
+"""The ``mercato`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from mercato import migrate as migrations
+from mercato.modules import MODULES, _import
+from mercato.runtime import Runtime
+from mercato.settings import Settings, get_settings
+
+app = typer.Typer(help="Mercato: an e-commerce platform in one package.", no_args_is_help=True)
+console = Console()
+
+for _module in MODULES:
+    _cli = _import(f"mercato.{_module}.cli")
+    if _cli is not None:
+        app.add_typer(_cli.app, name=_module)
+
+
+def _database_url(database: str | None) -> str:
+    if database is None:
+        return get_settings().database_url
+    if "://" in database:
+        return database
+    return f"sqlite+aiosqlite:///{Path(database).resolve()}"
+
+
+def _settings(**overrides: object) -> Settings:
+    base = get_settings()
+    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def _refuse_unmigrated(settings: Settings) -> None:
+    async def check() -> None:
+        runtime = Runtime.from_settings(settings)
+        try:
+            await migrations.ensure_migrated(runtime.db)
+        finally:
+            await runtime.close()
+
+    try:
+        asyncio.run(check())
+    except migrations.NotMigrated as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def migrate(
+    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+) -> None:
+    """Apply the database migrations."""
+    url = _database_url(database)
+    migrations.upgrade(url)
+    console.print(f"[green]Database is at revision {migrations.head_revision()}[/green]")
+
+
+def _export_env(settings: Settings) -> None:
+    # uvicorn's workers build the app from the environment; hand them the same settings.
+    os.environ["MERCATO_DATABASE_URL"] = settings.database_url
+    os.environ["MERCATO_DEMO_MODE"] = "true" if settings.demo_mode else "false"
+    if settings.redis_url:
+        os.environ["MERCATO_REDIS_URL"] = settings.redis_url
+    get_settings.cache_clear()
+
+
+def _serve(settings: Settings, workers: int, with_worker: bool) -> None:
+    _export_env(settings)
+    os.environ["MERCATO_EMBEDDED_WORKER"] = "true" if with_worker else "false"
+    uvicorn.run(
+        "mercato.app:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers if workers > 1 else None,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+    workers: Annotated[int, typer.Option(help="API processes")] = 1,
+    with_worker: Annotated[
+        bool, typer.Option(help="Run the background worker inside the API process")
+    ] = False,
+) -> None:
+    """Serve the API (and the shop pages) with uvicorn."""
+    settings = _settings(host=host, port=port, database_url=_database_url(database))
+    _refuse_unmigrated(settings)
+    _serve(settings, workers, with_worker)
+
+
+@app.command()
+def worker(
+    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+    once: Annotated[bool, typer.Option(help="Run every job once and exit")] = False,
+) -> None:
+    """Run the background worker: outbox delivery, reservation expiry, recovery jobs."""
+    from mercato import worker as worker_mod
+
+    settings = _settings(database_url=_database_url(database))
+    _refuse_unmigrated(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> None:
+        runtime = Runtime.from_settings(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if once:
+                console.print(await worker_mod.run_once(runtime))
+            else:
+                console.print("[green]worker running[/green] (Ctrl-C to stop)")
+                await worker_mod.run_forever(runtime, stop)
+        finally:
+            await runtime.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    products: Annotated[int, typer.Option(help="How many demo products to generate")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shop")] = 42,
+    database: Annotated[str, typer.Option(help="Database URL or SQLite file")] = "mercato-demo.db",
+    password: Annotated[str, typer.Option(help="Password of the demo logins")] = "demo-password",
+    reset: Annotated[bool, typer.Option(help="Start from an empty database")] = False,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the shop")] = True,
+) -> None:
+    """Create (or reuse) a demo shop with generated data and serve it."""
+    from mercato import demo as demo_mod
+
+    url = _database_url(database)
+    settings = _settings(host=host, port=port, database_url=url, demo_mode=True)
+    if reset:
+        demo_mod.reset_database(url)
+    migrations.upgrade(url)
+    created = asyncio.run(demo_mod.seed_if_empty(settings, products, seed, password, console))
+    if not created:
+        console.print("[yellow]Demo data already present (use --reset to start over).[/yellow]")
+    console.print(f"\n[bold green]Mercato demo shop:[/bold green] http://{host}:{port}/")
+    console.print(f"  API docs:  http://{host}:{port}/api/docs")
+    console.print(f"  staff:     staff@example.com / {password}")
+    console.print(f"  shopper:   shopper@example.com / {password}\n")
+    if serve_after:
+        _serve(settings, workers=1, with_worker=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

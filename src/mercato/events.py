@@ -1,0 +1,160 @@
+"""Domain events, the transactional outbox, and the dispatcher that delivers them.
+
+A module writes its events with :func:`publish` on the same connection/session (and so in the
+same transaction) as the change they describe. The worker calls :meth:`Dispatcher.dispatch_once`,
+which hands each event at least once to every consumer registered for its type and records the
+delivery per (consumer, event); consumers must therefore be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mercato.db import Base, Database, JSONType, UTCDateTime, utcnow
+from mercato.ids import new_id
+
+log = logging.getLogger("mercato.events")
+
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox_events"
+
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(80), index=True)
+    aggregate_id: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxDelivery(Base):
+    """Which consumer has handled which event (the at-least-once bookkeeping)."""
+
+    __tablename__ = "outbox_deliveries"
+
+    consumer: Mapped[str] = mapped_column(String(80), primary_key=True)
+    event_seq: Mapped[int] = mapped_column(_SEQ, primary_key=True)
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_outbox_deliveries_event_seq", "event_seq"),)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as consumers see it."""
+
+    seq: int
+    id: str
+    type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+
+Executor = AsyncSession | AsyncConnection
+
+
+async def publish(
+    executor: Executor, event_type: str, aggregate_id: str, payload: dict[str, Any]
+) -> str:
+    """Write one event into the outbox inside the caller's transaction; returns the event id."""
+    event_id = new_id("evt")
+    await executor.execute(
+        insert(OutboxEvent.__table__),  # type: ignore[arg-type]
+        [
+            {
+                "id": event_id,
+                "type": event_type,
+                "aggregate_id": aggregate_id,
+                "payload": payload,
+                "occurred_at": utcnow(),
+            }
+        ],
+    )
+    return event_id
+
+
+async def publish_many(
+    executor: Executor, events: Iterable[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Bulk form of :func:`publish` for imports and seeding: (type, aggregate_id, payload)."""
+    now = utcnow()
+    rows = [
+        {"id": new_id("evt"), "type": t, "aggregate_id": a, "payload": p, "occurred_at": now}
+        for t, a, p in events
+    ]
+    if rows:
+        await executor.execute(insert(OutboxEvent.__table__), rows)  # type: ignore[arg-type]
+
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+@dataclass
+class _Consumer:
+    name: str
+    types: frozenset[str]
+    handler: Handler
+
+
+@dataclass
+class Dispatcher:
+    consumers: dict[str, _Consumer] = field(default_factory=dict)
+
+    def register(self, name: str, types: Iterable[str], handler: Handler) -> None:
+        self.consumers[name] = _Consumer(name, frozenset(types), handler)
+
+    async def dispatch_once(self, db: Database, batch: int = 200) -> int:
+        """Deliver up to ``batch`` pending events to each consumer; returns how many were handled.
+
+        A failing handler stops that consumer at that event (order is kept) and is retried on
+        the next pass; other consumers carry on.
+        """
+        handled = 0
+        for consumer in list(self.consumers.values()):
+            handled += await self._dispatch_consumer(db, consumer, batch)
+        return handled
+
+    async def _dispatch_consumer(self, db: Database, consumer: _Consumer, batch: int) -> int:
+        delivered = select(OutboxDelivery.event_seq).where(
+            OutboxDelivery.consumer == consumer.name,
+            OutboxDelivery.event_seq == OutboxEvent.seq,
+        )
+        query = (
+            select(OutboxEvent)
+            .where(OutboxEvent.type.in_(consumer.types), ~delivered.exists())
+            .order_by(OutboxEvent.seq)
+            .limit(batch)
+        )
+        async with db.session() as session:
+            rows = (await session.scalars(query)).all()
+            events = [
+                Event(r.seq, r.id, r.type, r.aggregate_id, dict(r.payload), r.occurred_at)
+                for r in rows
+            ]
+        count = 0
+        for ev in events:
+            try:
+                await consumer.handler(ev)
+            except Exception:
+                log.exception("consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type)
+                break
+            async with db.session() as session:
+                session.add(
+                    OutboxDelivery(consumer=consumer.name, event_seq=ev.seq, delivered_at=utcnow())
+                )
+            count += 1
+        return count
+
+
+dispatcher = Dispatcher()

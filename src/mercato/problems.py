@@ -1,0 +1,150 @@
+"""RFC 9457 problem+json answers with stable ``code`` values."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("mercato.problems")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://mercato.dev/problems/"
+
+
+class Problem(Exception):
+    """An error a client should see: HTTP status, stable ``code``, human ``detail``, extras."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or code.replace("_", " ").capitalize()
+        self.headers = headers
+        self.extra = extra
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": TYPE_BASE + self.code.replace("_", "-"),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+def not_found(what: str, ident: str | None = None) -> Problem:
+    detail = f"{what} {ident!r} was not found" if ident else f"{what} was not found"
+    return Problem(404, "not_found", detail, title="Not found")
+
+
+def validation_problem(field: str, message: str, code: str = "validation_error") -> Problem:
+    """A 422 naming one field, shaped like FastAPI's own validation errors after translation."""
+    return Problem(
+        422,
+        code,
+        f"{field}: {message}",
+        title="Invalid request",
+        errors=[{"field": field, "message": message, "type": code}],
+    )
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    instance = request.url.path if request is not None else None
+    return JSONResponse(
+        problem.body(instance),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def _translate_validation(exc: RequestValidationError) -> Problem:
+    errors = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return Problem(
+                400, "malformed_json", "The request body is not valid JSON", title="Malformed JSON"
+            )
+        errors.append(
+            {
+                "field": _field_name(err.get("loc", ())),
+                "message": str(err.get("msg", "invalid")),
+                "type": str(err.get("type", "invalid")),
+            }
+        )
+    names = ", ".join(e["field"] for e in errors) or "request"
+    return Problem(
+        422, "validation_error", f"Invalid fields: {names}", title="Invalid request", errors=errors
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def install(app: FastAPI) -> None:
+    """Route every error the app can raise into problem+json."""
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_translate_validation(exc), request)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No resource at {request.url.path}"
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(Problem(exc.status_code, code, detail, headers=headers), request)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        problem = Problem(
+            500, "internal_error", "An unexpected error occurred; it has been logged."
+        )
+        return problem_response(problem, request)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,61 @@
+"""Configuration from ``MERCATO_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INSECURE_DEFAULT_SECRET = "insecure-development-secret-change-me"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Every knob of a Mercato process. Each field maps to ``MERCATO_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MERCATO_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./mercato.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///file.db or postgresql+asyncpg://...",
+    )
+    redis_url: str | None = Field(default=None, description="redis://host:port/db; optional")
+    secret_key: str = INSECURE_DEFAULT_SECRET
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./mercato-data")
+    demo_mode: bool = False
+    embedded_worker: bool = Field(
+        default=False, description="Run the background worker inside the API process"
+    )
+
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_echo: bool = False
+
+    # identity
+    token_ttl_seconds: int = 14 * 24 * 3600
+    login_rate_capacity: int = 10
+    login_rate_refill_per_second: float = 10 / 60
+    cookie_secure: bool = False
+
+    # inventory and carts
+    reservation_ttl_seconds: int = 600
+    low_stock_threshold: int = 5
+    cart_max_line_quantity: int = 99
+    cart_max_lines: int = 100
+    guest_cart_ttl_seconds: int = 30 * 24 * 3600
+    cart_cache_ttl_seconds: int = 3600
+
+    # worker
+    worker_poll_seconds: float = 0.2
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

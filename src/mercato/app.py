@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from mercato import problems
 from mercato.migrate import ensure_migrated
@@ -64,6 +65,11 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     problems.install(app)
     for router in routers():
         app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        # Until the storefront pages exist, the shop's front door is its API documentation.
+        return RedirectResponse("/api/docs")
 
     @app.get("/api/health", tags=["meta"])
     async def health() -> dict[str, str]:

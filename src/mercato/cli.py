@@ -18,6 +18,8 @@ from mercato.modules import MODULES, _import
 from mercato.runtime import Runtime
 from mercato.settings import Settings, get_settings
 
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - demo mode only, printed at start
+
 app = typer.Typer(help="Mercato: an e-commerce platform in one package.", no_args_is_help=True)
 console = Console()
 
@@ -141,7 +143,9 @@ def demo(
     products: Annotated[int, typer.Option(help="How many demo products to generate")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shop")] = 42,
     database: Annotated[str, typer.Option(help="Database URL or SQLite file")] = "mercato-demo.db",
-    password: Annotated[str, typer.Option(help="Password of the demo logins")] = "demo-password",
+    password: Annotated[
+        str, typer.Option(help="Password of the demo logins")
+    ] = DEMO_PASSWORD,
     reset: Annotated[bool, typer.Option(help="Start from an empty database")] = False,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the shop")] = True,
 ) -> None:

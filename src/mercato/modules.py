@@ -10,7 +10,16 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-MODULES: tuple[str, ...] = ("identity", "catalog", "inventory", "cart")
+MODULES: tuple[str, ...] = (
+    "identity",
+    "catalog",
+    "inventory",
+    "cart",
+    "payments",
+    "orders",
+    "checkout",
+    "search",
+)
 
 
 def _import(name: str) -> ModuleType | None:

@@ -30,7 +30,7 @@ def to_minor(amount: str, currency: str) -> int:
     """Parse a non-negative decimal string (``"19.99"``) into minor units, exactly or not at all."""
     text = amount.strip()
     if not _DECIMAL_RE.match(text):
-        raise MoneyError("must be a non-negative decimal string such as \"19.99\"")
+        raise MoneyError('must be a non-negative decimal string such as "19.99"')
     try:
         value = Decimal(text)
     except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
@@ -81,7 +81,7 @@ class Money:
 
 def _check_decimal(value: str) -> str:
     if not _DECIMAL_RE.match(value.strip()):
-        raise ValueError("must be a non-negative decimal string such as \"19.99\"")
+        raise ValueError('must be a non-negative decimal string such as "19.99"')
     return value.strip()
 
 

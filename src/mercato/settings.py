@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     guest_cart_ttl_seconds: int = 30 * 24 * 3600
     cart_cache_ttl_seconds: int = 3600
 
+    # payments
+    payment_provider: str = Field(default="sandbox", description="sandbox, or a registered name")
+
     # worker
     worker_poll_seconds: float = 0.2
 

@@ -7,6 +7,7 @@ when one fails (it is logged and retried on the next tick).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -74,7 +75,5 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
                 log.exception("job %s failed", j.name)
             j.next_run = now + j.interval
         if not busy:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=poll)
-            except TimeoutError:
-                pass

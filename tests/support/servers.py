@@ -28,7 +28,9 @@ def free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -83,18 +85,51 @@ class PostgresServer:
             os.chown(directory, pw.pw_uid, pw.pw_gid)
             run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--no-sync", "-E", "UTF8", "--locale=C"],
-            check=True, capture_output=True, **run_as,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
         )
         port = free_port()
         log = open(directory / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
         proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-             "-k", str(directory), "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=400",
-             "-c", "shared_buffers=256MB", "-c", "log_min_messages=warning"],
-            stdout=log, stderr=subprocess.STDOUT, **run_as,
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(directory),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=400",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "log_min_messages=warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **run_as,
         )
         _wait_for_port(port, proc, "postgres")
         server = cls(port=port, directory=directory, proc=proc)
@@ -136,10 +171,25 @@ class RedisServer:
         directory = Path(tempfile.mkdtemp(prefix="mercato-redis-"))
         port = free_port()
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory), "--daemonize", "no",
-             "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(directory),
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _wait_for_port(port, proc, "redis-server")
         return cls(port=port, proc=proc, directory=directory)

@@ -1,0 +1,74 @@
+"""The outbox: events are written with the change, delivered at least once per consumer."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from mercato.db import Database
+from mercato.events import Dispatcher, Event, OutboxDelivery, OutboxEvent, publish, publish_many
+
+
+async def test_event_rolls_back_with_its_transaction(db: Database) -> None:
+    class Boom(Exception):
+        pass
+
+    try:
+        async with db.session() as session:
+            await publish(session, "ProductUpdated", "prd_1", {"title": "x"})
+            raise Boom
+    except Boom:
+        pass
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+
+
+async def test_each_consumer_gets_each_event_once(db: Database) -> None:
+    async with db.session() as session:
+        await publish(session, "A", "x1", {"n": 1})
+        await publish_many(session, [("A", "x2", {"n": 2}), ("B", "x3", {"n": 3})])
+
+    seen: dict[str, list[int]] = {"first": [], "second": []}
+
+    async def first(ev: Event) -> None:
+        seen["first"].append(ev.payload["n"])
+
+    async def second(ev: Event) -> None:
+        seen["second"].append(ev.payload["n"])
+
+    dispatcher = Dispatcher()
+    dispatcher.register("first", ["A"], first)
+    dispatcher.register("second", ["A", "B"], second)
+    assert await dispatcher.dispatch_once(db) == 5
+    assert await dispatcher.dispatch_once(db) == 0
+    assert seen == {"first": [1, 2], "second": [1, 2, 3]}
+
+
+async def test_failing_consumer_retries_in_order_without_blocking_others(db: Database) -> None:
+    async with db.session() as session:
+        await publish_many(session, [("A", "x", {"n": n}) for n in range(3)])
+
+    flaky_seen: list[int] = []
+    steady_seen: list[int] = []
+    fail_once = {1}
+
+    async def flaky(ev: Event) -> None:
+        n = ev.payload["n"]
+        if n in fail_once:
+            fail_once.discard(n)
+            raise RuntimeError("receiver down")
+        flaky_seen.append(n)
+
+    async def steady(ev: Event) -> None:
+        steady_seen.append(ev.payload["n"])
+
+    dispatcher = Dispatcher()
+    dispatcher.register("flaky", ["A"], flaky)
+    dispatcher.register("steady", ["A"], steady)
+    await dispatcher.dispatch_once(db)
+    assert flaky_seen == [0]
+    assert steady_seen == [0, 1, 2]
+    await dispatcher.dispatch_once(db)
+    assert flaky_seen == [0, 1, 2]
+    async with db.session() as session:
+        delivered = await session.scalar(select(func.count()).select_from(OutboxDelivery))
+    assert delivered == 6

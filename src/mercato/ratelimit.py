@@ -1,0 +1,173 @@
+"""Token-bucket rate limiting, shared by every module that needs to slow callers down.
+
+A token bucket allows short bursts (up to ``capacity``) while holding the long-run rate to
+``refill_per_second``, which suits both login throttling and per-customer flash-sale limits.
+On the embedded default the buckets live in process memory; as soon as Redis is configured they
+live there instead, because several API processes must share one count or each would grant the
+full allowance.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from redis.asyncio import Redis
+
+from mercato.runtime import Runtime
+
+Clock = Callable[[], float]
+
+
+class TokenBucketLimiter(Protocol):
+    async def take(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        """Take ``cost`` tokens from bucket ``key``: (allowed, seconds until it would be)."""
+        ...
+
+
+def _check_arguments(capacity: int, refill_per_second: float, cost: float) -> None:
+    if capacity <= 0 or refill_per_second <= 0:
+        raise ValueError("a token bucket needs a positive capacity and refill rate")
+    if cost <= 0 or cost > capacity:
+        raise ValueError("cost must be positive and no larger than the capacity")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+    full_at: float  # from then on the bucket equals a fresh one and can be forgotten
+
+
+class MemoryTokenBucket:
+    """Buckets in a dict, for one process.
+
+    :meth:`take` has no suspension point, so it is atomic with respect to the event loop and
+    needs no lock. The dict is kept in least-recently-used order; buckets that have refilled
+    completely are pruned, and past ``max_keys`` the least recently used are dropped so that a
+    flood of distinct keys cannot grow memory without bound.
+    """
+
+    def __init__(
+        self, *, clock: Clock = time.monotonic, max_keys: int = 100_000, prune_every: int = 1024
+    ) -> None:
+        self._clock = clock
+        self._max_keys = max_keys
+        self._prune_every = prune_every
+        self._buckets: dict[str, _Bucket] = {}
+        self._takes = 0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    async def take(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        _check_arguments(capacity, refill_per_second, cost)
+        now = self._clock()
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            tokens = float(capacity)
+        else:
+            elapsed = max(0.0, now - bucket.updated)
+            tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second)
+        allowed = tokens >= cost
+        retry_after = 0.0
+        if allowed:
+            tokens -= cost
+        else:
+            retry_after = (cost - tokens) / refill_per_second
+        full_at = now + (capacity - tokens) / refill_per_second
+        self._buckets[key] = _Bucket(tokens, now, full_at)
+        self._takes += 1
+        if self._takes % self._prune_every == 0 or len(self._buckets) > self._max_keys:
+            self.prune(now)
+        return allowed, retry_after
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget full buckets (and the least recently used beyond ``max_keys``)."""
+        now = self._clock() if now is None else now
+        before = len(self._buckets)
+        self._buckets = {k: b for k, b in self._buckets.items() if b.full_at > now}
+        excess = len(self._buckets) - self._max_keys
+        if excess > 0:
+            for key in list(self._buckets)[:excess]:
+                del self._buckets[key]
+        return before - len(self._buckets)
+
+
+# One round trip, atomic across every process: read, refill, take, write back, set the TTL.
+# The clock is Redis' own (TIME) so that API processes with skewed clocks agree, unless the
+# caller passes one (tests do, to move time without sleeping). Floats cross the Lua boundary as
+# strings because Redis truncates Lua numbers to integers in replies.
+_TAKE_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = capacity
+  ts = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
+local allowed = 0
+local retry = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  retry = (cost - tokens) / refill
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
+return {allowed, tostring(retry)}
+"""
+
+
+class RedisTokenBucket:
+    """Buckets as Redis hashes, shared by every process; each expires once it would be full."""
+
+    def __init__(
+        self, redis: Redis, *, prefix: str = "mercato:ratelimit:", clock: Clock | None = None
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._clock = clock
+        self._script = redis.register_script(_TAKE_SCRIPT)
+
+    async def take(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        _check_arguments(capacity, refill_per_second, cost)
+        now = "" if self._clock is None else repr(self._clock())
+        args: list[Any] = [capacity, repr(float(refill_per_second)), repr(float(cost)), now]
+        allowed, retry = await self._script(keys=[self._prefix + key], args=args)
+        return bool(int(allowed)), float(retry)
+
+
+def limiter_for(runtime: Runtime) -> TokenBucketLimiter:
+    """The process-wide limiter: Redis when configured, memory otherwise (created once)."""
+    limiter = runtime.extras.get("ratelimit")
+    if limiter is None:
+        limiter = (
+            RedisTokenBucket(runtime.redis) if runtime.redis is not None else MemoryTokenBucket()
+        )
+        runtime.extras["ratelimit"] = limiter
+    return cast(TokenBucketLimiter, limiter)
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` takes whole seconds; round up so a client that obeys it is let in."""
+    return str(max(1, math.ceil(seconds)))

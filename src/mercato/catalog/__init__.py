@@ -1,0 +1,1 @@
+"""Catalog: categories, brands, products, variants (SKUs), attributes, prices and media."""

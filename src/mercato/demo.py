@@ -1,0 +1,85 @@
+"""The demo shop: logins, a generated catalog and stock, built once per database.
+
+Each module seeds its own tables through its own ``demo`` functions; this file only orders them
+and shows progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from mercato.catalog.demo import seed_catalog
+from mercato.db import Database
+from mercato.identity import service as identity
+from mercato.inventory.demo import seed_inventory
+from mercato.runtime import Runtime
+from mercato.settings import Settings
+
+STAFF_EMAIL = "staff@example.com"
+SHOPPER_EMAIL = "shopper@example.com"
+
+
+def reset_database(url: str) -> None:
+    """Throw the demo database away (a SQLite file, or every table of a PostgreSQL schema)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+
+    async def drop() -> None:
+        db = Database(url, pool_size=0)
+        try:
+            async with db.connect() as conn:
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+        finally:
+            await db.dispose()
+
+    asyncio.run(drop())
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+async def seed_if_empty(
+    settings: Settings, products: int, seed: int, password: str, console: Console
+) -> bool:
+    """Seed the demo shop unless it is already there; returns whether anything was created."""
+    runtime = Runtime.from_settings(settings)
+    try:
+        async with runtime.db.session() as session:
+            if await identity.get_user_by_email(session, STAFF_EMAIL) is not None:
+                return False
+            await identity.create_user(
+                session, email=STAFF_EMAIL, password=password, role="staff", name="Demo Staff"
+            )
+            await identity.create_user(
+                session, email=SHOPPER_EMAIL, password=password, role="customer", name="Sam Shopper"
+            )
+        with _progress(console) as progress:
+            task = progress.add_task("Catalog", total=products)
+            variant_ids = await seed_catalog(
+                runtime.db, products, seed, lambda n: progress.advance(task, n)
+            )
+            stock_task = progress.add_task("Stock", total=len(variant_ids))
+            await seed_inventory(
+                runtime.db, variant_ids, seed, lambda n: progress.advance(stock_task, n)
+            )
+        return True
+    finally:
+        await runtime.close()

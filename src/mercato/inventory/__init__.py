@@ -1,0 +1,1 @@
+"""Inventory: warehouses, stock levels per (variant, warehouse), reservations, the stock ledger."""

@@ -1,0 +1,186 @@
+"""Inventory endpoints: the staff back office under ``/api/admin/inventory`` and the public
+availability answer (in stock or not, plus a low-stock hint; never the exact count)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mercato.identity.deps import StaffUser
+from mercato.inventory import service
+from mercato.inventory.schemas import (
+    AdjustIn,
+    AvailabilityOut,
+    LedgerCheckOut,
+    LedgerDifferenceOut,
+    ReceiveIn,
+    ReleaseIn,
+    ReservationOut,
+    ReserveIn,
+    StockChangeOut,
+    StockLevelOut,
+    VariantStockOut,
+    WarehouseIn,
+    WarehouseOut,
+)
+from mercato.problems import Problem, not_found, validation_problem
+from mercato.runtime import RuntimeDep, SessionDep
+
+router = APIRouter(tags=["inventory"])
+
+ADMIN = "/api/admin/inventory"
+MAX_AVAILABILITY_IDS = 100
+
+
+async def _connection(session: SessionDep) -> AsyncConnection:
+    return await session.connection()
+
+
+@router.post(f"{ADMIN}/warehouses", status_code=201, response_model=WarehouseOut)
+async def create_warehouse(body: WarehouseIn, session: SessionDep, _: StaffUser) -> WarehouseOut:
+    """Create a warehouse and the countries it ships to."""
+    created = await service.create_warehouse(
+        await _connection(session),
+        code=body.code,
+        name=body.name,
+        countries=body.countries,
+        region=body.region,
+    )
+    return WarehouseOut.of(created)
+
+
+@router.get(f"{ADMIN}/warehouses", response_model=list[WarehouseOut])
+async def list_warehouses(session: SessionDep, _: StaffUser) -> list[WarehouseOut]:
+    return [WarehouseOut.of(w) for w in await service.list_warehouses(session)]
+
+
+@router.post(f"{ADMIN}/receive", response_model=StockChangeOut)
+async def receive(body: ReceiveIn, session: SessionDep, _: StaffUser) -> StockChangeOut:
+    """Goods arrived: add ``quantity`` units of ``sku`` to ``warehouse``."""
+    conn = await _connection(session)
+    variant = await service.resolve_variant(conn, body.sku)
+    level = await service.receive(conn, variant, body.warehouse, body.quantity, body.reference)
+    return StockChangeOut(variant_id=variant.id, sku=variant.sku, stock=StockLevelOut.of(level))
+
+
+@router.post(f"{ADMIN}/adjust", response_model=StockChangeOut)
+async def adjust(body: AdjustIn, session: SessionDep, _: StaffUser) -> StockChangeOut:
+    """Correct the shelf count by ``delta`` (never below what is reserved), with a reason."""
+    if body.delta == 0:
+        raise validation_problem("delta", "must not be zero")
+    conn = await _connection(session)
+    variant = await service.resolve_variant(conn, body.sku)
+    level = await service.adjust(conn, variant, body.warehouse, body.delta, body.reason)
+    return StockChangeOut(variant_id=variant.id, sku=variant.sku, stock=StockLevelOut.of(level))
+
+
+@router.get(f"{ADMIN}/reservations", response_model=list[ReservationOut])
+async def list_reservations(
+    session: SessionDep,
+    _: StaffUser,
+    state: Literal["active", "committed", "released", "expired"] | None = "active",
+    sku: Annotated[str | None, Query(max_length=64)] = None,
+    owner: Annotated[str | None, Query(max_length=80)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ReservationOut]:
+    """Reservations, newest first (active ones unless ``state`` says otherwise)."""
+    variant_id = None
+    if sku is not None:
+        variant_id = (await service.resolve_variant(await _connection(session), sku)).id
+    found = await service.list_reservations(
+        session, state=state, variant_id=variant_id, owner=owner, limit=limit
+    )
+    return [ReservationOut.of(r) for r in found]
+
+
+@router.post(f"{ADMIN}/reservations", status_code=201, response_model=list[ReservationOut])
+async def reserve(
+    body: ReserveIn, session: SessionDep, runtime: RuntimeDep, _: StaffUser
+) -> list[ReservationOut]:
+    """Hold stock for an owner by hand (a phone order): all lines or nothing."""
+    conn = await _connection(session)
+    lines = []
+    for i, line in enumerate(body.lines):
+        variant = await service.resolve_variant(conn, line.sku, field=f"lines.{i}.sku")
+        lines.append((variant.id, line.quantity))
+    held = await service.reserve(
+        conn,
+        body.owner,
+        lines,
+        country=body.country,
+        warehouse=body.warehouse,
+        ttl_seconds=body.ttl_seconds or runtime.settings.reservation_ttl_seconds,
+    )
+    return [ReservationOut.of(r) for r in held]
+
+
+@router.post(f"{ADMIN}/reservations/{{owner}}/commit", response_model=list[ReservationOut])
+async def commit(owner: str, session: SessionDep, _: StaffUser) -> list[ReservationOut]:
+    """Sell what the owner holds; a second call commits nothing more."""
+    return [ReservationOut.of(r) for r in await service.commit(await _connection(session), owner)]
+
+
+@router.post(f"{ADMIN}/reservations/{{owner}}/release", response_model=list[ReservationOut])
+async def release(
+    owner: str, session: SessionDep, _: StaffUser, body: ReleaseIn | None = None
+) -> list[ReservationOut]:
+    """Give the owner's holds back; a second call releases nothing more."""
+    reason = body.reason if body is not None else ReleaseIn().reason
+    released = await service.release(await _connection(session), owner, reason)
+    return [ReservationOut.of(r) for r in released]
+
+
+@router.get(f"{ADMIN}/check", response_model=LedgerCheckOut)
+async def check(session: SessionDep, _: StaffUser) -> LedgerCheckOut:
+    """Verify every stock row against its ledger and its active reservations."""
+    differences = await service.check_ledger(session)
+    return LedgerCheckOut(
+        ok=not differences,
+        rule=service.LEDGER_RULE,
+        stock_rows=await service.count_stock_rows(session),
+        differences=[LedgerDifferenceOut.of(d) for d in differences],
+    )
+
+
+@router.get(f"{ADMIN}/{{sku}}", response_model=VariantStockOut)
+async def variant_stock(sku: str, session: SessionDep, _: StaffUser) -> VariantStockOut:
+    """A variant's stock in each warehouse and its active reservations."""
+    conn = await _connection(session)
+    try:
+        variant = await service.resolve_variant(conn, sku)
+    except Problem as exc:
+        raise not_found("Variant", sku) from exc
+    levels = await service.stock_for_variant(conn, variant.id)
+    held = await service.active_reservations(conn, variant_id=variant.id, limit=1000)
+    return VariantStockOut(
+        variant_id=variant.id,
+        sku=variant.sku,
+        title=f"{variant.product_title} {variant.title}".strip(),
+        on_hand=sum(s.on_hand for s in levels),
+        reserved=sum(s.reserved for s in levels),
+        available=sum(s.available for s in levels),
+        warehouses=[StockLevelOut.of(s) for s in levels],
+        reservations=[ReservationOut.of(r) for r in held],
+    )
+
+
+@router.get("/api/inventory/availability", response_model=dict[str, AvailabilityOut])
+async def availability(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    variant_ids: Annotated[str, Query(min_length=1, max_length=4200)],
+) -> dict[str, AvailabilityOut]:
+    """``{variant_id: {in_stock, available_hint}}`` for up to 100 comma-separated ids."""
+    ids = [v.strip() for v in variant_ids.split(",") if v.strip()]
+    if not ids or len(ids) > MAX_AVAILABILITY_IDS or any(len(v) > 40 for v in ids):
+        raise validation_problem(
+            "variant_ids", f"1 to {MAX_AVAILABILITY_IDS} comma-separated variant ids"
+        )
+    counts = await service.availability(session, ids)
+    threshold = runtime.settings.low_stock_threshold
+    return {
+        v: AvailabilityOut(in_stock=n > 0, available_hint=service.low_stock_hint(n, threshold))
+        for v, n in counts.items()
+    }

@@ -1,0 +1,124 @@
+"""``mercato inventory ...``: the ledger check and stock receipts from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mercato.inventory import service
+from mercato.problems import Problem
+from mercato.runtime import Runtime
+
+app = typer.Typer(help="Warehouses, stock and the stock ledger.", no_args_is_help=True)
+console = Console()
+
+T = TypeVar("T")
+DatabaseOption = Annotated[str | None, typer.Option(help="Database URL or SQLite file")]
+
+
+def _run(database: str | None, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run ``work(runtime)`` against a migrated database; problems become exit code 1."""
+    # Imported here: mercato.cli imports this module while it is being built.
+    from mercato.cli import _database_url, _settings
+    from mercato.migrate import NotMigrated, ensure_migrated
+
+    settings = _settings(database_url=_database_url(database))
+
+    async def main() -> T:
+        runtime = Runtime.from_settings(settings)
+        try:
+            await ensure_migrated(runtime.db)
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except (Problem, NotMigrated) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def check(database: DatabaseOption = None) -> None:
+    """Verify every stock row against the ledger; exit code 1 when any row disagrees."""
+
+    async def work(
+        runtime: Runtime,
+    ) -> tuple[int, list[service.LedgerDifference], dict[str, str]]:
+        async with runtime.db.connect() as conn:
+            rows = await service.count_stock_rows(conn)
+            differences = await service.check_ledger(conn)
+            codes = {w.id: w.code for w in await service.list_warehouses(conn)}
+        return rows, differences, codes
+
+    rows, differences, codes = _run(database, work)
+    console.print(f"Rule: {service.LEDGER_RULE}")
+    if not differences:
+        console.print(f"[green]Ledger check passed: {rows} stock rows, 0 differences.[/green]")
+        return
+    table = Table(title=f"Stock rows that disagree with the ledger ({len(differences)})")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("warehouse", no_wrap=True)
+    table.add_column("on_hand (ledger)", justify="right")
+    table.add_column("reserved (active / ledger)", justify="right")
+    for d in differences:
+        table.add_row(
+            d.variant_id,
+            codes.get(d.warehouse_id, d.warehouse_id),
+            f"{d.on_hand} ({d.expected_on_hand})",
+            f"{d.reserved} ({d.expected_reserved} / {d.ledger_reserved})",
+        )
+    console.print(table)
+    console.print(f"[red]{len(differences)} differences in {rows} stock rows.[/red]")
+    raise typer.Exit(1)
+
+
+@app.command()
+def receive(
+    sku: Annotated[str, typer.Option(help="The variant's SKU")],
+    warehouse: Annotated[str, typer.Option(help="Warehouse code")],
+    quantity: Annotated[int, typer.Option(help="Units received")],
+    reference: Annotated[str | None, typer.Option(help="Delivery note or order")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Record goods received at a warehouse."""
+
+    async def work(runtime: Runtime) -> service.StockLevel:
+        async with runtime.db.connect() as conn:
+            return await service.receive(conn, sku, warehouse, quantity, reference)
+
+    level = _run(database, work)
+    console.print(
+        f"[green]{sku} in {level.warehouse_code}:[/green] on hand {level.on_hand}, "
+        f"reserved {level.reserved}, available {level.available}"
+    )
+
+
+@app.command("add-warehouse")
+def add_warehouse(
+    code: Annotated[str, typer.Option(help="Short code, e.g. BER")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    countries: Annotated[str, typer.Option(help="Comma-separated ISO codes it ships to")] = "",
+    region: Annotated[str | None, typer.Option(help="Region label")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Create a warehouse."""
+
+    async def work(runtime: Runtime) -> service.WarehouseInfo:
+        async with runtime.db.connect() as conn:
+            return await service.create_warehouse(
+                conn,
+                code=code,
+                name=name,
+                countries=[c for c in countries.split(",") if c.strip()],
+                region=region,
+            )
+
+    created = _run(database, work)
+    console.print(f"[green]Created warehouse {created.code}[/green] ({created.id})")

@@ -1,0 +1,27 @@
+"""The inventory worker job: reservations whose time ran out give their units back."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mercato.db import utcnow
+from mercato.inventory import service
+from mercato.runtime import Runtime
+from mercato.worker import job
+
+EXPIRE_BATCH = 500
+
+
+async def _expire_batch(conn: AsyncConnection) -> int:
+    return await service.expire_due(conn, utcnow(), EXPIRE_BATCH)
+
+
+@job("inventory.expire", interval=5)
+async def expire_reservations(runtime: Runtime) -> int:
+    """Expire due reservations, one short transaction per batch; returns how many."""
+    total = 0
+    while True:
+        done = await service.in_transaction(runtime.db, _expire_batch)
+        total += done
+        if done < EXPIRE_BATCH:
+            return total

@@ -1,0 +1,31 @@
+"""Payments' background work: finishing operations whose provider answer was lost.
+
+A capture, void or refund left pending (the process died, or the provider stayed silent through
+every retry) is looked up at the provider by its idempotency key and settled, or resent with the
+same key. Authorizations are left to their owner (the checkout saga), which decides whether to
+go on or to void; :func:`mercato.payments.service.recover` settles them when asked.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mercato.db import utcnow
+from mercato.payments import service
+from mercato.runtime import Runtime
+from mercato.worker import job
+
+STALE_AFTER = timedelta(minutes=5)
+
+
+@job("payments.recover_pending", interval=60)
+async def recover_pending_operations(runtime: Runtime) -> int:
+    provider = service.get_provider(runtime)
+    intent_ids = await service.pending_intents(
+        runtime.db,
+        older_than=utcnow() - STALE_AFTER,
+        operations=("capture", "void", "refund"),
+    )
+    for intent_id in intent_ids:
+        await service.recover(runtime.db, provider, intent_id)
+    return len(intent_ids)

@@ -1,0 +1,1 @@
+"""Orders: the order state machine, its history, cancellation, customer and staff views."""

@@ -1,0 +1,152 @@
+"""Tables of the orders module: orders, their lines (price snapshots), and the status history.
+
+``orders_orders.version`` counts the order's transitions; every transition bumps it in the same
+conditional ``UPDATE`` that changes the status, and the history row carries that number. The
+unique (order_id, seq) pair on ``orders_history`` therefore makes the database itself refuse two
+transitions out of the same state: one order, one state, one linear history.
+
+``units_shipped`` mirrors the sum of the lines' ``quantity_shipped`` on the order row, so a
+cancellation's conditional ``UPDATE`` can see (and a shipment can lock) the one row it races on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mercato.db import Base, JSONType, UTCDateTime, utcnow
+
+ORDER_STATUSES: tuple[str, ...] = (
+    "pending",
+    "paid",
+    "payment_failed",
+    "cancelled",
+    "fulfilling",
+    "shipped",
+    "delivered",
+    "return_requested",
+    "returned",
+    "refunded",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+STATUS_CHECK = _in("status", ORDER_STATUSES)
+AMOUNTS_CHECK = (
+    "subtotal >= 0 AND shipping >= 0 AND discount >= 0 AND tax >= 0 AND total >= 0 "
+    "AND refunded_total >= 0"
+)
+LINE_AMOUNTS_CHECK = (
+    "unit_price >= 0 AND subtotal >= 0 AND discount >= 0 AND tax >= 0 AND total >= 0"
+)
+
+
+class Order(Base):
+    __tablename__ = "orders_orders"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # The checkout saga that placed it; also the owner of its inventory reservations.
+    checkout_id: Mapped[str] = mapped_column(String(40), unique=True)
+    user_id: Mapped[str] = mapped_column(String(40))
+    email: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(24))
+    previous_status: Mapped[str | None] = mapped_column(String(24))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[int] = mapped_column(BigInteger)
+    shipping: Mapped[int] = mapped_column(BigInteger)
+    discount: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    refunded_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    units_shipped: Mapped[int] = mapped_column(Integer, default=0)
+    shipping_address: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    shipping_method: Mapped[str] = mapped_column(String(40))
+    promo_code: Mapped[str | None] = mapped_column(String(40))
+    payment_intent_id: Mapped[str] = mapped_column(String(40))
+    # Cancellation side effects, each done once: goods back on the shelf, money given back.
+    stock_returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payment_released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(STATUS_CHECK, name="status"),
+        CheckConstraint(AMOUNTS_CHECK, name="amounts_non_negative"),
+        CheckConstraint("refunded_total <= total", name="refunded_le_total"),
+        CheckConstraint("units_shipped >= 0", name="units_shipped_non_negative"),
+        Index("ix_orders_orders_user_id_created_at_id", "user_id", "created_at", "id"),
+        Index("ix_orders_orders_status_created_at", "status", "created_at"),
+        Index("ix_orders_orders_email_created_at", "email", "created_at"),
+        Index("ix_orders_orders_created_at", "created_at"),
+    )
+
+
+class OrderLine(Base):
+    """One line of an order with the prices as they were when it was placed."""
+
+    __tablename__ = "orders_lines"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(40), ForeignKey("orders_orders.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    variant_id: Mapped[str] = mapped_column(String(40))
+    product_id: Mapped[str] = mapped_column(String(40))
+    sku: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500))
+    options: Mapped[dict[str, str]] = mapped_column(JSONType)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    subtotal: Mapped[int] = mapped_column(BigInteger)
+    discount: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    quantity_shipped: Mapped[int] = mapped_column(Integer, default=0)
+    quantity_returned: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(LINE_AMOUNTS_CHECK, name="amounts_non_negative"),
+        CheckConstraint(
+            "quantity_shipped >= 0 AND quantity_shipped <= quantity", name="shipped_le_quantity"
+        ),
+        CheckConstraint(
+            "quantity_returned >= 0 AND quantity_returned <= quantity_shipped",
+            name="returned_le_shipped",
+        ),
+        UniqueConstraint("order_id", "position"),
+    )
+
+
+class OrderHistory(Base):
+    """One transition of an order (``from_status`` is None for its creation)."""
+
+    __tablename__ = "orders_history"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(40), ForeignKey("orders_orders.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "seq"),
+        CheckConstraint(_in("to_status", ORDER_STATUSES), name="to_status"),
+    )

@@ -143,9 +143,7 @@ def demo(
     products: Annotated[int, typer.Option(help="How many demo products to generate")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shop")] = 42,
     database: Annotated[str, typer.Option(help="Database URL or SQLite file")] = "mercato-demo.db",
-    password: Annotated[
-        str, typer.Option(help="Password of the demo logins")
-    ] = DEMO_PASSWORD,
+    password: Annotated[str, typer.Option(help="Password of the demo logins")] = DEMO_PASSWORD,
     reset: Annotated[bool, typer.Option(help="Start from an empty database")] = False,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the shop")] = True,
 ) -> None:

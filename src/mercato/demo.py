@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from mercato.catalog.demo import seed_catalog
+from mercato.checkout.demo import seed_checkout
 from mercato.db import Database
 from mercato.identity import service as identity
 from mercato.inventory.demo import seed_inventory
@@ -80,6 +81,7 @@ async def seed_if_empty(
             await seed_inventory(
                 runtime.db, variant_ids, seed, lambda n: progress.advance(stock_task, n)
             )
+        await seed_checkout(runtime.db)
         return True
     finally:
         await runtime.close()

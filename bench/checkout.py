@@ -1,0 +1,646 @@
+"""Checkout throughput over HTTP: ``mercato serve`` with 2 API processes on PostgreSQL + Redis.
+
+Run from the repository root::
+
+    python -m bench.checkout               # about 2 minutes
+    python -m bench.checkout --profile     # and then where one checkout's time goes
+
+It starts a private PostgreSQL and Redis (the test suite's servers: fsync and synchronous_commit
+are off, so the figures show CPU and locking, not disk flushes), migrates, seeds a demo catalog
+with 5,000 stocked variants ("spread") and one variant with a huge stock ("hot"), the demo
+shipping/tax setup and one customer per virtual shopper, then starts ``mercato serve --workers 2``
+on a free port. Each virtual shopper loops: add one unit to its cart (``POST /api/cart/items``),
+then ``POST /api/checkout`` with a fresh Idempotency-Key. Scenarios: 16 and 64 shoppers, on spread
+stock and on the hot variant, ``--seconds`` each. Completed orders per second count every 201
+of the checkout over the whole loop; latencies are the checkout request's alone.
+
+Afterwards the numbers are checked against the database: orders = 201 answers, the stock ledger
+balances, and the sandbox processor holds exactly one live charge per order.
+
+``--profile`` then runs checkouts in-process (the same app over ASGI, no server) under
+pyinstrument and prints the time per saga step and the profile's heaviest items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOPPERS = (16, 64)
+SPREAD_VARIANTS = 5_000
+SPREAD_STOCK = 1_000_000
+HOT_STOCK = 1_000_000_000
+API_PROCESSES = 2
+BODY: dict[str, Any] = {
+    "shipping_address": {
+        "name": "Bench Shopper",
+        "line1": "Benchstrasse 1",
+        "city": "Berlin",
+        "postal_code": "10115",
+        "country": "DE",
+    },
+    "shipping_method": "standard",
+    "payment_token": "tok_visa",
+    "promo_code": None,
+}
+
+SECRET_KEY = secrets.token_urlsafe(32)
+MODULES = ("checkout", "payments", "inventory", "orders", "cart", "catalog", "identity")
+
+console = Console()
+
+
+@dataclass
+class Run:
+    scenario: str
+    shoppers: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram": ram,
+        "python": platform.python_version(),
+    }
+
+
+# --- seeding ---------------------------------------------------------------------------------
+
+
+async def seed(db: Any, products: int, customers: int) -> tuple[str, list[str], list[str]]:
+    """Catalog, stock, shipping/tax, customers; returns (hot variant, spread variants, tokens)."""
+    from argon2 import PasswordHasher
+    from sqlalchemy import insert
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from mercato.catalog import service as catalog
+    from mercato.catalog.demo import seed_catalog
+    from mercato.checkout.demo import seed_checkout
+    from mercato.db import utcnow
+    from mercato.identity import service as identity
+    from mercato.ids import new_id
+    from mercato.inventory import service as inventory
+
+    variant_ids = await seed_catalog(db, products, seed=7)
+    async with db.connect() as conn:
+        session = AsyncSession(bind=conn)
+        infos = await catalog.get_variants(session, variant_ids)
+        await session.close()
+        sellable = [v for v in variant_ids if infos[v].active and infos[v].currency == "EUR"]
+        if len(sellable) < SPREAD_VARIANTS + 1:
+            raise SystemExit(f"only {len(sellable)} sellable variants; raise --products")
+        warehouse = await inventory.create_warehouse(
+            conn, code="BENCH", name="Bench", countries=["DE"]
+        )
+    hot, spread = sellable[0], sellable[1 : SPREAD_VARIANTS + 1]
+    now = utcnow()
+    stock = [(hot, HOT_STOCK)] + [(v, SPREAD_STOCK) for v in spread]
+    for start in range(0, len(stock), 2000):
+        chunk = stock[start : start + 2000]
+        async with db.connect() as conn:
+            await conn.execute(
+                insert(inventory.STOCK),
+                [
+                    {
+                        "variant_id": v,
+                        "warehouse_id": warehouse.id,
+                        "on_hand": q,
+                        "reserved": 0,
+                        "version": 1,
+                        "updated_at": now,
+                    }
+                    for v, q in chunk
+                ],
+            )
+            await conn.execute(
+                insert(inventory.MOVEMENTS),
+                [
+                    {
+                        "id": new_id("mov"),
+                        "variant_id": v,
+                        "warehouse_id": warehouse.id,
+                        "kind": "receive",
+                        "quantity": q,
+                        "reason": None,
+                        "reference": "bench",
+                        "created_at": now,
+                    }
+                    for v, q in chunk
+                ],
+            )
+    await seed_checkout(db)
+    # Real argon2id with the smallest cost: the bench measures checkouts, not logins.
+    identity.PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    tokens = []
+    async with db.session() as s:
+        for i in range(customers):
+            user = await identity.create_user(
+                s,
+                email=f"shopper{i}@bench.example",
+                password=secrets.token_urlsafe(16),
+                role="customer",
+                name=f"Shopper {i}",
+            )
+            tokens.append(await identity.issue_token(s, user.id, 24 * 3600))
+    return hot, spread, tokens
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+def start_server(url: str, redis_url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MERCATO_DATABASE_URL": url,
+        "MERCATO_REDIS_URL": redis_url,
+        "MERCATO_SECRET_KEY": SECRET_KEY,
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mercato.cli",
+        "serve",
+        "--workers",
+        str(API_PROCESSES),
+        "--port",
+        str(port),
+        "--database",
+        url,
+    ]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+async def wait_until_up(base: str, proc: subprocess.Popen[bytes], within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=base, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise SystemExit(f"mercato serve exited early:\n{err[-3000:]}")
+            try:
+                if (await client.get("/api/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit("mercato serve did not come up")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# --- driving ---------------------------------------------------------------------------------
+
+
+async def drive(
+    client: httpx.AsyncClient,
+    scenario: str,
+    variants: list[str],
+    tokens: list[str],
+    shoppers: int,
+    seconds: float,
+) -> Run:
+    run = Run(scenario, shoppers, seconds)
+    deadline = time.perf_counter() + seconds
+
+    async def shopper(n: int) -> None:
+        rng = random.Random(n)
+        headers = {"Authorization": f"Bearer {tokens[n]}"}
+        while time.perf_counter() < deadline:
+            variant = variants[rng.randrange(len(variants))]
+            added = await client.post(
+                "/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=headers
+            )
+            if added.status_code != 201:
+                run.failures[f"cart {added.status_code} {added.json().get('code')}"] += 1
+                continue
+            started = time.perf_counter()
+            placed = await client.post(
+                "/api/checkout",
+                json=BODY,
+                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+            )
+            elapsed = time.perf_counter() - started
+            if placed.status_code == 201:
+                run.latencies.append(elapsed)
+            else:
+                run.failures[f"checkout {placed.status_code} {placed.json().get('code')}"] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(shopper(n) for n in range(shoppers)))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+async def verify(db: Any, expected_orders: int) -> list[str]:
+    """What disagrees between the answers, the orders, the stock ledger and the processor."""
+    from mercato.inventory import service as inventory
+    from mercato.orders import service as orders
+    from mercato.payments import service as payments
+
+    problems = []
+    async with db.connect() as conn:
+        order_count = sum((await orders.count_by_status(conn)).values())
+        differences = await inventory.check_ledger(conn)
+        summary = await payments.sandbox_charge_summary(conn)
+    if order_count != expected_orders:
+        problems.append(f"{order_count} orders for {expected_orders} answers 201")
+    if differences:
+        problems.append(f"{len(differences)} stock ledger differences")
+    if summary.charges != order_count:
+        problems.append(f"{summary.charges} live charges for {order_count} orders")
+    return problems
+
+
+# --- the profile -----------------------------------------------------------------------------
+
+
+async def profile(url: str, redis_url: str, variants: list[str], token: str, count: int) -> None:
+    from pyinstrument import Profiler
+    from sqlalchemy import event
+
+    from mercato.app import create_app
+    from mercato.checkout import saga
+    from mercato.settings import Settings
+
+    settings = Settings(database_url=url, redis_url=redis_url, secret_key=SECRET_KEY)
+    app = create_app(settings)
+    steps: list[tuple[str, float]] = []
+
+    async def mark(name: str) -> None:
+        steps.append((name, time.perf_counter()))
+
+    durations: dict[str, float] = defaultdict(float)
+    order = ["validate", "reserve", "price", "authorize", "order", "clear_cart"]
+    names = {
+        "after_start": "validate",
+        "after_reserve": "reserve",
+        "after_price": "price",
+        "after_authorize_call": "authorize",
+        "after_authorize": "authorize",
+        "after_order": "order",
+    }
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(99)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            counting = [False]  # count SQL of the checkout request only
+
+            async def one(measure: bool) -> None:
+                variant = variants[rng.randrange(len(variants))]
+                r = await client.post(
+                    "/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=headers
+                )
+                assert r.status_code == 201, r.text
+                steps.clear()
+                counting[0] = measure
+                start = time.perf_counter()
+                r = await client.post(
+                    "/api/checkout",
+                    json=BODY,
+                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                )
+                end = time.perf_counter()
+                counting[0] = False
+                assert r.status_code == 201, r.text
+                if measure:
+                    last = start
+                    for name, at in steps:
+                        durations[names[name]] += at - last
+                        last = at
+                    durations["clear_cart"] += end - last
+
+            saga.BOUNDARY_HOOKS.append(mark)
+            for _ in range(20):
+                await one(False)
+            statements: Counter[str] = Counter()
+            transactions = [0]
+
+            def count_statement(*args: Any) -> None:
+                if counting[0]:
+                    statements[_module_of(str(args[2]))] += 1
+
+            def count_commit(*_args: Any) -> None:
+                if counting[0]:
+                    transactions[0] += 1
+
+            engine = app.state.runtime.db.engine.sync_engine
+            event.listen(engine, "before_cursor_execute", count_statement)
+            event.listen(engine, "commit", count_commit)
+            started = time.perf_counter()
+            for _ in range(count):
+                await one(True)
+            plain = (time.perf_counter() - started) / count
+            event.remove(engine, "before_cursor_execute", count_statement)
+            event.remove(engine, "commit", count_commit)
+            profiler = Profiler(async_mode="enabled")
+            started = time.perf_counter()
+            with profiler:
+                for _ in range(count):
+                    await one(False)
+            wall = (time.perf_counter() - started) / count
+            saga.BOUNDARY_HOOKS.remove(mark)
+    checkout_ms = sum(durations.values()) / count * 1000
+    table = Table(title=f"One checkout in-process (mean of {count}, sequential)")
+    table.add_column("step")
+    table.add_column("ms", justify="right")
+    table.add_column("share", justify="right")
+    for step in order:
+        ms = durations[step] / count * 1000
+        table.add_row(step, f"{ms:.2f}", f"{ms / checkout_ms:.0%}")
+    table.add_row("checkout request", f"{checkout_ms:.2f}", "100%")
+    console.print(table)
+    console.print(
+        f"add to cart + checkout: {plain * 1000:.1f} ms per iteration ({wall * 1000:.1f} ms "
+        "under the profiler)"
+    )
+    by_module = ", ".join(f"{k} {n / count:.0f}" for k, n in statements.most_common())
+    console.print(
+        f"one checkout request: {sum(statements.values()) / count:.0f} SQL statements in "
+        f"{transactions[0] / count:.0f} transactions; statements by module: {by_module}"
+    )
+    session = profiler.last_session
+    assert session is not None
+    report_profile(session.root_frame(), count)
+
+
+def _module_of(statement: str) -> str:
+    """Which module's table a statement touches (by the table-name prefix)."""
+    words = statement.replace("(", " ").replace(",", " ").split()
+    if words and words[0].upper() in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
+        return "inventory"
+    for word in words:
+        head = word.strip('"').split(".")[0]
+        if head.startswith("outbox_"):
+            return "outbox (events)"
+        for module in (
+            "checkout",
+            "payments",
+            "inventory",
+            "orders",
+            "cart",
+            "catalog",
+            "identity",
+        ):
+            if head.startswith(module + "_"):
+                return module
+    return "inventory" if "pg_advisory" in statement else "other"
+
+
+def _area(path: str | None) -> str:
+    if not path:
+        return "other"
+    p = path.replace("\\", "/")
+    for marker, name in (
+        ("/mercato/", "mercato (application code)"),
+        ("/sqlalchemy/", "SQLAlchemy (statement building, results)"),
+        ("/asyncpg/", "asyncpg (driver)"),
+        ("/pydantic", "pydantic"),
+        ("/fastapi/", "FastAPI / Starlette"),
+        ("/starlette/", "FastAPI / Starlette"),
+        ("/httpx/", "httpx (the bench client)"),
+        ("/httpcore/", "httpx (the bench client)"),
+        ("/redis/", "redis client"),
+        ("/argon2/", "argon2"),
+        ("asyncio", "asyncio event loop"),
+    ):
+        if marker in p:
+            return name
+    return "other libraries / stdlib"
+
+
+def report_profile(root: Any, count: int) -> None:
+    from pyinstrument.frame import AWAIT_FRAME_IDENTIFIER
+
+    areas: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
+
+    def visit(frame: Any, inherited: str, where: str) -> None:
+        if frame.identifier == AWAIT_FRAME_IDENTIFIER:
+            areas["waiting on I/O (PostgreSQL, Redis round trips)"] += frame.time
+            return
+        area = inherited
+        if frame.file_path:
+            area = _area(frame.file_path)
+            short = str(frame.file_path).split("site-packages/")[-1].split("/src/")[-1]
+            where = f"{frame.function} ({short}:{frame.line_no})"
+        # Own time sits in synthetic "[self]" children (and in whatever the children miss).
+        own = frame.time - sum(c.time for c in frame.children)
+        if own > 0:
+            areas[area] += own
+            functions[where] += own
+        for child in frame.children:
+            visit(child, area, where)
+
+    visit(root, "other", "?")
+    total = sum(areas.values())
+    table = Table(title="Where the time goes (pyinstrument, per checkout loop iteration)")
+    table.add_column("area")
+    table.add_column("ms", justify="right")
+    table.add_column("share", justify="right")
+    for area, seconds in areas.most_common():
+        table.add_row(area, f"{seconds / count * 1000:.2f}", f"{seconds / total:.0%}")
+    console.print(table)
+    top = Table(title="Heaviest functions by own time")
+    top.add_column("function")
+    top.add_column("ms", justify="right")
+    for where, seconds in functions.most_common(25):
+        top.add_row(where, f"{seconds / count * 1000:.2f}")
+    console.print(top)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy import text
+    from tests.support.servers import PostgresServer, RedisServer, free_port
+
+    from mercato import migrate
+    from mercato.db import Database
+
+    shoppers = [int(s) for s in args.shoppers.split(",") if s.strip()]
+    pg = PostgresServer.start()
+    redis = RedisServer.start()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        admin = await asyncpg.connect(pg.dsn())
+        await admin.execute("CREATE DATABASE bench")
+        await admin.close()
+        url = pg.url("bench")
+        await asyncio.to_thread(migrate.upgrade, url)
+        db = Database(url, pool_size=4, max_overflow=4)
+        try:
+            started = time.perf_counter()
+            hot, spread, tokens = await seed(db, args.products, max(shoppers, default=0) + 1)
+            console.print(f"seeded in {time.perf_counter() - started:.1f}s")
+            async with db.connect() as conn:
+                pg_version = str((await conn.execute(text("SHOW server_version"))).scalar_one())
+
+            runs: list[Run] = []
+            port = free_port()
+            proc = start_server(url, redis.url(), port) if shoppers else None
+            base = f"http://127.0.0.1:{port}"
+            if proc is not None:
+                await wait_until_up(base, proc)
+            limits = httpx.Limits(max_connections=max(shoppers, default=0) + 8)
+            async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+                if shoppers:
+                    await drive(client, "warm-up", spread, tokens, 16, min(3.0, args.seconds))
+                for scenario, variants in (("spread", spread), ("hot", [hot])):
+                    for n in shoppers:
+                        result = await drive(client, scenario, variants, tokens, n, args.seconds)
+                        runs.append(result)
+                        console.print(
+                            f"{scenario:>6} x{n:<3} {result.per_second:7.1f} orders/s  "
+                            f"p50 {result.percentile(0.5):6.1f} ms  "
+                            f"p99 {result.percentile(0.99):6.1f} ms  "
+                            f"failed {dict(result.failures) or 0}"
+                        )
+            if proc is not None:
+                stop_server(proc)
+                proc = None
+            # Every 201 of the measured runs and of the warm-up is an order.
+            async with db.connect() as conn:
+                from mercato.checkout import saga
+
+                by_status = await saga.count_by_status(conn)
+            problems = await verify(db, by_status.get("completed", 0))
+            if by_status.keys() - {"completed", "failed"}:
+                problems.append(f"checkouts left in progress: {by_status}")
+            if args.profile:
+                await profile(url, redis.url(), spread, tokens[-1], args.profile_checkouts)
+        finally:
+            await db.dispose()
+    finally:
+        if proc is not None:
+            stop_server(proc)
+        redis.stop()
+        pg.stop()
+    report(runs, {**machine(), "postgresql": pg_version}, problems, args.seconds)
+
+
+def report(runs: list[Run], info: dict[str, str], problems: list[str], seconds: float) -> None:
+    labels = {"hot": "1 hot variant", "spread": f"{SPREAD_VARIANTS:,} variants"}
+    table = Table(
+        title=f"POST /api/checkout over HTTP, mercato serve --workers {API_PROCESSES}, PostgreSQL"
+    )
+    for column in ("stock", "shoppers", "orders/s", "p50 ms", "p99 ms", "failed"):
+        table.add_column(column, justify="left" if column == "stock" else "right")
+    rows = []
+    for r in runs:
+        row = [
+            labels[r.scenario],
+            str(r.shoppers),
+            f"{r.per_second:,.1f}",
+            f"{r.percentile(0.5):.1f}",
+            f"{r.percentile(0.99):.1f}",
+            str(sum(r.failures.values())),
+        ]
+        rows.append(row)
+        table.add_row(*row)
+    console.print(table)
+    checked = "; ".join(problems) if problems else "all consistent"
+    console.print(
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; "
+        f"PostgreSQL {info['postgresql']}; Python {info['python']}. {seconds:g} s per run. "
+        f"Orders vs answers, stock ledger, sandbox charges: {checked}."
+    )
+    print()
+    print("| stock | shoppers | orders/s | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        print(f"| {' | '.join(row[:5])} |")
+    print()
+    print(
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; PostgreSQL "
+        f"{info['postgresql']} (private test server: fsync and synchronous_commit off) and Redis; "
+        f"Python {info['python']}; `mercato serve --workers {API_PROCESSES}`, the load generator "
+        f"and the database share the machine. Each run {seconds:g} s; after all runs: {checked}."
+    )
+    if problems:
+        raise SystemExit(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument(
+        "--products", type=int, default=3000, help="demo products to generate (variants from them)"
+    )
+    parser.add_argument(
+        "--shoppers",
+        default=",".join(map(str, SHOPPERS)),
+        help='comma-separated shopper counts ("" to only profile)',
+    )
+    parser.add_argument("--profile", action="store_true", help="profile in-process checkouts")
+    parser.add_argument("--profile-checkouts", type=int, default=100)
+    args = parser.parse_args()
+    for path in (ROOT, ROOT / "src"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

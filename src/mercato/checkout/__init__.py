@@ -1,0 +1,1 @@
+"""Checkout: pricing (shipping, tax, promo codes) and the checkout saga with crash recovery."""

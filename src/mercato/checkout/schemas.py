@@ -1,0 +1,289 @@
+"""What crosses the checkout API. Amounts go out (and staff amounts come in) as decimal
+strings; a JSON number is refused for money."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from mercato.money import CurrencyCode, DecimalStr
+
+_CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,18}\d")
+
+
+def _no_card_number(value: str) -> str:
+    if _CARD_NUMBER.search(value):
+        raise ValueError("card details are not accepted: send the token from the payment form")
+    return value
+
+
+Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$", examples=["DE"])]
+Region = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+PaymentToken = Annotated[
+    str,
+    Field(min_length=5, max_length=68, pattern=r"^tok_[A-Za-z0-9_]+$", examples=["tok_visa"]),
+    AfterValidator(_no_card_number),
+]
+MethodCode = Annotated[str, Field(min_length=1, max_length=32, examples=["standard"])]
+PromoCodeText = Annotated[str, Field(max_length=32, examples=["WELCOME10"])]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+class AddressIn(_In):
+    name: str = Field(min_length=1, max_length=100)
+    line1: str = Field(min_length=1, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    region: Region | None = None
+    country: Country = Field(description="ISO 3166-1 alpha-2")
+
+
+class CheckoutIn(_In):
+    shipping_address: AddressIn
+    shipping_method: MethodCode = "standard"
+    payment_token: PaymentToken
+    promo_code: PromoCodeText | None = None
+
+
+class QuoteAddressIn(BaseModel):
+    """For a quote only the destination matters; a full address is accepted too."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, str_strip_whitespace=True)
+
+    country: Country
+    region: Region | None = None
+
+
+class QuoteIn(_In):
+    shipping_address: QuoteAddressIn
+    shipping_method: MethodCode = "standard"
+    promo_code: PromoCodeText | None = None
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+class PricedLineOut(BaseModel):
+    variant_id: str
+    sku: str | None = None
+    title: str | None = None
+    options: dict[str, str] = {}
+    quantity: int
+    unit_price: str
+    subtotal: str
+    discount: str
+    tax: str
+    total: str
+    tax_rate: str = Field(description='Percent, e.g. "19.00"')
+
+
+class PricedCartOut(BaseModel):
+    currency: str
+    lines: list[PricedLineOut]
+    subtotal: str
+    discount: str
+    shipping: str
+    shipping_tax: str
+    tax: str
+    total: str
+    prices_include_tax: bool
+    shipping_method: str
+    promo_code: str | None
+    weight_grams: int
+
+
+class PriceChangeOut(BaseModel):
+    line_id: str
+    variant_id: str
+    sku: str
+    title: str
+    currency: str
+    unit_price_seen: str
+    unit_price: str
+
+
+class QuoteOut(PricedCartOut):
+    price_changes: list[PriceChangeOut]
+
+
+class PaymentOut(BaseModel):
+    intent_id: str | None
+    status: str
+    card_brand: str | None
+    card_last4: str | None
+
+
+class CheckoutOut(PricedCartOut):
+    order_id: str
+    checkout_id: str
+    status: str
+    shipping_address: dict[str, str]
+    payment: PaymentOut
+
+
+class SagaOut(BaseModel):
+    id: str
+    status: str
+    step: str
+    order_id: str | None
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WeightBandOut(BaseModel):
+    up_to_grams: int | None
+    price: str
+
+
+class DeliveryDays(BaseModel):
+    min: int
+    max: int
+
+
+class ShippingMethodOut(BaseModel):
+    code: str
+    name: str
+    kind: str
+    zone: str
+    currency: str
+    price: str
+    free_over: str | None
+    weight_bands: list[WeightBandOut]
+    delivery_days: DeliveryDays
+
+
+class ShippingMethodsOut(BaseModel):
+    country: str
+    methods: list[ShippingMethodOut]
+
+
+# --- staff ----------------------------------------------------------------------------------
+
+
+def percent_to_bps(value: str) -> int:
+    """``"19"`` / ``"7.7"`` / ``"5.5"`` percent → basis points (1900 / 770 / 550), exactly."""
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation as exc:
+        raise ValueError('must be a percentage such as "19" or "5.5"') from exc
+    bps = number * 100
+    if bps != bps.to_integral_value() or not 0 <= bps <= 10_000:
+        raise ValueError("must be 0 to 100 with at most two decimals")
+    return int(bps)
+
+
+def _check_percent(value: str) -> str:
+    percent_to_bps(value)
+    return value.strip()
+
+
+Percent = Annotated[
+    str,
+    Field(strict=True, max_length=8, examples=["19"]),
+    AfterValidator(_check_percent),
+]
+
+
+# JSON carries timestamps as ISO 8601 strings; strict mode would refuse any string.
+Timestamp = Annotated[datetime, Field(strict=False, examples=["2026-01-01T00:00:00Z"])]
+
+
+class ZoneIn(_In):
+    name: str = Field(min_length=1, max_length=80)
+    countries: list[Country] = Field(min_length=1, max_length=250)
+
+
+class ZoneOut(BaseModel):
+    id: str
+    name: str
+    countries: list[str]
+
+
+class WeightBandIn(_In):
+    up_to_grams: int | None = Field(ge=1, le=10_000_000)
+    price: DecimalStr
+
+
+class ShippingMethodIn(_In):
+    zone_id: str = Field(min_length=1, max_length=40)
+    code: MethodCode
+    name: str = Field(min_length=1, max_length=80)
+    kind: Literal["flat", "weight_band", "free_over"]
+    price: DecimalStr = "0.00"
+    currency: CurrencyCode
+    free_over: DecimalStr | None = None
+    weight_bands: list[WeightBandIn] = Field(default_factory=list, max_length=20)
+    min_days: int = Field(default=2, ge=0, le=365)
+    max_days: int = Field(default=5, ge=0, le=365)
+    position: int = Field(default=0, ge=0, le=10_000)
+
+
+class AdminShippingMethodOut(ShippingMethodOut):
+    id: str
+    zone_id: str
+    position: int
+    active: bool
+
+
+class TaxRateIn(_In):
+    country: Country
+    region: Region | None = None
+    tax_class: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+    rate: Percent
+
+
+class TaxRateOut(BaseModel):
+    id: str
+    country: str
+    region: str | None
+    tax_class: str
+    rate: str
+
+
+class PromoIn(_In):
+    code: str = Field(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$")
+    kind: Literal["percent", "fixed"]
+    value: str = Field(
+        max_length=20,
+        description='percent: a percentage ("10"); fixed: an amount ("5.00") in currency',
+        examples=["10"],
+    )
+    currency: CurrencyCode | None = None
+    min_subtotal: DecimalStr = "0"
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+    usage_limit: int | None = Field(default=None, ge=0, le=100_000_000)
+    per_customer_limit: int | None = Field(default=None, ge=1, le=1_000)
+    active: bool = True
+
+
+class PromoOut(BaseModel):
+    id: str
+    code: str
+    kind: str
+    value: str
+    currency: str | None
+    min_subtotal: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    usage_limit: int | None
+    per_customer_limit: int | None
+    used_count: int
+    active: bool
+
+
+class SettingsIn(_In):
+    prices_include_tax: bool
+
+
+class SettingsOut(BaseModel):
+    prices_include_tax: bool

@@ -1,0 +1,74 @@
+"""The command line: the demo shop from nothing, and the refusal to serve an unmigrated database."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from mercato.app import create_app
+from mercato.cli import app as cli
+from mercato.settings import Settings
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+async def test_demo_seeds_a_shop_that_answers(tmp_path: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the demo's embedded default is SQLite")
+    database = tmp_path / "demo.db"
+    code, output = await asyncio.to_thread(
+        _invoke, "demo", "--no-serve", "--products", "40", "--database", str(database)
+    )
+    assert code == 0, output
+    assert "staff@example.com" in output and "shopper@example.com" in output
+    # A second run keeps what is there.
+    code, output = await asyncio.to_thread(
+        _invoke, "demo", "--no-serve", "--products", "40", "--database", str(database)
+    )
+    assert code == 0 and "already present" in output
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{database}", data_dir=tmp_path / "d")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+            products = (await client.get("/api/products", params={"limit": 5})).json()["items"]
+            assert len(products) == 5
+            for product in products:
+                assert product["variants"]
+                for variant in product["variants"]:
+                    assert re.fullmatch(r"\d+\.\d{2}", variant["price"])
+            login = await client.post(
+                "/api/auth/login",
+                json={"email": "shopper@example.com", "password": "demo-password"},
+            )
+            assert login.status_code == 200
+            methods = await client.get("/api/checkout/shipping-methods", params={"country": "DE"})
+            codes = {m["code"] for m in methods.json()["methods"]}
+            assert {"standard", "express"} <= codes
+
+
+async def test_serve_refuses_an_unmigrated_database(tmp_path: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("one backend is enough to show the refusal")
+    code, output = await asyncio.to_thread(
+        _invoke, "serve", "--database", str(tmp_path / "empty.db"), "--port", "1"
+    )
+    assert code == 1
+    assert "mercato migrate" in output
+
+
+async def test_migrate_then_serve_check_passes(tmp_path: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("migrations on PostgreSQL run for every test already")
+    code, output = await asyncio.to_thread(_invoke, "migrate", "--database", str(tmp_path / "m.db"))
+    assert code == 0, output
+    assert "revision" in output

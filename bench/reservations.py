@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench.reservations            # or: .venv/bin/python bench/reservations.py
+    python -m bench.reservations
 
 It starts a private PostgreSQL on a free 127.0.0.1 port (the test suite's server: fsync and
 synchronous_commit are off, so the figures show locking and CPU, not disk flushes), migrates
@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import random
 import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT, machine, seed_hot_and_spread
+
 WORKERS = (1, 16, 64)
 SPREAD_VARIANTS = 10_000
 HOT_STOCK = 1_000_000_000
@@ -56,90 +54,16 @@ class Run:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "ram": ram,
-        "python": platform.python_version(),
-    }
-
-
 async def seed(db: Any, products: int) -> tuple[str, list[str]]:
     """A catalog from the demo generator; stock for one hot and SPREAD_VARIANTS other variants."""
-    from sqlalchemy import insert
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from mercato.catalog import service as catalog
-    from mercato.catalog.demo import seed_catalog
-    from mercato.db import utcnow
-    from mercato.ids import new_id
-    from mercato.inventory import service as inventory
-
-    variant_ids = await seed_catalog(db, products, seed=1)
-    async with db.connect() as conn:
-        session = AsyncSession(bind=conn)
-        infos = await catalog.get_variants(session, variant_ids)
-        await session.close()
-        sellable = [v for v in variant_ids if infos[v].active]
-        if len(sellable) < SPREAD_VARIANTS + 1:
-            raise SystemExit(f"only {len(sellable)} sellable variants; raise --products")
-        warehouse = await inventory.create_warehouse(
-            conn, code="BENCH", name="Bench", countries=["DE"]
-        )
-    hot, spread = sellable[0], sellable[1 : SPREAD_VARIANTS + 1]
-    now = utcnow()
-    stock = [(hot, HOT_STOCK)] + [(v, SPREAD_STOCK) for v in spread]
-    for start in range(0, len(stock), 2000):
-        chunk = stock[start : start + 2000]
-        async with db.connect() as conn:
-            await conn.execute(
-                insert(inventory.STOCK),
-                [
-                    {
-                        "variant_id": v,
-                        "warehouse_id": warehouse.id,
-                        "on_hand": q,
-                        "reserved": 0,
-                        "version": 1,
-                        "updated_at": now,
-                    }
-                    for v, q in chunk
-                ],
-            )
-            await conn.execute(
-                insert(inventory.MOVEMENTS),
-                [
-                    {
-                        "id": new_id("mov"),
-                        "variant_id": v,
-                        "warehouse_id": warehouse.id,
-                        "kind": "receive",
-                        "quantity": q,
-                        "reason": None,
-                        "reference": "bench",
-                        "created_at": now,
-                    }
-                    for v, q in chunk
-                ],
-            )
-    return hot, spread
+    return await seed_hot_and_spread(
+        db,
+        products=products,
+        seed=1,
+        spread_variants=SPREAD_VARIANTS,
+        hot_stock=HOT_STOCK,
+        spread_stock=SPREAD_STOCK,
+    )
 
 
 async def run(

@@ -102,6 +102,38 @@ def _quantities(rng: random.Random, warehouses: Sequence[str]) -> dict[str, int]
     return {w: q for w, q in found.items() if q > 0}
 
 
+async def receive_bulk(
+    db: Database, received: Sequence[tuple[str, str, int]], reference: str = REFERENCE
+) -> None:
+    """Receive stock for many (variant id, warehouse id, quantity) at once, with their ledger
+    rows, into stock rows that do not exist yet: seeding, imports and benchmarks."""
+    for start in range(0, len(received), _BATCH):
+        chunk = [r for r in received[start : start + _BATCH] if r[2] > 0]
+        if not chunk:
+            continue
+        ids = _ids("mov", len(chunk))
+        stock = [
+            {"variant_id": v, "warehouse_id": w, "on_hand": q, "reserved": 0, "version": 1}
+            for v, w, q in chunk
+        ]
+        ledger = [
+            {
+                "id": next(ids),
+                "variant_id": v,
+                "warehouse_id": w,
+                "kind": "receive",
+                "quantity": q,
+                "reason": None,
+                "reference": reference,
+            }
+            for v, w, q in chunk
+        ]
+        async with db.connect() as conn:
+            stamp = _timestamp(conn)
+            await conn.execute(insert(STOCK).values(updated_at=stamp), stock)
+            await conn.execute(insert(MOVEMENTS).values(created_at=stamp), ledger)
+
+
 async def seed_inventory(
     db: Database,
     variant_ids: list[str],
@@ -114,35 +146,11 @@ async def seed_inventory(
     rng = random.Random(seed)
     for start in range(0, len(variant_ids), _BATCH):
         batch = variant_ids[start : start + _BATCH]
-        stock: list[dict[str, Any]] = []
-        ledger: list[dict[str, Any]] = []
-        ids = _ids("mov", len(batch) * len(warehouses))
-        for variant_id in batch:
-            for warehouse_id, quantity in _quantities(rng, warehouses).items():
-                stock.append(
-                    {
-                        "variant_id": variant_id,
-                        "warehouse_id": warehouse_id,
-                        "on_hand": quantity,
-                        "reserved": 0,
-                        "version": 1,
-                    }
-                )
-                ledger.append(
-                    {
-                        "id": next(ids),
-                        "variant_id": variant_id,
-                        "warehouse_id": warehouse_id,
-                        "kind": "receive",
-                        "quantity": quantity,
-                        "reason": None,
-                        "reference": REFERENCE,
-                    }
-                )
-        if stock:
-            async with db.connect() as conn:
-                stamp = _timestamp(conn)
-                await conn.execute(insert(STOCK).values(updated_at=stamp), stock)
-                await conn.execute(insert(MOVEMENTS).values(created_at=stamp), ledger)
+        received = [
+            (variant_id, warehouse_id, quantity)
+            for variant_id in batch
+            for warehouse_id, quantity in _quantities(rng, warehouses).items()
+        ]
+        await receive_bulk(db, received)
         if progress is not None:
             progress(len(batch))

@@ -12,14 +12,17 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Index, Integer, String, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, Database, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, JSONType, UTCDateTime, utcnow
 from mercato.ids import new_id
+
+if TYPE_CHECKING:
+    from mercato.runtime import Runtime
 
 log = logging.getLogger("mercato.events")
 
@@ -97,7 +100,8 @@ async def publish_many(
         await executor.execute(insert(OutboxEvent.__table__), rows)  # type: ignore[arg-type]
 
 
-Handler = Callable[[Event], Awaitable[None]]
+# A consumer gets the process's runtime (database, settings, Redis) and one event.
+Handler = Callable[["Runtime", Event], Awaitable[None]]
 
 
 @dataclass
@@ -114,18 +118,24 @@ class Dispatcher:
     def register(self, name: str, types: Iterable[str], handler: Handler) -> None:
         self.consumers[name] = _Consumer(name, frozenset(types), handler)
 
-    async def dispatch_once(self, db: Database, batch: int = 200) -> int:
-        """Deliver up to ``batch`` pending events to each consumer; returns how many were handled.
+    async def dispatch_once(
+        self, runtime: Runtime, batch: int = 200, only: Iterable[str] | None = None
+    ) -> int:
+        """Deliver up to ``batch`` pending events to each consumer (or to the consumers named in
+        ``only``); returns how many were handled.
 
         A failing handler stops that consumer at that event (order is kept) and is retried on
         the next pass; other consumers carry on.
         """
+        names = set(only) if only is not None else None
         handled = 0
         for consumer in list(self.consumers.values()):
-            handled += await self._dispatch_consumer(db, consumer, batch)
+            if names is None or consumer.name in names:
+                handled += await self._dispatch_consumer(runtime, consumer, batch)
         return handled
 
-    async def _dispatch_consumer(self, db: Database, consumer: _Consumer, batch: int) -> int:
+    async def _dispatch_consumer(self, runtime: Runtime, consumer: _Consumer, batch: int) -> int:
+        db = runtime.db
         delivered = select(OutboxDelivery.event_seq).where(
             OutboxDelivery.consumer == consumer.name,
             OutboxDelivery.event_seq == OutboxEvent.seq,
@@ -145,7 +155,7 @@ class Dispatcher:
         count = 0
         for ev in events:
             try:
-                await consumer.handler(ev)
+                await consumer.handler(runtime, ev)
             except Exception:
                 log.exception("consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type)
                 break

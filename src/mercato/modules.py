@@ -19,6 +19,9 @@ MODULES: tuple[str, ...] = (
     "orders",
     "checkout",
     "search",
+    "fulfilment",
+    "returns",
+    "notifications",
 )
 
 

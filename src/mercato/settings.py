@@ -51,6 +51,23 @@ class Settings(BaseSettings):
     # payments
     payment_provider: str = Field(default="sandbox", description="sandbox, or a registered name")
 
+    # fulfilment and returns
+    return_window_days: int = 30
+    refund_shipping_on_full_return: bool = True
+
+    # notifications: with no SMTP host, mails are written as .eml files under data_dir/mail
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Mercato <shop@example.com>"
+    shop_name: str = "Mercato"
+    public_url: str = "http://127.0.0.1:8000"
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 5.0
+    webhook_disable_after_failures: int = 20
+
     # worker
     worker_poll_seconds: float = 0.2
 

@@ -44,7 +44,7 @@ def job(name: str, interval: float) -> Callable[[JobFunc], JobFunc]:
 
 
 async def _deliver_outbox(runtime: Runtime) -> int:
-    return await dispatcher.dispatch_once(runtime.db)
+    return await dispatcher.dispatch_once(runtime)
 
 
 def jobs() -> list[Job]:

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from mercato.db import Database
 from mercato.events import Dispatcher, Event, OutboxDelivery, OutboxEvent, publish, publish_many
+from mercato.runtime import Runtime
 
 
 async def test_event_rolls_back_with_its_transaction(db: Database) -> None:
@@ -22,28 +23,32 @@ async def test_event_rolls_back_with_its_transaction(db: Database) -> None:
         assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
 
 
-async def test_each_consumer_gets_each_event_once(db: Database) -> None:
+async def test_each_consumer_gets_each_event_once(runtime: Runtime, db: Database) -> None:
     async with db.session() as session:
         await publish(session, "A", "x1", {"n": 1})
         await publish_many(session, [("A", "x2", {"n": 2}), ("B", "x3", {"n": 3})])
 
     seen: dict[str, list[int]] = {"first": [], "second": []}
 
-    async def first(ev: Event) -> None:
+    async def first(_rt: Runtime, ev: Event) -> None:
         seen["first"].append(ev.payload["n"])
 
-    async def second(ev: Event) -> None:
+    async def second(_rt: Runtime, ev: Event) -> None:
         seen["second"].append(ev.payload["n"])
 
     dispatcher = Dispatcher()
     dispatcher.register("first", ["A"], first)
     dispatcher.register("second", ["A", "B"], second)
-    assert await dispatcher.dispatch_once(db) == 5
-    assert await dispatcher.dispatch_once(db) == 0
+    assert await dispatcher.dispatch_once(runtime, only=["first"]) == 2
+    assert seen == {"first": [1, 2], "second": []}
+    assert await dispatcher.dispatch_once(runtime) == 3
+    assert await dispatcher.dispatch_once(runtime) == 0
     assert seen == {"first": [1, 2], "second": [1, 2, 3]}
 
 
-async def test_failing_consumer_retries_in_order_without_blocking_others(db: Database) -> None:
+async def test_failing_consumer_retries_in_order_without_blocking_others(
+    runtime: Runtime, db: Database
+) -> None:
     async with db.session() as session:
         await publish_many(session, [("A", "x", {"n": n}) for n in range(3)])
 
@@ -51,23 +56,23 @@ async def test_failing_consumer_retries_in_order_without_blocking_others(db: Dat
     steady_seen: list[int] = []
     fail_once = {1}
 
-    async def flaky(ev: Event) -> None:
+    async def flaky(_rt: Runtime, ev: Event) -> None:
         n = ev.payload["n"]
         if n in fail_once:
             fail_once.discard(n)
             raise RuntimeError("receiver down")
         flaky_seen.append(n)
 
-    async def steady(ev: Event) -> None:
+    async def steady(_rt: Runtime, ev: Event) -> None:
         steady_seen.append(ev.payload["n"])
 
     dispatcher = Dispatcher()
     dispatcher.register("flaky", ["A"], flaky)
     dispatcher.register("steady", ["A"], steady)
-    await dispatcher.dispatch_once(db)
+    await dispatcher.dispatch_once(runtime)
     assert flaky_seen == [0]
     assert steady_seen == [0, 1, 2]
-    await dispatcher.dispatch_once(db)
+    await dispatcher.dispatch_once(runtime)
     assert flaky_seen == [0, 1, 2]
     async with db.session() as session:
         delivered = await session.scalar(select(func.count()).select_from(OutboxDelivery))

@@ -27,9 +27,11 @@ from mercato.catalog.service import (
     VariantView,
 )
 from mercato.identity.deps import OptionalUser, require_role
+from mercato.inventory import service as inventory
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
 from mercato.problems import not_found, validation_problem
 from mercato.runtime import RuntimeDep, SessionDep
+from mercato.search import service as search
 
 public = APIRouter(prefix="/api", tags=["catalog"])
 admin = APIRouter(
@@ -120,7 +122,16 @@ async def present_products(
 ) -> list[dict[str, Any]]:
     """Products as the API answers them. Data owned by other modules (stock hints, ratings)
     joins the dicts here, looked up in one batch per page."""
-    return [product_json(p, detail=detail) for p in products]
+    answers = [product_json(p, detail=detail) for p in products]
+    variants = [v for answer in answers for v in answer["variants"]]
+    available = await inventory.availability(session, [v["id"] for v in variants])
+    for variant in variants:
+        units = available.get(variant["id"], 0)
+        variant["in_stock"] = variant["active"] and units > 0
+        variant["stock_hint"] = inventory.low_stock_hint(units) if variant["active"] else None
+    for answer in answers:
+        answer["in_stock"] = any(v["in_stock"] for v in answer["variants"])
+    return answers
 
 
 def _minor(amount: str, currency: str, field: str) -> int:
@@ -189,7 +200,10 @@ async def list_products(
     limit: Annotated[int, Query(ge=1, le=100)] = 24,
 ) -> dict[str, Any]:
     """Active products, newest first or by price, filtered by category (with its descendants),
-    brand, price range and attributes (``attr.<name>=<value>``), in keyset pages."""
+    brand, price range and attributes (``attr.<name>=<value>``), in keyset pages.
+
+    Read from the search index (then hydrated by id); the catalog query answers while no index
+    has been built, and continues pages whose cursor it issued."""
     price_currency = currency or "EUR"
     low = _minor(min_price, price_currency, "min_price") if min_price is not None else None
     high = _minor(max_price, price_currency, "max_price") if max_price is not None else None
@@ -205,9 +219,11 @@ async def list_products(
         sort=sort,
         limit=limit,
     )
-    page = await service.list_products(
-        session, query, secret_key=runtime.settings.secret_key, cursor=cursor
-    )
+    page = await search.list_products(runtime, session, query, cursor)
+    if page is None:
+        page = await service.list_products(
+            session, query, secret_key=runtime.settings.secret_key, cursor=cursor
+        )
     return {
         "items": await present_products(session, page.items),
         "next_cursor": page.next_cursor,

@@ -61,6 +61,7 @@ class VariantInfo:
     weight_grams: int
     active: bool  # the variant is active AND its product's status is "active"
     image: str | None
+    tax_class: str = "standard"  # the product's, which checkout's tax table is keyed by
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +232,7 @@ def _variant_info(variant: Variant, product: Product) -> VariantInfo:
         weight_grams=variant.weight_grams,
         active=bool(variant.active) and product.status == "active",
         image=product.media[0] if product.media else None,
+        tax_class=product.tax_class,
     )
 
 
@@ -1004,3 +1006,51 @@ def _after(sort: str, key: int | datetime, last_id: str) -> ColumnElement[bool]:
     if sort == "price_asc":
         return or_(Product.min_price > key, and_(Product.min_price == key, Product.id > last_id))
     return or_(Product.min_price < key, and_(Product.min_price == key, Product.id < last_id))
+
+
+# --------------------------------------------------------------------------------------------
+# Reads for projections (the search index rebuilds and refreshes itself from these)
+
+
+def _listed() -> ColumnElement[bool]:
+    """What shoppers can find: active products with at least one active variant (a price)."""
+    return and_(Product.status == "active", Product.min_price.is_not(None))
+
+
+async def count_listed_products(session: AsyncSession) -> int:
+    """How many products a shopper can find (active and priced)."""
+    count = await session.scalar(select(func.count()).select_from(Product).where(_listed()))
+    return int(count or 0)
+
+
+async def listed_product_ids(
+    session: AsyncSession, *, after: str | None = None, limit: int = 1000
+) -> list[str]:
+    """Ids of listed products in id order, the next ``limit`` after ``after`` (a keyset walk
+    over the whole catalog in short transactions)."""
+    query = select(Product.id).where(_listed()).order_by(Product.id).limit(limit)
+    if after is not None:
+        query = query.where(Product.id > after)
+    return list((await session.scalars(query)).all())
+
+
+async def product_ids_in_category_tree(session: AsyncSession, category_id: str) -> list[str]:
+    """Ids of every product (any status) in a category or below it."""
+    category = await session.get(Category, category_id)
+    if category is None:
+        return []
+    subtree = select(Category.id).where(
+        or_(
+            Category.path == category.path,
+            Category.path.startswith(category.path + "/", autoescape=True),
+        )
+    )
+    return list(
+        (await session.scalars(select(Product.id).where(Product.category_id.in_(subtree)))).all()
+    )
+
+
+async def category_names_by_path(session: AsyncSession) -> dict[str, str]:
+    """Every category's name keyed by its path, to name a product's ancestors in one lookup."""
+    rows = await session.execute(select(Category.path, Category.name))
+    return {path: name for path, name in rows}

@@ -1,0 +1,1 @@
+"""Product search: a Tantivy index projected from the catalog, stock and ratings."""

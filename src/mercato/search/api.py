@@ -1,0 +1,190 @@
+"""Search endpoints: ``GET /api/search``, autocomplete, and the staff synonym list.
+
+Bad input is answered with a 4xx problem (``query_too_long``, ``invalid_price_range``,
+``unknown_facet``, ``invalid_cursor``, ``validation_error``) or an empty page, never a 500: the
+shopper's text is tokenised here, never parsed as query syntax. An empty query with no filters
+is a browse of the whole catalog, best sellers first.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import QueryParams
+
+from mercato.identity.deps import StaffUser
+from mercato.money import CurrencyCode, MoneyError, to_minor
+from mercato.problems import Problem, validation_problem
+from mercato.runtime import RuntimeDep, SessionDep
+from mercato.search import query as q
+from mercato.search import service
+from mercato.search.schemas import SynonymList, SynonymsIn, SynonymsOut
+
+router = APIRouter(tags=["search"])
+
+MAX_ATTRIBUTE_FILTERS = 20
+ATTR_PREFIX = "attr."
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+Slug = Annotated[str, Query(max_length=80)]
+
+
+def _text(value: str, field: str) -> str:
+    if len(value) > q.MAX_QUERY_CHARS:
+        raise validation_problem(
+            field, f"at most {q.MAX_QUERY_CHARS} characters", code="query_too_long"
+        )
+    return value
+
+
+def _price(value: str | None, currency: str, field: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return to_minor(value, currency)
+    except MoneyError as exc:
+        raise validation_problem(field, str(exc), code="invalid_price_range") from exc
+
+
+def _facets(value: str | None) -> frozenset[str]:
+    if value is None:
+        return frozenset(q.FACETS)
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    if names == {"none"}:
+        return frozenset()
+    unknown = sorted(names - set(q.FACETS))
+    if unknown:
+        raise Problem(
+            422,
+            "unknown_facet",
+            f"Unknown facets: {', '.join(unknown)}; known: {', '.join(q.FACETS)}",
+            title="Invalid request",
+            errors=[{"field": "facets", "message": "unknown facet", "type": "unknown_facet"}],
+            known=list(q.FACETS),
+        )
+    return frozenset(names)
+
+
+def _attributes(params: QueryParams) -> dict[str, list[str]]:
+    """``attr.colour=red&attr.colour=blue&attr.size=M``: values of one attribute are
+    alternatives, different attributes must all match. Variant options count as attributes."""
+    filters: dict[str, list[str]] = {}
+    count = 0
+    for key, value in params.multi_items():
+        if not key.startswith(ATTR_PREFIX):
+            continue
+        name = key[len(ATTR_PREFIX) :]
+        count += 1
+        if count > MAX_ATTRIBUTE_FILTERS:
+            raise validation_problem(key, f"at most {MAX_ATTRIBUTE_FILTERS} attribute filters")
+        if not ATTRIBUTE_NAME.fullmatch(name):
+            raise validation_problem(key, "not an attribute name")
+        if len(value) > 200:
+            raise validation_problem(key, "at most 200 characters")
+        filters.setdefault(name, []).append(value)
+    return filters
+
+
+@router.get("/api/search")
+async def search(
+    request: Request,
+    runtime: RuntimeDep,
+    q_: Annotated[str, Query(alias="q", max_length=100_000)] = "",
+    category: Slug | None = None,
+    brand: Annotated[list[str] | None, Query(max_length=20)] = None,
+    min_price: Annotated[str | None, Query(max_length=40)] = None,
+    max_price: Annotated[str | None, Query(max_length=40)] = None,
+    currency: Annotated[CurrencyCode | None, Query()] = None,
+    rating_gte: Annotated[float | None, Query(ge=0, le=5)] = None,
+    in_stock: bool | None = None,
+    sort: q.Sort = "relevance",
+    cursor: Annotated[str | None, Query(max_length=8000)] = None,
+    limit: Annotated[int, Query(ge=1, le=q.MAX_LIMIT)] = 24,
+    facets: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Products matching the words (typos forgiven, synonyms applied) and filters, with facet
+    counts for the whole match. ``attr.<name>=<value>`` filters by attribute or option value;
+    ``facets=brand,price`` limits the facets (``facets=none`` for none)."""
+    text = _text(q_, "q")
+    price_currency = currency or "EUR"
+    low = _price(min_price, price_currency, "min_price")
+    high = _price(max_price, price_currency, "max_price")
+    if low is not None and high is not None and low > high:
+        raise validation_problem(
+            "max_price", "must not be below min_price", code="invalid_price_range"
+        )
+    brands = tuple(dict.fromkeys(b for b in brand or [] if b))
+    if any(len(b) > 80 for b in brands):
+        raise validation_problem("brand", "at most 80 characters")
+    filters = q.Filters(
+        category=category,
+        brands=brands,
+        min_price=low,
+        max_price=high,
+        currency=price_currency if (currency or low is not None or high is not None) else None,
+        rating_gte=rating_gte,
+        in_stock=in_stock,
+        attributes=_attributes(request.query_params),
+    )
+    request_ = q.SearchRequest(
+        q=text, filters=filters, sort=sort, limit=limit, cursor=cursor, facets=_facets(facets)
+    )
+    result = await service.search(runtime, request_)
+    return {
+        "query": text,
+        "hits": result.hits,
+        "total": result.total,
+        "facets": result.facets,
+        "matched": result.matched,
+        "showing_results_for": result.showing_results_for,
+        "did_you_mean": result.did_you_mean,
+        "next_cursor": result.next_cursor,
+    }
+
+
+@router.get("/api/search/suggest")
+async def suggest(
+    runtime: RuntimeDep, q_: Annotated[str, Query(alias="q", max_length=100_000)] = ""
+) -> dict[str, Any]:
+    """Autocomplete: product titles, brands and categories with a word starting with the last
+    typed word (and containing the others)."""
+    return await service.suggest(runtime, _text(q_, "q"))
+
+
+# --------------------------------------------------------------------------------------------
+# Staff
+
+
+@router.get("/api/admin/search/synonyms", response_model=SynonymList)
+async def list_synonyms(session: SessionDep, _: StaffUser) -> SynonymList:
+    groups = await service.list_synonyms(session)
+    return SynonymList(
+        items=[SynonymsOut(id=g.id, terms=g.terms, created_at=g.created_at) for g in groups]
+    )
+
+
+@router.post("/api/admin/search/synonyms", status_code=201, response_model=SynonymsOut)
+async def add_synonyms(
+    body: SynonymsIn, session: SessionDep, runtime: RuntimeDep, _: StaffUser
+) -> SynonymsOut:
+    """A group of interchangeable terms ("tv", "television"); applied to searches within a few
+    seconds, without rebuilding the index."""
+    group = await service.add_synonyms(session, body.terms)
+    service.forget_synonyms(runtime)
+    return SynonymsOut(id=group.id, terms=group.terms, created_at=group.created_at)
+
+
+@router.delete("/api/admin/search/synonyms/{synonym_id}", status_code=204)
+async def delete_synonyms(
+    synonym_id: str, session: SessionDep, runtime: RuntimeDep, _: StaffUser
+) -> Response:
+    await service.delete_synonyms(session, synonym_id)
+    service.forget_synonyms(runtime)
+    return Response(status_code=204)
+
+
+@router.get("/api/admin/search/status")
+async def index_status(runtime: RuntimeDep, _: StaffUser) -> dict[str, Any]:
+    """Which index version this process reads, how many products it holds, its last commit."""
+    return await service.status(runtime)

@@ -1,0 +1,992 @@
+"""Turning a shopper's words and filters into Tantivy queries, and the answer into plain data.
+
+User text never reaches a query parser: it is split into words by the same analysers the index
+uses, and every query is built with Tantivy's query objects. So quotes, colons, brackets, stars
+and tildes are just punctuation, and no engine error can be provoked by what a shopper types.
+
+Relevance: BM25 over the title (x3), brand (x2), and the description with the category names
+and attribute values (x1). Every word must match (in any of those fields, or through a
+synonym); a word that matches nothing is replaced by its nearest spelling in the index (or
+retried as a fuzzy term) and the answer says what was searched instead; if all the words
+together still match nothing, any word may match (``matched: "any"``). Equally relevant
+products are ordered by units sold (the index keeps each segment's documents best
+sellers first, and Tantivy breaks score ties by document order).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import tantivy
+from itsdangerous import BadSignature, URLSafeSerializer
+from tantivy import FieldType, Occur, Order, Query
+
+from mercato.money import exponent, format_minor
+from mercato.problems import Problem
+from mercato.search.engine import (
+    PLAIN_ANALYZER,
+    PRICE_STEPS,
+    SCHEMA,
+    SEP,
+    SHORT_FIELDS,
+    STEM_ANALYZER,
+    TEXT_FIELDS,
+    Reader,
+)
+
+MAX_QUERY_CHARS = 200
+MAX_WORDS = 10
+MAX_LIMIT = 100
+MAX_OFFSET = 10_000
+LITTLE = 3  # a word found in fewer documents than this is worth a "did you mean"
+FUZZY_WEIGHT = 0.1  # fuzzy matches score a constant; keep them below any real BM25 match
+SYNONYM_WEIGHT = 0.9
+ATTRIBUTE_FACETS = 8
+TERMS_SIZE = 65_000  # far above the distinct values a facet can have: counts stay exact
+VOCABULARY_TTL = 60.0
+SUGGEST_PRODUCTS = 8
+SUGGEST_GROUPS = 5
+
+STOPWORDS = frozenset(
+    {"a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "of"}
+    | {"on", "or", "the", "to", "with", "without"}
+)
+FACETS = ("brand", "category", "price", "rating", "in_stock", "attributes")
+SORTS = ("relevance", "price_asc", "price_desc", "newest", "rating")
+Sort = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
+RATING_STEPS = (4, 3, 2, 1)
+
+# (fast field, ascending) per keyset sort; relevance without words is "best sellers first".
+KEYSET: dict[str, tuple[str, bool]] = {
+    "price_asc": ("key_price", True),
+    "price_desc": ("key_price", False),
+    "newest": ("key_newest", False),
+    "rating": ("key_rating", False),
+    "relevance": ("key_sales", False),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Words
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str  # lower case, accents folded: what the shopper typed
+    stem: str  # the indexed form
+
+    @property
+    def optional(self) -> bool:
+        return self.text in STOPWORDS
+
+
+def stem(word: str) -> str:
+    stems = STEM_ANALYZER.analyze(word)
+    return stems[0] if stems else word
+
+
+def words_of(text: str) -> list[Word]:
+    """The shopper's words, as the index's analysers split them (anything else is dropped)."""
+    return [Word(w, stem(w)) for w in PLAIN_ANALYZER.analyze(text)[:MAX_WORDS]]
+
+
+def fuzzy_distance(word: str) -> int:
+    """Edit distance allowed when a word matches nothing: 1 for 4-7 letters, 2 beyond."""
+    if len(word) < 4:
+        return 0
+    return 1 if len(word) <= 7 else 2
+
+
+def edit_distance(a: str, b: str, limit: int = 2) -> int:
+    """Damerau-Levenshtein (adjacent transpositions count once); ``limit + 1`` when above."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[len(b)], limit + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Synonyms
+
+
+@dataclass(frozen=True)
+class Synonyms:
+    """Groups of interchangeable terms, matched on stems so that "trainer" finds "sneakers"
+    when "trainers" and "sneakers" form a group."""
+
+    groups: tuple[tuple[tuple[str, ...], ...], ...] = ()
+    _by_first: dict[str, list[tuple[tuple[str, ...], int]]] = field(
+        default_factory=dict, compare=False
+    )
+
+    @classmethod
+    def of(cls, groups: Iterable[Sequence[str]]) -> Synonyms:
+        stemmed: list[tuple[tuple[str, ...], ...]] = []
+        for group in groups:
+            members = tuple(
+                dict.fromkeys(t for t in (tuple(w.stem for w in words_of(term)) for term in group))
+            )
+            members = tuple(m for m in members if m)
+            if len(members) >= 2:
+                stemmed.append(members)
+        by_first: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for index, members in enumerate(stemmed):
+            for member in members:
+                by_first.setdefault(member[0], []).append((member, index))
+        for entries in by_first.values():
+            entries.sort(key=lambda e: -len(e[0]))  # longest phrase first
+        return cls(tuple(stemmed), by_first)
+
+    def match(self, stems: Sequence[str], start: int) -> tuple[int, list[tuple[str, ...]]]:
+        """How many words from ``start`` a synonym phrase covers, and the other members."""
+        for member, index in self._by_first.get(stems[start], ()):
+            if tuple(stems[start : start + len(member)]) == member:
+                return len(member), [m for m in self.groups[index] if m != member]
+        return 1, []
+
+
+EMPTY_SYNONYMS = Synonyms.of(())
+
+
+# --------------------------------------------------------------------------------------------
+# Queries
+
+
+def _boost(query: Query, weight: float) -> Query:
+    return query if weight == 1.0 else Query.boost_query(query, weight)
+
+
+def _should(queries: Sequence[Query]) -> Query:
+    if len(queries) == 1:
+        return queries[0]
+    return Query.boolean_query([(Occur.Should, q) for q in queries])
+
+
+def _term(field_name: str, value: Any) -> Query:
+    return Query.term_query(SCHEMA, field_name, value)
+
+
+def exact_clause(stems: Sequence[str], weight: float = 1.0) -> Query:
+    """The words in any searchable field, each field with its boost (a phrase when several)."""
+    parts = []
+    for name, boost in TEXT_FIELDS.items():
+        if len(stems) == 1:
+            query = _term(name, stems[0])
+        else:
+            query = Query.phrase_query(SCHEMA, name, list(stems))
+        parts.append(_boost(query, boost * weight))
+    return _should(parts)
+
+
+def fuzzy_clause(word: Word, distance: int) -> Query:
+    parts = []
+    for name in SHORT_FIELDS:
+        for text in dict.fromkeys((word.stem, word.text)):
+            fuzzy = Query.fuzzy_term_query(SCHEMA, name, text, distance, True, False)
+            parts.append(_boost(fuzzy, FUZZY_WEIGHT * TEXT_FIELDS[name]))
+    return _should(parts)
+
+
+def doc_freq(searcher: tantivy.Searcher, stem_: str) -> int:
+    return sum(searcher.doc_freq(name, stem_) for name in TEXT_FIELDS)
+
+
+class Vocabulary:
+    """The index's own words (titles, brand and category names, attribute values) with their
+    document counts, in a small in-memory Tantivy index so that a misspelt word's neighbours
+    are found by Tantivy's Levenshtein automata rather than by comparing strings in Python."""
+
+    def __init__(self, words: Mapping[str, int]) -> None:
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field("word", stored=True, tokenizer_name="raw", index_option="basic")
+        builder.add_unsigned_field("df", stored=True, fast=True)
+        self.schema = builder.build()
+        self.index = tantivy.Index(self.schema)
+        writer = self.index.writer(15_000_000, 1)
+        for word, count in words.items():
+            doc = tantivy.Document()
+            doc.add_text("word", word)
+            doc.add_unsigned("df", count)
+            writer.add_document(doc)
+        writer.commit()
+        writer.wait_merging_threads()
+        self.index.reload()
+        self.built = time.monotonic()
+        self.size = len(words)
+
+    @classmethod
+    def of(cls, searcher: tantivy.Searcher) -> Vocabulary:
+        words: dict[str, int] = {}
+
+        def add(word: str, count: int) -> None:
+            if len(word) >= 2 and not word.isdigit():
+                words[word] = max(words.get(word, 0), count)
+
+        for term, count in searcher.terms_with_prefix("title_plain", "", limit=None):
+            add(term, count)
+        for term, count in searcher.terms_with_prefix("suggest", "", limit=None):
+            parts = term.split(SEP)
+            if len(parts) == 4:
+                add(parts[1], count)
+        for term, count in searcher.terms_with_prefix("attrs", "", limit=None):
+            for word in PLAIN_ANALYZER.analyze(term.partition(SEP)[2]):
+                add(word, count)
+        return cls(words)
+
+    def neighbours(self, word: str, distance: int) -> list[tuple[str, int, int]]:
+        """(word, edit distance, document count) of the known words within ``distance``."""
+        query = Query.fuzzy_term_query(self.schema, "word", word, distance, True, False)
+        searcher = self.index.searcher()
+        found = searcher.search(query, 50, count=False, weight_by_field="df")
+        near = []
+        for _, address in found.hits:
+            doc = searcher.doc(address)
+            candidate, count = str(doc.get_first("word")), int(doc.get_first("df") or 0)
+            d = edit_distance(candidate, word, distance)
+            if candidate != word and d <= distance:
+                near.append((candidate, d, count))
+        return sorted(near, key=lambda n: (n[1], -n[2], n[0]))
+
+
+def vocabulary_for(reader: Reader) -> Vocabulary:
+    """The reader's vocabulary, rebuilt at most every ``VOCABULARY_TTL`` seconds."""
+    cached = reader.cache.get("vocabulary")
+    if isinstance(cached, Vocabulary) and time.monotonic() - cached.built < VOCABULARY_TTL:
+        return cached
+    vocabulary = Vocabulary.of(reader.searcher())
+    reader.cache["vocabulary"] = vocabulary
+    return vocabulary
+
+
+@dataclass
+class Unit:
+    """One or more of the shopper's words that match together (a synonym phrase)."""
+
+    words: list[Word]
+    alternatives: list[tuple[str, ...]]
+    correction: str | None = None  # the word searched instead of a misspelt one
+    fuzzy: int = 0  # edit distance of the fuzzy alternative, 0 for none
+    suggestion: str | None = None  # a likelier spelling of a rare word ("did you mean")
+
+    @property
+    def optional(self) -> bool:
+        return all(w.optional for w in self.words)
+
+    @property
+    def display(self) -> str:
+        return self.correction or " ".join(w.text for w in self.words)
+
+    def clause(self) -> Query:
+        stems = [w.stem for w in self.words]
+        if self.correction is not None:
+            stems = [stem(self.correction)]
+        parts = [exact_clause(stems)]
+        parts += [exact_clause(alt, SYNONYM_WEIGHT) for alt in self.alternatives]
+        if self.fuzzy:
+            parts.append(fuzzy_clause(self.words[0], self.fuzzy))
+        return _should(parts)
+
+
+def plan_units(
+    searcher: tantivy.Searcher,
+    words: Sequence[Word],
+    synonyms: Synonyms,
+    vocabulary: Callable[[], Vocabulary],
+) -> list[Unit]:
+    """Group the words (synonym phrases), then look at how often each single word occurs:
+    a word found nowhere is replaced by its nearest known spelling (or, lacking one, matched
+    as a fuzzy term); a rare one is also matched fuzzily and gets a "did you mean"."""
+    stems = [w.stem for w in words]
+    units: list[Unit] = []
+    i = 0
+    while i < len(words):
+        span, alternatives = synonyms.match(stems, i)
+        units.append(Unit(list(words[i : i + span]), alternatives))
+        i += span
+    for unit in units:
+        if len(unit.words) != 1 or unit.alternatives or unit.optional:
+            continue
+        word = unit.words[0]
+        distance = fuzzy_distance(word.text)
+        if distance == 0:
+            continue
+        df = doc_freq(searcher, word.stem)
+        if df >= LITTLE:
+            continue
+        near = vocabulary().neighbours(word.text, distance)
+        if df == 0:
+            if near:
+                unit.correction = near[0][0]
+            else:
+                unit.fuzzy = distance
+            continue
+        unit.fuzzy = distance
+        likelier = [n for n in near if n[2] >= 10 * df]
+        if likelier:
+            unit.suggestion = likelier[0][0]
+    return units
+
+
+def text_query(units: Sequence[Unit], match_all: bool) -> Query:
+    required = [u for u in units if not u.optional] or list(units)
+    clauses = []
+    for unit in units:
+        occur = Occur.Must if match_all and unit in required else Occur.Should
+        clauses.append((occur, unit.clause()))
+    if len(clauses) == 1:
+        return clauses[0][1]
+    return Query.boolean_query(clauses)
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+
+
+@dataclass(frozen=True)
+class Filters:
+    category: str | None = None
+    brands: tuple[str, ...] = ()
+    min_price: int | None = None
+    max_price: int | None = None
+    currency: str | None = None
+    rating_gte: float | None = None
+    in_stock: bool | None = None
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def queries(self) -> list[Query]:
+        found: list[Query] = []
+        if self.category:
+            found.append(_term("category_slugs", self.category))
+        if self.brands:
+            found.append(_should([_term("brand_slug", b) for b in self.brands]))
+        if self.min_price is not None or self.max_price is not None:
+            found.append(
+                Query.range_query(
+                    SCHEMA,
+                    "price_min",
+                    FieldType.Unsigned,
+                    lower_bound=self.min_price,
+                    upper_bound=self.max_price,
+                )
+            )
+        if self.currency:
+            found.append(_term("currency", self.currency))
+        if self.rating_gte is not None:
+            found.append(
+                Query.range_query(
+                    SCHEMA, "rating", FieldType.Float, lower_bound=float(self.rating_gte)
+                )
+            )
+        if self.in_stock is not None:
+            found.append(_term("in_stock", 1 if self.in_stock else 0))
+        for name, values in sorted(self.attributes.items()):
+            found.append(_should([_term("attrs", f"{name}{SEP}{v}") for v in values]))
+        return found
+
+    def fingerprint_data(self) -> list[Any]:
+        return [
+            self.category,
+            sorted(self.brands),
+            self.min_price,
+            self.max_price,
+            self.currency,
+            self.rating_gte,
+            self.in_stock,
+            sorted((k, sorted(v)) for k, v in self.attributes.items()),
+        ]
+
+
+def combine(text: Query | None, filters: Sequence[Query]) -> Query:
+    if text is None and not filters:
+        return Query.all_query()
+    clauses = [(Occur.Must, text)] if text is not None else []
+    # Filters only narrow: a constant score keeps them out of the ranking.
+    clauses += [(Occur.Must, Query.const_score_query(f, 0.0)) for f in filters]
+    if len(clauses) == 1 and text is not None:
+        return text
+    return Query.boolean_query(clauses)
+
+
+# --------------------------------------------------------------------------------------------
+# Cursors
+
+
+def _serializer(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt="search-cursor")
+
+
+def invalid_cursor() -> Problem:
+    return Problem(400, "invalid_cursor", "The cursor is invalid or was not issued for this query")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    sort: str
+    fingerprint: str
+    offset: int = 0  # relevance with words: how many hits came before
+    key: int | None = None  # keyset sorts: the last hit's sort key
+    seen: tuple[str, ...] = ()  # ...and the ids already shown with that key
+    any: bool = False  # the first page found nothing with every word: any word may match
+
+
+def encode_cursor(secret_key: str, cursor: Cursor) -> str:
+    data: dict[str, Any] = {"s": cursor.sort, "f": cursor.fingerprint}
+    if cursor.any:
+        data["a"] = 1
+    if cursor.key is None:
+        data["o"] = cursor.offset
+    else:
+        data["k"] = cursor.key
+        data["i"] = list(cursor.seen)
+    return str(_serializer(secret_key).dumps(data))
+
+
+def is_search_cursor(secret_key: str, token: str) -> bool:
+    try:
+        _serializer(secret_key).loads(token)
+    except BadSignature:
+        return False
+    return True
+
+
+def decode_cursor(secret_key: str, token: str, sort: str, fingerprint: str) -> Cursor:
+    try:
+        data = _serializer(secret_key).loads(token)
+    except BadSignature as exc:
+        raise invalid_cursor() from exc
+    if not isinstance(data, dict) or data.get("s") != sort or data.get("f") != fingerprint:
+        raise invalid_cursor()
+    if data.get("a", 0) not in (0, 1) or isinstance(data.get("a"), bool):
+        raise invalid_cursor()
+    any_ = data.get("a") == 1
+    if "o" in data:
+        offset = data["o"]
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise invalid_cursor()
+        return Cursor(sort, fingerprint, offset=offset, any=any_)
+    key, seen = data.get("k"), data.get("i")
+    if (
+        not isinstance(key, int)
+        or isinstance(key, bool)
+        or key < 0
+        or not isinstance(seen, list)
+        or not 1 <= len(seen) <= MAX_LIMIT
+        or not all(isinstance(s, str) and len(s) <= 64 for s in seen)
+    ):
+        raise invalid_cursor()
+    return Cursor(sort, fingerprint, key=key, seen=tuple(seen), any=any_)
+
+
+# --------------------------------------------------------------------------------------------
+# Running a search
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    q: str = ""
+    filters: Filters = field(default_factory=Filters)
+    sort: str = "relevance"
+    limit: int = 24
+    cursor: str | None = None
+    facets: frozenset[str] = frozenset(FACETS)
+    snippets: bool = True
+
+
+@dataclass
+class Plan:
+    words: list[Word]
+    units: list[Unit]
+    base: Query  # words and filters: what is counted and faceted
+    text: Query | None
+    matched: Literal["all", "any"]
+    fingerprint: str
+    filter_queries: list[Query]
+
+
+@dataclass
+class Page:
+    addresses: list[tuple[tantivy.DocAddress, int | None]]  # (address, keyset key)
+    docs: list[tantivy.Document]
+    more: bool
+
+
+@dataclass
+class SearchResult:
+    hits: list[dict[str, Any]]
+    total: int
+    facets: dict[str, Any] | None
+    showing_results_for: str | None
+    did_you_mean: str | None
+    matched: Literal["all", "any"]
+    next_cursor: str | None
+    ids: list[str]
+
+
+def fingerprint(words: Sequence[Word], filters: Filters) -> str:
+    data = json.dumps([[w.text for w in words], filters.fingerprint_data()], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _count(searcher: tantivy.Searcher, query: Query) -> int:
+    # ``count`` exists at run time but is missing from the bindings' type stubs.
+    return int(getattr(searcher.search(query, 1, count=True), "count", 0) or 0)
+
+
+def make_plan(
+    searcher: tantivy.Searcher,
+    words: list[Word],
+    filters: Filters,
+    synonyms: Synonyms,
+    vocabulary: Callable[[], Vocabulary],
+    *,
+    match_all: bool = True,
+) -> Plan:
+    filter_queries = filters.queries()
+    units = plan_units(searcher, words, synonyms, vocabulary) if words else []
+    required = [u for u in units if not u.optional]
+    match_all = match_all or len(required) < 2
+    text = text_query(units, match_all=match_all) if units else None
+    return Plan(
+        words,
+        units,
+        combine(text, filter_queries),
+        text,
+        "all" if match_all else "any",
+        fingerprint(words, filters),
+        filter_queries,
+    )
+
+
+def relaxed(plan: Plan) -> Plan | None:
+    """The plan with any word allowed to match, when every word together matched nothing."""
+    if plan.matched == "any" or len([u for u in plan.units if not u.optional]) < 2:
+        return None
+    text = text_query(plan.units, match_all=False)
+    return Plan(
+        plan.words,
+        plan.units,
+        combine(text, plan.filter_queries),
+        text,
+        "any",
+        plan.fingerprint,
+        plan.filter_queries,
+    )
+
+
+def fetch_page(
+    searcher: tantivy.Searcher, plan: Plan, sort: str, limit: int, cursor: Cursor | None
+) -> Page:
+    if sort == "relevance" and plan.text is not None:
+        offset = cursor.offset if cursor else 0
+        if offset >= MAX_OFFSET:
+            return Page([], [], False)
+        found = searcher.search(plan.base, limit + 1, count=False, offset=offset)
+        hits: list[tuple[tantivy.DocAddress, int | None]] = [(a, None) for _, a in found.hits]
+    else:
+        key_field, ascending = KEYSET[sort]
+        query = plan.base
+        if cursor is not None and cursor.key is not None:
+            bound = Query.range_query(
+                SCHEMA,
+                key_field,
+                FieldType.Unsigned,
+                lower_bound=cursor.key if ascending else None,
+                upper_bound=None if ascending else cursor.key,
+            )
+            clauses = [(Occur.Must, query), (Occur.Must, bound)]
+            clauses += [(Occur.MustNot, _term("id", seen)) for seen in cursor.seen]
+            query = Query.boolean_query(clauses)
+        found = searcher.search(
+            query,
+            limit + 1,
+            count=False,
+            order_by_field=key_field,
+            order=Order.Asc if ascending else Order.Desc,
+        )
+        hits = [(address, int(value)) for value, address in found.hits]
+    more = len(hits) > limit
+    hits = hits[:limit]
+    return Page(hits, [searcher.doc(address) for address, _ in hits], more)
+
+
+def next_cursor(
+    secret_key: str, plan: Plan, sort: str, page: Page, cursor: Cursor | None
+) -> str | None:
+    if not page.more or not page.addresses:
+        return None
+    if sort == "relevance" and plan.text is not None:
+        offset = (cursor.offset if cursor else 0) + len(page.addresses)
+        if offset >= MAX_OFFSET:
+            return None
+        return encode_cursor(
+            secret_key, Cursor(sort, plan.fingerprint, offset=offset, any=plan.matched == "any")
+        )
+    last_key = page.addresses[-1][1]
+    assert last_key is not None
+    seen = [
+        _first(doc, "id")
+        for (_, key), doc in zip(page.addresses, page.docs, strict=True)
+        if key == last_key
+    ]
+    if cursor is not None and cursor.key == last_key:
+        seen = list(cursor.seen) + seen  # a run of equal keys spanning pages
+    return encode_cursor(
+        secret_key,
+        Cursor(
+            sort,
+            plan.fingerprint,
+            key=last_key,
+            seen=tuple(seen[-MAX_LIMIT:]),
+            any=plan.matched == "any",
+        ),
+    )
+
+
+def _first(doc: tantivy.Document, name: str, default: Any = None) -> Any:
+    value = doc.get_first(name)
+    return default if value is None else value
+
+
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mercato-search")
+
+
+def _facets_or_total(
+    searcher: tantivy.Searcher, base: Query, wanted: frozenset[str]
+) -> tuple[dict[str, Any] | None, int]:
+    if not wanted:
+        return None, _count(searcher, base)
+    raw = searcher.aggregate(base, facet_aggregations(wanted))
+    return raw, total_of(raw)
+
+
+def search(
+    reader: Reader,
+    request: SearchRequest,
+    *,
+    secret_key: str,
+    synonyms: Synonyms = EMPTY_SYNONYMS,
+) -> SearchResult:
+    searcher = reader.searcher()
+    words = words_of(request.q)
+    cursor = None
+    if request.cursor:
+        stamp = fingerprint(words, request.filters)
+        cursor = decode_cursor(secret_key, request.cursor, request.sort, stamp)
+    plan = make_plan(
+        searcher,
+        words,
+        request.filters,
+        synonyms,
+        lambda: vocabulary_for(reader),
+        match_all=not (cursor and cursor.any),
+    )
+    # Tantivy releases the GIL: count the facets on another core while this one finds the
+    # page of hits (the answer takes the longer of the two rather than their sum).
+    counting = _POOL.submit(_facets_or_total, searcher, plan.base, request.facets)
+    page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
+    if cursor is None and not page.addresses:
+        # Nothing on the first page means nothing at all: let any word match instead.
+        wider = relaxed(plan)
+        if wider is not None:
+            plan = wider
+            counting = _POOL.submit(_facets_or_total, searcher, plan.base, request.facets)
+            page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
+    raw, total = counting.result()
+    facets = read_facets(raw, request.facets, request.filters.currency or "EUR") if raw else None
+    hits = present_hits(searcher, plan, page, request.snippets)
+    corrected = [u for u in plan.units if u.correction]
+    suggested = [u for u in plan.units if u.suggestion]
+    showing = " ".join(u.display for u in plan.units) if corrected and total else None
+    did_you_mean = " ".join(u.suggestion or u.display for u in plan.units) if suggested else None
+    return SearchResult(
+        hits=hits,
+        total=total,
+        facets=facets,
+        showing_results_for=showing,
+        did_you_mean=did_you_mean,
+        matched=plan.matched,
+        next_cursor=next_cursor(secret_key, plan, request.sort, page, cursor),
+        ids=[_first(doc, "id") for doc in page.docs],
+    )
+
+
+def list_ids(
+    reader: Reader,
+    filters: Filters,
+    sort: str,
+    limit: int,
+    cursor_token: str | None,
+    *,
+    secret_key: str,
+) -> tuple[list[str], str | None]:
+    """A browsing page (no words, no facets): product ids in order and the next cursor."""
+    searcher = reader.searcher()
+    plan = make_plan(searcher, [], filters, EMPTY_SYNONYMS, lambda: vocabulary_for(reader))
+    cursor = None
+    if cursor_token:
+        cursor = decode_cursor(secret_key, cursor_token, sort, plan.fingerprint)
+    page = fetch_page(searcher, plan, sort, limit, cursor)
+    ids = [_first(doc, "id") for doc in page.docs]
+    return ids, next_cursor(secret_key, plan, sort, page, cursor)
+
+
+# --------------------------------------------------------------------------------------------
+# Facets
+
+
+def facet_aggregations(wanted: Iterable[str]) -> dict[str, Any]:
+    """One aggregation request for the wanted facets (and the total: every document has
+    exactly one ``facet_code``, so its buckets add up to the number of matches)."""
+    terms = {"size": TERMS_SIZE, "segment_size": TERMS_SIZE}
+    wanted = set(wanted)
+    aggregations: dict[str, Any] = {"codes": {"terms": {"field": "facet_code", **terms}}}
+    for name, fast_field in (("brand", "brand"), ("category", "category"), ("attributes", "attrs")):
+        if name in wanted:
+            aggregations[name] = {"terms": {"field": fast_field, **terms}}
+    return aggregations
+
+
+def _buckets(raw: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    return list(raw.get(name, {}).get("buckets", []))
+
+
+def total_of(raw: Mapping[str, Any]) -> int:
+    return sum(int(b["doc_count"]) for b in _buckets(raw, "codes"))
+
+
+def read_facets(raw: Mapping[str, Any], wanted: Iterable[str], currency: str) -> dict[str, Any]:
+    wanted = set(wanted)
+    facets: dict[str, Any] = {}
+    prices: Counter[int] = Counter()
+    ratings: Counter[int] = Counter()
+    stock: Counter[int] = Counter()
+    for b in _buckets(raw, "codes"):
+        code, count = int(b["key"]), int(b["doc_count"])
+        prices[code // 100] += count
+        ratings[code // 10 % 10] += count
+        stock[code % 10] += count
+    if "brand" in wanted:
+        brands = []
+        for b in _buckets(raw, "brand"):
+            slug, _, label = str(b["key"]).partition(SEP)
+            brands.append({"value": slug, "label": label, "count": int(b["doc_count"])})
+        facets["brand"] = sorted(brands, key=lambda b: (-b["count"], b["label"]))
+    if "category" in wanted:
+        facets["category"] = _category_facet(_buckets(raw, "category"))
+    if "price" in wanted:
+        unit = 10 ** exponent(currency)
+        edges = [0, *(step * unit for step in PRICE_STEPS)]
+        facets["price"] = [
+            {
+                "from": format_minor(edges[i], currency),
+                "to": format_minor(edges[i + 1], currency) if i + 1 < len(edges) else None,
+                "count": prices[i],
+            }
+            for i in sorted(prices)
+            if prices[i]
+        ]
+    if "rating" in wanted:
+        facets["rating"] = [
+            {"gte": step, "count": sum(ratings[r] for r in range(step, 5))} for step in RATING_STEPS
+        ]
+    if "in_stock" in wanted:
+        facets["in_stock"] = {"in_stock": stock[1], "out_of_stock": stock[0]}
+    if "attributes" in wanted:
+        facets["attributes"] = _attribute_facet(_buckets(raw, "attributes"))
+    return facets
+
+
+def _category_facet(buckets: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Counts per own category rolled up to every ancestor (each product has one category, so
+    the sums are exact)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for b in buckets:
+        path, *names = str(b["key"]).split(SEP)
+        slugs = path.split("/")
+        for depth in range(len(slugs)):
+            node_path = "/".join(slugs[: depth + 1])
+            node = nodes.setdefault(
+                node_path,
+                {
+                    "value": slugs[depth],
+                    "label": names[depth] if depth < len(names) else slugs[depth],
+                    "path": node_path,
+                    "depth": depth,
+                    "count": 0,
+                },
+            )
+            node["count"] += int(b["doc_count"])
+    return sorted(nodes.values(), key=lambda n: n["path"])
+
+
+def _attribute_facet(buckets: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for b in buckets:
+        name, _, value = str(b["key"]).partition(SEP)
+        by_name.setdefault(name, []).append({"value": value, "count": int(b["doc_count"])})
+    top = sorted(by_name, key=lambda n: (-sum(v["count"] for v in by_name[n]), n))
+    return {
+        name: sorted(by_name[name], key=lambda v: (-v["count"], v["value"]))
+        for name in top[:ATTRIBUTE_FACETS]
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Hits
+
+
+def char_ranges(fragment: str, ranges: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Tantivy's highlight ranges are byte offsets; shoppers' screens count characters."""
+    if fragment.isascii():
+        return [[start, end] for start, end in ranges]
+    raw = fragment.encode()
+
+    def chars(offset: int) -> int:
+        return len(raw[:offset].decode(errors="ignore"))
+
+    return [[chars(start), chars(end)] for start, end in ranges]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _money(minor: int, currency: str) -> str:
+    return format_minor(minor, currency)
+
+
+def _plain_snippet(text: str, length: int = 160) -> str:
+    if len(text) <= length:
+        return text
+    cut = text[:length].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+def present_hits(
+    searcher: tantivy.Searcher, plan: Plan, page: Page, snippets: bool
+) -> list[dict[str, Any]]:
+    generator = None
+    if snippets and plan.text is not None and page.docs:
+        generator = tantivy.SnippetGenerator.create(searcher, plan.text, SCHEMA, "body")
+        generator.set_max_num_chars(160)
+    hits = []
+    for doc in page.docs:
+        currency = _first(doc, "currency", "EUR")
+        brand = _first(doc, "brand")
+        category = _first(doc, "category", "")
+        path, *names = category.split(SEP)
+        rating = float(_first(doc, "rating", 0.0))
+        description = _first(doc, "body", "")
+        snippet, highlights = _plain_snippet(description), []
+        if generator is not None:
+            found = generator.snippet_from_doc(doc)
+            ranges = [(r.start, r.end) for r in found.highlighted()]
+            if ranges:
+                snippet = found.fragment()
+                # The body is the description, then the category and attribute words: stop
+                # the fragment where the description ends unless a match lies beyond it.
+                cut = len(description.encode()) - found.fragment_range().start
+                raw = snippet.encode()
+                if 0 < cut < len(raw) and all(end <= cut for _, end in ranges):
+                    snippet = raw[:cut].decode(errors="ignore")
+                highlights = char_ranges(snippet, ranges)
+        hits.append(
+            {
+                "id": _first(doc, "id"),
+                "title": _first(doc, "title", ""),
+                "brand": (
+                    {"slug": brand.split(SEP, 1)[0], "name": brand.split(SEP, 1)[-1]}
+                    if brand
+                    else None
+                ),
+                "category": {
+                    "slug": path.rsplit("/", 1)[-1],
+                    "name": names[-1] if names else "",
+                    "path": path,
+                },
+                "min_price": _money(int(_first(doc, "price_min", 0)), currency),
+                "max_price": _money(int(_first(doc, "price_max", 0)), currency),
+                "currency": currency,
+                "rating": rating if rating > 0 else None,
+                "rating_count": int(_first(doc, "rating_count", 0)),
+                "in_stock": bool(_first(doc, "in_stock", 0)),
+                "image": _first(doc, "image"),
+                "snippet": snippet,
+                "highlights": highlights,
+            }
+        )
+    return hits
+
+
+# --------------------------------------------------------------------------------------------
+# Autocomplete
+
+
+def _group_suggestions(
+    searcher: tantivy.Searcher, kind: str, words: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Brands ("b") or categories ("c") with a word starting with the last typed word and
+    containing the others; counts are products (approximate until segments merge)."""
+    *head, last = words
+    found: dict[str, dict[str, Any]] = {}
+    for term, count in searcher.terms_with_prefix("suggest", f"{kind}{SEP}{last}", limit=200):
+        parts = term.split(SEP)
+        if len(parts) != 4:
+            continue
+        _, _, slug, name = parts
+        name_words = set(PLAIN_ANALYZER.analyze(name))
+        if not all(h in name_words for h in head):
+            continue
+        entry = found.setdefault(slug, {"value": slug, "label": name, "count": 0})
+        entry["count"] = max(entry["count"], int(count))
+    return sorted(found.values(), key=lambda e: (-e["count"], e["label"]))[:SUGGEST_GROUPS]
+
+
+def suggest(reader: Reader, q: str) -> dict[str, list[dict[str, Any]]]:
+    searcher = reader.searcher()
+    words = PLAIN_ANALYZER.analyze(q)[:MAX_WORDS]
+    if not words:
+        return {"products": [], "brands": [], "categories": []}
+    *head, last = words
+    clauses = [(Occur.Must, _term("title_plain", h)) for h in head]
+    clauses.append((Occur.Must, Query.phrase_prefix_query(SCHEMA, "title_plain", [last])))
+    found = searcher.search(
+        Query.boolean_query(clauses),
+        SUGGEST_PRODUCTS,
+        count=False,
+        order_by_field="key_sales",
+        order=Order.Desc,
+    )
+    products = []
+    for _, address in found.hits:
+        doc = searcher.doc(address)
+        brand = _first(doc, "brand")
+        products.append(
+            {
+                "id": _first(doc, "id"),
+                "title": _first(doc, "title", ""),
+                "brand": brand.split(SEP, 1)[-1] if brand else None,
+                "image": _first(doc, "image"),
+            }
+        )
+    return {
+        "products": products,
+        "brands": _group_suggestions(searcher, "b", words),
+        "categories": _group_suggestions(searcher, "c", words),
+    }

@@ -11,8 +11,7 @@ so each use is counted and returned at most once.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -770,61 +769,6 @@ class CartItem:
         )
 
 
-class _TaxClassCache:
-    """Products' tax classes, for as long as the catalog's ``VariantInfo`` does not carry them:
-    reading whole products per checkout would cost several queries. Entries live a minute."""
-
-    ttl_seconds = 60.0
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, str]] = {}
-
-    def get(self, product_ids: Collection[str]) -> tuple[dict[str, str], set[str]]:
-        now = time.monotonic()
-        found: dict[str, str] = {}
-        missing: set[str] = set()
-        for pid in product_ids:
-            entry = self._entries.get(pid)
-            if entry is not None and entry[0] > now:
-                found[pid] = entry[1]
-            else:
-                missing.add(pid)
-        return found, missing
-
-    def put(self, classes: Mapping[str, str]) -> None:
-        expires = time.monotonic() + self.ttl_seconds
-        if len(self._entries) > 50_000:
-            self._entries.clear()
-        for pid, tax_class in classes.items():
-            self._entries[pid] = (expires, tax_class)
-
-
-_tax_classes = _TaxClassCache()
-
-
-async def _tax_classes_of(
-    session: AsyncSession, variants: Mapping[str, catalog.VariantInfo]
-) -> dict[str, str]:
-    """{product_id: tax class} for the variants' products."""
-    classes: dict[str, str] = {}
-    unknown: set[str] = set()
-    for v in variants.values():
-        own = getattr(v, "tax_class", None)
-        if isinstance(own, str):
-            classes[v.product_id] = own
-        else:
-            unknown.add(v.product_id)
-    if unknown:
-        cached, missing = _tax_classes.get(unknown)
-        classes.update(cached)
-        if missing:
-            products = await catalog.get_products(session, missing)
-            loaded = {pid: view.tax_class for pid, view in products.items()}
-            _tax_classes.put(loaded)
-            classes.update(loaded)
-    return classes
-
-
 def _display_title(variant: catalog.VariantInfo) -> str:
     if variant.title and variant.title != variant.product_title:
         return f"{variant.product_title} ({variant.title})"
@@ -841,7 +785,6 @@ async def cart_items(
     gone = sorted(set(ids) - variants.keys())
     if gone:
         raise variant_unavailable(gone)
-    classes = await _tax_classes_of(session, variants)
     items = []
     for line in lines:
         v = variants[line.variant_id]
@@ -858,7 +801,7 @@ async def cart_items(
                 unit_price_seen=line.unit_price_seen,
                 currency=v.currency,
                 seen_currency=line.currency,
-                tax_class=classes.get(v.product_id, "standard"),
+                tax_class=v.tax_class,
                 weight_grams=v.weight_grams,
                 active=v.active,
             )

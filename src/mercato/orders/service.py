@@ -1150,3 +1150,63 @@ async def search_orders(
 async def count_by_status(executor: Executor) -> dict[str, int]:
     rows = await executor.execute(select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status))
     return {r[0]: int(r[1]) for r in rows}
+
+
+# -- refunds after delivery (returns) --------------------------------------------------------------
+
+
+async def refund_order(
+    db: Database,
+    provider: PaymentProvider,
+    order_id: str,
+    amount: int,
+    key: str,
+    *,
+    record: Callable[[AsyncConnection], Awaitable[bool]],
+) -> bool:
+    """Give ``amount`` of an order's captured payment back, once per ``key``, and count it in
+    the order's ``refunded_total``. True when done; False while the provider's answer is
+    unknown (call again with the same key: it is never refunded twice).
+
+    The same refund path as a cancellation's money step: the provider is called outside any
+    transaction with the caller's idempotency key, and a retry re-sends exactly the refund that
+    was started under it (:func:`_refund_made_for`). Then, in one transaction, ``record(conn)``
+    (the caller's own conditional marker, True only for the call that records this refund) and
+    :func:`record_refund`. Refused before the provider is called: 409 ``refund_exceeds_total``,
+    422 ``refund_exceeds_captured``; a refusal by the provider is a 402 ``refund_failed``.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise validation_problem("amount", "must be a positive amount in minor units")
+    async with db.connect() as conn:
+        row = await _order_row(conn, order_id)
+        if row is None:
+            raise not_found("Order", order_id)
+        started = (
+            await _refund_made_for(conn, row.payment_intent_id, key)
+            if row.payment_intent_id
+            else None
+        )
+    if not row.payment_intent_id:
+        raise Problem(409, "refund_exceeds_captured", "Nothing was paid for this order")
+    if started is not None and started != amount:
+        raise Problem(
+            409, "idempotency_conflict", "This refund was started with a different amount"
+        )
+    if started is None and row.refunded_total + amount > row.total:
+        raise Problem(409, "refund_exceeds_total", "Refunds would exceed the order's total")
+    outcome = await payments.refund(db, provider, row.payment_intent_id, amount, key)
+    if outcome.pending:
+        log.warning("order %s: refund %s not settled yet; it will be retried", order_id, key)
+        return False
+    if not outcome.ok:
+        raise Problem(
+            402,
+            "refund_failed",
+            "The payment provider refused the refund",
+            payment_code=outcome.code,
+        )
+    async with db.connect() as conn:
+        if await record(conn):
+            await record_refund(conn, order_id, amount)
+            log.info("order %s: refunded %d (%s)", order_id, amount, key)
+    return True

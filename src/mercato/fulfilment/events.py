@@ -1,0 +1,72 @@
+"""The fulfilment worker: allocation when an order is placed, stopping the picking of a
+cancelled order, carriers' tracking updates, and shipments whose capture was left unresolved.
+
+The consumers are delivered at least once by the worker's outbox pass and are idempotent:
+allocation is unique per (order, warehouse), cancelling a cancelled fulfilment changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mercato.db import utcnow
+from mercato.events import Event, dispatcher
+from mercato.fulfilment import service
+from mercato.inventory import service as inventory
+from mercato.orders import service as orders
+from mercato.payments.service import get_provider
+from mercato.problems import Problem
+from mercato.runtime import Runtime
+from mercato.worker import job
+
+log = logging.getLogger("mercato.fulfilment")
+
+ALLOCATE_CONSUMER = "fulfilment-allocate"
+CANCEL_CONSUMER = "fulfilment-cancel"
+
+TRACKING_INTERVAL = 30.0
+FINISH_INTERVAL = 60.0
+
+
+async def allocate(runtime: Runtime, event: Event) -> None:
+    """``OrderPlaced``: split the order over the warehouses that hold its units."""
+    order_id = str(event.payload.get("order_id") or event.aggregate_id)
+    try:
+        await inventory.in_transaction(
+            runtime.db, lambda conn: service.allocate_order(conn, order_id)
+        )
+    except Problem as exc:
+        # Cancelled (or gone) before we got here: nothing to pick.
+        log.info("order %s not allocated: %s", order_id, exc.code)
+
+
+async def stop_cancelled(runtime: Runtime, event: Event) -> None:
+    """``OrderStatusChanged`` to ``cancelled``: its fulfilments are no longer to be picked."""
+    if event.payload.get("to") != "cancelled":
+        return
+    order_id = str(event.payload.get("order_id") or event.aggregate_id)
+    async with runtime.db.connect() as conn:
+        await service.cancel_fulfilments(conn, order_id)
+
+
+dispatcher.register(ALLOCATE_CONSUMER, [orders.ORDER_PLACED], allocate)
+dispatcher.register(CANCEL_CONSUMER, [orders.ORDER_STATUS_CHANGED], stop_cancelled)
+
+
+async def consume_outbox(runtime: Runtime) -> int:
+    """This module's share of the worker's outbox pass (the worker delivers to every consumer)."""
+    return await dispatcher.dispatch_once(runtime, only=(ALLOCATE_CONSUMER, CANCEL_CONSUMER))
+
+
+@job("fulfilment.advance_tracking", interval=TRACKING_INTERVAL)
+async def advance_tracking(runtime: Runtime) -> int:
+    """New tracking events from the carriers (the sandbox carrier's parcels move by themselves)."""
+    return await service.advance_tracking(runtime.db)
+
+
+@job("fulfilment.finish_shipments", interval=FINISH_INTERVAL)
+async def finish_shipments(runtime: Runtime) -> int:
+    """Shipments whose capture was left unresolved: finish them or undo them."""
+    return await service.finish_pending_shipments(
+        runtime.db, get_provider(runtime), older_than=utcnow() - service.PENDING_GRACE
+    )

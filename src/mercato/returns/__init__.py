@@ -1,0 +1,1 @@
+"""Returns: return requests (RMA), approval, receiving (restock or write-off) and the refund."""

@@ -1,0 +1,140 @@
+"""The returns API: a customer's return requests under ``/api/orders/{id}/returns``, the staff
+queue under ``/api/admin/returns`` (approve, reject, receive, refund)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from mercato.identity.deps import CurrentUser, StaffUser
+from mercato.orders import service as orders
+from mercato.payments.service import get_provider
+from mercato.problems import not_found
+from mercato.returns import service
+from mercato.returns.schemas import (
+    DecisionIn,
+    ReceiveIn,
+    ReturnIn,
+    ReturnListOut,
+    ReturnOut,
+    StaffReturnListOut,
+    StaffReturnOut,
+)
+from mercato.runtime import RuntimeDep, SessionDep
+
+router = APIRouter(tags=["returns"])
+
+ADMIN = "/api/admin/returns"
+
+
+# -- customers -------------------------------------------------------------------------------------
+
+
+@router.post("/api/orders/{order_id}/returns", response_model=ReturnOut, status_code=201)
+async def request_return(
+    order_id: str, body: ReturnIn, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> ReturnOut:
+    """Ask to return units of delivered lines, with a reason, within the return window."""
+    found = await service.request_return(
+        await session.connection(),
+        order_id,
+        user_id=user.id,
+        lines=[(line.order_line_id, line.quantity) for line in body.lines],
+        reason=body.reason,
+        window_days=runtime.settings.return_window_days,
+    )
+    return ReturnOut.of(found)
+
+
+@router.get("/api/orders/{order_id}/returns", response_model=ReturnListOut)
+async def my_returns(order_id: str, user: CurrentUser, session: SessionDep) -> ReturnListOut:
+    if await orders.get_customer_order(session, order_id, user.id) is None:
+        raise not_found("Order", order_id)
+    found = await service.returns_for_order(session, order_id)
+    return ReturnListOut(items=[ReturnOut.of(r) for r in found])
+
+
+# -- staff -----------------------------------------------------------------------------------------
+
+
+@router.get(ADMIN, response_model=StaffReturnListOut)
+async def list_returns(
+    _staff: StaffUser,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    order_id: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+) -> StaffReturnListOut:
+    """Return requests by status, oldest first."""
+    found = await service.list_returns(session, status=status, order_id=order_id, limit=limit)
+    return StaffReturnListOut(items=[StaffReturnOut.staff(r) for r in found])
+
+
+@router.get(ADMIN + "/{return_id}", response_model=StaffReturnOut)
+async def get_return(return_id: str, _staff: StaffUser, session: SessionDep) -> StaffReturnOut:
+    found = await service.get_return(session, return_id)
+    if found is None:
+        raise not_found("Return", return_id)
+    return StaffReturnOut.staff(found)
+
+
+@router.post(ADMIN + "/{return_id}/approve", response_model=StaffReturnOut)
+async def approve(
+    return_id: str, staff: StaffUser, session: SessionDep, body: DecisionIn | None = None
+) -> StaffReturnOut:
+    found = await service.approve_return(
+        await session.connection(),
+        return_id,
+        actor=f"staff:{staff.id}",
+        note=body.note if body is not None else None,
+    )
+    return StaffReturnOut.staff(found)
+
+
+@router.post(ADMIN + "/{return_id}/reject", response_model=StaffReturnOut)
+async def reject(
+    return_id: str, staff: StaffUser, session: SessionDep, body: DecisionIn | None = None
+) -> StaffReturnOut:
+    found = await service.reject_return(
+        await session.connection(),
+        return_id,
+        actor=f"staff:{staff.id}",
+        note=body.note if body is not None else None,
+    )
+    return StaffReturnOut.staff(found)
+
+
+@router.post(ADMIN + "/{return_id}/receive", response_model=StaffReturnOut)
+async def receive(
+    return_id: str, body: ReceiveIn, staff: StaffUser, session: SessionDep, runtime: RuntimeDep
+) -> StaffReturnOut:
+    """The goods arrived: restock or write off each line, then refund. When the payment
+    provider does not answer in time the return stays ``received`` with ``refund_pending``;
+    calling this (or ``/refund``) again finishes it without refunding twice."""
+    # Own short transactions around the provider call: the request's must not stay open.
+    await session.commit()
+    found = await service.receive_return(
+        runtime.db,
+        get_provider(runtime),
+        return_id,
+        [
+            service.Disposition(line.order_line_id, line.disposition, line.warehouse)
+            for line in body.lines
+        ],
+        actor=f"staff:{staff.id}",
+        refund_shipping_on_full_return=runtime.settings.refund_shipping_on_full_return,
+    )
+    return StaffReturnOut.staff(found)
+
+
+@router.post(ADMIN + "/{return_id}/refund", response_model=StaffReturnOut)
+async def refund(
+    return_id: str, staff: StaffUser, session: SessionDep, runtime: RuntimeDep
+) -> StaffReturnOut:
+    """Retry the refund of a received return (it is made once, whatever the retries)."""
+    await session.commit()
+    found = await service.refund_return(
+        runtime.db, get_provider(runtime), return_id, actor=f"staff:{staff.id}"
+    )
+    return StaffReturnOut.staff(found)

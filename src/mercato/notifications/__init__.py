@@ -1,0 +1,1 @@
+"""Notifications: customer e-mails and signed webhooks, both fed from the outbox."""

@@ -1,0 +1,48 @@
+"""The notifications worker: outbox consumers (mails to record, webhooks to fan out) and the
+senders.
+
+The consumers are delivered at least once by the worker's outbox pass, like every other
+consumer; recording is idempotent per (event, kind) and (endpoint, event).
+"""
+
+from __future__ import annotations
+
+from mercato.events import Event, dispatcher
+from mercato.notifications import service
+from mercato.runtime import Runtime
+from mercato.worker import job
+
+EMAIL_CONSUMER = "notifications-email"
+WEBHOOK_CONSUMER = "notifications-webhooks"
+
+SEND_INTERVAL = 1.0
+
+
+async def record_email(runtime: Runtime, event: Event) -> None:
+    async with runtime.db.connect() as conn:
+        await service.record_email(conn, runtime.settings, event)
+
+
+async def fan_out(runtime: Runtime, event: Event) -> None:
+    async with runtime.db.connect() as conn:
+        await service.fan_out(conn, event)
+
+
+dispatcher.register(EMAIL_CONSUMER, service.EMAIL_EVENT_TYPES, record_email)
+dispatcher.register(WEBHOOK_CONSUMER, service.WEBHOOK_EVENT_TYPES, fan_out)
+
+
+async def consume_outbox(runtime: Runtime) -> int:
+    """Record the mails and webhook deliveries for new events (this module's share of the
+    worker's outbox pass); returns events handled."""
+    return await dispatcher.dispatch_once(runtime, only=(EMAIL_CONSUMER, WEBHOOK_CONSUMER))
+
+
+@job("notifications.send_emails", interval=SEND_INTERVAL)
+async def send_emails(runtime: Runtime) -> int:
+    return await service.send_due_emails(runtime.db, runtime.settings)
+
+
+@job("notifications.deliver_webhooks", interval=SEND_INTERVAL)
+async def deliver_webhooks(runtime: Runtime) -> int:
+    return await service.deliver_webhooks(runtime.db, runtime.settings)

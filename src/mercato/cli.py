@@ -137,6 +137,16 @@ def worker(
 
 
 @app.command()
+def reindex(
+    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+) -> None:
+    """Rebuild the search index from the database into a new version, then switch to it."""
+    from mercato.search.cli import reindex as search_reindex
+
+    search_reindex(database)
+
+
+@app.command()
 def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field
 
 # Currencies whose minor unit is not 1/100.
 _EXPONENTS: dict[str, int] = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "BHD": 3, "KWD": 3, "JOD": 3}
-_DECIMAL_RE = re.compile(r"^\d{1,15}(\.\d{1,3})?$")
+_DECIMAL_RE = re.compile(r"^\d{1,16}(\.\d{1,3})?$")
 MAX_MINOR = 10**15
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -260,21 +262,28 @@ def _free_port() -> int:
         return port
 
 
+def _decimal(minor: int) -> str:
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
 class MercatoHttp:
+    """``mercato serve`` in a subprocess, asked over one keep-alive connection with the
+    standard library's client (a few hundred microseconds per request cheaper than httpx, so
+    the figures show the server rather than the client)."""
+
     name = "Mercato (HTTP, mercato serve)"
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
+        self.conn: http.client.HTTPConnection | None = None
 
     def start(self) -> None:
-        import httpx
-
         from mercato import migrate
 
         database = self.data_dir / "mercato.db"
         migrate.upgrade(f"sqlite+aiosqlite:///{database}")
-        port = _free_port()
+        self.port = _free_port()
         env = {
             **os.environ,
             "MERCATO_DATA_DIR": str(self.data_dir),
@@ -284,27 +293,40 @@ class MercatoHttp:
             [
                 sys.executable,
                 *("-m", "mercato.cli", "serve"),
-                *("--database", str(database), "--port", str(port)),
+                *("--database", str(database), "--port", str(self.port)),
             ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("mercato serve exited early")
-            with contextlib.suppress(httpx.HTTPError):
-                if self.client.get("/api/health").status_code == 200:
-                    return
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                self._get("/api/health", {})
+                return
+            self.conn = None
             time.sleep(0.1)
         raise RuntimeError("mercato serve did not start")
 
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        query = urllib.parse.urlencode(params)
+        self.conn.request("GET", f"{path}?{query}" if query else path)
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status} {body[:200]!r}")
+        data: dict[str, Any] = json.loads(body)
+        return data
+
     def stop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
         if self.proc is not None and self.proc.poll() is None:
-            self.client.close()
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=20)
@@ -314,23 +336,19 @@ class MercatoHttp:
 
     def run(self, spec: Spec) -> int:
         if spec.kind == "autocomplete":
-            r = self.client.get("/api/search/suggest", params={"q": spec.q})
-            r.raise_for_status()
-            return len(r.json()["products"])
+            return len(self._get("/api/search/suggest", {"q": spec.q})["products"])
         params: dict[str, Any] = {"q": spec.q, "limit": HITS, "sort": spec.sort}
         if spec.category:
             params["category"] = spec.category
         if spec.min_price is not None:
-            params["min_price"] = f"{spec.min_price / 100:.2f}"
+            params["min_price"] = _decimal(spec.min_price)
         if spec.max_price is not None:
-            params["max_price"] = f"{spec.max_price / 100:.2f}"
+            params["max_price"] = _decimal(spec.max_price)
         if spec.rating_gte is not None:
             params["rating_gte"] = spec.rating_gte
         if spec.in_stock is not None:
             params["in_stock"] = "true" if spec.in_stock else "false"
-        r = self.client.get("/api/search", params=params)
-        r.raise_for_status()
-        total: int = r.json()["total"]
+        total: int = self._get("/api/search", params)["total"]
         return total
 
 

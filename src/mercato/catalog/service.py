@@ -1054,3 +1054,87 @@ async def category_names_by_path(session: AsyncSession) -> dict[str, str]:
     """Every category's name keyed by its path, to name a product's ancestors in one lookup."""
     rows = await session.execute(select(Category.path, Category.name))
     return {path: name for path, name in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class ListedVariant:
+    id: str
+    sku: str
+    options: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedProduct:
+    """A listed product as a projection needs it: a lighter read than :class:`ProductView`
+    (plain rows, no ORM objects), with its active variants only."""
+
+    id: str
+    title: str
+    description: str
+    brand: BrandInfo | None
+    category_path: str
+    category_name: str
+    attributes: dict[str, Any]
+    image: str | None
+    currency: str
+    min_price: int
+    max_price: int
+    created_at: datetime
+    variants: tuple[ListedVariant, ...]
+
+
+async def listed_products(session: AsyncSession, ids: Collection[str]) -> dict[str, ListedProduct]:
+    """Listed products by id, two statements per 500 ids; unknown or unlisted ids are absent."""
+    found: dict[str, ListedProduct] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        variants: dict[str, list[ListedVariant]] = {}
+        for variant_id, product_id, sku, options in await session.execute(
+            select(Variant.id, Variant.product_id, Variant.sku, Variant.options)
+            .where(Variant.product_id.in_(chunk), Variant.active.is_(True))
+            .order_by(Variant.product_id, Variant.position, Variant.id)
+        ):
+            variants.setdefault(product_id, []).append(
+                ListedVariant(variant_id, sku, dict(options or {}))
+            )
+        rows = await session.execute(
+            select(
+                Product.id,
+                Product.title,
+                Product.description,
+                Product.attributes,
+                Product.media,
+                Product.currency,
+                Product.min_price,
+                Product.max_price,
+                Product.created_at,
+                Brand.id,
+                Brand.name,
+                Brand.slug,
+                Category.path,
+                Category.name,
+            )
+            .join(Category, Category.id == Product.category_id)
+            .outerjoin(Brand, Brand.id == Product.brand_id)
+            .where(Product.id.in_(chunk), _listed())
+        )
+        for row in rows:
+            own = variants.get(row[0])
+            if not own:
+                continue
+            brand = BrandInfo(row[9], row[10], row[11]) if row[9] is not None else None
+            found[row[0]] = ListedProduct(
+                id=row[0],
+                title=row[1],
+                description=row[2] or "",
+                brand=brand,
+                category_path=row[12],
+                category_name=row[13],
+                attributes=dict(row[3] or {}),
+                image=row[4][0] if row[4] else None,
+                currency=row[5],
+                min_price=int(row[6]),
+                max_price=int(row[7] if row[7] is not None else row[6]),
+                created_at=row[8],
+                variants=tuple(own),
+            )
+    return found

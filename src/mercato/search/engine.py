@@ -9,13 +9,14 @@ Layout under ``<data_dir>/search``::
 A rebuild writes a new version next to the live one and then switches ``CURRENT``, so searches
 never see a half-built index. Readers look at ``CURRENT`` and reload their searcher at most every
 ``RELOAD_INTERVAL`` seconds; that is how every API process on a host follows the one writer.
-Tantivy calls are CPU-bound and hold the GIL, so they run inline: a search costs about a
-millisecond, and a thread hop would only add latency.
+Tantivy calls are CPU-bound and run inline: a search costs a few milliseconds, and a thread hop
+would only add latency.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,10 +50,12 @@ STEM = "mercato_en"  # words, lower case, accents folded, English stems: the sea
 PLAIN = "mercato_plain"  # the same without stemming: prefixes for autocomplete
 LOWER = "mercato_lower"  # the whole value in lower case: SKUs
 
-TEXT_FIELDS: dict[str, float] = {"title": 3.0, "brand_text": 2.0, "body": 1.0}
-"""Searchable fields and their BM25 boosts. ``body`` holds the description, then the category
-names and attribute values: one field rather than three keeps posting lists short (a word in
-a description usually names the category too), which is most of a query's cost."""
+MATCH_FIELD = "text"
+"""Everything searchable in one field (description, category names, attribute values, title,
+brand): a word must be found here, so each word costs one posting list to match."""
+BONUS_FIELDS: dict[str, float] = {"title": 2.0, "brand_text": 1.0}
+"""Extra BM25 for a word found in these too: with the match field's own score, the title
+weighs 3, the brand 2 and everything else 1. Scored on matching documents only."""
 SHORT_FIELDS = ("title", "brand_text")
 """Where a fuzzy term is matched (descriptions would add noise, not corrections)."""
 
@@ -88,13 +91,13 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("title", stored=True, tokenizer_name=STEM)
     sb.add_text_field("title_plain", tokenizer_name=PLAIN)
     sb.add_text_field("brand_text", tokenizer_name=STEM)
-    sb.add_text_field("body", stored=True, tokenizer_name=STEM)
+    sb.add_text_field(MATCH_FIELD, stored=True, tokenizer_name=STEM)
     sb.add_text_field("sku", tokenizer_name=LOWER, index_option="basic")
     sb.add_text_field("suggest", tokenizer_name="raw", index_option="basic")
     # Facet keys carry their labels ("acme<SEP>Acme"), filters use the bare slugs.
     for name in ("brand", "category", "attrs"):
         sb.add_text_field(name, stored=True, fast=True, tokenizer_name="raw", index_option="basic")
-    for name in ("brand_slug", "category_slugs"):
+    for name in ("brand_slug", "category_slugs", "options"):
         sb.add_text_field(name, tokenizer_name="raw", index_option="basic")
     for name in ("currency", "image"):
         sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
@@ -160,7 +163,8 @@ def brand_key(slug: str, name: str) -> str:
     return f"{slug}{SEP}{_clean(name)}"
 
 
-def category_key(categories: Sequence[tuple[str, str]]) -> str:
+@functools.lru_cache(maxsize=4096)
+def category_key(categories: tuple[tuple[str, str], ...]) -> str:
     """``home-kitchen/kettles<SEP>Home & Kitchen<SEP>Kettles``: the path and each level's name,
     so one single-valued facet rolls up to every ancestor without asking the database."""
     path = "/".join(slug for slug, _ in categories)
@@ -215,9 +219,14 @@ def facet_code(src: ProductSource) -> int:
     )
 
 
-def _suggest_terms(kind: str, slug: str, name: str) -> Iterable[str]:
-    for word in dict.fromkeys(PLAIN_ANALYZER.analyze(name)):
-        yield SEP.join((kind, word, slug, _clean(name)))
+@functools.lru_cache(maxsize=4096)
+def _suggest_terms(kind: str, slug: str, name: str) -> tuple[str, ...]:
+    """Autocomplete terms for a brand ("b") or category ("c"): one per word of its name
+    (cached: a catalog has few brands and categories, and many products)."""
+    clean = _clean(name)
+    return tuple(
+        SEP.join((kind, word, slug, clean)) for word in dict.fromkeys(PLAIN_ANALYZER.analyze(name))
+    )
 
 
 def to_document(src: ProductSource) -> tantivy.Document:
@@ -225,7 +234,7 @@ def to_document(src: ProductSource) -> tantivy.Document:
     doc.add_text("id", src.id)
     doc.add_text("title", src.title)
     doc.add_text("title_plain", src.title)
-    doc.add_text("body", src.description)  # the first value: what a snippet shows by default
+    doc.add_text(MATCH_FIELD, src.description)  # the first value: what a snippet shows
     if src.brand_slug and src.brand_name:
         doc.add_text("brand_text", src.brand_name)
         doc.add_text("brand", brand_key(src.brand_slug, src.brand_name))
@@ -238,10 +247,15 @@ def to_document(src: ProductSource) -> tantivy.Document:
         for term in _suggest_terms("c", slug, name):
             doc.add_text("suggest", term)
     values = list(dict.fromkeys([*src.attributes.values(), *(v for _, v in src.options)]))
-    doc.add_text("body", " · ".join([*(name for _, name in src.categories), " ".join(values)]))
-    pairs = dict.fromkeys([*src.attributes.items(), *src.options])
-    for name, value in pairs:
+    facts = [*(name for _, name in src.categories), " ".join(values), src.title, src.brand_name]
+    doc.add_text(MATCH_FIELD, " · ".join(fact for fact in facts if fact))
+    # Product attributes are faceted ("the top attributes of the category"); variant options
+    # (size, colour) are searchable and filterable, but counting them too would double the
+    # cost of the facets for little: a shopper picks those on the product page.
+    for name, value in src.attributes.items():
         doc.add_text("attrs", attr_key(name, value))
+    for name, value in dict.fromkeys(src.options):
+        doc.add_text("options", attr_key(name, value))
     for sku in src.skus:
         doc.add_text("sku", sku)
     doc.add_text("currency", src.currency)
@@ -398,7 +412,7 @@ def create_index(path: Path) -> tantivy.Index:
 class VersionBuilder:
     """Builds a whole new version from scratch, then makes it the current one."""
 
-    def __init__(self, store: IndexStore, memory: int = 100_000_000, threads: int = 2) -> None:
+    def __init__(self, store: IndexStore, memory: int = 512_000_000, threads: int = 2) -> None:
         self.store = store
         store.root.mkdir(parents=True, exist_ok=True)
         self.version = store.new_version()

@@ -5,11 +5,11 @@ uses, and every query is built with Tantivy's query objects. So quotes, colons, 
 and tildes are just punctuation, and no engine error can be provoked by what a shopper types.
 
 Relevance: BM25 over the title (x3), brand (x2), and the description with the category names
-and attribute values (x1). Every word must match (in any of those fields, or through a
-synonym); a word that matches nothing is replaced by its nearest spelling in the index (or
-retried as a fuzzy term) and the answer says what was searched instead; if all the words
-together still match nothing, any word may match (``matched: "any"``). Equally relevant
-products are ordered by units sold (the index keeps each segment's documents best
+and attribute values (x1). Every word must match (in any of those, or through a synonym); a
+word that matches nothing is replaced by its nearest spelling in the index (or retried as a
+fuzzy term) and the answer says what was searched instead; if all the words together still
+match nothing, any word may match (``matched: "any"``). Equally relevant products are ordered
+by units sold (the index keeps each segment's documents best
 sellers first, and Tantivy breaks score ties by document order).
 """
 
@@ -32,13 +32,14 @@ from tantivy import FieldType, Occur, Order, Query
 from mercato.money import exponent, format_minor
 from mercato.problems import Problem
 from mercato.search.engine import (
+    BONUS_FIELDS,
+    MATCH_FIELD,
     PLAIN_ANALYZER,
     PRICE_STEPS,
     SCHEMA,
     SEP,
     SHORT_FIELDS,
     STEM_ANALYZER,
-    TEXT_FIELDS,
     Reader,
 )
 
@@ -186,15 +187,21 @@ def _term(field_name: str, value: Any) -> Query:
 
 
 def exact_clause(stems: Sequence[str], weight: float = 1.0) -> Query:
-    """The words in any searchable field, each field with its boost (a phrase when several)."""
-    parts = []
-    for name, boost in TEXT_FIELDS.items():
+    """The words in the match field (a phrase when several), with a bonus where the title or
+    brand has them too. The bonus clauses are optional: they never widen the match, and are
+    only looked at for documents the match field already selected."""
+
+    def words_in(name: str) -> Query:
         if len(stems) == 1:
-            query = _term(name, stems[0])
-        else:
-            query = Query.phrase_query(SCHEMA, name, list(stems))
-        parts.append(_boost(query, boost * weight))
-    return _should(parts)
+            return _term(name, stems[0])
+        return Query.phrase_query(SCHEMA, name, list(stems))
+
+    clauses = [(Occur.Must, _boost(words_in(MATCH_FIELD), weight))]
+    clauses += [
+        (Occur.Should, _boost(words_in(name), bonus * weight))
+        for name, bonus in BONUS_FIELDS.items()
+    ]
+    return Query.boolean_query(clauses)
 
 
 def fuzzy_clause(word: Word, distance: int) -> Query:
@@ -202,18 +209,18 @@ def fuzzy_clause(word: Word, distance: int) -> Query:
     for name in SHORT_FIELDS:
         for text in dict.fromkeys((word.stem, word.text)):
             fuzzy = Query.fuzzy_term_query(SCHEMA, name, text, distance, True, False)
-            parts.append(_boost(fuzzy, FUZZY_WEIGHT * TEXT_FIELDS[name]))
+            parts.append(_boost(fuzzy, FUZZY_WEIGHT * (1 + BONUS_FIELDS.get(name, 0.0))))
     return _should(parts)
 
 
 def doc_freq(searcher: tantivy.Searcher, stem_: str) -> int:
-    return sum(searcher.doc_freq(name, stem_) for name in TEXT_FIELDS)
+    return int(searcher.doc_freq(MATCH_FIELD, stem_))
 
 
 class Vocabulary:
-    """The index's own words (titles, brand and category names, attribute values) with their
-    document counts, in a small in-memory Tantivy index so that a misspelt word's neighbours
-    are found by Tantivy's Levenshtein automata rather than by comparing strings in Python."""
+    """The index's own words (titles, brand and category names, attribute and option values)
+    with their document counts, in a small in-memory Tantivy index so that a misspelt word's
+    neighbours are found by Tantivy's Levenshtein automata, not by comparing strings in Python."""
 
     def __init__(self, words: Mapping[str, int]) -> None:
         builder = tantivy.SchemaBuilder()
@@ -247,9 +254,10 @@ class Vocabulary:
             parts = term.split(SEP)
             if len(parts) == 4:
                 add(parts[1], count)
-        for term, count in searcher.terms_with_prefix("attrs", "", limit=None):
-            for word in PLAIN_ANALYZER.analyze(term.partition(SEP)[2]):
-                add(word, count)
+        for name in ("attrs", "options"):
+            for term, count in searcher.terms_with_prefix(name, "", limit=None):
+                for word in PLAIN_ANALYZER.analyze(term.partition(SEP)[2]):
+                    add(word, count)
         return cls(words)
 
     def neighbours(self, word: str, distance: int) -> list[tuple[str, int, int]]:
@@ -397,9 +405,17 @@ class Filters:
                 )
             )
         if self.in_stock is not None:
-            found.append(_term("in_stock", 1 if self.in_stock else 0))
+            # A fast-field range, not a term: "in stock" holds most products, and walking
+            # that posting list costs more than checking the column for the candidates.
+            flag = 1 if self.in_stock else 0
+            found.append(
+                Query.range_query(
+                    SCHEMA, "in_stock", FieldType.Unsigned, lower_bound=flag, upper_bound=flag
+                )
+            )
         for name, values in sorted(self.attributes.items()):
-            found.append(_should([_term("attrs", f"{name}{SEP}{v}") for v in values]))
+            pairs = [f"{name}{SEP}{v}" for v in values]
+            found.append(_should([_term(f, pair) for pair in pairs for f in ("attrs", "options")]))
         return found
 
     def fingerprint_data(self) -> list[Any]:
@@ -883,7 +899,7 @@ def present_hits(
 ) -> list[dict[str, Any]]:
     generator = None
     if snippets and plan.text is not None and page.docs:
-        generator = tantivy.SnippetGenerator.create(searcher, plan.text, SCHEMA, "body")
+        generator = tantivy.SnippetGenerator.create(searcher, plan.text, SCHEMA, MATCH_FIELD)
         generator.set_max_num_chars(160)
     hits = []
     for doc in page.docs:
@@ -892,19 +908,20 @@ def present_hits(
         category = _first(doc, "category", "")
         path, *names = category.split(SEP)
         rating = float(_first(doc, "rating", 0.0))
-        description = _first(doc, "body", "")
+        description = _first(doc, MATCH_FIELD, "")
         snippet, highlights = _plain_snippet(description), []
         if generator is not None:
             found = generator.snippet_from_doc(doc)
             ranges = [(r.start, r.end) for r in found.highlighted()]
             if ranges:
                 snippet = found.fragment()
-                # The body is the description, then the category and attribute words: stop
-                # the fragment where the description ends unless a match lies beyond it.
+                # The text is the description, then the category, attribute, title and brand
+                # words: end the fragment with the description when a match lies in it.
                 cut = len(description.encode()) - found.fragment_range().start
                 raw = snippet.encode()
-                if 0 < cut < len(raw) and all(end <= cut for _, end in ranges):
-                    snippet = raw[:cut].decode(errors="ignore")
+                inside = [(start, end) for start, end in ranges if end <= cut]
+                if 0 < cut < len(raw) and inside:
+                    snippet, ranges = raw[:cut].decode(errors="ignore"), inside
                 highlights = char_ranges(snippet, ranges)
         hits.append(
             {

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from mercato import problems
 from mercato.migrate import ensure_migrated
 from mercato.modules import load_models, routers
 from mercato.runtime import Runtime
 from mercato.settings import INSECURE_DEFAULT_SECRET, Settings, get_settings
+from mercato.web.assets import static_app
 
 log = logging.getLogger("mercato")
 
@@ -65,11 +65,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     problems.install(app)
     for router in routers():
         app.include_router(router)
-
-    @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        # Until the storefront pages exist, the shop's front door is its API documentation.
-        return RedirectResponse("/api/docs")
+    # After the routers: a page route may answer under /static (the demo's generated images).
+    app.mount("/static", static_app(), name="static")
 
     @app.get("/api/health", tags=["meta"])
     async def health() -> dict[str, str]:

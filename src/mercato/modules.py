@@ -22,6 +22,7 @@ MODULES: tuple[str, ...] = (
     "fulfilment",
     "returns",
     "notifications",
+    "web",
 )
 
 

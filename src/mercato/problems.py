@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -117,32 +119,54 @@ _HTTP_CODES = {
 }
 
 
+PageRenderer = Callable[[Request, Problem], Response | Awaitable[Response]]
+_page_renderer: PageRenderer | None = None
+
+
+def set_page_renderer(renderer: PageRenderer | None) -> None:
+    """Let the web pages answer their own errors as HTML (everything under ``/api`` stays
+    problem+json): the web module registers one when it is loaded."""
+    global _page_renderer
+    _page_renderer = renderer
+
+
+async def _respond(problem: Problem, request: Request) -> Response:
+    if _page_renderer is not None and not request.url.path.startswith("/api"):
+        answer = _page_renderer(request, problem)
+        return await answer if inspect.isawaitable(answer) else answer
+    return problem_response(problem, request)
+
+
 def install(app: FastAPI) -> None:
-    """Route every error the app can raise into problem+json."""
+    """Route every error the app can raise into problem+json (or an HTML page, for pages)."""
 
-    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+    async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
-        return problem_response(exc, request)
+        return await _respond(exc, request)
 
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(_translate_validation(exc), request)
+        return await _respond(_translate_validation(exc), request)
 
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}"
         headers = dict(exc.headers) if exc.headers else None
-        return problem_response(Problem(exc.status_code, code, detail, headers=headers), request)
+        return await _respond(Problem(exc.status_code, code, detail, headers=headers), request)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem(
             500, "internal_error", "An unexpected error occurred; it has been logged."
         )
-        return problem_response(problem, request)
+        try:
+            return await _respond(problem, request)
+        except Exception:  # the error page itself failed: fall back to plain problem+json
+            log.exception("the error page for %s failed", request.url.path)
+            return problem_response(problem, request)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

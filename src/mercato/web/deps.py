@@ -1,0 +1,48 @@
+"""Who is looking at a page: the signed-in user from the HttpOnly session cookie (pages never
+take a bearer token). A stale cookie means "signed out"; a staff page asks for a login (401,
+which the page renderer turns into a redirect to the login form) or refuses (403)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mercato.identity import service as identity
+from mercato.identity.deps import COOKIE_NAME
+from mercato.identity.service import UserInfo
+from mercato.problems import Problem
+from mercato.runtime import SessionDep
+
+
+async def page_user(request: Request, session: SessionDep) -> UserInfo | None:
+    cached: UserInfo | None = getattr(request.state, "page_user", None)
+    if cached is not None:
+        return cached
+    token = request.cookies.get(COOKIE_NAME)
+    if not token:
+        return None
+    check = await identity.check_token(session, token)
+    request.state.page_user = check.user
+    return check.user
+
+
+def login_required() -> Problem:
+    return Problem(401, "unauthorized", "Log in to see this page", title="Log in")
+
+
+async def signed_in_user(user: Annotated[UserInfo | None, Depends(page_user)]) -> UserInfo:
+    if user is None:
+        raise login_required()
+    return user
+
+
+async def staff_user(user: Annotated[UserInfo, Depends(signed_in_user)]) -> UserInfo:
+    if user.role != "staff":
+        raise Problem(403, "forbidden", "This page is for the shop's staff", title="Staff only")
+    return user
+
+
+PageUser = Annotated[UserInfo | None, Depends(page_user)]
+SignedInUser = Annotated[UserInfo, Depends(signed_in_user)]
+PageStaff = Annotated[UserInfo, Depends(staff_user)]

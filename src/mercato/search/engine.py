@@ -9,8 +9,9 @@ Layout under ``<data_dir>/search``::
 A rebuild writes a new version next to the live one and then switches ``CURRENT``, so searches
 never see a half-built index. Readers look at ``CURRENT`` and reload their searcher at most every
 ``RELOAD_INTERVAL`` seconds; that is how every API process on a host follows the one writer.
-Tantivy calls are CPU-bound and run inline: a search costs a few milliseconds, and a thread hop
-would only add latency.
+Tantivy releases the GIL while it searches: the API runs each search on a worker thread (the
+event loop goes on serving), and a search counts its facets on a second thread while it
+collects its page of hits.
 """
 
 from __future__ import annotations

@@ -186,16 +186,19 @@ def _term(field_name: str, value: Any) -> Query:
     return Query.term_query(SCHEMA, field_name, value)
 
 
-def exact_clause(stems: Sequence[str], weight: float = 1.0) -> Query:
+def exact_clause(stems: Sequence[str], weight: float = 1.0, *, ranked: bool = True) -> Query:
     """The words in the match field (a phrase when several), with a bonus where the title or
     brand has them too. The bonus clauses are optional: they never widen the match, and are
-    only looked at for documents the match field already selected."""
+    only looked at for documents the match field already selected; ``ranked=False`` leaves them
+    out for the passes that only need the matching set (counts, facets, field-sorted pages)."""
 
     def words_in(name: str) -> Query:
         if len(stems) == 1:
             return _term(name, stems[0])
         return Query.phrase_query(SCHEMA, name, list(stems))
 
+    if not ranked:
+        return words_in(MATCH_FIELD)
     clauses = [(Occur.Must, _boost(words_in(MATCH_FIELD), weight))]
     clauses += [
         (Occur.Should, _boost(words_in(name), bonus * weight))
@@ -303,12 +306,12 @@ class Unit:
     def display(self) -> str:
         return self.correction or " ".join(w.text for w in self.words)
 
-    def clause(self) -> Query:
+    def clause(self, *, ranked: bool = True) -> Query:
         stems = [w.stem for w in self.words]
         if self.correction is not None:
             stems = [stem(self.correction)]
-        parts = [exact_clause(stems)]
-        parts += [exact_clause(alt, SYNONYM_WEIGHT) for alt in self.alternatives]
+        parts = [exact_clause(stems, ranked=ranked)]
+        parts += [exact_clause(alt, SYNONYM_WEIGHT, ranked=ranked) for alt in self.alternatives]
         if self.fuzzy:
             parts.append(fuzzy_clause(self.words[0], self.fuzzy))
         return _should(parts)
@@ -354,12 +357,12 @@ def plan_units(
     return units
 
 
-def text_query(units: Sequence[Unit], match_all: bool) -> Query:
+def text_query(units: Sequence[Unit], match_all: bool, *, ranked: bool = True) -> Query:
     required = [u for u in units if not u.optional] or list(units)
     clauses = []
     for unit in units:
         occur = Occur.Must if match_all and unit in required else Occur.Should
-        clauses.append((occur, unit.clause()))
+        clauses.append((occur, unit.clause(ranked=ranked)))
     if len(clauses) == 1:
         return clauses[0][1]
     return Query.boolean_query(clauses)
@@ -531,8 +534,9 @@ class SearchRequest:
 class Plan:
     words: list[Word]
     units: list[Unit]
-    base: Query  # words and filters: what is counted and faceted
+    base: Query  # words and filters, ranked: what a relevance-sorted page is taken from
     text: Query | None
+    matching: Query  # the same matching set without ranking extras: counts, facets, field sorts
     matched: Literal["all", "any"]
     fingerprint: str
     filter_queries: list[Query]
@@ -580,14 +584,26 @@ def make_plan(
     units = plan_units(searcher, words, synonyms, vocabulary) if words else []
     required = [u for u in units if not u.optional]
     match_all = match_all or len(required) < 2
+    return _plan(words, units, match_all, fingerprint(words, filters), filter_queries)
+
+
+def _plan(
+    words: list[Word],
+    units: list[Unit],
+    match_all: bool,
+    stamp: str,
+    filter_queries: list[Query],
+) -> Plan:
     text = text_query(units, match_all=match_all) if units else None
+    lean = text_query(units, match_all=match_all, ranked=False) if units else None
     return Plan(
         words,
         units,
         combine(text, filter_queries),
         text,
+        combine(lean, filter_queries),
         "all" if match_all else "any",
-        fingerprint(words, filters),
+        stamp,
         filter_queries,
     )
 
@@ -596,16 +612,7 @@ def relaxed(plan: Plan) -> Plan | None:
     """The plan with any word allowed to match, when every word together matched nothing."""
     if plan.matched == "any" or len([u for u in plan.units if not u.optional]) < 2:
         return None
-    text = text_query(plan.units, match_all=False)
-    return Plan(
-        plan.words,
-        plan.units,
-        combine(text, plan.filter_queries),
-        text,
-        "any",
-        plan.fingerprint,
-        plan.filter_queries,
-    )
+    return _plan(plan.words, plan.units, False, plan.fingerprint, plan.filter_queries)
 
 
 def fetch_page(
@@ -619,7 +626,7 @@ def fetch_page(
         hits: list[tuple[tantivy.DocAddress, int | None]] = [(a, None) for _, a in found.hits]
     else:
         key_field, ascending = KEYSET[sort]
-        query = plan.base
+        query = plan.matching
         if cursor is not None and cursor.key is not None:
             bound = Query.range_query(
                 SCHEMA,
@@ -717,14 +724,14 @@ def search(
     )
     # Tantivy releases the GIL: count the facets on another core while this one finds the
     # page of hits (the answer takes the longer of the two rather than their sum).
-    counting = _POOL.submit(_facets_or_total, searcher, plan.base, request.facets)
+    counting = _POOL.submit(_facets_or_total, searcher, plan.matching, request.facets)
     page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
     if cursor is None and not page.addresses:
         # Nothing on the first page means nothing at all: let any word match instead.
         wider = relaxed(plan)
         if wider is not None:
             plan = wider
-            counting = _POOL.submit(_facets_or_total, searcher, plan.base, request.facets)
+            counting = _POOL.submit(_facets_or_total, searcher, plan.matching, request.facets)
             page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
     raw, total = counting.result()
     facets = read_facets(raw, request.facets, request.filters.currency or "EUR") if raw else None

@@ -1138,3 +1138,84 @@ async def listed_products(session: AsyncSession, ids: Collection[str]) -> dict[s
                 variants=tuple(own),
             )
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# For the back office
+
+
+async def variants_by_sku(
+    session: AsyncSession,
+    *,
+    contains: str | None = None,
+    after_sku: str | None = None,
+    limit: int = 50,
+) -> list[VariantInfo]:
+    """Variants ordered by SKU, those whose SKU contains ``contains`` (any case) when given,
+    starting after ``after_sku`` (keyset paging: the SKU is unique)."""
+    if not 1 <= limit <= 500:
+        raise validation_problem("limit", "must be between 1 and 500")
+    query = select(Variant, Product).join(Product, Product.id == Variant.product_id)
+    text = (contains or "").strip()
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Variant.sku.ilike(f"%{escaped}%", escape="\\"))
+    if after_sku is not None:
+        query = query.where(Variant.sku > after_sku)
+    rows = await session.execute(query.order_by(Variant.sku).limit(limit))
+    return [_variant_info(variant, product) for variant, product in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class StaffProductPage:
+    items: list[ProductView]
+    next_before: str | None  # pass as ``before`` for the next (older) page
+
+
+async def staff_products(
+    session: AsyncSession,
+    *,
+    text: str | None = None,
+    status: str | None = None,
+    before: str | None = None,
+    limit: int = 25,
+) -> StaffProductPage:
+    """Products of any status for the back office, newest first (ids sort by creation), with
+    all their variants: those whose title or one of whose SKUs contains ``text`` (any case),
+    of one ``status`` when given, after the id ``before`` (keyset paging)."""
+    if not 1 <= limit <= 100:
+        raise validation_problem("limit", "must be between 1 and 100")
+    query = select(Product)
+    if status is not None:
+        _check_status(status)
+        query = query.where(Product.status == status)
+    needle = (text or "").strip()
+    if needle:
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        by_sku = select(Variant.product_id).where(Variant.sku.ilike(pattern, escape="\\"))
+        query = query.where(or_(Product.title.ilike(pattern, escape="\\"), Product.id.in_(by_sku)))
+    if before is not None:
+        query = query.where(Product.id < before)
+    rows = list((await session.scalars(query.order_by(Product.id.desc()).limit(limit + 1))).all())
+    next_before = rows[limit - 1].id if len(rows) > limit else None
+    views = await _views(session, rows[:limit], only_active_variants=False)
+    return StaffProductPage(views, next_before)
+
+
+# --------------------------------------------------------------------------------------------
+# For the storefront
+
+
+async def get_product_by_slug(session: AsyncSession, slug: str) -> ProductView | None:
+    """The active product with this slug (slugs are not unique: the oldest such product), with
+    its active variants; None when there is none."""
+    product = await session.scalar(
+        select(Product)
+        .where(Product.slug == slug, Product.status == "active")
+        .order_by(Product.id)
+        .limit(1)
+    )
+    if product is None:
+        return None
+    return (await _views(session, [product], only_active_variants=True))[0]

@@ -1095,3 +1095,22 @@ def method_to_json(m: ShippingMethodInfo) -> dict[str, Any]:
         ],
         "delivery_days": {"min": m.min_days, "max": m.max_days},
     }
+
+
+# --------------------------------------------------------------------------------------------
+# For the back office
+
+
+async def set_promo_active(executor: Executor, promo_id: str, active: bool) -> PromoInfo:
+    """Switch a promo code off (checkouts then refuse it as ``inactive``; uses already taken
+    stay counted) or back on."""
+    done = await executor.execute(
+        update(promo_codes)
+        .where(promo_codes.c.id == promo_id)
+        .values(active=active, updated_at=utcnow())
+    )
+    if cast(Any, done).rowcount != 1:
+        raise Problem(404, "not_found", f"Promo code {promo_id!r} was not found", title="Not found")
+    promo = await get_promo(executor, promo_id)
+    assert promo is not None
+    return promo

@@ -1208,3 +1208,57 @@ async def check_ledger(
 
 async def count_stock_rows(executor: Executor) -> int:
     return int((await executor.execute(select(func.count()).select_from(STOCK))).scalar_one())
+
+
+# --------------------------------------------------------------------------------------------
+# For the back office
+
+
+@dataclass(frozen=True, slots=True)
+class LowStock:
+    """A variant's stock summed over the active warehouses."""
+
+    variant_id: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+async def low_stock(executor: Executor, threshold: int, *, limit: int = 20) -> list[LowStock]:
+    """Variants with at most ``threshold`` units available over the active warehouses (sold
+    out ones included), fewest first. Only variants that have a stock row somewhere."""
+    if not 1 <= limit <= 1000:
+        raise validation_problem("limit", "must be between 1 and 1000")
+    available = func.sum(STOCK.c.on_hand - STOCK.c.reserved)
+    rows = await executor.execute(
+        select(
+            STOCK.c.variant_id,
+            func.sum(STOCK.c.on_hand).label("on_hand"),
+            func.sum(STOCK.c.reserved).label("reserved"),
+            available.label("available"),
+        )
+        .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
+        .where(WAREHOUSES.c.active.is_(True))
+        .group_by(STOCK.c.variant_id)
+        .having(available <= threshold)
+        .order_by(available, STOCK.c.variant_id)
+        .limit(limit)
+    )
+    return [LowStock(r.variant_id, int(r.on_hand), int(r.reserved), int(r.available)) for r in rows]
+
+
+async def stock_for_variants(
+    executor: Executor, variant_ids: Collection[str]
+) -> dict[str, list[StockLevel]]:
+    """Each variant's stock rows, by warehouse code (variants without any map to ``[]``)."""
+    wanted = sorted(set(variant_ids))
+    found: dict[str, list[StockLevel]] = {v: [] for v in wanted}
+    for chunk in _chunks(wanted):
+        rows = await executor.execute(
+            _stock_select()
+            .where(STOCK.c.variant_id.in_(list(chunk)))
+            .order_by(STOCK.c.variant_id, WAREHOUSES.c.code)
+        )
+        for r in rows:
+            found[r.variant_id].append(_stock_level(r))
+    return found

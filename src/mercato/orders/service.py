@@ -1210,3 +1210,37 @@ async def refund_order(
             await record_refund(conn, order_id, amount)
             log.info("order %s: refunded %d (%s)", order_id, amount, key)
     return True
+
+
+# -- the back office dashboard ---------------------------------------------------------------------
+
+NOT_SOLD: frozenset[str] = frozenset({"pending", "payment_failed", "cancelled"})
+"""Orders that bring no revenue: never paid, or cancelled (their money went back)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SalesFigure:
+    currency: str
+    orders: int
+    revenue: int  # the orders' totals less what was refunded on them, in minor units
+
+
+async def sales_between(executor: Executor, start: datetime, end: datetime) -> list[SalesFigure]:
+    """Orders placed in ``[start, end)`` and their revenue, per currency (by currency code).
+
+    Counted: every order that was paid and not cancelled, whatever happened after (shipped,
+    returned...); its revenue is its total less its refunds. Amounts of different currencies
+    are never added together.
+    """
+    o = ORDERS.c
+    rows = await executor.execute(
+        select(o.currency, func.count(), func.coalesce(func.sum(o.total - o.refunded_total), 0))
+        .where(
+            o.created_at >= _as_utc(start),
+            o.created_at < _as_utc(end),
+            o.status.not_in(sorted(NOT_SOLD)),
+        )
+        .group_by(o.currency)
+        .order_by(o.currency)
+    )
+    return [SalesFigure(r[0], int(r[1]), int(r[2])) for r in rows]

@@ -708,3 +708,14 @@ async def finish_refunds(
             continue
         done += after.status == "refunded"
     return done
+
+
+# -- for the back office ---------------------------------------------------------------------------
+
+
+async def count_by_status(executor: Executor) -> dict[str, int]:
+    """How many return requests are in each status (statuses with none are left out)."""
+    rows = await executor.execute(
+        select(REQUESTS.c.status, func.count()).group_by(REQUESTS.c.status)
+    )
+    return {r[0]: int(r[1]) for r in rows}

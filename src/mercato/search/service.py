@@ -553,3 +553,31 @@ async def status(runtime: Runtime) -> dict[str, Any]:
         "size_bytes": engine.store.size_bytes(reader.version),
         "consumer": consumer_name(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# For the storefront's product page
+
+
+async def product_ratings(
+    runtime: Runtime, product_ids: Collection[str]
+) -> dict[str, tuple[float, int]]:
+    """(average rating, number of ratings) per product, as the index holds them. Products
+    without a rating, not in the index, or with no index built yet are absent."""
+    from tantivy import Occur, Query
+
+    from mercato.search.engine import SCHEMA
+
+    wanted = sorted(set(product_ids))[: q.MAX_LIMIT]
+    reader = engine_for(runtime).reader()
+    if reader is None or not wanted:
+        return {}
+    searcher = reader.searcher()
+    terms = [(Occur.Should, Query.term_query(SCHEMA, "id", pid)) for pid in wanted]
+    found: dict[str, tuple[float, int]] = {}
+    for _, address in searcher.search(Query.boolean_query(terms), len(wanted)).hits:
+        doc = searcher.doc(address)
+        pid, rating, count = (doc.get_first(n) for n in ("id", "rating", "rating_count"))
+        if pid is not None and rating and count:
+            found[str(pid)] = (float(rating), int(count))
+    return found

@@ -12,17 +12,21 @@ from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME
 from mercato.identity.service import UserInfo
 from mercato.problems import Problem
-from mercato.runtime import SessionDep
+from mercato.runtime import RuntimeDep
 
 
-async def page_user(request: Request, session: SessionDep) -> UserInfo | None:
+async def page_user(request: Request, runtime: RuntimeDep) -> UserInfo | None:
+    """The signed-in user, read in a transaction of its own that ends at once: pages run their
+    changes in transactions of their own, and on SQLite a request-long transaction would hold
+    the write lock those wait for (and serialise every signed-in page view)."""
     cached: UserInfo | None = getattr(request.state, "page_user", None)
     if cached is not None:
         return cached
     token = request.cookies.get(COOKIE_NAME)
     if not token:
         return None
-    check = await identity.check_token(session, token)
+    async with runtime.db.session() as session:
+        check = await identity.check_token(session, token)
     request.state.page_user = check.user
     return check.user
 

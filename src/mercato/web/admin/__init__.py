@@ -4,6 +4,7 @@ dependency (a signed-out visitor is sent to the login form, a customer gets 403)
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
 
 from mercato.web.admin import (
     catalog,
@@ -18,5 +19,8 @@ from mercato.web.admin import (
 from mercato.web.deps import staff_user
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(staff_user)])
+# /admin itself (the dashboard also answers /admin/): an included router cannot hold an empty
+# path, the prefixed one can.
+router.add_api_route("", dashboard.dashboard, methods=["GET"], response_class=HTMLResponse)
 for part in (dashboard, orders, returns, inventory, catalog, promos, settings, integrations):
     router.include_router(part.router)

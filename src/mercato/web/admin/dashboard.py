@@ -1,7 +1,80 @@
-"""Back office: dashboard pages."""
+"""Back office: the dashboard at ``/admin``. Today's orders and revenue (per currency, days in
+UTC), the orders waiting for the warehouse, open returns and low-stock variants, each linking
+to the page where staff act on them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mercato.catalog import service as catalog
+from mercato.db import utcnow
+from mercato.inventory import service as inventory
+from mercato.orders import service as orders
+from mercato.returns import service as returns
+from mercato.runtime import RuntimeDep, SessionDep
+from mercato.web.admin.ops_common import today_range
+from mercato.web.deps import PageStaff
+from mercato.web.templating import render
 
 router = APIRouter()
+
+WAITING_STATUSES: tuple[str, ...] = ("paid", "fulfilling")
+OPEN_RETURN_STATUSES: tuple[str, ...] = returns.OPEN
+LOW_STOCK_SHOWN = 10
+RECENT_ORDERS = 8
+
+
+async def _low_stock(session: AsyncSession, threshold: int) -> list[dict[str, object]]:
+    found = await inventory.low_stock(session, threshold, limit=LOW_STOCK_SHOWN)
+    variants = await catalog.get_variants(session, [s.variant_id for s in found])
+    rows: list[dict[str, object]] = []
+    for s in found:
+        variant = variants.get(s.variant_id)
+        rows.append(
+            {
+                "variant_id": s.variant_id,
+                "sku": variant.sku if variant else s.variant_id,
+                "title": f"{variant.product_title} {variant.title}".strip() if variant else "",
+                "active": bool(variant and variant.active),
+                "on_hand": s.on_hand,
+                "reserved": s.reserved,
+                "available": s.available,
+            }
+        )
+    return rows
+
+
+# Served at /admin/ (and /admin redirects there): an included router cannot hold a route with
+# an empty path when it is included without a prefix.
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(
+    request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    start, end = today_range(utcnow())
+    sales = await orders.sales_between(session, start, end)
+    by_status = await orders.count_by_status(session)
+    return_counts = await returns.count_by_status(session)
+    threshold = runtime.settings.low_stock_threshold
+    recent = await orders.search_orders(
+        session,
+        orders.OrderFilters(),
+        secret_key=runtime.settings.secret_key,
+        limit=RECENT_ORDERS,
+    )
+    return render(
+        request,
+        "admin/dashboard.html",
+        {
+            "today": start.date(),
+            "sales": sales,
+            "waiting": {s: by_status.get(s, 0) for s in WAITING_STATUSES},
+            "waiting_total": sum(by_status.get(s, 0) for s in WAITING_STATUSES),
+            "open_returns": {s: return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES},
+            "open_returns_total": sum(return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES),
+            "threshold": threshold,
+            "low_stock": await _low_stock(session, threshold),
+            "recent": recent.items,
+        },
+    )

@@ -1,7 +1,279 @@
-"""Back office: inventory pages."""
+"""Back office: inventory. ``/admin/inventory`` lists the warehouses, the stock of each variant
+in each warehouse (searched by SKU, paged by SKU), the active reservations, and the forms to
+receive goods and correct a count; ``/admin/inventory/check`` runs the ledger check (the page
+loads it after itself, so a large shop's page stays quick). Receiving and adjusting call the
+inventory service exactly as the staff API does; a refusal shows next to the field it is
+about."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from mercato.catalog import service as catalog
+from mercato.inventory import service
+from mercato.problems import Problem
+from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.web.admin.ops_common import field_errors, parse_int, problem_message, with_query
+from mercato.web.deps import PageStaff
+from mercato.web.security import CsrfChecked
+from mercato.web.templating import flash, redirect, render
 
 router = APIRouter()
+
+PAGE_SIZE = 50
+RESERVATIONS_SHOWN = 50
+MAX_REFERENCE = 80
+MAX_REASON = 200
+
+Field = Annotated[str, Form(max_length=300)]
+
+
+async def _index(
+    request: Request,
+    session: AsyncSession,
+    threshold: int,
+    *,
+    sku: str = "",
+    after: str = "",
+    receive_form: dict[str, str] | None = None,
+    receive_errors: dict[str, str] | None = None,
+    adjust_form: dict[str, str] | None = None,
+    adjust_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    warehouses = await service.list_warehouses(session)
+    variants = await catalog.variants_by_sku(
+        session, contains=sku or None, after_sku=after or None, limit=PAGE_SIZE + 1
+    )
+    next_after = variants[PAGE_SIZE - 1].sku if len(variants) > PAGE_SIZE else None
+    variants = variants[:PAGE_SIZE]
+    levels = await service.stock_for_variants(session, [v.id for v in variants])
+    rows: list[dict[str, Any]] = []
+    for v in variants:
+        by_code = {s.warehouse_code: s for s in levels.get(v.id, [])}
+        rows.append(
+            {
+                "variant": v,
+                "levels": by_code,
+                "available": sum(s.available for s in by_code.values()),
+            }
+        )
+    held = await service.active_reservations(session, limit=RESERVATIONS_SHOWN)
+    held_variants = await catalog.get_variants(session, [r.variant_id for r in held])
+    default_warehouse = warehouses[0].code if warehouses else ""
+    exact = next((v for v in variants if v.sku == sku), None)
+    prefill = {"sku": exact.sku if exact else "", "warehouse": default_warehouse}
+    return render(
+        request,
+        "admin/inventory/index.html",
+        {
+            "warehouses": warehouses,
+            "rows": rows,
+            "sku": sku,
+            "paged": bool(after),
+            "first_url": with_query("/admin/inventory", sku=sku),
+            "next_url": with_query("/admin/inventory", sku=sku, after=next_after)
+            if next_after
+            else None,
+            "threshold": threshold,
+            "reservations": held,
+            "reservation_variants": held_variants,
+            "receive_form": receive_form or prefill,
+            "receive_errors": receive_errors or {},
+            "adjust_form": adjust_form or prefill,
+            "adjust_errors": adjust_errors or {},
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/inventory", response_class=HTMLResponse)
+async def inventory_index(
+    request: Request,
+    staff: PageStaff,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    sku: Annotated[str, Query(max_length=64)] = "",
+    after: Annotated[str, Query(max_length=64)] = "",
+) -> HTMLResponse:
+    return await _index(
+        request, session, runtime.settings.low_stock_threshold, sku=sku.strip(), after=after
+    )
+
+
+@router.get("/inventory/check", response_class=HTMLResponse)
+async def ledger_check(request: Request, staff: PageStaff, session: SessionDep) -> HTMLResponse:
+    """Every stock row against its ledger and its active reservations (one snapshot)."""
+    differences = await service.check_ledger(session)
+    variants = await catalog.get_variants(session, {d.variant_id for d in differences})
+    codes = {w.id: w.code for w in await service.list_warehouses(session)}
+    template = (
+        "admin/inventory/_check.html"
+        if request.headers.get("HX-Request")
+        else "admin/inventory/check.html"
+    )
+    return render(
+        request,
+        template,
+        {
+            "ok": not differences,
+            "rule": service.LEDGER_RULE,
+            "stock_rows": await service.count_stock_rows(session),
+            "differences": differences,
+            "variants": variants,
+            "warehouse_codes": codes,
+        },
+    )
+
+
+async def _rerender(
+    request: Request,
+    session: AsyncSession,
+    runtime: Runtime,
+    committed: bool,
+    **form: Any,
+) -> HTMLResponse:
+    """The page again with the form's errors (422). Once the request's own transaction has
+    ended (the service ran in its own), the page is read in a fresh one."""
+    threshold = runtime.settings.low_stock_threshold
+    if not committed:
+        return await _index(request, session, threshold, status_code=422, **form)
+    async with runtime.db.session() as fresh:
+        return await _index(request, fresh, threshold, status_code=422, **form)
+
+
+def _form_errors(problem: Problem, fields: tuple[str, ...]) -> dict[str, str]:
+    errors = {k: v for k, v in field_errors(problem).items() if k in fields}
+    if not errors:
+        errors["form"] = problem_message(problem)
+    return errors
+
+
+@router.post("/inventory/receive", dependencies=[CsrfChecked])
+async def receive(
+    request: Request,
+    staff: PageStaff,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    sku: Field = "",
+    warehouse: Field = "",
+    quantity: Field = "",
+    reference: Field = "",
+) -> Response:
+    """Goods arrived: ``quantity`` units of ``sku`` onto ``warehouse``'s shelf."""
+    form = {"sku": sku, "warehouse": warehouse, "quantity": quantity, "reference": reference}
+    errors: dict[str, str] = {}
+    if not sku.strip():
+        errors["sku"] = "is required"
+    if not warehouse.strip():
+        errors["warehouse"] = "is required"
+    units = parse_int(quantity, "quantity", errors, minimum=1, maximum=service.MAX_QUANTITY)
+    if len(reference.strip()) > MAX_REFERENCE:
+        errors["reference"] = f"must be at most {MAX_REFERENCE} characters"
+    level: service.StockLevel | None = None
+    committed = False
+    if not errors and units is not None:
+        await session.commit()
+        committed = True
+
+        async def work(conn: AsyncConnection) -> service.StockLevel:
+            variant = await service.resolve_variant(conn, sku.strip())
+            return await service.receive(
+                conn, variant, warehouse.strip(), units, reference.strip() or None
+            )
+
+        try:
+            level = await service.in_transaction(runtime.db, work)
+        except Problem as exc:
+            errors = _form_errors(exc, ("sku", "warehouse", "quantity", "reference"))
+    if level is None:
+        return await _rerender(
+            request,
+            session,
+            runtime,
+            committed,
+            sku=sku.strip(),
+            receive_form=form,
+            receive_errors=errors,
+        )
+    response = redirect(with_query("/admin/inventory", sku=sku.strip()))
+    flash(
+        request,
+        response,
+        f"Received {units} × {sku.strip()} at {level.warehouse_code}: "
+        f"{level.on_hand} on hand, {level.available} available",
+        "success",
+    )
+    return response
+
+
+@router.post("/inventory/adjust", dependencies=[CsrfChecked])
+async def adjust(
+    request: Request,
+    staff: PageStaff,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    sku: Field = "",
+    warehouse: Field = "",
+    delta: Field = "",
+    reason: Field = "",
+) -> Response:
+    """Correct the shelf count by ``delta`` (never below what is reserved), with a reason."""
+    form = {"sku": sku, "warehouse": warehouse, "delta": delta, "reason": reason}
+    errors: dict[str, str] = {}
+    if not sku.strip():
+        errors["sku"] = "is required"
+    if not warehouse.strip():
+        errors["warehouse"] = "is required"
+    change = parse_int(
+        delta,
+        "delta",
+        errors,
+        minimum=-service.MAX_QUANTITY,
+        maximum=service.MAX_QUANTITY,
+        nonzero=True,
+    )
+    if not reason.strip():
+        errors["reason"] = "is required: say why the count changes"
+    elif len(reason.strip()) > MAX_REASON:
+        errors["reason"] = f"must be at most {MAX_REASON} characters"
+    level: service.StockLevel | None = None
+    committed = False
+    if not errors and change is not None:
+        await session.commit()
+        committed = True
+
+        async def work(conn: AsyncConnection) -> service.StockLevel:
+            variant = await service.resolve_variant(conn, sku.strip())
+            return await service.adjust(conn, variant, warehouse.strip(), change, reason.strip())
+
+        try:
+            level = await service.in_transaction(runtime.db, work)
+        except Problem as exc:
+            if exc.code == "insufficient_stock":
+                errors = {"delta": problem_message(exc)}
+            else:
+                errors = _form_errors(exc, ("sku", "warehouse", "delta", "reason"))
+    if level is None:
+        return await _rerender(
+            request,
+            session,
+            runtime,
+            committed,
+            sku=sku.strip(),
+            adjust_form=form,
+            adjust_errors=errors,
+        )
+    response = redirect(with_query("/admin/inventory", sku=sku.strip()))
+    flash(
+        request,
+        response,
+        f"Adjusted {sku.strip()} at {level.warehouse_code} by {change:+d}: "
+        f"{level.on_hand} on hand, {level.available} available",
+        "success",
+    )
+    return response

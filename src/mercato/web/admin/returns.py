@@ -1,7 +1,272 @@
-"""Back office: returns pages."""
+"""Back office: returns. ``/admin/returns`` is the queue (by status, oldest first);
+``/admin/returns/{id}`` approves or rejects a request, receives the goods (each line back on
+the shelf or written off, at a warehouse) and refunds them, through the returns service like
+the staff API. Receiving refunds at once; the refund button retries one the payment provider
+had not confirmed (it is never made twice)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from mercato.fulfilment import service as fulfilment
+from mercato.inventory import service as inventory
+from mercato.orders import service as orders
+from mercato.payments.service import get_provider
+from mercato.problems import Problem, not_found
+from mercato.returns import service
+from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
+from mercato.runtime import RuntimeDep, SessionDep
+from mercato.web.admin.ops_common import actor_of, field_errors, problem_message, run_action
+from mercato.web.deps import PageStaff
+from mercato.web.security import CsrfChecked
+from mercato.web.templating import flash, money, redirect, render
 
 router = APIRouter()
+
+LIST_LIMIT = 100
+Note = Annotated[str, Form(max_length=1000)]
+_LINE_FIELD = re.compile(r"^lines\[(\d+)\]\.(\w+)$")
+
+
+def _return_url(return_id: str) -> str:
+    return f"/admin/returns/{return_id}"
+
+
+@router.get("/returns", response_class=HTMLResponse)
+async def return_list(
+    request: Request,
+    staff: PageStaff,
+    session: SessionDep,
+    status: Annotated[str, Query(max_length=16)] = "",
+) -> HTMLResponse:
+    chosen = status if status in RETURN_STATUSES else ""
+    found = await service.list_returns(session, status=chosen or None, limit=LIST_LIMIT)
+    counts = await service.count_by_status(session)
+    return render(
+        request,
+        "admin/returns/list.html",
+        {
+            "returns": found,
+            "status": chosen,
+            "statuses": RETURN_STATUSES,
+            "counts": counts,
+            "total": sum(counts.values()),
+            "limit": LIST_LIMIT,
+        },
+    )
+
+
+async def _detail(
+    request: Request,
+    session: AsyncSession,
+    return_id: str,
+    *,
+    receive_form: dict[str, str] | None = None,
+    receive_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    found = await service.get_return(session, return_id)
+    if found is None:
+        raise not_found("Return", return_id)
+    order = await orders.get_order(session, found.order_id)
+    lines = {line.id: line for line in order.lines} if order else {}
+    defaults: dict[str, str] = {}
+    for line in found.lines:
+        code = await fulfilment.warehouse_of_line(session, found.order_id, line.order_line_id)
+        defaults[f"disposition_{line.order_line_id}"] = "restock"
+        defaults[f"warehouse_{line.order_line_id}"] = code or ""
+    return render(
+        request,
+        "admin/returns/detail.html",
+        {
+            "ret": found,
+            "order": order,
+            "lines": lines,
+            "warehouses": await inventory.list_warehouses(session),
+            "dispositions": DISPOSITIONS,
+            "receive_form": receive_form or defaults,
+            "receive_errors": receive_errors or {},
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/returns/{return_id}", response_class=HTMLResponse)
+async def return_detail(
+    return_id: str, request: Request, staff: PageStaff, session: SessionDep
+) -> HTMLResponse:
+    return await _detail(request, session, return_id)
+
+
+@router.post("/returns/{return_id}/approve", dependencies=[CsrfChecked])
+async def approve(
+    return_id: str,
+    request: Request,
+    staff: PageStaff,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    note: Note = "",
+) -> Response:
+    await session.commit()
+
+    async def work(conn: AsyncConnection) -> service.ReturnInfo:
+        return await service.approve_return(
+            conn, return_id, actor=actor_of(staff), note=note or None
+        )
+
+    return await run_action(
+        request,
+        _return_url(return_id),
+        lambda: inventory.in_transaction(runtime.db, work),
+        "Return approved: the customer may send the goods",
+    )
+
+
+@router.post("/returns/{return_id}/reject", dependencies=[CsrfChecked])
+async def reject(
+    return_id: str,
+    request: Request,
+    staff: PageStaff,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    note: Note = "",
+) -> Response:
+    await session.commit()
+
+    async def work(conn: AsyncConnection) -> service.ReturnInfo:
+        return await service.reject_return(
+            conn, return_id, actor=actor_of(staff), note=note or None
+        )
+
+    return await run_action(
+        request,
+        _return_url(return_id),
+        lambda: inventory.in_transaction(runtime.db, work),
+        "Return rejected",
+    )
+
+
+def _refund_message(found: service.ReturnInfo) -> str:
+    amount = money(found.refund_amount, found.currency)
+    if found.status == "refunded":
+        return f"Goods received; {amount} refunded"
+    return f"Goods received; the refund of {amount} is not confirmed yet and will be retried"
+
+
+def _line_errors(
+    problem: Problem, found: service.ReturnInfo, form_keys: set[str]
+) -> dict[str, str]:
+    """The receive form's fields are per line (``disposition_<line id>``); the service names
+    them ``lines[<n>].<field>`` in the order the lines were given."""
+    errors: dict[str, str] = {}
+    for name, message in field_errors(problem).items():
+        match = _LINE_FIELD.match(name)
+        if match and int(match.group(1)) < len(found.lines):
+            line_id = found.lines[int(match.group(1))].order_line_id
+            key = f"{match.group(2)}_{line_id}"
+            errors[key if key in form_keys else f"disposition_{line_id}"] = message
+        elif name == "warehouse":
+            errors["form"] = f"Warehouse: {message}"
+        else:
+            errors["form"] = f"{name}: {message}"
+    return errors
+
+
+@router.post("/returns/{return_id}/receive", dependencies=[CsrfChecked])
+async def receive(
+    return_id: str, request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """The goods arrived: each line restocked or written off at a warehouse, then refunded."""
+    found = await service.get_return(session, return_id)
+    if found is None:
+        raise not_found("Return", return_id)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    errors: dict[str, str] = {}
+    dispositions: list[service.Disposition] = []
+    known = {w.code for w in await inventory.list_warehouses(session)}
+    # Only an approved return has the form; otherwise the service says why it cannot be received.
+    for line in found.lines if found.status == "approved" else ():
+        choice = values.get(f"disposition_{line.order_line_id}", "")
+        if choice not in DISPOSITIONS:
+            errors[f"disposition_{line.order_line_id}"] = "choose restock or write off"
+        warehouse = values.get(f"warehouse_{line.order_line_id}", "").strip().upper()
+        if warehouse and warehouse not in known:
+            errors[f"warehouse_{line.order_line_id}"] = f"no warehouse with code {warehouse!r}"
+        dispositions.append(service.Disposition(line.order_line_id, choice, warehouse or None))
+    if errors:
+        return await _detail(
+            request,
+            session,
+            return_id,
+            receive_form=values,
+            receive_errors=errors,
+            status_code=422,
+        )
+    await session.commit()
+    try:
+        after = await service.receive_return(
+            runtime.db,
+            get_provider(runtime),
+            return_id,
+            dispositions,
+            actor=actor_of(staff),
+            refund_shipping_on_full_return=runtime.settings.refund_shipping_on_full_return,
+        )
+    except Problem as exc:
+        line_errors = _line_errors(exc, found, set(values)) if exc.status == 422 else {}
+        if line_errors:
+            async with runtime.db.session() as fresh:  # the request's session has ended
+                return await _detail(
+                    request,
+                    fresh,
+                    return_id,
+                    receive_form=values,
+                    receive_errors=line_errors,
+                    status_code=422,
+                )
+        if exc.status in (401, 403, 404):
+            raise
+        response = redirect(_return_url(return_id))
+        flash(request, response, problem_message(exc), "error")
+        return response
+    response = redirect(_return_url(return_id))
+    flash(
+        request,
+        response,
+        _refund_message(after),
+        "success" if after.status == "refunded" else "info",
+    )
+    return response
+
+
+@router.post("/returns/{return_id}/refund", dependencies=[CsrfChecked])
+async def refund(
+    return_id: str, request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """Retry the refund of received goods (made once, whatever the retries)."""
+    await session.commit()
+
+    async def act() -> service.ReturnInfo:
+        after = await service.refund_return(
+            runtime.db, get_provider(runtime), return_id, actor=actor_of(staff)
+        )
+        if after.status != "refunded":
+            raise Problem(
+                503,
+                "refund_pending",
+                "The payment provider has not confirmed the refund yet; try again shortly",
+            )
+        return after
+
+    return await run_action(
+        request,
+        _return_url(return_id),
+        act,
+        lambda r: f"Refunded {money(r.refund_amount, r.currency)}",
+    )

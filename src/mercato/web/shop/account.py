@@ -1,0 +1,383 @@
+"""The shopper's account: register, log in, log out, order history, and one order's page with
+its timeline, shipments and tracking numbers, cancelling, and asking for a return.
+
+Logging in does what ``POST /api/auth/login`` does: the same rate limit per address and per
+account, the same HttpOnly session cookie, and the same login hooks (the guest cart merges into
+the customer's). A ``next`` target is only followed when it stays on this site."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mercato.db import utcnow
+from mercato.fulfilment import service as fulfilment
+from mercato.identity import service as identity
+from mercato.identity.deps import COOKIE_NAME, delete_session_cookie, set_session_cookie
+from mercato.identity.service import UserInfo
+from mercato.orders import service as orders
+from mercato.orders.service import OrderInfo
+from mercato.payments.service import get_provider
+from mercato.problems import Problem, not_found
+from mercato.ratelimit import limiter_for
+from mercato.returns import service as returns
+from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.web.deps import PageUser, SignedInUser
+from mercato.web.security import CsrfChecked, safe_next
+from mercato.web.shop.common import (
+    BriefSignedIn,
+    BriefUser,
+    country_name,
+    form_of,
+    problem_fields,
+    text_field,
+)
+from mercato.web.templating import flash, redirect, render
+
+router = APIRouter(prefix="/account")
+
+ORDERS_PER_PAGE = 10
+STATUS_LABELS: dict[str, str] = {
+    "pending": "Waiting for payment",
+    "paid": "Paid: we are preparing your order",
+    "fulfilling": "Being packed",
+    "shipped": "On its way",
+    "delivered": "Delivered",
+    "cancelled": "Cancelled",
+    "payment_failed": "Payment failed",
+    "return_requested": "Return requested",
+    "returned": "Returned",
+    "refunded": "Refunded",
+}
+RETURN_STATUS_LABELS: dict[str, str] = {
+    "requested": "Requested: waiting for approval",
+    "approved": "Approved: send the items back",
+    "rejected": "Rejected",
+    "received": "Received",
+    "refunded": "Refunded",
+}
+RETURN_REASONS = (
+    "Changed my mind",
+    "Does not fit",
+    "Not as described",
+    "Arrived damaged",
+    "Wrong item sent",
+    "Other",
+)
+
+
+def client_ip(request: Request) -> str:
+    # The socket peer, as the login API uses (see mercato.identity.api.client_ip).
+    return request.client.host if request.client else "unknown"
+
+
+async def _sign_in(
+    session: AsyncSession, runtime: Runtime, request: Request, response: Response, user: UserInfo
+) -> None:
+    ttl = runtime.settings.token_ttl_seconds
+    issued = await identity.start_session(
+        session, user.id, ttl, user_agent=request.headers.get("user-agent"), ip=client_ip(request)
+    )
+    await identity.run_login_hooks(session, request, response, user)
+    set_session_cookie(response, issued.token, ttl, secure=runtime.settings.cookie_secure)
+
+
+# --------------------------------------------------------------------------------------------
+# Log in, register, log out
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, user: PageUser, next: str | None = None) -> Response:
+    target = safe_next(next)
+    if user is not None:
+        return redirect(target)
+    return render(
+        request, "shop/login.html", {"next": target, "email": "", "errors": {}, "message": None}
+    )
+
+
+@router.post("/login", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def login(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+    form = await form_of(request)
+    email = text_field(form, "email", 320)
+    password = form.get("password")
+    password = password if isinstance(password, str) else ""
+    target = safe_next(text_field(form, "next", 2000))
+    errors: dict[str, str] = {}
+    if not email:
+        errors["email"] = "Enter your e-mail address."
+    if not password:
+        errors["password"] = "Enter your password."  # noqa: S105  (a message, not a secret)
+    context: dict[str, Any] = {"next": target, "email": email, "errors": errors, "message": None}
+    if errors:
+        return render(request, "shop/login.html", context, status_code=422)
+    settings = runtime.settings
+    response = redirect(target)
+    try:
+        await identity.enforce_login_rate(
+            limiter_for(runtime),
+            ip=client_ip(request),
+            email=email,
+            capacity=settings.login_rate_capacity,
+            refill_per_second=settings.login_rate_refill_per_second,
+        )
+        async with runtime.db.session() as session:
+            found = await identity.authenticate_credentials(session, email, password[:1024])
+            if found is None:
+                raise identity.invalid_credentials()
+            await _sign_in(session, runtime, request, response, found)
+    except Problem as exc:
+        if exc.code == "rate_limited":
+            context["message"] = "Too many attempts. Please wait a minute and try again."
+            return render(request, "shop/login.html", context, status_code=429, headers=exc.headers)
+        context["message"] = "The e-mail address or password is incorrect."
+        return render(request, "shop/login.html", context, status_code=422)
+    flash(request, response, f"Welcome back, {found.name}.", "success")
+    return response
+
+
+@router.get("/register", response_class=HTMLResponse)
+async def register_page(request: Request, user: PageUser, next: str | None = None) -> Response:
+    target = safe_next(next)
+    if user is not None:
+        return redirect(target)
+    return render(
+        request,
+        "shop/register.html",
+        {"next": target, "values": {}, "errors": {}, "min_password": identity.PASSWORD_MIN_LENGTH},
+    )
+
+
+@router.post("/register", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+    form = await form_of(request)
+    values = {"name": text_field(form, "name", 200), "email": text_field(form, "email", 320)}
+    password = form.get("password")
+    password = password if isinstance(password, str) else ""
+    target = safe_next(text_field(form, "next", 2000))
+    response = redirect(target)
+    errors: dict[str, str] = {}
+    try:
+        async with runtime.db.session() as session:
+            created = await identity.create_user(
+                session,
+                email=values["email"],
+                password=password[: identity.PASSWORD_MAX_LENGTH + 1],
+                role="customer",
+                name=values["name"],
+            )
+            await _sign_in(session, runtime, request, response, created)
+    except Problem as exc:
+        if exc.code == "email_taken":
+            errors["email"] = "An account with this e-mail address exists already: log in."
+        else:
+            errors = {k: f"This {k.replace('_', ' ')} {v}." for k, v in problem_fields(exc).items()}
+            if not errors:
+                errors["email"] = exc.detail
+        return render(
+            request,
+            "shop/register.html",
+            {
+                "next": target,
+                "values": values,
+                "errors": errors,
+                "min_password": identity.PASSWORD_MIN_LENGTH,
+            },
+            status_code=422,
+        )
+    flash(request, response, f"Welcome, {created.name}: your account is ready.", "success")
+    return response
+
+
+@router.post("/logout", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def logout(request: Request, runtime: RuntimeDep) -> Response:
+    token = request.cookies.get(COOKIE_NAME)
+    if token:
+        async with runtime.db.session() as session:
+            await identity.revoke_token(session, token)
+    response = redirect("/")
+    delete_session_cookie(response, secure=runtime.settings.cookie_secure)
+    flash(request, response, "You have logged out.", "info")
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# Orders
+
+
+@router.get("/orders", response_class=HTMLResponse)
+async def order_history(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: SignedInUser,
+    cursor: str | None = None,
+) -> Response:
+    """The customer's orders, newest first, a page at a time."""
+    secret = runtime.settings.secret_key
+    try:
+        page = await orders.customer_orders(
+            session, user.id, secret_key=secret, cursor=cursor, limit=ORDERS_PER_PAGE
+        )
+    except Problem as exc:
+        if not cursor or exc.status >= 500:
+            raise
+        page = await orders.customer_orders(
+            session, user.id, secret_key=secret, cursor=None, limit=ORDERS_PER_PAGE
+        )
+        cursor = None
+    return render(
+        request,
+        "shop/orders.html",
+        {"page": page, "labels": STATUS_LABELS, "paged": cursor is not None},
+    )
+
+
+async def _returnable(
+    session: AsyncSession, runtime: Runtime, order: OrderInfo
+) -> list[dict[str, Any]]:
+    """Lines that can still be returned: delivered within the return window, units not yet
+    in another return. Empty when the order cannot take a return now."""
+    if order.status != "return_requested" and not orders.can_transition(
+        order.status, "return_requested"
+    ):
+        return []
+    delivered = await fulfilment.delivered_units(session, order.id)
+    if not delivered:
+        return []
+    taken = await returns.units_spoken_for(session, order.id)
+    window = timedelta(days=runtime.settings.return_window_days)
+    now = utcnow()
+    found = []
+    for line in order.lines:
+        got = delivered.get(line.id)
+        if got is None or now - got.last_delivered_at > window:
+            continue
+        left = got.quantity - taken.get(line.id, 0)
+        if left > 0:
+            found.append({"line": line, "left": left})
+    return found
+
+
+@router.get("/orders/{order_id}", response_class=HTMLResponse)
+async def order_page(
+    order_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, user: SignedInUser
+) -> Response:
+    """One order: lines at the prices paid, totals, payment, the status timeline, shipments
+    with tracking, cancelling, returns. Someone else's order is a 404, like an unknown one."""
+    order = await orders.get_customer_order(session, order_id, user.id)
+    if order is None:
+        raise not_found("Order", order_id)
+    payment = await orders.payment_summary(session, order)
+    shipments = await orders.shipments_of(session, order)
+    requested = await returns.returns_for_order(session, order.id)
+    titles = {line.id: line.title for line in order.lines}
+    return render(
+        request,
+        "shop/order.html",
+        {
+            "order": order,
+            "payment": payment,
+            "shipments": shipments,
+            "returns": requested,
+            "returnable": await _returnable(session, runtime, order),
+            "titles": titles,
+            "labels": STATUS_LABELS,
+            "return_labels": RETURN_STATUS_LABELS,
+            "reasons": RETURN_REASONS,
+            "window_days": runtime.settings.return_window_days,
+            "country_name": country_name,
+        },
+    )
+
+
+@router.post("/orders/{order_id}/cancel", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def cancel(
+    order_id: str, request: Request, runtime: RuntimeDep, user: BriefSignedIn
+) -> Response:
+    form = await form_of(request)
+    reason = text_field(form, "reason", 500) or None
+    response = redirect(f"/account/orders/{order_id}")
+    try:
+        await orders.cancel_order(
+            runtime.db,
+            get_provider(runtime),
+            order_id,
+            actor=f"customer:{user.id}",
+            user_id=user.id,
+            reason=reason,
+        )
+    except Problem as exc:
+        if exc.status == 404:
+            raise
+        message = (
+            "This order can no longer be cancelled."
+            if exc.code == "invalid_transition"
+            else exc.detail
+        )
+        flash(request, response, message, "error")
+        return response
+    flash(
+        request,
+        response,
+        "Your order is cancelled. The payment is released and nothing will be charged.",
+        "success",
+    )
+    return response
+
+
+@router.post("/orders/{order_id}/returns", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def request_return(
+    order_id: str, request: Request, runtime: RuntimeDep, user: BriefSignedIn
+) -> Response:
+    """Ask to return units of delivered lines (``qty-<order line id>`` fields) with a reason."""
+    form = await form_of(request)
+    lines: list[tuple[str, int]] = []
+    for key, value in form.multi_items():
+        if not key.startswith("qty-") or not isinstance(value, str):
+            continue
+        try:
+            quantity = int(value.strip() or "0")
+        except ValueError:
+            quantity = -1
+        if quantity != 0:
+            lines.append((key[4:][:40], quantity))
+    reason = text_field(form, "reason", 100)
+    details = text_field(form, "details", 380)
+    full_reason = f"{reason}: {details}" if reason and details else (reason or details)
+    response = redirect(f"/account/orders/{order_id}#returns")
+    if not lines:
+        flash(request, response, "Choose how many of which items to return.", "error")
+        return response
+    if any(quantity < 0 for _, quantity in lines):
+        flash(request, response, "Quantities must be whole numbers, 0 or more.", "error")
+        return response
+    if not full_reason:
+        flash(request, response, "Tell us why you are returning the items.", "error")
+        return response
+    try:
+        async with runtime.db.connect() as conn:
+            await returns.request_return(
+                conn,
+                order_id,
+                user_id=user.id,
+                lines=lines,
+                reason=full_reason,
+                window_days=runtime.settings.return_window_days,
+            )
+    except Problem as exc:
+        if exc.status == 404:
+            raise
+        flash(request, response, exc.detail, "error")
+        return response
+    flash(
+        request,
+        response,
+        "Your return is requested. We will let you know when it is approved.",
+        "success",
+    )
+    return response

@@ -1,0 +1,366 @@
+"""Checkout: the address, shipping and payment form, the live order summary, placing the order
+through the checkout saga, and the confirmation page.
+
+Checking out needs an account, as ``POST /api/checkout`` does. The form carries an idempotency
+key made when the page is drawn, so a double submit places one order; a failed attempt draws the
+form again with a fresh key (the saga keeps each key's outcome, and a retry with another card is
+another request). The POST runs no transaction of its own around the saga: the saga's steps
+take their own short ones."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData, QueryParams
+
+from mercato.cart import service as cart_service
+from mercato.cart.service import CartInfo
+from mercato.checkout import saga
+from mercato.checkout import service as checkout
+from mercato.checkout.pricing import shipping_cost
+from mercato.checkout.schemas import CheckoutIn
+from mercato.identity.service import UserInfo
+from mercato.orders import service as orders
+from mercato.payments.sandbox import TEST_TOKENS
+from mercato.problems import Problem, not_found
+from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.web.deps import SignedInUser
+from mercato.web.security import CsrfChecked
+from mercato.web.shop.cart import ship_to_countries
+from mercato.web.shop.common import (
+    DEFAULT_COUNTRY,
+    BriefSignedIn,
+    country_name,
+    form_of,
+    problem_fields,
+    text_field,
+)
+from mercato.web.templating import flash, redirect, render
+
+router = APIRouter()
+
+FIELDS = ("name", "line1", "line2", "city", "postal_code", "region", "country")
+# What each sandbox test card does, in the order the form lists them.
+CARD_EXPLANATIONS: dict[str, str] = {
+    "tok_visa": "approved",
+    "tok_mastercard": "approved",
+    "tok_amex": "approved",
+    "tok_chargeDeclined": "declined by the bank",
+    "tok_chargeDeclinedInsufficientFunds": "declined: insufficient funds",
+    "tok_processingError": "fails with a processing error",
+}
+PROMO_CODES = frozenset({"invalid_promo_code"})
+ADDRESS_PROBLEMS = frozenset({"unknown_shipping_method", "shipping_method_unavailable"})
+
+
+@dataclass(frozen=True, slots=True)
+class TestCard:
+    token: str
+    label: str
+    outcome: str
+
+
+def test_cards() -> list[TestCard]:
+    cards = []
+    for token, outcome in CARD_EXPLANATIONS.items():
+        card = TEST_TOKENS.get(token)
+        if card is not None:
+            label = f"{card.brand.title()} ending {card.last4}"
+            cards.append(TestCard(token, label, outcome))
+    return cards
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutForm:
+    name: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    postal_code: str = ""
+    region: str = ""
+    country: str = ""
+    shipping_method: str = ""
+    promo_code: str = ""
+    payment_token: str = "tok_visa"  # noqa: S105  (the sandbox's test card)
+    idempotency_key: str = ""
+
+    @classmethod
+    def read(cls, source: FormData | QueryParams, **defaults: str) -> CheckoutForm:
+        values: dict[str, str] = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            raw = source.get(name)
+            text = raw.strip()[:300] if isinstance(raw, str) else ""
+            values[name] = text or defaults.get(name, str(spec.default))
+        values["country"] = values["country"].upper()
+        return cls(**values)
+
+    def body(self) -> dict[str, Any]:
+        # Empty optional fields are left out; empty required ones fail as "too short".
+        address: dict[str, str | None] = {name: getattr(self, name) for name in FIELDS}
+        address["line2"] = self.line2 or None
+        address["region"] = self.region or None
+        return {
+            "shipping_address": address,
+            "shipping_method": self.shipping_method or "standard",
+            "payment_token": self.payment_token,
+            "promo_code": self.promo_code or None,
+        }
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def _validation_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = loc[-1] if loc else "form"
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "missing" or "at least 1 character" in message:
+            message = "This field is required."
+        elif name == "country":
+            message = "Choose a country."
+        elif name == "region":
+            message = "Letters, digits and hyphens only (e.g. CA or BY)."
+        elif name == "payment_token":
+            message = "Choose a card."
+        errors.setdefault(name, message)
+    return errors
+
+
+# --------------------------------------------------------------------------------------------
+# What the form shows
+
+
+async def form_context(
+    session: AsyncSession,
+    runtime: Runtime,
+    cart: CartInfo,
+    form: CheckoutForm,
+    errors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Countries, the shipping methods for the chosen one with their prices for this cart, the
+    priced summary (a quote: nothing reserved), and the cart's notices."""
+    errors = dict(errors or {})
+    countries = await ship_to_countries(session)
+    country = form.country
+    if country not in countries:
+        country = DEFAULT_COUNTRY if DEFAULT_COUNTRY in countries else (countries or [""])[0]
+    methods = await checkout.shipping_methods_for(session, country, currency=cart.currency)
+    codes = [m.code for m in methods]
+    method = form.shipping_method if form.shipping_method in codes else (codes or [""])[0]
+    form = replace(form, country=country, shipping_method=method)
+    view = await cart_service.view_cart(
+        session, cart, low_stock_threshold=runtime.settings.low_stock_threshold
+    )
+    quote: checkout.Quote | None = None
+    quote_problem: Problem | None = None
+    promo = form.promo_code or None
+    for _ in range(2):
+        try:
+            quote = await checkout.quote_cart(
+                session,
+                cart,
+                country=country,
+                region=form.region or None,
+                shipping_method=method,
+                promo_code=promo,
+            )
+            break
+        except Problem as exc:
+            fields = problem_fields(exc)
+            if exc.code in PROMO_CODES and promo is not None:
+                errors.setdefault("promo_code", exc.detail)
+                promo = None  # show the summary without the code
+                continue
+            if "region" in fields:
+                errors.setdefault("region", "Letters, digits and hyphens only (e.g. CA or BY).")
+            quote_problem = exc
+            break
+    options = []
+    if quote is not None:
+        goods = quote.priced.subtotal - quote.priced.discount
+        for m in methods:
+            cost = shipping_cost(m.rate(), quote.priced.weight_grams, goods)
+            options.append({"method": m, "cost": cost})
+    else:
+        options = [{"method": m, "cost": None} for m in methods]
+    return {
+        "form": form,
+        "errors": errors,
+        "countries": [(c, country_name(c)) for c in countries],
+        "shipping_options": options,
+        "cart": view,
+        "quote": quote,
+        "quote_problem": quote_problem,
+        "sandbox": runtime.settings.payment_provider == "sandbox",
+        "test_cards": test_cards(),
+    }
+
+
+def _failure(problem: Problem) -> dict[str, Any]:
+    """The message for a checkout the saga refused, and what the shopper can do about it."""
+    code = problem.code
+    message = problem.detail
+    lines: list[str] = []
+    cart_link = False
+    if code == "payment_declined":
+        message = (
+            "Your card was declined. Nothing was charged and your cart is unchanged: "
+            "try another card."
+        )
+    elif code == "insufficient_funds":
+        message = (
+            "Your card has insufficient funds. Nothing was charged and your cart is "
+            "unchanged: try another card."
+        )
+    elif code == "payment_processing_error":
+        message = "The payment could not be processed. Nothing was charged; please try again."
+    elif code == "payment_timeout":
+        message = (
+            "The payment provider did not answer in time. We are checking the payment: "
+            "look at your orders in a minute before trying again."
+        )
+    elif code == "out_of_stock":
+        message = (
+            "Some items are no longer available in the quantity in your cart. Nothing was "
+            "charged. Please review your cart."
+        )
+        cart_link = True
+    elif code == "price_changed":
+        message = "Prices changed since you added these items. Nothing was charged."
+        for line in problem.extra.get("lines") or []:
+            lines.append(
+                f"{line.get('title')}: was {line.get('unit_price_seen')}, now "
+                f"{line.get('unit_price')} {line.get('currency')}"
+            )
+        cart_link = True
+    elif code == "variant_unavailable":
+        message = "Some items are no longer for sale; remove them from your cart."
+        cart_link = True
+    elif code == "checkout_in_progress":
+        message = "Your order is still being placed; reload this page in a moment."
+    elif code == "currency_mismatch":
+        cart_link = True
+    return {"code": code, "message": message, "lines": lines, "cart_link": cart_link}
+
+
+# --------------------------------------------------------------------------------------------
+# Pages
+
+
+@router.get("/checkout", response_class=HTMLResponse)
+async def checkout_page(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: SignedInUser
+) -> Response:
+    cart = await cart_service.get_cart_for(session, user.id, None)
+    if cart is None or not cart.lines:
+        response = redirect("/cart")
+        flash(request, response, "Your cart is empty: add something before checking out.")
+        return response
+    form = CheckoutForm.read(request.query_params, name=user.name)
+    form = replace(form, idempotency_key=new_key())
+    context = await form_context(session, runtime, cart, form)
+    return render(request, "shop/checkout.html", {**context, "failure": None})
+
+
+@router.get("/checkout/summary", response_class=HTMLResponse)
+async def checkout_summary(
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: SignedInUser
+) -> Response:
+    """The shipping choices and the order summary for a destination and promo code (htmx
+    swaps it into the checkout form as the shopper changes them)."""
+    cart = await cart_service.get_cart_for(session, user.id, None)
+    if cart is None or not cart.lines:
+        return render(request, "shop/_checkout_empty.html")
+    form = CheckoutForm.read(request.query_params)
+    context = await form_context(session, runtime, cart, form)
+    return render(request, "shop/_checkout_dynamic.html", context)
+
+
+async def _form_again(
+    request: Request,
+    runtime: Runtime,
+    user: UserInfo,
+    form: CheckoutForm,
+    *,
+    errors: dict[str, str] | None = None,
+    failure: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    async with runtime.db.session() as session:
+        cart = await cart_service.get_cart_for(session, user.id, None)
+        if cart is None or not cart.lines:
+            response = redirect("/cart")
+            flash(request, response, "Your cart is empty.")
+            return response
+        context = await form_context(session, runtime, cart, form, errors)
+    context["failure"] = failure
+    return render(request, "shop/checkout.html", context, status_code=status_code)
+
+
+@router.post("/checkout", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn) -> Response:
+    posted = await form_of(request)
+    form = CheckoutForm.read(posted)
+    if text_field(posted, "action", 20) == "update":
+        return await _form_again(request, runtime, user, form)
+    try:
+        body = CheckoutIn.model_validate(form.body())
+    except ValidationError as exc:
+        errors = _validation_errors(exc)
+        failure = {
+            "code": "validation_error",
+            "message": "Please correct the fields marked below.",
+            "lines": [],
+            "cart_link": False,
+        }
+        return await _form_again(
+            request, runtime, user, form, errors=errors, failure=failure, status_code=422
+        )
+    order_request = saga.CheckoutRequest(
+        shipping_address=body.shipping_address.model_dump(),
+        shipping_method=body.shipping_method,
+        payment_token=body.payment_token,
+        promo_code=body.promo_code,
+    )
+    try:
+        answer = await saga.checkout(runtime, user, form.idempotency_key, order_request)
+    except Problem as exc:
+        # A new key for the next attempt: this one's outcome is kept by the saga.
+        again = replace(form, idempotency_key=new_key())
+        errors = problem_fields(exc)
+        if exc.code in PROMO_CODES:
+            errors.setdefault("promo_code", exc.detail)
+        return await _form_again(
+            request,
+            runtime,
+            user,
+            again,
+            errors=errors,
+            failure=_failure(exc),
+            status_code=exc.status,
+        )
+    return redirect(f"/checkout/confirmation/{answer['order_id']}")
+
+
+@router.get("/checkout/confirmation/{order_id}", response_class=HTMLResponse)
+async def confirmation(
+    order_id: str, request: Request, session: SessionDep, user: SignedInUser
+) -> Response:
+    order = await orders.get_customer_order(session, order_id, user.id)
+    if order is None:
+        raise not_found("Order", order_id)
+    payment = await orders.payment_summary(session, order)
+    return render(
+        request,
+        "shop/confirmation.html",
+        {"order": order, "payment": payment, "country_name": country_name},
+    )

@@ -1,0 +1,173 @@
+"""What the storefront pages share: whose cart a browser holds (the same ``mercato_cart`` cookie
+as the cart API, so pages and API see one cart), the signed-in shopper looked up in a short
+transaction of its own, form reading, and prices given as decimal strings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from starlette.datastructures import FormData
+
+from mercato.cart import service as cart_service
+from mercato.cart.service import CART_COOKIE, CartOwner
+from mercato.identity.service import UserInfo
+from mercato.money import MoneyError, to_minor
+from mercato.problems import Problem
+from mercato.runtime import Runtime
+from mercato.settings import Settings
+from mercato.web.deps import page_user, signed_in_user
+from mercato.web.templating import money
+
+# Display names of the countries a shop is likely to ship to; any other code shows as itself.
+COUNTRY_NAMES: dict[str, str] = {
+    "AT": "Austria",
+    "AU": "Australia",
+    "BE": "Belgium",
+    "BG": "Bulgaria",
+    "CA": "Canada",
+    "CH": "Switzerland",
+    "CY": "Cyprus",
+    "CZ": "Czechia",
+    "DE": "Germany",
+    "DK": "Denmark",
+    "EE": "Estonia",
+    "ES": "Spain",
+    "FI": "Finland",
+    "FR": "France",
+    "GB": "United Kingdom",
+    "GR": "Greece",
+    "HR": "Croatia",
+    "HU": "Hungary",
+    "IE": "Ireland",
+    "IS": "Iceland",
+    "IT": "Italy",
+    "JP": "Japan",
+    "LI": "Liechtenstein",
+    "LT": "Lithuania",
+    "LU": "Luxembourg",
+    "LV": "Latvia",
+    "MC": "Monaco",
+    "MT": "Malta",
+    "NL": "Netherlands",
+    "NO": "Norway",
+    "NZ": "New Zealand",
+    "PL": "Poland",
+    "PT": "Portugal",
+    "RO": "Romania",
+    "SE": "Sweden",
+    "SI": "Slovenia",
+    "SK": "Slovakia",
+    "US": "United States",
+}
+DEFAULT_COUNTRY = "DE"
+
+
+def country_name(code: str) -> str:
+    return COUNTRY_NAMES.get(code.upper(), code.upper())
+
+
+def decimal_money(amount: str | None, currency: str = "EUR") -> str:
+    """``"19.99", "EUR"`` → ``€19.99``: a decimal string (as the services answer) for a shopper."""
+    if amount is None or amount == "":
+        return ""
+    try:
+        return money(to_minor(str(amount), currency), currency)
+    except MoneyError:
+        return f"{amount} {currency}"
+
+
+def minor_of(amount: str, currency: str) -> int | None:
+    try:
+        return to_minor(amount, currency)
+    except MoneyError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Who is asking
+
+
+# The shop's pages read the user in a short transaction of their own (see web.deps).
+brief_user = page_user
+brief_signed_in = signed_in_user
+
+BriefUser = Annotated[UserInfo | None, Depends(brief_user)]
+BriefSignedIn = Annotated[UserInfo, Depends(brief_signed_in)]
+
+
+# --------------------------------------------------------------------------------------------
+# The cart cookie
+
+
+def cart_owner(request: Request, user: UserInfo | None, settings: Settings) -> CartOwner:
+    """A signed-in customer's cart, else the guest cart the cookie names (none when the
+    cookie is missing or forged: browsing never fails on a bad cookie)."""
+    if user is not None:
+        return CartOwner(user_id=user.id)
+    token = request.cookies.get(CART_COOKIE)
+    if not token:
+        return CartOwner()
+    try:
+        return CartOwner(guest_cart_id=cart_service.read_cart_token(settings.secret_key, token))
+    except Problem:
+        return CartOwner()
+
+
+def set_cart_cookie(response: Response, settings: Settings, cart_id: str) -> None:
+    response.set_cookie(
+        CART_COOKIE,
+        cart_service.sign_cart_token(settings.secret_key, cart_id),
+        max_age=settings.guest_cart_ttl_seconds,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+
+
+def clear_cart_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        CART_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure
+    )
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+# --------------------------------------------------------------------------------------------
+# Forms
+
+
+async def form_of(request: Request) -> FormData:
+    """The posted form (already parsed, and cached, by the CSRF check)."""
+    return await request.form()
+
+
+def text_field(form: FormData, name: str, max_length: int = 500) -> str:
+    value = form.get(name)
+    if not isinstance(value, str):
+        return ""
+    return value.strip()[:max_length]
+
+
+def int_field(form: FormData, name: str, default: int | None = None) -> int | None:
+    raw = text_field(form, name, 12)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def problem_fields(problem: Problem) -> dict[str, str]:
+    """A validation problem's messages by field name (the last part of a dotted name)."""
+    found: dict[str, str] = {}
+    for error in problem.extra.get("errors") or []:
+        if isinstance(error, dict) and error.get("field"):
+            name = str(error["field"]).rsplit(".", 1)[-1]
+            found.setdefault(name, str(error.get("message", "invalid")))
+    return found

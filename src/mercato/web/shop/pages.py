@@ -1,0 +1,393 @@
+"""Browsing: the home page, category pages, search with facets, autocomplete, product pages.
+
+Listings are answered from the search index alone (no catalog query per product); a product
+page reads the product, its variants' stock and its rating in one batch each.
+
+The listing pages hold no transaction while they search: the search service may read the
+synonym list in a transaction of its own, which on SQLite would wait for the request's."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mercato.catalog import service as catalog
+from mercato.catalog.service import ProductView
+from mercato.inventory import service as inventory
+from mercato.problems import Problem, not_found
+from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.search import query as q
+from mercato.search import service as search
+from mercato.web.deps import PageUser
+from mercato.web.shop import listing as lst
+from mercato.web.shop.common import BriefUser, decimal_money
+from mercato.web.templating import redirect, render
+
+router = APIRouter()
+
+BEST_SELLERS = 12
+FEATURED = 6
+PLACEHOLDER = "/static/img/product.svg"
+PRODUCT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,219}")
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A search hit as a product card shows it (formatted here, once, not in the template)."""
+
+    id: str
+    href: str
+    title: str
+    brand: str | None
+    image: str
+    price: str
+    price_from: bool
+    rating: str | None
+    rating_count: int
+    in_stock: bool
+
+
+def card_view(hit: dict[str, Any]) -> Card:
+    currency = hit["currency"]
+    low, high = hit["min_price"], hit["max_price"]
+    ranged = bool(high and high != low)
+    price = decimal_money(low, currency)
+    if ranged:
+        price = f"{price} – {decimal_money(high, currency)}"
+    rating = hit.get("rating")
+    return Card(
+        id=hit["id"],
+        href="/p/" + quote(hit["id"], safe=""),
+        title=hit["title"],
+        brand=hit["brand"]["name"] if hit.get("brand") else None,
+        image=hit.get("image") or PLACEHOLDER,
+        price=price,
+        price_from=ranged,
+        rating=f"{rating:.1f}" if rating else None,
+        rating_count=int(hit.get("rating_count") or 0),
+        in_stock=bool(hit.get("in_stock")),
+    )
+
+
+async def _search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult | None:
+    """The search answer; None when the index is not built yet. A stale or foreign cursor
+    starts again at the first page instead of failing."""
+    try:
+        return await search.search(runtime, request)
+    except Problem as exc:
+        if exc.code == "search_unavailable":
+            return None
+        if exc.code == "invalid_cursor" and request.cursor:
+            return await _search(runtime, replace(request, cursor=None))
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Home
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+    best, rated = await asyncio.gather(
+        _search(
+            runtime,
+            q.SearchRequest(
+                sort="relevance", limit=BEST_SELLERS, facets=frozenset(), snippets=False
+            ),
+        ),
+        _search(
+            runtime,
+            q.SearchRequest(
+                filters=q.Filters(in_stock=True),
+                sort="rating",
+                limit=FEATURED,
+                facets=frozenset(),
+                snippets=False,
+            ),
+        ),
+    )
+    async with runtime.db.session() as session:
+        tree = await catalog.get_category_tree(session)
+    return render(
+        request,
+        "shop/home.html",
+        {
+            "tree": tree,
+            "best_sellers": [card_view(h) for h in best.hits] if best else [],
+            "top_rated": [card_view(h) for h in rated.hits] if rated else [],
+            "index_ready": best is not None,
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Listings
+
+
+def _category_children(
+    facets: dict[str, Any] | None, parent_path: str | None, depth: int
+) -> list[dict[str, Any]]:
+    nodes = (facets or {}).get("category") or []
+    prefix = f"{parent_path}/" if parent_path else ""
+    return [
+        n
+        for n in nodes
+        if n["depth"] == depth and (not prefix or str(n["path"]).startswith(prefix))
+    ]
+
+
+def _listing_page(
+    request: Request,
+    *,
+    listing: lst.Listing,
+    result: q.SearchResult | None,
+    base: str,
+    heading: str,
+    category_links: list[lst.FacetLink],
+    category_label: str | None,
+    extra: dict[str, Any],
+) -> Response:
+    facets = result.facets if result else None
+    pairs = listing.pairs()
+    next_href = None
+    if result is not None and result.next_cursor:
+        next_href = lst.href(base, [*pairs, ("cursor", result.next_cursor)])
+    sort_labels = dict(lst.SORT_LABELS)
+    if not listing.q:
+        sort_labels["relevance"] = lst.BROWSE_SORT_LABEL
+    context = {
+        "listing": listing,
+        "result": result,
+        "cards": [card_view(h) for h in result.hits] if result else [],
+        "total": result.total if result else 0,
+        "base": base,
+        "heading": heading,
+        "groups": lst.facet_groups(listing, facets, base, category_links=category_links),
+        "chips": lst.chips(listing, facets, base, category_label=category_label),
+        "clear_href": lst.href(base, [("q", listing.q)] if listing.q else []),
+        "next_href": next_href,
+        "first_href": lst.href(base, pairs) if listing.cursor else None,
+        "sort_labels": sort_labels,
+        "sort_hidden": lst.hidden_inputs(listing, skip=("sort",)),
+        "query": listing.q,
+        "index_ready": result is not None,
+        **extra,
+    }
+    status = 200 if result is not None else 503
+    return render(request, "shop/listing.html", context, status_code=status)
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+    listing = lst.parse_listing(request.query_params)
+    result = await _search(runtime, listing.request())
+    facets = result.facets if result else None
+    base = "/search"
+    pairs = listing.pairs()
+    selected = next(
+        (n for n in (facets or {}).get("category") or [] if n["value"] == listing.category), None
+    )
+    if selected is not None:
+        nodes = _category_children(facets, selected["path"], selected["depth"] + 1)
+    else:
+        nodes = _category_children(facets, None, 0)
+    category_links = [
+        lst.FacetLink(
+            n["label"],
+            int(n["count"]),
+            lst.replaced(base, pairs, {"category": n["value"]}),
+            False,
+        )
+        for n in nodes
+    ]
+    if listing.q:
+        heading = f"Results for “{listing.q}”"
+    elif selected is not None:
+        heading = str(selected["label"])
+    else:
+        heading = "All products"
+    return _listing_page(
+        request,
+        listing=listing,
+        result=result,
+        base=base,
+        heading=heading,
+        category_links=category_links,
+        category_label=str(selected["label"]) if selected else listing.category,
+        extra={"category": None, "breadcrumb": [], "page_kind": "search"},
+    )
+
+
+@router.get("/c/{path:path}", response_class=HTMLResponse)
+async def category_page(
+    path: str, request: Request, runtime: RuntimeDep, user: BriefUser
+) -> Response:
+    """A category by its path (``/c/home-kitchen/cookware``) or its slug (``/c/cookware``)."""
+    slug = path.strip("/").rsplit("/", 1)[-1]
+    found = None
+    if lst.SLUG.fullmatch(slug):
+        async with runtime.db.session() as session:
+            found = await catalog.get_category_subtree(session, slug)
+    if found is None:
+        raise not_found("Category", path)
+    node, ancestors = found
+    category = node.category
+    base = f"/c/{category.path}"
+    if path.strip("/") != category.path:
+        query = request.url.query
+        return redirect(base + (f"?{query}" if query else ""), status_code=308)
+    listing = lst.parse_listing(request.query_params)
+    listing.category = None  # the path says which category
+    result = await _search(runtime, listing.request(category=category.slug))
+    facets = result.facets if result else None
+    counts = {
+        n["path"]: int(n["count"])
+        for n in _category_children(facets, category.path, category.depth + 1)
+    }
+    pairs = listing.pairs()
+    category_links = [
+        lst.FacetLink(
+            child.category.name,
+            counts.get(child.category.path, 0),
+            lst.href(f"/c/{child.category.path}", pairs),
+        )
+        for child in node.children
+        if counts.get(child.category.path)
+    ]
+    return _listing_page(
+        request,
+        listing=listing,
+        result=result,
+        base=base,
+        heading=category.name,
+        category_links=category_links,
+        category_label=None,
+        extra={
+            "category": category,
+            "children": node.children,
+            "breadcrumb": [(a.name, f"/c/{a.path}") for a in ancestors],
+            "page_kind": "category",
+        },
+    )
+
+
+@router.get("/search/suggest", response_class=HTMLResponse)
+async def suggest(request: Request, runtime: RuntimeDep) -> Response:
+    """Autocomplete as the shopper types: a small HTML fragment of links (htmx swaps it under
+    the header's search box)."""
+    text = (request.query_params.get("q") or "").strip()[: q.MAX_QUERY_CHARS]
+    found: dict[str, list[dict[str, Any]]] = {"products": [], "brands": [], "categories": []}
+    if text:
+        try:
+            found = await search.suggest(runtime, text)
+        except Problem as exc:
+            if exc.code != "search_unavailable":
+                raise
+    response = render(request, "shop/_suggest.html", {"found": found, "text": text})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# Product page
+
+
+@dataclass(frozen=True, slots=True)
+class VariantChoice:
+    id: str
+    sku: str
+    label: str
+    options: dict[str, str]
+    price: int
+    compare_at: int | None
+    currency: str
+    available: int
+    stock_text: str
+
+    @property
+    def in_stock(self) -> bool:
+        return self.available > 0
+
+
+def stock_text(available: int, threshold: int) -> str:
+    if available <= 0:
+        return "Out of stock"
+    return inventory.low_stock_hint(available, threshold) or "In stock"
+
+
+async def _find_product(session: AsyncSession, ident: str) -> ProductView | None:
+    if ident.startswith("prd_"):
+        return await catalog.get_product(session, ident)
+    if PRODUCT_SLUG.fullmatch(ident):
+        return await catalog.get_product_by_slug(session, ident)
+    return None
+
+
+def _breadcrumb(view: ProductView, names: dict[str, str]) -> list[tuple[str, str]]:
+    parts = view.category.path.split("/")
+    crumbs = []
+    for i in range(1, len(parts) + 1):
+        path = "/".join(parts[:i])
+        crumbs.append((names.get(path, parts[i - 1]), f"/c/{path}"))
+    return crumbs
+
+
+@router.get("/p/{ident}", response_class=HTMLResponse)
+async def product_page(
+    ident: str,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: PageUser,
+    variant: str | None = None,
+) -> Response:
+    """A product: images, price, rating, the variant picker and "Add to cart"."""
+    view = await _find_product(session, ident)
+    if view is None:
+        raise not_found("Product", ident)
+    threshold = runtime.settings.low_stock_threshold
+    available = await inventory.availability(session, [v.id for v in view.variants])
+    names = await catalog.category_names_by_path(session)
+    ratings = await search.product_ratings(runtime, [view.id])
+    choices = [
+        VariantChoice(
+            id=v.id,
+            sku=v.sku,
+            label=v.title or " / ".join(v.options.values()) or "Standard",
+            options=dict(v.options),
+            price=v.price,
+            compare_at=v.compare_at if v.compare_at and v.compare_at > v.price else None,
+            currency=v.currency,
+            available=max(available.get(v.id, 0), 0),
+            stock_text=stock_text(available.get(v.id, 0), threshold),
+        )
+        for v in view.variants
+    ]
+    chosen = next((c for c in choices if c.id == variant), None)
+    chosen = chosen or next((c for c in choices if c.in_stock), None)
+    chosen = chosen or (choices[0] if choices else None)
+    option_names: list[str] = []
+    for c in choices:
+        option_names += [n for n in c.options if n not in option_names]
+    return render(
+        request,
+        "shop/product.html",
+        {
+            "product": view,
+            "choices": choices,
+            "chosen": chosen,
+            "option_names": option_names,
+            "rating": ratings.get(view.id),
+            "breadcrumb": _breadcrumb(view, names),
+            "in_stock": any(c.in_stock for c in choices),
+            "max_quantity": runtime.settings.cart_max_line_quantity,
+            "self_url": f"/p/{quote(view.id)}",
+        },
+    )

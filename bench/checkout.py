@@ -9,16 +9,21 @@ It starts a private PostgreSQL and Redis (the test suite's servers: fsync and sy
 are off, so the figures show CPU and locking, not disk flushes), migrates, seeds a demo catalog
 with 5,000 stocked variants ("spread") and one variant with a huge stock ("hot"), the demo
 shipping/tax setup and one customer per virtual shopper, then starts ``mercato serve --workers 2``
-on a free port. Each virtual shopper loops: add one unit to its cart (``POST /api/cart/items``),
-then ``POST /api/checkout`` with a fresh Idempotency-Key. Scenarios: 16 and 64 shoppers, on spread
-stock and on the hot variant, ``--seconds`` each. Completed orders per second count every 201
-of the checkout over the whole loop; latencies are the checkout request's alone.
+(``--workers`` to change) on a free port. Each virtual shopper loops: add one unit to its cart
+(``POST /api/cart/items``), then ``POST /api/checkout`` with a fresh Idempotency-Key. Scenarios:
+16 and 64 shoppers, on spread stock and on the hot variant, ``--seconds`` each. Completed orders
+per second count every 201 of the checkout over the whole loop; latencies are the checkout
+request's alone.
 
 Afterwards the numbers are checked against the database: orders = 201 answers, the stock ledger
 balances, and the sandbox processor holds exactly one live charge per order.
 
 ``--profile`` then runs checkouts in-process (the same app over ASGI, no server) under
-pyinstrument and prints the time per saga step and the profile's heaviest items.
+pyinstrument and prints the time per saga step, the SQL statements and transactions of one
+checkout request, and the profile's heaviest items.
+
+Each run also prints the machine's load average: other work on the same cores lowers the
+figures, so they are only comparable at a similar load.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,6 +54,13 @@ SPREAD_VARIANTS = 5_000
 SPREAD_STOCK = 1_000_000
 HOT_STOCK = 1_000_000_000
 API_PROCESSES = 2
+# Connections per API process (MERCATO_DB_POOL_SIZE, MERCATO_DB_MAX_OVERFLOW). No overflow: an
+# overflow connection is closed when given back, so with more shoppers than pooled connections
+# (the settings' default is 10 + 20 overflow) PostgreSQL would fork a backend for a good share
+# of the transactions. Ten kept connections serve 32 shoppers per process; a checkout holds one
+# only inside a short transaction, and waiting for one in the process costs nothing.
+POOL_SIZE = 10
+MAX_OVERFLOW = 0
 BODY: dict[str, Any] = {
     "shipping_address": {
         "name": "Bench Shopper",
@@ -74,10 +87,16 @@ class Run:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
+    load: float = 0.0  # the machine's 1-minute load average at the end of the run
+    # CPU seconds used during the run by the API processes, PostgreSQL and this load generator.
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
         return len(self.latencies) / self.seconds
+
+    def cpu_ms_per_order(self, part: str) -> float:
+        return self.cpu.get(part, 0.0) / max(len(self.latencies), 1) * 1000
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -125,9 +144,13 @@ async def seed(db: Any, products: int, customers: int) -> tuple[str, list[str], 
 # --- the server ------------------------------------------------------------------------------
 
 
-def start_server(url: str, redis_url: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, redis_url: str, port: int, args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "MERCATO_DB_POOL_SIZE": str(args.pool_size),
+        "MERCATO_DB_MAX_OVERFLOW": str(args.max_overflow),
         "MERCATO_DATABASE_URL": url,
         "MERCATO_REDIS_URL": redis_url,
         "MERCATO_SECRET_KEY": SECRET_KEY,
@@ -139,7 +162,7 @@ def start_server(url: str, redis_url: str, port: int) -> subprocess.Popen[bytes]
         "mercato.cli",
         "serve",
         "--workers",
-        str(API_PROCESSES),
+        str(args.workers),
         "--port",
         str(port),
         "--database",
@@ -174,6 +197,42 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# --- CPU accounting --------------------------------------------------------------------------
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by process ``root`` and its descendants, those
+    that exited and were waited for included (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = defaultdict(list)
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # utime, stime, cutime, cstime are fields 14-17 of proc(5); ppid is field 4.
+        children[int(fields[1])].append(int(entry))
+        used[int(entry)] = sum(int(f) for f in fields[11:15]) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def cpu_now(server: int, database: int) -> dict[str, float]:
+    return {
+        "api": tree_cpu(server),
+        "db": tree_cpu(database),
+        "client": time.process_time(),
+    }
 
 
 # --- driving ---------------------------------------------------------------------------------
@@ -216,6 +275,7 @@ async def drive(
     started = time.perf_counter()
     await asyncio.gather(*(shopper(n) for n in range(shoppers)))
     run.seconds = time.perf_counter() - started
+    run.load = os.getloadavg()[0]
     return run
 
 
@@ -258,14 +318,11 @@ async def profile(url: str, redis_url: str, variants: list[str], token: str, cou
         steps.append((name, time.perf_counter()))
 
     durations: dict[str, float] = defaultdict(float)
-    order = ["validate", "reserve", "price", "authorize", "order", "clear_cart"]
+    order = ["start", "authorize", "complete", "answer"]
     names = {
-        "after_start": "validate",
-        "after_reserve": "reserve",
-        "after_price": "price",
-        "after_authorize_call": "authorize",
+        "after_start": "start",
         "after_authorize": "authorize",
-        "after_order": "order",
+        "after_order": "complete",
     }
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(99)
@@ -296,7 +353,7 @@ async def profile(url: str, redis_url: str, variants: list[str], token: str, cou
                     for name, at in steps:
                         durations[names[name]] += at - last
                         last = at
-                    durations["clear_cart"] += end - last
+                    durations["answer"] += end - last
 
             saga.BOUNDARY_HOOKS.append(mark)
             for _ in range(20):
@@ -449,6 +506,7 @@ async def main_async(args: argparse.Namespace) -> None:
     from mercato.db import Database
 
     shoppers = [int(s) for s in args.shoppers.split(",") if s.strip()]
+    load_before = os.getloadavg()[0]  # other work on the machine, before this benchmark's
     pg = PostgresServer.start()
     redis = RedisServer.start()
     proc: subprocess.Popen[bytes] | None = None
@@ -468,7 +526,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
             runs: list[Run] = []
             port = free_port()
-            proc = start_server(url, redis.url(), port) if shoppers else None
+            proc = start_server(url, redis.url(), port, args) if shoppers else None
             base = f"http://127.0.0.1:{port}"
             if proc is not None:
                 await wait_until_up(base, proc)
@@ -478,13 +536,20 @@ async def main_async(args: argparse.Namespace) -> None:
                     await drive(client, "warm-up", spread, tokens, 16, min(3.0, args.seconds))
                 for scenario, variants in (("spread", spread), ("hot", [hot])):
                     for n in shoppers:
+                        assert proc is not None
+                        before = cpu_now(proc.pid, pg.proc.pid)
                         result = await drive(client, scenario, variants, tokens, n, args.seconds)
+                        after = cpu_now(proc.pid, pg.proc.pid)
+                        result.cpu = {k: after[k] - before[k] for k in after}
                         runs.append(result)
                         console.print(
                             f"{scenario:>6} x{n:<3} {result.per_second:7.1f} orders/s  "
                             f"p50 {result.percentile(0.5):6.1f} ms  "
                             f"p99 {result.percentile(0.99):6.1f} ms  "
-                            f"failed {dict(result.failures) or 0}"
+                            f"failed {dict(result.failures) or 0}  load {result.load:.1f}  "
+                            f"CPU ms/order: API {result.cpu_ms_per_order('api'):.1f}, "
+                            f"PostgreSQL {result.cpu_ms_per_order('db'):.1f}, "
+                            f"load generator {result.cpu_ms_per_order('client'):.1f}"
                         )
             if proc is not None:
                 stop_server(proc)
@@ -506,15 +571,18 @@ async def main_async(args: argparse.Namespace) -> None:
             stop_server(proc)
         redis.stop()
         pg.stop()
-    report(runs, {**machine(), "postgresql": pg_version}, problems, args.seconds)
+    info = {**machine(), "postgresql": pg_version, "load_before": f"{load_before:.1f}"}
+    report(runs, info, problems, args.seconds, args.workers)
 
 
-def report(runs: list[Run], info: dict[str, str], problems: list[str], seconds: float) -> None:
+def report(
+    runs: list[Run], info: dict[str, str], problems: list[str], seconds: float, workers: int
+) -> None:
     labels = {"hot": "1 hot variant", "spread": f"{SPREAD_VARIANTS:,} variants"}
     table = Table(
-        title=f"POST /api/checkout over HTTP, mercato serve --workers {API_PROCESSES}, PostgreSQL"
+        title=f"POST /api/checkout over HTTP, mercato serve --workers {workers}, PostgreSQL"
     )
-    for column in ("stock", "shoppers", "orders/s", "p50 ms", "p99 ms", "failed"):
+    for column in ("stock", "shoppers", "orders/s", "p50 ms", "p99 ms", "failed", "load"):
         table.add_column(column, justify="left" if column == "stock" else "right")
     rows = []
     for r in runs:
@@ -525,6 +593,7 @@ def report(runs: list[Run], info: dict[str, str], problems: list[str], seconds: 
             f"{r.percentile(0.5):.1f}",
             f"{r.percentile(0.99):.1f}",
             str(sum(r.failures.values())),
+            f"{r.load:.1f}",
         ]
         rows.append(row)
         table.add_row(*row)
@@ -536,16 +605,19 @@ def report(runs: list[Run], info: dict[str, str], problems: list[str], seconds: 
         f"Orders vs answers, stock ledger, sandbox charges: {checked}."
     )
     print()
-    print("| stock | shoppers | orders/s | p50 ms | p99 ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for row in rows:
-        print(f"| {' | '.join(row[:5])} |")
+    print("| stock | shoppers | orders/s | p50 ms | p99 ms | load | CPU ms/order (API + DB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row, r in zip(rows, runs, strict=True):
+        cpu = f"{r.cpu_ms_per_order('api'):.1f} + {r.cpu_ms_per_order('db'):.1f}"
+        print(f"| {' | '.join(row[:5] + row[6:])} | {cpu} |")
     print()
     print(
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; PostgreSQL "
         f"{info['postgresql']} (private test server: fsync and synchronous_commit off) and Redis; "
-        f"Python {info['python']}; `mercato serve --workers {API_PROCESSES}`, the load generator "
-        f"and the database share the machine. Each run {seconds:g} s; after all runs: {checked}."
+        f"Python {info['python']}; `mercato serve --workers {workers}`, the load generator "
+        f"and the database share the machine. Each run {seconds:g} s; after all runs: {checked}. "
+        f"Load average (1 min) before the benchmark started: {info['load_before']}; the load "
+        "column is the load at the end of each run, this benchmark included."
     )
     if problems:
         raise SystemExit(1)
@@ -561,6 +633,18 @@ def main() -> None:
         "--shoppers",
         default=",".join(map(str, SHOPPERS)),
         help='comma-separated shopper counts ("" to only profile)',
+    )
+    parser.add_argument(
+        "--workers", type=int, default=API_PROCESSES, help="API processes of mercato serve"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=POOL_SIZE, help="database connections per API process"
+    )
+    parser.add_argument(
+        "--max-overflow",
+        type=int,
+        default=MAX_OVERFLOW,
+        help="extra connections per API process beyond --pool-size (closed when given back)",
     )
     parser.add_argument("--profile", action="store_true", help="profile in-process checkouts")
     parser.add_argument("--profile-checkouts", type=int, default=100)

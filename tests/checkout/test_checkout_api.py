@@ -78,6 +78,20 @@ async def test_anonymous_checkout_is_refused(client: httpx.AsyncClient, shop: Sh
     assert_problem(response, 401, "unauthorized")
 
 
+async def test_a_bad_token_is_refused_before_the_key_is_looked_at(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    buyer = await make_customer(db)
+    await fill_cart(db, buyer.id, (await make_variant(db), 1))
+    for headers in ({"Idempotency-Key": "k"}, {}):
+        response = await client.post(
+            "/api/checkout", json=BODY, headers={"Authorization": "Bearer nope", **headers}
+        )
+        assert_problem(response, 401, "unauthorized")
+    assert await saga_count(db) == 0
+    assert (await post_checkout(client, buyer)).status_code == 201
+
+
 async def test_empty_cart(client: httpx.AsyncClient, db: Database, shop: Shop) -> None:
     buyer = await make_customer(db)
     assert_problem(await post_checkout(client, buyer), 422, "cart_empty")
@@ -291,6 +305,23 @@ async def test_out_of_stock_is_a_clean_problem(
     assert await cart_lines(db, buyer.id) == [(variant, 3)]
     totals = await check_invariants(db)
     assert totals.sagas == {"failed": 1} and totals.active_reservations == 0
+
+
+async def test_a_refusal_stays_the_answer_to_its_key(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    variant = await make_variant(db, stock=2)
+    buyer = await make_customer(db)
+    await fill_cart(db, buyer.id, (variant, 2))
+    async with db.connect() as conn:  # one unit breaks after it went into the cart
+        await inventory.adjust(conn, variant, "BER", -1, "damaged")
+    first = assert_problem(await post_checkout(client, buyer, "k"), 409, "out_of_stock")
+    async with db.connect() as conn:  # the stock arrives afterwards
+        await inventory.receive(conn, variant, "BER", 5)
+    assert assert_problem(await post_checkout(client, buyer, "k"), 409, "out_of_stock") == first
+    assert (await post_checkout(client, buyer, "k2")).status_code == 201  # a new attempt
+    totals = await check_invariants(db)
+    assert totals.sagas == {"failed": 1, "completed": 1} and totals.orders == 1
 
 
 async def test_checkout_status_for_its_owner_only(

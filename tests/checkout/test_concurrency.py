@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from mercato.cart import service as cart_service
 from mercato.checkout import service
 from mercato.db import Database
+from mercato.inventory import service as inventory
 from mercato.payments.models import Intent
 from tests.checkout.conftest import (
     BODY,
@@ -59,6 +60,24 @@ async def test_one_request_sent_ten_times_at_once_makes_one_order(
     totals = await check_invariants(db)
     assert totals.orders == 1 and totals.live_charges == 1
     assert await stock(db, variant) == (4, 0)
+
+
+async def test_one_refused_request_sent_ten_times_at_once_gets_one_answer(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    variant = await make_variant(db, stock=2)
+    buyer = await make_customer(db)
+    await fill_cart(db, buyer.id, (variant, 2))
+    async with db.connect() as conn:  # one unit breaks after it went into the cart
+        await inventory.adjust(conn, variant, "BER", -1, "damaged")
+
+    answers = await asyncio.gather(*(post_checkout(client, buyer, "same-key") for _ in range(10)))
+
+    bodies = [assert_problem(a, 409, "out_of_stock") for a in answers]
+    assert all(b == bodies[0] for b in bodies)
+    totals = await check_invariants(db)
+    assert totals.sagas == {"failed": 1} and totals.active_reservations == 0
+    assert await stock(db, variant) == (1, 0)
 
 
 async def test_hundred_shoppers_for_twenty_units(

@@ -48,6 +48,17 @@ async def test_create_order_writes_order_lines_history_and_events(db: Database) 
     assert [(p["from"], p["to"]) for _, p in changed] == [(None, "pending"), ("pending", "paid")]
 
 
+async def test_create_order_answers_what_a_read_finds(db: Database) -> None:
+    # The order is built from what was written, not read back: it must equal a fresh read.
+    order = await place(db, make_draft(email="Read@Back.example"))
+    assert await get(db, order.id) == order
+    assert [t for t, _ in await events_of(db, order.id)] == [
+        "OrderPlaced",
+        "OrderStatusChanged",
+        "OrderStatusChanged",
+    ]
+
+
 async def test_create_order_is_idempotent(db: Database) -> None:
     draft = make_draft()
     first = await place(db, draft)

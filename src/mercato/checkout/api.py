@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato.cart import service as cart_service
 from mercato.checkout import saga, service
@@ -125,14 +126,25 @@ async def checkout(
     authorized and the order created (status ``paid``). Send a unique ``Idempotency-Key`` per
     attempt: the same key and body return the same order; another body is a 422
     ``idempotency_conflict``."""
-    user = await _customer(runtime, credential)
+    if credential is None:
+        raise unauthorized("missing", None)
+    presented = credential
+
+    async def authenticate(session: AsyncSession) -> UserInfo:
+        # In the checkout's first transaction rather than one of its own.
+        check = await identity.check_token(session, presented.token)
+        if check.user is None:
+            secure = runtime.settings.cookie_secure
+            raise unauthorized(check.status, presented, secure_cookie=secure)
+        return check.user
+
     request = saga.CheckoutRequest(
         shipping_address=body.shipping_address.model_dump(),
         shipping_method=body.shipping_method,
         payment_token=body.payment_token,
         promo_code=body.promo_code,
     )
-    answer = await saga.checkout(runtime, user, idempotency_key, request)
+    answer = await saga.checkout_as(runtime, authenticate, idempotency_key, request)
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 
 

@@ -1,26 +1,35 @@
 """The checkout saga: from a customer's cart to a paid order, step by step, on a persisted row.
 
-Steps (each ends by moving the saga row to its next status in the step's own short
-transaction, so a crash between two steps leaves a row that says exactly what is done):
+Three steps, each ending with the saga row where the step left it, so a crash between two
+steps leaves a row that says exactly what is done. Every step is as few statements as it can
+be, in as few short transactions: a checkout is CPU-bound on the statements it runs.
 
-1. **validate** (read-only): the cart is not empty, every line is on sale at the price the
-   shopper saw (else 409 ``price_changed`` listing the lines, or ``variant_unavailable``), the
-   shipping method exists for the country, the promo code is usable. Bad input writes nothing.
-   Then the row is inserted (``started``); the unique ``(user_id, idempotency_key)`` decides
-   which of several identical requests runs the saga; the others wait for its outcome.
-2. **reserve** → ``reserved``: the stock is held (``inventory.reserve``, owner = saga id, with a
-   TTL) and the promo use taken, in one transaction with the status change; ``out_of_stock``
-   (or a promo used up) rolls all of it back and the saga fails with nothing held.
-3. **price** → ``priced``: :func:`~mercato.checkout.pricing.price_cart` on the snapshot; the
-   priced cart is stored on the row.
-4. **authorize** → ``authorized``: ``payments.authorize`` with the key ``checkout:<saga id>``,
-   outside any transaction. A decline compensates.
-5. **complete** → ``completed``: in ONE transaction the order is created, the reservation
-   committed, the promo use made final and the answer stored on the row. (If the reservation
-   expired meanwhile, it is taken again in the same transaction, or the saga compensates.)
-6. **clear the cart** (``step = done``).
+1. **start** → ``priced``, ONE transaction: validate (the cart is not empty, every line is on
+   sale at the price the shopper saw, else 409 ``price_changed`` listing the lines or
+   ``variant_unavailable``; the shipping method exists for the country; the promo code is
+   usable), price the cart (:func:`~mercato.checkout.pricing.price_cart`), insert the row with
+   the priced cart (the unique ``(user_id, idempotency_key)`` decides which of several identical
+   requests runs the saga; the others wait for its outcome), hold the stock
+   (``inventory.reserve``, owner = saga id, with a TTL) and take the promo use. Bad input
+   writes nothing. ``out_of_stock`` (or a promo used up) rolls all of it back, and the row is
+   then written as ``failed`` with that answer, so a replay of the key gets it too. A crash
+   inside the transaction leaves nothing at all.
+2. **authorize**: ``payments.authorize`` with the key ``checkout:<saga id>``, outside any
+   transaction. The payments module records the intent (owner = saga id) before it calls the
+   processor and the answer after, and that intent is this step's record: the saga row stays
+   ``priced`` (step ``authorize_pending`` while the processor's answer is unknown). A decline
+   compensates.
+3. **complete** → ``completed``, ONE transaction: the row moves first (a request whose saga
+   was taken over by recovery stops there), then the order is created, the promo use made
+   final, the cart cleared and, last so that the stock rows stay locked for the shortest time,
+   the reservation committed. (If the reservation expired meanwhile, it is taken again in the
+   same transaction, or the saga compensates.)
 
-**Compensation** (a failure after step 2): the row goes to ``compensating`` with the problem to
+Rows written before these steps were merged (statuses ``started``, ``reserved``; ``completed``
+with the cart not yet cleared) are still finished by recovery, and recovery itself records a
+payment it resolved as ``authorized`` before completing.
+
+**Compensation** (a failure after step 1): the row goes to ``compensating`` with the problem to
 answer, the authorization is voided, then the reservation released, the promo use given back
 and the row set to ``failed`` in one transaction. Each of these is idempotent, so an
 interrupted compensation is simply run again.
@@ -31,14 +40,13 @@ first request is still running, a replay polls the row for a bounded time, then 
 ``checkout_in_progress``.
 
 **Recovery** (:func:`recover_stuck_sagas`, the worker job ``checkout.recover``): a saga not
-updated for a while is finished or undone from its row alone. Before authorization it is
-compensated (the shopper was never charged; the stock and the promo use go back). With an
-authorization in flight, the payment is resolved with ``payments.recover``: an approved payment
+updated for a while is finished or undone from its row alone. A ``priced`` saga without a
+payment intent is compensated (the shopper was never charged; the stock and the promo use go
+back). With an intent, the payment is resolved with ``payments.recover``: an approved payment
 **completes the order** (the shopper asked for it, was charged, and the stock is held; voiding
-would only make them start again), anything else compensates. After authorization the order is
-completed; after the order, the cart is cleared. Every transition is a conditional ``UPDATE …
-WHERE status = …``, so a live request and a recovery run can never both act on one step; a
-request that finds its saga undone under it voids its own authorization.
+would only make them start again), anything else compensates. Every transition is a
+conditional ``UPDATE … WHERE status = …``, so a live request and a recovery run can never both
+act on one step; a request that finds its saga undone under it voids its own authorization.
 
 **Crash injection** for tests: put boundary names from :data:`BOUNDARIES` into
 :data:`CRASH_POINTS` and the saga raises :class:`SimulatedCrash` there, exactly as if the process
@@ -56,7 +64,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Insert, Row, Update, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mercato.cart import service as cart_service
@@ -86,16 +95,9 @@ LEASE_SECONDS = 60.0
 
 IN_PROGRESS = ("started", "reserved", "priced", "authorized", "compensating")
 
-BOUNDARIES = (
-    "after_start",
-    "after_reserve",
-    "after_price",
-    "after_authorize_call",
-    "after_authorize",
-    "after_order",
-)
-"""Where :data:`CRASH_POINTS` can stop the saga: after each step's transaction (and after the
-provider answered but before the answer was recorded)."""
+BOUNDARIES = ("after_start", "after_authorize", "after_order")
+"""Where :data:`CRASH_POINTS` can stop the saga: after each step (the crashes inside the
+payment step are the payments module's, tested there)."""
 
 CRASH_POINTS: set[str] = set()
 BOUNDARY_HOOKS: list[Callable[[str], Awaitable[None]]] = []
@@ -178,6 +180,7 @@ class SagaState:
     # In memory only (the live request): the pricing inputs and the payment token.
     context: PricingContext | None = field(default=None, repr=False)
     payment_token: str | None = field(default=None, repr=False)
+    priced: PricedCart | None = field(default=None, repr=False)
 
     @property
     def lines(self) -> list[tuple[str, int]]:
@@ -357,16 +360,41 @@ async def _move(
     caller believed (the transaction is then rolled back with everything else in it)."""
     allowed = [from_status] if isinstance(from_status, str) else list(from_status)
     now = utcnow()
-    done = await conn.execute(
-        update(sagas)
-        .where(sagas.c.id == st.id, sagas.c.status.in_(allowed))
-        .values(status=to_status, step=step, updated_at=now, **values)
-    )
+    params = {
+        **values,
+        "b_id": st.id,
+        "b_from": allowed,
+        "status": to_status,
+        "step": step,
+        "updated_at": now,
+    }
+    done = await conn.execute(_move_statement(tuple(sorted(values))), params)
     if done.rowcount != 1:
         raise _Moved(st.id)
     st.status, st.step, st.updated_at = to_status, step, now
     for name, value in values.items():
         setattr(st, name, value)
+
+
+_MOVES: dict[tuple[str, ...], Update] = {}
+
+
+def _move_statement(columns: tuple[str, ...]) -> Update:
+    """The conditional transition setting ``columns`` besides status, step and updated_at,
+    built once per shape: a checkout runs few statements, and building them is a good part of
+    their cost."""
+    statement = _MOVES.get(columns)
+    if statement is None:
+        statement = (
+            update(sagas)
+            .where(
+                sagas.c.id == bindparam("b_id"),
+                sagas.c.status.in_(bindparam("b_from", expanding=True)),
+            )
+            .values({c: bindparam(c) for c in ("status", "step", "updated_at", *columns)})
+        )
+        _MOVES[columns] = statement
+    return statement
 
 
 async def _transaction(db: Database, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -378,46 +406,137 @@ async def _transaction(db: Database, work: Callable[[AsyncConnection], Awaitable
 # The entry point
 
 
+Authenticate = Callable[[AsyncSession], Awaitable[UserInfo]]
+"""Resolves the caller with the checkout's own session, or raises the problem to answer."""
+
+
 async def checkout(
     runtime: Runtime, user: UserInfo, idempotency_key: str | None, request: CheckoutRequest
 ) -> dict[str, Any]:
     """Run (or replay) the checkout of ``user``'s cart; the 201 body, or a Problem raised."""
-    key = check_idempotency_key(idempotency_key)
+    check_idempotency_key(idempotency_key)
+    return await _checkout(runtime, user, idempotency_key, request)
+
+
+async def checkout_as(
+    runtime: Runtime,
+    authenticate: Authenticate,
+    idempotency_key: str | None,
+    request: CheckoutRequest,
+) -> dict[str, Any]:
+    """:func:`checkout` for a caller not authenticated yet: ``authenticate`` runs first in the
+    checkout's first transaction (one transaction fewer than authenticating on its own) and
+    raises its problem for a bad credential before the key is looked at."""
+    return await _checkout(runtime, authenticate, idempotency_key, request)
+
+
+async def _checkout(
+    runtime: Runtime,
+    caller: UserInfo | Authenticate,
+    idempotency_key: str | None,
+    request: CheckoutRequest,
+) -> dict[str, Any]:
     fingerprint = request.fingerprint()
-    db = runtime.db
-    async with db.connect() as conn:
-        st, fresh = await _validate(conn, user, key, fingerprint, request)
-        # Claiming the key ends the validating transaction: bad input raised before it.
-        if fresh and not await _insert(conn, st):
-            found = await _find_by_key(conn, user.id, key)
-            assert found is not None, "the key's row was committed before the insert gave way"
-            st, fresh = found, False
-    if not fresh:
-        return await _replay(runtime, st, fingerprint)
+    try:
+        st = await _start(runtime, caller, idempotency_key, fingerprint, request)
+    except _KeyUsed as used:
+        return await _replay(runtime, used.state, fingerprint)
     await _boundary("after_start")
     try:
         return await _drive(runtime, st)
     except _Moved:
-        return await _replay(runtime, await _reload(db, st.id), fingerprint)
+        return await _replay(runtime, await _reload(runtime.db, st.id), fingerprint)
+
+
+class _KeyUsed(Exception):
+    """The user's key already names a saga: the request is a replay of it."""
+
+    def __init__(self, state: SagaState) -> None:
+        super().__init__(state.id)
+        self.state = state
+
+
+class _NotHeld(Exception):
+    """The stock or the promo use could not be held: step 1 was rolled back."""
+
+    def __init__(self, state: SagaState, problem: Problem) -> None:
+        super().__init__(problem.code)
+        self.state = state
+        self.problem = problem
+
+
+async def _start(
+    runtime: Runtime,
+    caller: UserInfo | Authenticate,
+    idempotency_key: str | None,
+    fingerprint: str,
+    request: CheckoutRequest,
+) -> SagaState:
+    """Step 1 in one transaction: validate and price the cart, claim the key with the priced
+    row, hold the stock and take the promo use. Raises :class:`_KeyUsed` for a replay."""
+    settings = runtime.settings
+    cache = service.pricing_setup_cache(runtime.extras)
+
+    async def work(conn: AsyncConnection) -> SagaState:
+        # One session on the transaction's connection for the modules that read through one.
+        session = AsyncSession(bind=conn)
+        try:
+            user = caller if isinstance(caller, UserInfo) else await caller(session)
+            key = check_idempotency_key(idempotency_key)
+            return await steps(conn, session, user, key)
+        finally:
+            await session.close()
+
+    async def steps(
+        conn: AsyncConnection, session: AsyncSession, user: UserInfo, key: str
+    ) -> SagaState:
+        try:
+            st = await _validate(conn, session, user, key, fingerprint, request, cache)
+        except Problem:
+            # A replay finds its saga even when the cart has changed since (e.g. emptied by
+            # the order it placed); only a new key gets the validation problem.
+            existing = await _find_by_key(conn, user.id, key)
+            if existing is not None:
+                raise _KeyUsed(existing) from None
+            raise
+        if not await _insert(conn, st):
+            raise _KeyUsed(await _claimed(conn, user.id, key))
+        try:
+            await _hold(conn, st, settings.reservation_ttl_seconds)
+        except Problem as problem:
+            raise _NotHeld(st, problem) from problem
+        return st
+
+    try:
+        return await _transaction(runtime.db, work)
+    except _NotHeld as refused:
+        # Nothing is held (the step was rolled back, row included): record the answer so that
+        # a replay of the key gets it too.
+        await _record_refusal(runtime.db, refused.state, refused.problem)
+        raise refused.problem from None
+
+
+async def _claimed(conn: AsyncConnection, user_id: str, key: str) -> SagaState:
+    found = await _find_by_key(conn, user_id, key)
+    assert found is not None, "the key's row was committed before the insert gave way"
+    return found
 
 
 async def _validate(
-    conn: AsyncConnection, user: UserInfo, key: str, fingerprint: str, request: CheckoutRequest
-) -> tuple[SagaState, bool]:
-    """Step 1, read-only: the saga already started with this key (and False), or the cart as
-    it will be ordered with the pricing inputs (and True)."""
+    conn: AsyncConnection,
+    session: AsyncSession,
+    user: UserInfo,
+    key: str,
+    fingerprint: str,
+    request: CheckoutRequest,
+    cache: service.PricingSetupCache | None = None,
+) -> SagaState:
+    """Read-only: the cart as it will be ordered, priced, as a saga not yet written."""
     address = dict(request.shipping_address)
-    existing = await _find_by_key(conn, user.id, key)
-    if existing is not None:
-        return existing, False
-    session = AsyncSession(bind=conn)
-    try:
-        cart = await cart_service.get_cart_for(session, user.id, None)
-        if cart is None or not cart.lines:
-            raise service.cart_empty()
-        items = await service.cart_items(session, cart.lines)
-    finally:
-        await session.close()
+    cart = await cart_service.get_cart_for(session, user.id, None)
+    if cart is None or not cart.lines:
+        raise service.cart_empty()
+    items = await service.cart_items(session, cart.lines)
     service.check_purchasable(items, cart.currency)
     context = await service.load_pricing_context(
         conn,
@@ -426,10 +545,11 @@ async def _validate(
         shipping_method=request.shipping_method,
         promo_code=request.promo_code,
         currency=cart.currency,
+        cache=cache,
     )
-    # Pricing now refuses what cannot be priced (a promo's minimum, a parcel too heavy)
-    # before anything is written; the saga prices again, identically, in step 3.
-    service.price_items(items, context, cart.currency)
+    # Pricing refuses what cannot be priced (a promo's minimum, a parcel too heavy) before
+    # anything is written.
+    priced = service.price_items(items, context, cart.currency)
     now = utcnow()
     canonical = request.canonical()
     stored_request = {
@@ -441,18 +561,18 @@ async def _validate(
         "promo_code": context.promo.code if context.promo is not None else None,
         "email": user.email,
     }
-    fresh = SagaState(
+    return SagaState(
         id=new_id("chk"),
         user_id=user.id,
         idempotency_key=key,
         request_fingerprint=fingerprint,
-        status="started",
-        step="reserve",
+        status="priced",
+        step="authorize",
         cart_id=cart.id,
         currency=cart.currency,
         request=stored_request,
         items=items,
-        pricing=None,
+        pricing=service.priced_to_minor(priced),
         promo_id=context.promo.id if context.promo is not None else None,
         order_id=new_id("ord"),
         payment_intent_id=None,
@@ -463,13 +583,14 @@ async def _validate(
         updated_at=now,
         context=context,
         payment_token=request.payment_token,
+        priced=priced,
     )
-    return fresh, True
 
 
 async def _insert(conn: AsyncConnection, st: SagaState) -> bool:
-    """Claim the idempotency key; False when another request holds it already."""
-    values = {
+    """Claim the idempotency key with the row as ``st`` has it; False when another request
+    holds the key already (PostgreSQL makes this insert wait until that one commits)."""
+    row = {
         "id": st.id,
         "user_id": st.user_id,
         "idempotency_key": st.idempotency_key,
@@ -480,88 +601,89 @@ async def _insert(conn: AsyncConnection, st: SagaState) -> bool:
         "currency": st.currency,
         "request": st.request,
         "cart_snapshot": [i.to_json() for i in st.items],
-        "pricing": None,
+        "pricing": st.pricing,
         "promo_id": st.promo_id,
         "order_id": st.order_id,
-        "payment_intent_id": None,
-        "error": None,
-        "response": None,
+        "payment_intent_id": st.payment_intent_id,
+        "error": st.error,
+        "response": st.response,
         "attempts": st.attempts,
         "locked_until": None,
         "created_at": st.created_at,
         "updated_at": st.updated_at,
     }
-    ins = service._insert(conn, sagas).values(values)
-    done = await conn.execute(
-        ins.on_conflict_do_nothing(index_elements=[sagas.c.user_id, sagas.c.idempotency_key])
-    )
+    done = await conn.execute(_claim_statement(conn.dialect.name), row)
     return bool(done.rowcount == 1)
 
 
-async def _drive(runtime: Runtime, st: SagaState) -> dict[str, Any]:
-    """Run the remaining steps of a live request's saga."""
-    await _reserve(runtime, st)
-    await _boundary("after_reserve")
-    priced = await _price(runtime, st)
-    await _boundary("after_price")
-    outcome = await _authorize(runtime, st, priced)
-    await _boundary("after_authorize")
-    response = await _complete(runtime, st, outcome)
-    await _boundary("after_order")
-    await _clear_cart(runtime, st)
-    return response
+_CLAIMS: dict[str, Insert] = {}
 
 
-# --------------------------------------------------------------------------------------------
-# Steps 2-6
-
-
-async def _reserve(runtime: Runtime, st: SagaState) -> None:
-    settings = runtime.settings
-
-    async def work(conn: AsyncConnection) -> None:
-        await inventory.reserve(
-            conn,
-            st.id,
-            st.lines,
-            country=st.country,
-            ttl_seconds=settings.reservation_ttl_seconds,
-            check_catalog=False,  # checked in step 1, moments ago
+def _claim_statement(dialect: str) -> Insert:
+    statement = _CLAIMS.get(dialect)
+    if statement is None:
+        ins = postgresql.insert(sagas) if dialect == "postgresql" else sqlite.insert(sagas)
+        statement = ins.on_conflict_do_nothing(
+            index_elements=[sagas.c.user_id, sagas.c.idempotency_key]
         )
-        if st.promo_id is not None:
+        _CLAIMS[dialect] = statement
+    return statement
+
+
+async def _hold(conn: AsyncConnection, st: SagaState, ttl_seconds: int) -> None:
+    """The stock held for the saga and its promo use taken (inside step 1's transaction)."""
+    await inventory.reserve(
+        conn,
+        st.id,
+        st.lines,
+        country=st.country,
+        ttl_seconds=ttl_seconds,
+        check_catalog=False,  # checked moments ago, in this transaction
+    )
+    if st.promo_id is not None:
+        promo = st.context.promo if st.context is not None else None
+        if promo is None or promo.id != st.promo_id:
             promo = await service.get_promo(conn, st.promo_id)
-            if promo is None:
-                raise service.invalid_promo(
-                    str(st.request.get("promo_code")), "unknown", "The promo code was removed"
-                )
-            await service.take_promo_use(conn, promo, user_id=st.user_id, saga_id=st.id)
-        await _move(conn, st, "started", "reserved", "price")
-
-    try:
-        await _transaction(runtime.db, work)
-    except Problem as problem:
-        # Nothing is held: the reservation and the promo use were rolled back with the step.
-        await _fail_unheld(runtime.db, st, problem)
-        raise
+        if promo is None:
+            raise service.invalid_promo(
+                str(st.request.get("promo_code")), "unknown", "The promo code was removed"
+            )
+        await service.take_promo_use(conn, promo, user_id=st.user_id, saga_id=st.id)
 
 
-async def _fail_unheld(db: Database, st: SagaState, problem: Problem) -> None:
+async def _record_refusal(db: Database, st: SagaState, problem: Problem) -> None:
+    """Write the saga as ``failed`` with ``problem``; :class:`_KeyUsed` when another request
+    claimed the key meanwhile (its outcome is then the answer)."""
+    st.status, st.step, st.error = "failed", "failed", problem_to_json(problem)
+    st.updated_at = utcnow()
+
     async def work(conn: AsyncConnection) -> None:
-        await _move(conn, st, "started", "failed", "failed", error=problem_to_json(problem))
+        if not await _insert(conn, st):
+            raise _KeyUsed(await _claimed(conn, st.user_id, st.idempotency_key))
 
     await _transaction(db, work)
 
 
-async def _price(runtime: Runtime, st: SagaState) -> PricedCart:
-    assert st.context is not None
-    priced = service.price_items(st.items, st.context, st.currency)
-    pricing = service.priced_to_minor(priced)
+async def _drive(runtime: Runtime, st: SagaState) -> dict[str, Any]:
+    """Run the remaining steps of a live request's saga."""
+    payment = await _authorize(runtime, st)
+    await _boundary("after_authorize")
+    try:
+        response = await _complete(runtime, st, payment)
+    except _Moved:
+        if payment.intent_id is not None:
+            current = await _reload(runtime.db, st.id)
+            if current.status in ("compensating", "failed"):
+                # Recovery undid this saga while the processor was answering: undo the
+                # authorization too (recovery voids only what it found).
+                await _void(runtime, st.id, payment.intent_id)
+        raise
+    await _boundary("after_order")
+    return response
 
-    async def work(conn: AsyncConnection) -> None:
-        await _move(conn, st, "reserved", "priced", "authorize", pricing=pricing)
 
-    await _transaction(runtime.db, work)
-    return priced
+# --------------------------------------------------------------------------------------------
+# Steps 2 and 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,12 +693,15 @@ class _Payment:
     card_last4: str | None
 
 
-async def _authorize(runtime: Runtime, st: SagaState, priced: PricedCart) -> _Payment:
+async def _authorize(runtime: Runtime, st: SagaState) -> _Payment:
+    """Step 2. Nothing is written to the saga row on success: the payments module recorded
+    the intent (owner = saga id) before calling the processor and the answer after, which is
+    what recovery reads; step 3 stores the intent id with the order."""
     db = runtime.db
+    assert st.priced is not None
+    priced = st.priced
     if priced.total == 0:
-        # Nothing to charge (a full discount and free shipping).
-        await _transaction(db, lambda conn: _move(conn, st, "priced", "authorized", "order"))
-        return _Payment(None, None, None)
+        return _Payment(None, None, None)  # nothing to charge (a full discount, free shipping)
     assert st.payment_token is not None
     try:
         outcome = await payments.authorize(
@@ -592,7 +717,6 @@ async def _authorize(runtime: Runtime, st: SagaState, priced: PricedCart) -> _Pa
         # Refused before reaching the processor (e.g. a malformed token): nothing charged.
         await _compensate(runtime, st, problem)
         raise
-    await _boundary("after_authorize_call")
     if outcome.pending:
         # The processor's answer is unknown for now: leave the saga to recovery, which resolves
         # the payment by its key and then completes or compensates.
@@ -612,16 +736,7 @@ async def _authorize(runtime: Runtime, st: SagaState, priced: PricedCart) -> _Pa
         declined = payments.payment_problem(outcome)
         await _compensate(runtime, st, declined, intent_id=outcome.intent_id)
         raise declined
-
-    async def record(conn: AsyncConnection) -> None:
-        await _move(conn, st, "priced", "authorized", "order", payment_intent_id=outcome.intent_id)
-
-    try:
-        await _transaction(db, record)
-    except _Moved:
-        # Recovery undid this saga while the processor was answering: undo the authorization.
-        await _void(runtime, st.id, outcome.intent_id)
-        raise
+    st.payment_intent_id = outcome.intent_id  # written by step 3 (or voided by compensation)
     return _Payment(outcome.intent_id, outcome.card_brand, outcome.card_last4)
 
 
@@ -689,13 +804,35 @@ def _response(
 
 
 async def _complete(runtime: Runtime, st: SagaState, payment: _Payment) -> dict[str, Any]:
-    """Step 5: the order, the stock sold and the promo use made final, in one transaction."""
+    """Step 3, in one transaction: the saga row moved on (first: a run that lost the row to
+    recovery stops before doing anything), the order created, the promo use made final, the
+    cart cleared and the stock sold."""
     assert st.pricing is not None
-    priced = service.priced_from_minor(st.pricing)
+    priced = st.priced or service.priced_from_minor(st.pricing)
     wanted = inventory.sum_lines(st.lines)
     settings = runtime.settings
+    # A new order is ``paid`` (``orders.create_order``); checked below.
+    response = _response(st, priced, "paid", payment)
 
     async def work(conn: AsyncConnection, *, take_again: bool) -> dict[str, Any]:
+        before = (st.status, st.step, st.updated_at, st.response, st.payment_intent_id)
+        await _move(
+            conn,
+            st,
+            ("priced", "authorized"),
+            "completed",
+            "done",
+            response=response,
+            payment_intent_id=payment.intent_id,
+        )
+        try:
+            return await _place_order(conn, take_again=take_again)
+        except BaseException:
+            # Rolled back with the transaction: so is the row's move.
+            st.status, st.step, st.updated_at, st.response, st.payment_intent_id = before
+            raise
+
+    async def _place_order(conn: AsyncConnection, *, take_again: bool) -> dict[str, Any]:
         if take_again:
             await inventory.release(conn, st.id, reason="reservation renewed at order")
             await inventory.reserve(
@@ -705,27 +842,55 @@ async def _complete(runtime: Runtime, st: SagaState, payment: _Payment) -> dict[
                 country=st.country,
                 ttl_seconds=settings.reservation_ttl_seconds,
             )
+        order = await orders.create_order(conn, _order_draft(st, priced, payment.intent_id))
+        if st.promo_id is not None:
+            await service.commit_promo_use(conn, st.id)
+        await _empty_cart(conn, st.cart_id)
+        # The stock last: its rows stay locked from this UPDATE to the commit, and on a popular
+        # variant that lock is what every checkout queues for. A lost reservation rolls all of
+        # this back.
         committed = await inventory.commit(conn, st.id)
         if inventory.sum_lines((r.variant_id, r.quantity) for r in committed) != wanted:
             raise _ReservationLost(st.id)
-        order = await orders.create_order(conn, _order_draft(st, priced, payment.intent_id))
-        await service.commit_promo_use(conn, st.id)
-        response = _response(st, priced, order.status, payment)
-        await _move(conn, st, "authorized", "completed", "clear_cart", response=response)
-        return response
+        if order.status == "paid":
+            return response
+        # Not a new order after all (it cannot be: the order and this row move together).
+        answer = _response(st, priced, order.status, payment)
+        await conn.execute(update(sagas).where(sagas.c.id == st.id).values(response=answer))
+        st.response = answer
+        return answer
 
     try:
-        return await _transaction(runtime.db, lambda conn: work(conn, take_again=False))
+        answer = await _transaction(runtime.db, lambda conn: work(conn, take_again=False))
     except _ReservationLost:
         log.warning("checkout %s: the reservation expired before the order; taking it again", st.id)
+        try:
+            answer = await _transaction(runtime.db, lambda conn: work(conn, take_again=True))
+        except Problem as problem:  # out of stock by now: give the money back
+            await _compensate(runtime, st, problem)
+            raise
+    await _forget_cached_cart(runtime, st.cart_id)
+    return answer
+
+
+async def _empty_cart(conn: AsyncConnection, cart_id: str) -> None:
+    session = AsyncSession(bind=conn)  # the cart service's statements, in this transaction
     try:
-        return await _transaction(runtime.db, lambda conn: work(conn, take_again=True))
-    except Problem as problem:  # out of stock by now: give the money back
-        await _compensate(runtime, st, problem)
-        raise
+        await cart_service.clear_cart(session, cart_id)
+    finally:
+        await session.close()
+
+
+async def _forget_cached_cart(runtime: Runtime, cart_id: str) -> None:
+    """Drop the cleared cart's cached copy (after the commit, so no reader re-caches the old
+    lines; the cache checks the cart's version anyway, so this is tidiness, not correctness)."""
+    cache = cart_service.cache_for(runtime)
+    if cache is not None:
+        await cache.delete(cart_id)
 
 
 async def _clear_cart(runtime: Runtime, st: SagaState) -> None:
+    """Clear the cart of a saga completed before step 3 cleared it in the same transaction."""
     async with runtime.db.session() as session:
         await cart_service.clear_cart(session, st.cart_id, cache=cart_service.cache_for(runtime))
         await session.execute(
@@ -876,7 +1041,6 @@ async def _finish_authorized(runtime: Runtime, st: SagaState) -> None:
         if intent is not None:
             payment = _Payment(intent.id, intent.card_brand, intent.card_last4)
     await _complete(runtime, st, payment)
-    await _clear_cart(runtime, st)
 
 
 async def recover_stuck_sagas(

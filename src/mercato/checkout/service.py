@@ -11,6 +11,7 @@ so each use is counted and returned at most once.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,6 +110,75 @@ def _check_amount(value: int, field: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# The pricing setup, cached per process for checkouts
+
+PRICING_SETUP_TTL_SECONDS = 2.0
+"""How long a process's checkouts reuse the shipping methods, tax rates and price setting they
+read for a destination country. Changes made through this module in the same process apply at
+once (:func:`pricing_setup_changed`); other processes see them within this many seconds, and a
+shipping method a cached copy does not know is looked up afresh. Promo codes are never cached
+(their uses are counted), nor are catalog prices (checkout refuses a changed price)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PricingSetup:
+    methods: tuple[ShippingMethodInfo, ...]
+    tax_table: TaxTable
+    prices_include_tax: bool
+    generation: int
+    loaded_at: float
+
+
+class PricingSetupCache:
+    """One process's pricing setup per destination country (see
+    :data:`PRICING_SETUP_TTL_SECONDS`)."""
+
+    generation = 0
+    """Bumped by every change of the setup made in this process (shared by all instances)."""
+
+    def __init__(self, ttl_seconds: float | None = None) -> None:
+        self.ttl_seconds = PRICING_SETUP_TTL_SECONDS if ttl_seconds is None else ttl_seconds
+        self._by_country: dict[str, _PricingSetup] = {}
+
+    def get(self, country: str) -> _PricingSetup | None:
+        found = self._by_country.get(country)
+        if found is None or found.generation != PricingSetupCache.generation:
+            return None
+        if time.monotonic() - found.loaded_at >= self.ttl_seconds:
+            return None
+        return found
+
+    def put(self, country: str, setup: _PricingSetup) -> None:
+        self._by_country[country] = setup
+
+
+def pricing_setup_changed() -> None:
+    """Every cached pricing setup of this process is stale (call on any change to shipping
+    zones or methods, tax rates or the price setting)."""
+    PricingSetupCache.generation += 1
+
+
+def pricing_setup_cache(extras: dict[str, Any]) -> PricingSetupCache:
+    """The process's cache, kept in the runtime's ``extras``."""
+    cache = extras.get("checkout.pricing_setup")
+    if not isinstance(cache, PricingSetupCache):
+        cache = PricingSetupCache()
+        extras["checkout.pricing_setup"] = cache
+    return cache
+
+
+async def _pricing_setup(executor: Executor, country: str) -> _PricingSetup:
+    generation = PricingSetupCache.generation  # before reading: a change meanwhile wins
+    return _PricingSetup(
+        methods=tuple(await shipping_methods_for(executor, country)),
+        tax_table=await tax_table_for(executor, country),
+        prices_include_tax=await prices_include_tax(executor),
+        generation=generation,
+        loaded_at=time.monotonic(),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # The shop's price setting
 
 
@@ -120,6 +190,7 @@ async def prices_include_tax(executor: Executor) -> bool:
 
 
 async def set_prices_include_tax(conn: AsyncConnection, value: bool) -> bool:
+    pricing_setup_changed()
     ins = _insert(conn, settings_table).values(
         key=PRICES_INCLUDE_TAX, value=value, updated_at=utcnow()
     )
@@ -213,6 +284,7 @@ async def create_zone(conn: AsyncConnection, *, name: str, countries: Sequence[s
         raise validation_problem("countries", "must list at least one country")
     codes = sorted({normalize_country(c, f"countries[{i}]") for i, c in enumerate(countries)})
     zone_id = new_id("shz")
+    pricing_setup_changed()
     done = await conn.execute(
         _insert(conn, zones)
         .values(id=zone_id, name=name, countries=codes, created_at=utcnow())
@@ -306,6 +378,7 @@ async def create_shipping_method(
         "active": True,
         "created_at": utcnow(),
     }
+    pricing_setup_changed()
     done = await conn.execute(
         _insert(conn, methods)
         .values(values)
@@ -383,6 +456,7 @@ async def set_tax_rate(
         raise validation_problem("tax_class", "lower-case letters, digits and '_'")
     if isinstance(rate_bps, bool) or not isinstance(rate_bps, int) or not 0 <= rate_bps <= BPS:
         raise validation_problem("rate_bps", "must be 0 to 10000 basis points")
+    pricing_setup_changed()
     ins = _insert(conn, tax_rates).values(
         id=new_id("tax"),
         country=country,
@@ -899,11 +973,19 @@ async def load_pricing_context(
     promo_code: str | None,
     currency: str,
     now: datetime | None = None,
+    cache: PricingSetupCache | None = None,
 ) -> PricingContext:
+    """The pricing inputs for a destination. With ``cache`` (the checkout's), the shipping
+    methods, tax rates and price setting may come from this process's recent copy."""
     country = normalize_country(country, "shipping_address.country")
     region_key = normalize_region(region, "shipping_address.region")
     code = shipping_method.strip().lower()
-    found = [m for m in await shipping_methods_for(executor, country) if m.code == code]
+    setup = cache.get(country) if cache is not None else None
+    if setup is None or not any(m.code == code for m in setup.methods):
+        setup = await _pricing_setup(executor, country)
+        if cache is not None:
+            cache.put(country, setup)
+    found = [m for m in setup.methods if m.code == code]
     method = next((m for m in found if m.currency == currency), found[0] if found else None)
     if method is None:
         raise unknown_shipping_method(shipping_method, country)
@@ -919,9 +1001,9 @@ async def load_pricing_context(
     return PricingContext(
         destination=Destination(country, region_key or None),
         method=method,
-        tax_table=await tax_table_for(executor, country),
+        tax_table=setup.tax_table,
         promo=promo,
-        prices_include_tax=await prices_include_tax(executor),
+        prices_include_tax=setup.prices_include_tax,
     )
 
 

@@ -60,7 +60,7 @@ from functools import partial
 from typing import Any, cast
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Row, Select, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Insert, Row, Select, Table, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -444,8 +444,17 @@ async def shipments_of(executor: Executor, order: OrderInfo) -> list[dict[str, A
 # -- placing an order ------------------------------------------------------------------------------
 
 
-def _insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+_NEW_ORDER: dict[str, Insert] = {}
+
+
+def _new_order_statement(dialect: str) -> Insert:
+    """INSERT of an order that does nothing when it exists (built once per dialect)."""
+    statement = _NEW_ORDER.get(dialect)
+    if statement is None:
+        ins = postgresql.insert(ORDERS) if dialect == "postgresql" else sqlite.insert(ORDERS)
+        statement = ins.on_conflict_do_nothing()
+        _NEW_ORDER[dialect] = statement
+    return statement
 
 
 async def _write_history(
@@ -488,16 +497,28 @@ async def _publish_status_changed(
         conn,
         ORDER_STATUS_CHANGED,
         order_id,
-        {
-            "order_id": order_id,
-            "user_id": user_id,
-            "version": version,
-            "from": from_status,
-            "to": to_status,
-            "actor": actor,
-            "reason": reason,
-        },
+        _status_changed_payload(order_id, user_id, version, from_status, to_status, actor, reason),
     )
+
+
+def _status_changed_payload(
+    order_id: str,
+    user_id: str,
+    version: int,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "user_id": user_id,
+        "version": version,
+        "from": from_status,
+        "to": to_status,
+        "actor": actor,
+        "reason": reason,
+    }
 
 
 async def create_order(conn: AsyncConnection, draft: OrderDraft) -> OrderInfo:
@@ -510,40 +531,37 @@ async def create_order(conn: AsyncConnection, draft: OrderDraft) -> OrderInfo:
     and nothing is written. A different order for the same checkout is a 409 ``order_exists``.
     """
     _check_draft(draft)
-    existing = await get_order(conn, draft.id)
-    if existing is not None:
-        return existing
     now = utcnow()
     email = draft.email.strip().lower()
-    inserted = await conn.execute(
-        _insert(conn, ORDERS)
-        .values(
-            id=draft.id,
-            checkout_id=draft.checkout_id,
-            user_id=draft.user_id,
-            email=email,
-            status="paid",
-            previous_status="pending",
-            version=2,
-            currency=draft.currency,
-            subtotal=draft.subtotal,
-            shipping=draft.shipping,
-            discount=draft.discount,
-            tax=draft.tax,
-            total=draft.total,
-            refunded_total=0,
-            units_shipped=0,
-            shipping_address=dict(draft.shipping_address),
-            shipping_method=draft.shipping_method,
-            promo_code=draft.promo_code,
-            payment_intent_id=draft.payment_intent_id,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-    )
+    values: dict[str, Any] = {
+        "id": draft.id,
+        "checkout_id": draft.checkout_id,
+        "user_id": draft.user_id,
+        "email": email,
+        "status": "paid",
+        "previous_status": "pending",
+        "version": 2,
+        "currency": draft.currency,
+        "subtotal": draft.subtotal,
+        "shipping": draft.shipping,
+        "discount": draft.discount,
+        "tax": draft.tax,
+        "total": draft.total,
+        "refunded_total": 0,
+        "units_shipped": 0,
+        "shipping_address": dict(draft.shipping_address),
+        "shipping_method": draft.shipping_method,
+        "promo_code": draft.promo_code,
+        "payment_intent_id": draft.payment_intent_id,
+        "stock_returned_at": None,
+        "payment_released_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # No read first: the insert itself tells whether the order exists (a repeated call, or a
+    # concurrent one PostgreSQL made this insert wait for).
+    inserted = await conn.execute(_new_order_statement(conn.dialect.name), values)
     if inserted.rowcount != 1:
-        # A concurrent call with the same draft won (PostgreSQL waited for it to commit).
         existing = await get_order(conn, draft.id)
         if existing is not None:
             return existing
@@ -553,60 +571,75 @@ async def create_order(conn: AsyncConnection, draft: OrderDraft) -> OrderInfo:
             "This checkout has already placed a different order",
             checkout_id=draft.checkout_id,
         )
-    await conn.execute(
-        insert(LINES),
-        [
+    lines: list[dict[str, Any]] = [
+        {
+            "id": new_id("ol"),
+            "order_id": draft.id,
+            "position": position,
+            "variant_id": line.variant_id,
+            "product_id": line.product_id,
+            "sku": line.sku,
+            "title": line.title,
+            "options": dict(line.options),
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+            "subtotal": line.subtotal,
+            "discount": line.discount,
+            "tax": line.tax,
+            "total": line.total,
+            "quantity_shipped": 0,
+            "quantity_returned": 0,
+        }
+        for position, line in enumerate(draft.lines, start=1)
+    ]
+    await conn.execute(insert(LINES), lines)
+    actor = f"checkout:{draft.checkout_id}"[:MAX_ACTOR]
+    history = [(1, None, "pending"), (2, "pending", "paid")]
+    await _write_history(conn, draft.id, history, actor, None, now)
+    placed = {
+        "order_id": draft.id,
+        "user_id": draft.user_id,
+        "email": email,
+        "total": draft.total,
+        "currency": draft.currency,
+        "lines": [
             {
-                "id": new_id("ol"),
-                "order_id": draft.id,
-                "position": position,
                 "variant_id": line.variant_id,
                 "product_id": line.product_id,
                 "sku": line.sku,
-                "title": line.title,
-                "options": dict(line.options),
                 "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "subtotal": line.subtotal,
-                "discount": line.discount,
-                "tax": line.tax,
-                "total": line.total,
-                "quantity_shipped": 0,
-                "quantity_returned": 0,
             }
-            for position, line in enumerate(draft.lines, start=1)
+            for line in draft.lines
+        ],
+    }
+    # The three events in one statement, in this order (the outbox keeps insertion order).
+    await events.publish_many(
+        conn,
+        [
+            (ORDER_PLACED, draft.id, placed),
+            *(
+                (
+                    ORDER_STATUS_CHANGED,
+                    draft.id,
+                    _status_changed_payload(
+                        draft.id, draft.user_id, seq, from_status, to_status, actor, None
+                    ),
+                )
+                for seq, from_status, to_status in history
+            ),
         ],
     )
-    actor = f"checkout:{draft.checkout_id}"[:MAX_ACTOR]
-    await _write_history(
-        conn, draft.id, [(1, None, "pending"), (2, "pending", "paid")], actor, None, now
+    # What was written is the answer: no need to read it back.
+    return OrderInfo(
+        **{k: v for k, v in values.items() if k != "previous_status"},
+        lines=tuple(
+            OrderLineInfo(**{k: v for k, v in row.items() if k != "order_id"}) for row in lines
+        ),
+        history=tuple(
+            HistoryEntry(seq, from_status, to_status, actor, None, now)
+            for seq, from_status, to_status in history
+        ),
     )
-    await events.publish(
-        conn,
-        ORDER_PLACED,
-        draft.id,
-        {
-            "order_id": draft.id,
-            "user_id": draft.user_id,
-            "email": email,
-            "total": draft.total,
-            "currency": draft.currency,
-            "lines": [
-                {
-                    "variant_id": line.variant_id,
-                    "product_id": line.product_id,
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                }
-                for line in draft.lines
-            ],
-        },
-    )
-    await _publish_status_changed(conn, draft.id, draft.user_id, 1, None, "pending", actor, None)
-    await _publish_status_changed(conn, draft.id, draft.user_id, 2, "pending", "paid", actor, None)
-    order = await get_order(conn, draft.id)
-    assert order is not None
-    return order
 
 
 # -- transitions -----------------------------------------------------------------------------------

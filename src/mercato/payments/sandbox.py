@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast
 
-from sqlalchemy import Table, case, func, insert, select, update
+from sqlalchemy import Insert, Table, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -96,6 +97,20 @@ Act = Callable[[AsyncConnection, int], Awaitable[ProviderResult]]
 
 _charges = cast(Table, SandboxCharge.__table__)
 _ops = cast(Table, SandboxOperation.__table__)
+
+# Built once (building a statement costs about as much as running it).
+_INSERT_CHARGE = insert(_charges)
+_FIRST_ANSWER: dict[str, Insert] = {}
+
+
+def _first_answer_statement(dialect: str) -> Insert:
+    """INSERT of an operation's answer that does nothing when its key is stored already."""
+    statement = _FIRST_ANSWER.get(dialect)
+    if statement is None:
+        ins = postgresql.insert(_ops) if dialect == "postgresql" else sqlite.insert(_ops)
+        statement = ins.on_conflict_do_nothing(index_elements=[_ops.c.idempotency_key])
+        _FIRST_ANSWER[dialect] = statement
+    return statement
 
 
 class SandboxProvider:
@@ -202,9 +217,19 @@ class SandboxProvider:
         answer and whether this call acted."""
         if not key or len(key) > 255:
             raise ValueError("an idempotency key of 1 to 255 characters is required")
+        first = True
         for _ in range(_MAX_CLAIMS):
             try:
                 async with self._db.connect() as conn:
+                    if first:
+                        # The usual case, a key never seen: act, then store the answer under the
+                        # key in the same transaction. If the key was stored first (a retry, a
+                        # concurrent duplicate), the insert does nothing and raising rolls back
+                        # what this call did, so the ledger only ever holds answered operations.
+                        result = await act(conn, 1)
+                        if await self._store_first(conn, operation, key, fingerprint, result):
+                            return result, True
+                        raise _KeyTaken
                     claimed = await self._claim(conn, operation, key, fingerprint, charge_id)
                     if isinstance(claimed, ProviderResult):
                         return claimed, False
@@ -220,8 +245,31 @@ class SandboxProvider:
                     )
                     return result, True
             except _KeyTaken:
+                first = False
                 continue
         raise ProviderUnavailable("sandbox: too much contention on one idempotency key")
+
+    @staticmethod
+    async def _store_first(
+        conn: AsyncConnection, operation: str, key: str, fingerprint: str, result: ProviderResult
+    ) -> bool:
+        """Store the first answer under ``key``; False when the key is stored already."""
+        now = utcnow()
+        stored = await conn.execute(
+            _first_answer_statement(conn.dialect.name),
+            {
+                "id": new_id("sop"),
+                "idempotency_key": key,
+                "operation": operation,
+                "charge_id": result.charge_id,
+                "fingerprint": fingerprint,
+                "attempts": 1,
+                "result": result.to_dict(),
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        return bool(stored.rowcount == 1)
 
     @staticmethod
     async def _claim(
@@ -304,20 +352,21 @@ class SandboxProvider:
         code = declined.get(card.behaviour)
         now = utcnow()
         await conn.execute(
-            insert(_charges).values(
-                id=charge_id,
-                token=token,
-                card_brand=card.brand,
-                card_last4=card.last4,
-                currency=currency,
-                amount_authorized=0 if code else amount,
-                amount_captured=0,
-                amount_refunded=0,
-                status="failed" if code else "authorized",
-                failure_code=code,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_CHARGE,
+            {
+                "id": charge_id,
+                "token": token,
+                "card_brand": card.brand,
+                "card_last4": card.last4,
+                "currency": currency,
+                "amount_authorized": 0 if code else amount,
+                "amount_captured": 0,
+                "amount_refunded": 0,
+                "status": "failed" if code else "authorized",
+                "failure_code": code,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
         if code == p.PAYMENT_DECLINED:
             return fail(code, "the card was declined", charge_id)

@@ -31,7 +31,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, case, func, insert, select, update
+from sqlalchemy import Insert, Row, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -466,10 +467,35 @@ async def _open_authorization_once(
     key: str,
 ) -> _Op | PaymentOutcome:
     async with db.connect() as conn:
-        intent = (
-            await conn.execute(select(_intents).where(_intents.c.idempotency_key == key))
-        ).first()
-        if intent is not None:
+        intent_id = new_id("pi")
+        now = utcnow()
+        # Insert first and read only when the key is taken: a new key (the usual case) costs
+        # no lookup. PostgreSQL makes a concurrent insert of the same key wait for the first
+        # one's commit, after which the read below sees its intent.
+        created = await conn.execute(
+            _new_intent_statement(conn.dialect.name),
+            {
+                "id": intent_id,
+                "owner": owner,
+                "idempotency_key": key,
+                "amount": amount,
+                "currency": currency,
+                "amount_authorized": 0,
+                "amount_captured": 0,
+                "amount_refunded": 0,
+                "status": "requires_payment",
+                "provider": provider_name,
+                "token": token,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        if created.rowcount != 1:
+            intent = (
+                await conn.execute(select(_intents).where(_intents.c.idempotency_key == key))
+            ).first()
+            if intent is None:
+                raise _KeyTaken  # the other insert was rolled back: try again
             if (intent.owner, intent.amount, intent.currency, intent.token) != (
                 owner,
                 amount,
@@ -480,28 +506,6 @@ async def _open_authorization_once(
             event = await _find_event(conn, intent.id, "authorize", key)
             assert event is not None, "an intent is created with its authorize event"
             return _resume_or_answer(intent, event)
-        intent_id = new_id("pi")
-        now = utcnow()
-        try:
-            await conn.execute(
-                insert(_intents).values(
-                    id=intent_id,
-                    owner=owner,
-                    idempotency_key=key,
-                    amount=amount,
-                    currency=currency,
-                    amount_authorized=0,
-                    amount_captured=0,
-                    amount_refunded=0,
-                    status="requires_payment",
-                    provider=provider_name,
-                    token=token,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        except IntegrityError as exc:
-            raise _KeyTaken from exc
         event_id = await _insert_event(
             conn, intent_id, "authorize", key, amount, "requires_payment"
         )
@@ -772,6 +776,10 @@ async def _resume_pending(
 async def _settle(db: Database, op: _Op, result: ProviderResult) -> PaymentOutcome:
     async with db.connect() as conn:
         now = utcnow()
+        if op.operation == "authorize":
+            settled = await _settle_authorization(conn, op, result, now)
+            if settled is not None:
+                return settled
         closed = await conn.execute(
             update(_events)
             .where(_events.c.id == op.event_id, _events.c.outcome == "pending")
@@ -791,6 +799,64 @@ async def _settle(db: Database, op: _Op, result: ProviderResult) -> PaymentOutco
         event = (await conn.execute(select(_events).where(_events.c.id == op.event_id))).one()
     assert intent is not None
     return _answer(intent, event)
+
+
+async def _settle_authorization(
+    conn: AsyncConnection, op: _Op, result: ProviderResult, now: datetime
+) -> PaymentOutcome | None:
+    """The authorization's answer recorded in three statements (the checkout's hot path): close
+    the pending event with the status it leads to, move the intent out of ``requires_payment``
+    (``RETURNING`` gives the outcome without reading it again) and publish the event. ``None``
+    when another call closed the event first: the general path then reads and answers."""
+    status_to = "authorized" if result.ok else "failed"
+    closed = await conn.execute(
+        _CLOSE_PENDING_EVENT,
+        {
+            "b_id": op.event_id,
+            "outcome": "succeeded" if result.ok else "failed",
+            "code": result.code,
+            "completed_at": now,
+            "status_to": status_to,
+        },
+    )
+    if closed.rowcount != 1:
+        return None
+    answered = {
+        "b_id": op.intent_id,
+        "status": status_to,
+        # A failed authorization leaves the amount at the 0 it was created with.
+        "amount_authorized": result.amount if result.ok else 0,
+        "failure_code": None if result.ok else result.code,
+        "provider_charge_id": result.charge_id,
+        "card_brand": result.card_brand,
+        "card_last4": result.card_last4,
+        "updated_at": now,
+    }
+    intent = (await conn.execute(_AUTHORIZATION_ANSWERED, answered)).first()
+    if intent is None:
+        # The intent moved on by another way (never through this module): keep the event true.
+        intent = await _load(conn, op.intent_id)
+        assert intent is not None
+        await conn.execute(
+            update(_events).where(_events.c.id == op.event_id).values(status_to=intent.status)
+        )
+    else:
+        await events.publish(
+            conn,
+            "PaymentAuthorized" if result.ok else "PaymentFailed",
+            intent.id,
+            {
+                "intent_id": intent.id,
+                "owner": intent.owner,
+                "currency": intent.currency,
+                "amount": intent.amount,
+                "code": result.code,
+                "card_brand": result.card_brand,
+                "card_last4": result.card_last4,
+            },
+        )
+    _log_result(op, result)
+    return _outcome(intent, ok=result.ok, code=None if result.ok else result.code)
 
 
 async def _apply(conn: AsyncConnection, op: _Op, result: ProviderResult, now: datetime) -> str:
@@ -893,6 +959,30 @@ async def _apply(conn: AsyncConnection, op: _Op, result: ProviderResult, now: da
 # -- helpers ---------------------------------------------------------------------------------------
 
 
+# The checkout's statements, built once: building a statement costs about as much as running
+# it, and an authorization is a handful of them.
+_NEW_INTENT: dict[str, Insert] = {}
+_INSERT_EVENT = insert(_events)
+_CLOSE_PENDING_EVENT = update(_events).where(
+    _events.c.id == bindparam("b_id"), _events.c.outcome == "pending"
+)
+_AUTHORIZATION_ANSWERED = (
+    update(_intents)
+    .where(_intents.c.id == bindparam("b_id"), _intents.c.status == "requires_payment")
+    .returning(*_intents.c)
+)
+
+
+def _new_intent_statement(dialect: str) -> Insert:
+    """INSERT of an intent that does nothing when its idempotency key exists."""
+    statement = _NEW_INTENT.get(dialect)
+    if statement is None:
+        ins = postgresql.insert(_intents) if dialect == "postgresql" else sqlite.insert(_intents)
+        statement = ins.on_conflict_do_nothing(index_elements=[_intents.c.idempotency_key])
+        _NEW_INTENT[dialect] = statement
+    return statement
+
+
 def _provider_key(intent_id: str, operation: str, key: str) -> str:
     # Scoped by intent and operation: callers may reuse a key for a capture and a refund, or
     # across intents, without one answer standing in for another at the provider.
@@ -941,20 +1031,21 @@ async def _insert_event(
 ) -> str:
     event_id = new_id("pev")
     await conn.execute(
-        insert(_events).values(
-            id=event_id,
-            intent_id=intent_id,
-            operation=operation,
-            idempotency_key=key,
-            provider_key=_provider_key(intent_id, operation, key),
-            amount=amount,
-            outcome="pending",
-            status_from=status_from,
-            status_to=None,
-            code=None,
-            created_at=utcnow(),
-            completed_at=None,
-        )
+        _INSERT_EVENT,
+        {
+            "id": event_id,
+            "intent_id": intent_id,
+            "operation": operation,
+            "idempotency_key": key,
+            "provider_key": _provider_key(intent_id, operation, key),
+            "amount": amount,
+            "outcome": "pending",
+            "status_from": status_from,
+            "status_to": None,
+            "code": None,
+            "created_at": utcnow(),
+            "completed_at": None,
+        },
     )
     return event_id
 

@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from mercato.money import format_minor
+from mercato.money import MoneyError, format_minor, to_minor
 from mercato.problems import Problem, problem_response
 from mercato.runtime import Runtime
 from mercato.web.assets import static_url
@@ -37,6 +37,32 @@ def money(minor: int | None, currency: str = "EUR") -> str:
     return f"{symbol}{amount}"
 
 
+def decimal_money(amount: str | None, currency: str = "EUR") -> str:
+    """``"19.99", "EUR"`` → ``€19.99``: a decimal string (as the services answer) for a shopper."""
+    if amount is None or amount == "":
+        return ""
+    try:
+        return money(to_minor(str(amount), currency), currency)
+    except MoneyError:
+        return f"{amount} {currency}"
+
+
+def field_errors(
+    problem: Problem, *, short_names: bool = False, default: str = "is invalid"
+) -> dict[str, str]:
+    """``{field: message}`` from a validation problem, the first message of each field;
+    ``short_names`` keeps only the last part of a dotted name (``shipping_address.city`` →
+    ``city``), for forms whose inputs are named that way."""
+    found: dict[str, str] = {}
+    for error in problem.extra.get("errors") or []:
+        if isinstance(error, dict) and error.get("field"):
+            name = str(error["field"])
+            if short_names:
+                name = name.rsplit(".", 1)[-1]
+            found.setdefault(name, str(error.get("message", default)))
+    return found
+
+
 def _tojson_attr(value: Any) -> Markup:
     """JSON for an HTML attribute value (``hx-vals='{{ x | attrjson }}'``), escaped."""
     text = json.dumps(value, separators=(",", ":"))
@@ -56,6 +82,7 @@ def _build_env() -> Environment:
         enable_async=False,
     )
     env.filters["money"] = money
+    env.filters["decimal_money"] = decimal_money
     env.filters["attrjson"] = _tojson_attr
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
     env.globals["static_url"] = static_url

@@ -17,10 +17,10 @@ from mercato.catalog import service as catalog
 from mercato.inventory import service
 from mercato.problems import Problem
 from mercato.runtime import Runtime, RuntimeDep, SessionDep
-from mercato.web.admin.ops_common import field_errors, parse_int, problem_message, with_query
+from mercato.web.admin.ops_common import parse_int, problem_message, with_query
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
-from mercato.web.templating import flash, redirect, render
+from mercato.web.templating import field_errors, flash, redirect, render
 
 router = APIRouter()
 

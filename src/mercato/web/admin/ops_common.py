@@ -25,15 +25,6 @@ def actor_of(staff: UserInfo) -> str:
     return f"staff:{staff.id}"
 
 
-def field_errors(problem: Problem) -> dict[str, str]:
-    """``{field: message}`` from a validation problem (the first message of each field)."""
-    found: dict[str, str] = {}
-    for error in problem.extra.get("errors") or []:
-        if isinstance(error, dict) and error.get("field"):
-            found.setdefault(str(error["field"]), str(error.get("message", "is invalid")))
-    return found
-
-
 def problem_message(problem: Problem) -> str:
     """One sentence for a flash message: the detail, which already names the rule."""
     detail = problem.detail.rstrip(".")

@@ -26,7 +26,6 @@ from mercato.runtime import Runtime, RuntimeDep, SessionDep
 from mercato.web.admin.ops_common import (
     actor_of,
     day_start,
-    field_errors,
     parse_day,
     problem_message,
     run_action,
@@ -34,7 +33,7 @@ from mercato.web.admin.ops_common import (
 )
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
-from mercato.web.templating import flash, redirect, render
+from mercato.web.templating import field_errors, flash, redirect, render
 
 router = APIRouter()
 

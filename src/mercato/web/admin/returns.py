@@ -21,10 +21,10 @@ from mercato.problems import Problem, not_found
 from mercato.returns import service
 from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
 from mercato.runtime import RuntimeDep, SessionDep
-from mercato.web.admin.ops_common import actor_of, field_errors, problem_message, run_action
+from mercato.web.admin.ops_common import actor_of, problem_message, run_action
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
-from mercato.web.templating import flash, money, redirect, render
+from mercato.web.templating import field_errors, flash, money, redirect, render
 
 router = APIRouter()
 

@@ -7,11 +7,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mercato.web.shop import account, cart, checkout, images, pages
-from mercato.web.shop.common import decimal_money
-from mercato.web.templating import ENV
-
-# Prices the services hand out as decimal strings ("19.99") read like the ``money`` filter's.
-ENV.filters.setdefault("decimal_money", decimal_money)
 
 router = APIRouter()
 for part in (images, pages, cart, checkout, account):

@@ -33,10 +33,9 @@ from mercato.web.shop.common import (
     BriefUser,
     country_name,
     form_of,
-    problem_fields,
     text_field,
 )
-from mercato.web.templating import flash, redirect, render
+from mercato.web.templating import field_errors, flash, redirect, render
 
 router = APIRouter(prefix="/account")
 
@@ -175,7 +174,10 @@ async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Re
         if exc.code == "email_taken":
             errors["email"] = "An account with this e-mail address exists already: log in."
         else:
-            errors = {k: f"This {k.replace('_', ' ')} {v}." for k, v in problem_fields(exc).items()}
+            errors = {
+                k: f"This {k.replace('_', ' ')} {v}."
+                for k, v in field_errors(exc, short_names=True, default="invalid").items()
+            }
             if not errors:
                 errors["email"] = exc.detail
         return render(

@@ -29,11 +29,10 @@ from mercato.web.shop.common import (
     country_name,
     form_of,
     int_field,
-    problem_fields,
     set_cart_cookie,
     text_field,
 )
-from mercato.web.templating import flash, redirect, render
+from mercato.web.templating import field_errors, flash, redirect, render
 
 router = APIRouter()
 
@@ -56,7 +55,7 @@ def friendly(problem: Problem) -> str:
         "not_found": "That item is no longer in your cart.",
     }
     if problem.code == "validation_error":
-        errors = problem_fields(problem)
+        errors = field_errors(problem, short_names=True, default="invalid")
         if "quantity" in errors:
             return f"The quantity {errors['quantity']}."
     return messages.get(problem.code, problem.detail)

@@ -38,10 +38,9 @@ from mercato.web.shop.common import (
     BriefSignedIn,
     country_name,
     form_of,
-    problem_fields,
     text_field,
 )
-from mercato.web.templating import flash, redirect, render
+from mercato.web.templating import field_errors, flash, redirect, render
 
 router = APIRouter()
 
@@ -175,7 +174,7 @@ async def form_context(
             )
             break
         except Problem as exc:
-            fields = problem_fields(exc)
+            fields = field_errors(exc, short_names=True, default="invalid")
             if exc.code in PROMO_CODES and promo is not None:
                 errors.setdefault("promo_code", exc.detail)
                 promo = None  # show the summary without the code
@@ -336,7 +335,7 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
     except Problem as exc:
         # A new key for the next attempt: this one's outcome is kept by the saga.
         again = replace(form, idempotency_key=new_key())
-        errors = problem_fields(exc)
+        errors = field_errors(exc, short_names=True, default="invalid")
         if exc.code in PROMO_CODES:
             errors.setdefault("promo_code", exc.detail)
         return await _form_again(

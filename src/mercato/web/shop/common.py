@@ -14,10 +14,8 @@ from mercato.cart.service import CART_COOKIE, CartOwner
 from mercato.identity.service import UserInfo
 from mercato.money import MoneyError, to_minor
 from mercato.problems import Problem
-from mercato.runtime import Runtime
 from mercato.settings import Settings
 from mercato.web.deps import page_user, signed_in_user
-from mercato.web.templating import money
 
 # Display names of the countries a shop is likely to ship to; any other code shows as itself.
 COUNTRY_NAMES: dict[str, str] = {
@@ -65,16 +63,6 @@ DEFAULT_COUNTRY = "DE"
 
 def country_name(code: str) -> str:
     return COUNTRY_NAMES.get(code.upper(), code.upper())
-
-
-def decimal_money(amount: str | None, currency: str = "EUR") -> str:
-    """``"19.99", "EUR"`` → ``€19.99``: a decimal string (as the services answer) for a shopper."""
-    if amount is None or amount == "":
-        return ""
-    try:
-        return money(to_minor(str(amount), currency), currency)
-    except MoneyError:
-        return f"{amount} {currency}"
 
 
 def minor_of(amount: str, currency: str) -> int | None:
@@ -132,11 +120,6 @@ def clear_cart_cookie(response: Response, settings: Settings) -> None:
     )
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 # --------------------------------------------------------------------------------------------
 # Forms
 
@@ -161,13 +144,3 @@ def int_field(form: FormData, name: str, default: int | None = None) -> int | No
         return int(raw)
     except ValueError:
         return None
-
-
-def problem_fields(problem: Problem) -> dict[str, str]:
-    """A validation problem's messages by field name (the last part of a dotted name)."""
-    found: dict[str, str] = {}
-    for error in problem.extra.get("errors") or []:
-        if isinstance(error, dict) and error.get("field"):
-            name = str(error["field"]).rsplit(".", 1)[-1]
-            found.setdefault(name, str(error.get("message", "invalid")))
-    return found

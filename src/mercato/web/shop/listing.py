@@ -17,7 +17,7 @@ from starlette.datastructures import QueryParams
 
 from mercato.money import MoneyError, format_minor, to_minor
 from mercato.search import query as sq
-from mercato.web.shop.common import decimal_money
+from mercato.web.templating import money
 
 CURRENCY = "EUR"
 PAGE_SIZE = 24
@@ -232,13 +232,11 @@ def _minus_one(amount: str) -> int | None:
 
 def price_label(low: int | None, high: int | None) -> str:
     if low is not None and high is not None:
-        return f"{decimal_money(format_minor(low, CURRENCY), CURRENCY)} – " + decimal_money(
-            format_minor(high, CURRENCY), CURRENCY
-        )
+        return f"{money(low, CURRENCY)} – {money(high, CURRENCY)}"
     if low is not None:
-        return f"{decimal_money(format_minor(low, CURRENCY), CURRENCY)} and up"
+        return f"{money(low, CURRENCY)} and up"
     if high is not None:
-        return f"Up to {decimal_money(format_minor(high, CURRENCY), CURRENCY)}"
+        return f"Up to {money(high, CURRENCY)}"
     return ""
 
 

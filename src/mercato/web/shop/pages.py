@@ -27,8 +27,8 @@ from mercato.search import query as q
 from mercato.search import service as search
 from mercato.web.deps import PageUser
 from mercato.web.shop import listing as lst
-from mercato.web.shop.common import BriefUser, decimal_money
-from mercato.web.templating import redirect, render
+from mercato.web.shop.common import BriefUser
+from mercato.web.templating import decimal_money, redirect, render
 
 router = APIRouter()
 

@@ -302,7 +302,9 @@ async def verify(db: Any, expected_orders: int) -> list[str]:
 # --- the profile -----------------------------------------------------------------------------
 
 
-async def profile(url: str, redis_url: str, variants: list[str], token: str, count: int) -> None:
+async def profile(
+    url: str, redis_url: str, variants: list[str], token: str, count: int, show_sql: bool
+) -> None:
     from pyinstrument import Profiler
     from sqlalchemy import event
 
@@ -330,12 +332,16 @@ async def profile(url: str, redis_url: str, variants: list[str], token: str, cou
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             counting = [False]  # count SQL of the checkout request only
+            cart_counting = [False]
+            recording = [True]  # only the first measured iteration, for --sql
 
             async def one(measure: bool) -> None:
                 variant = variants[rng.randrange(len(variants))]
+                cart_counting[0] = measure
                 r = await client.post(
                     "/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=headers
                 )
+                cart_counting[0] = False
                 assert r.status_code == 201, r.text
                 steps.clear()
                 counting[0] = measure
@@ -349,6 +355,7 @@ async def profile(url: str, redis_url: str, variants: list[str], token: str, cou
                 counting[0] = False
                 assert r.status_code == 201, r.text
                 if measure:
+                    recording[0] = False
                     last = start
                     for name, at in steps:
                         durations[names[name]] += at - last
@@ -359,11 +366,20 @@ async def profile(url: str, redis_url: str, variants: list[str], token: str, cou
             for _ in range(20):
                 await one(False)
             statements: Counter[str] = Counter()
+            cart_statements = [0]
             transactions = [0]
+            first: list[str] = []  # the statements of the first measured iteration
 
             def count_statement(*args: Any) -> None:
                 if counting[0]:
                     statements[_module_of(str(args[2]))] += 1
+                elif cart_counting[0]:
+                    cart_statements[0] += 1
+                else:
+                    return
+                if show_sql and recording[0]:
+                    kind = "checkout" if counting[0] else "add to cart"
+                    first.append(f"{kind:11} {' '.join(str(args[2]).split())[:150]}")
 
             def count_commit(*_args: Any) -> None:
                 if counting[0]:
@@ -402,8 +418,11 @@ async def profile(url: str, redis_url: str, variants: list[str], token: str, cou
     by_module = ", ".join(f"{k} {n / count:.0f}" for k, n in statements.most_common())
     console.print(
         f"one checkout request: {sum(statements.values()) / count:.0f} SQL statements in "
-        f"{transactions[0] / count:.0f} transactions; statements by module: {by_module}"
+        f"{transactions[0] / count:.0f} transactions; statements by module: {by_module}; "
+        f"one add to cart: {cart_statements[0] / count:.0f} SQL statements"
     )
+    for line in first:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     session = profiler.last_session
     assert session is not None
     report_profile(session.root_frame(), count)
@@ -563,7 +582,9 @@ async def main_async(args: argparse.Namespace) -> None:
             if by_status.keys() - {"completed", "failed"}:
                 problems.append(f"checkouts left in progress: {by_status}")
             if args.profile:
-                await profile(url, redis.url(), spread, tokens[-1], args.profile_checkouts)
+                await profile(
+                    url, redis.url(), spread, tokens[-1], args.profile_checkouts, args.sql
+                )
         finally:
             await db.dispose()
     finally:
@@ -648,6 +669,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="profile in-process checkouts")
     parser.add_argument("--profile-checkouts", type=int, default=100)
+    parser.add_argument(
+        "--sql", action="store_true", help="with --profile: print one iteration's SQL statements"
+    )
     args = parser.parse_args()
     for path in (ROOT, ROOT / "src"):
         if str(path) not in sys.path:

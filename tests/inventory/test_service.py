@@ -178,6 +178,62 @@ async def test_commit_and_release_are_idempotent(
     await ledger_ok(db)
 
 
+async def _stock_events(db: Database, variant: str) -> list[int]:
+    async with db.connect() as conn:
+        payloads = await conn.scalars(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.type == "StockChanged", OutboxEvent.aggregate_id == variant)
+            .order_by(OutboxEvent.seq)
+        )
+        return [p["available"] for p in payloads]
+
+
+async def test_commit_answers_with_codes_and_announces_only_changes_in_what_can_be_sold(
+    db: Database, warehouses: Warehouses, variant: str
+) -> None:
+    await receive(db, variant, "BER", 4)
+    await receive(db, variant, "LYS", 3)
+    held = await reserve(db, "co_split", [(variant, 6)], country="FR")
+    assert sorted((r.warehouse_code, r.quantity) for r in held) == [("BER", 4), ("LYS", 2)]
+    assert (await _stock_events(db, variant))[-1] == 1
+    async with db.connect() as conn:
+        committed = await service.commit(conn, "co_split")
+    assert sorted((r.warehouse_code, r.quantity, r.state) for r in committed) == [
+        ("BER", 4, "committed"),
+        ("LYS", 2, "committed"),
+    ]
+    assert {r.id for r in committed} == {r.id for r in held}
+    # Selling held units leaves what can be sold unchanged: no event. Releasing gives units back.
+    events = await _stock_events(db, variant)
+    assert events == [4, 7, 1]
+    await reserve(db, "co_other", [(variant, 1)])
+    async with db.connect() as conn:
+        (released,) = await service.release(conn, "co_other")
+    assert released.warehouse_code == "LYS"
+    assert (await _stock_events(db, variant))[-2:] == [0, 1]
+    assert await stock_of(db, variant) == {"BER": (0, 0), "LYS": (1, 0)}
+    await ledger_ok(db)
+
+
+async def test_a_new_owner_reserves_without_looking_for_earlier_holds(
+    db: Database, warehouses: Warehouses, variant: str
+) -> None:
+    """``new_owner=True`` (the caller created the owner in the same transaction) places the
+    holds exactly as the checked path does, and a later call for the owner is still checked."""
+    await receive(db, variant, "BER", 5)
+    held = await reserve(db, "co_new", [(variant, 2)], new_owner=True)
+    assert [(r.warehouse_code, r.quantity, r.state) for r in held] == [("BER", 2, "active")]
+    assert [r.id for r in await reserve(db, "co_new", [(variant, 2)])] == [r.id for r in held]
+    with pytest.raises(Problem) as info:
+        await reserve(db, "co_new", [(variant, 3)])
+    assert info.value.code == "reservation_conflict"
+    with pytest.raises(Problem) as info:
+        await reserve(db, "co_new_2", [(variant, 4)], new_owner=True)
+    assert info.value.code == "out_of_stock"
+    assert await stock_of(db, variant) == {"BER": (5, 2)}
+    await ledger_ok(db)
+
+
 async def test_reserve_is_idempotent_per_owner(
     db: Database, warehouses: Warehouses, variant: str
 ) -> None:

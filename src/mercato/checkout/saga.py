@@ -639,6 +639,7 @@ async def _hold(conn: AsyncConnection, st: SagaState, ttl_seconds: int) -> None:
         country=st.country,
         ttl_seconds=ttl_seconds,
         check_catalog=False,  # checked moments ago, in this transaction
+        new_owner=True,  # the saga row was inserted moments ago, in this transaction
     )
     if st.promo_id is not None:
         promo = st.context.promo if st.context is not None else None

@@ -146,15 +146,20 @@ _FLIPPED = (
     RESERVATIONS.c.expires_at,
     RESERVATIONS.c.created_at,
 )
-# Moves an owner's active reservations out of ``active``; a second call finds nothing.
+# Moves an owner's active reservations out of ``active``; a second call finds nothing. The
+# warehouse code comes back with each row (a scalar subquery in RETURNING, which PostgreSQL and
+# SQLite both allow), so the caller's answer needs no second read.
 _FINISH_OWNER = (
     update(RESERVATIONS)
     .where(RESERVATIONS.c.owner == bindparam("b_owner"), RESERVATIONS.c.state == "active")
     .values(state=bindparam("b_state"), updated_at=bindparam("b_now"))
-    .returning(*_FLIPPED)
-)
-_WAREHOUSE_CODES = select(WAREHOUSES.c.id, WAREHOUSES.c.code).where(
-    WAREHOUSES.c.id.in_(bindparam("ids", expanding=True))
+    .returning(
+        *_FLIPPED,
+        select(WAREHOUSES.c.code)
+        .where(WAREHOUSES.c.id == RESERVATIONS.c.warehouse_id)
+        .scalar_subquery()
+        .label("code"),
+    )
 )
 
 
@@ -492,11 +497,6 @@ async def get_warehouse(executor: Executor, code: str, field: str = "warehouse")
             field, f"no warehouse with code {code!r}", code="unknown_warehouse"
         )
     return _warehouse_info(row)
-
-
-async def _warehouse_codes(conn: AsyncConnection, ids: Collection[str]) -> dict[str, str]:
-    rows = await conn.execute(_WAREHOUSE_CODES, {"ids": sorted(set(ids))})
-    return {r.id: r.code for r in rows}
 
 
 # --------------------------------------------------------------------------------------------
@@ -961,6 +961,7 @@ async def reserve(
     warehouse: str | None = None,
     now: datetime | None = None,
     check_catalog: bool = True,
+    new_owner: bool = False,
 ) -> list[ReservationInfo]:
     """Hold stock for ``owner`` (a checkout, a cart): every line or nothing.
 
@@ -976,7 +977,9 @@ async def reserve(
     variant, 409 ``out_of_stock`` with ``lines: [{variant_id, requested, available}]``, and
     409 ``stock_contention`` (retry) in the rare case that every re-plan lost its race again.
     ``check_catalog=False`` skips the catalog lookup for callers that validated the variants in
-    the same transaction.
+    the same transaction. ``new_owner=True`` says the owner came into being in this very
+    transaction (a row the caller just inserted under a fresh id), so nobody can hold anything
+    for it yet: the owner's lock and the read of its existing holds are skipped.
     """
     _check_owner(owner)
     wanted = _check_lines(lines)
@@ -986,8 +989,10 @@ async def reserve(
     now = now or utcnow()
     only = await get_warehouse(conn, warehouse) if warehouse is not None else None
 
-    await _lock_owner(conn, owner)
-    existing = await _active_for_owner(conn, owner)
+    existing = []
+    if not new_owner:
+        await _lock_owner(conn, owner)
+        existing = await _active_for_owner(conn, owner)
     if existing:
         if sum_lines((r.variant_id, r.quantity) for r in existing) == wanted:
             return existing
@@ -1031,23 +1036,29 @@ async def _settle(
     reason: str | None,
 ) -> None:
     """Give back (or sell) the units of reservations this transaction just moved out of
-    ``active``: the stock rows in locking order, one ledger row per reservation."""
+    ``active``: the stock rows in locking order, one ledger row per reservation.
+
+    A sale writes the ledger first and the stock ``UPDATE`` last, as :func:`reserve` does: each
+    stock row stays locked from it to the commit, and on a popular variant that lock is the
+    queue every checkout waits in. It publishes no ``StockChanged``: on_hand and reserved fall
+    together, so what can be sold (and whether the variant is in stock) is what the reservation
+    already announced. A release or an expiry gives units back and announces the new figure."""
     per_row: dict[tuple[str, str], int] = defaultdict(int)
     for r in flipped:
         per_row[(r.variant_id, r.warehouse_id)] += r.quantity
-    await conn.execute(
-        _SELL if kind == "commit" else _UNRESERVE,
-        [{"v": v, "w": w, "q": q, "now": now} for (v, w), q in sorted(per_row.items())],
-    )
-    await _write_movements(
-        conn,
-        [
-            _movement(
-                r.variant_id, r.warehouse_id, kind, r.quantity, now, reason=reason, reference=r.id
-            )
-            for r in flipped
-        ],
-    )
+    stock_rows = [{"v": v, "w": w, "q": q, "now": now} for (v, w), q in sorted(per_row.items())]
+    movements = [
+        _movement(
+            r.variant_id, r.warehouse_id, kind, r.quantity, now, reason=reason, reference=r.id
+        )
+        for r in flipped
+    ]
+    if kind == "commit":
+        await _write_movements(conn, movements)
+        await conn.execute(_SELL, stock_rows)
+        return
+    await conn.execute(_UNRESERVE, stock_rows)
+    await _write_movements(conn, movements)
     await _publish_after_change(conn, {r.variant_id for r in flipped})
 
 
@@ -1061,8 +1072,7 @@ async def _finish_owner(
     if not flipped:
         return []
     await _settle(conn, flipped, kind, now, reason)
-    codes = await _warehouse_codes(conn, {r.warehouse_id for r in flipped})
-    infos = [_reservation_info(r, codes.get(r.warehouse_id, ""), state) for r in flipped]
+    infos = [_reservation_info(r, r.code or "", state) for r in flipped]
     return sorted(infos, key=lambda r: (r.variant_id, r.warehouse_id))
 
 

@@ -95,9 +95,14 @@ async def _answer(
     runtime: Runtime,
     cart: service.CartInfo | None,
     response: Response | None = None,
+    change: service.CartChange | None = None,
 ) -> CartOut:
     view = await service.view_cart(
-        session, cart, low_stock_threshold=runtime.settings.low_stock_threshold
+        session,
+        cart,
+        low_stock_threshold=runtime.settings.low_stock_threshold,
+        known_variants=change.variants if change is not None else None,
+        known_stock=change.stock if change is not None else None,
     )
     out = CartOut.model_validate(view)
     if cart is not None and cart.is_guest:
@@ -108,8 +113,15 @@ async def _answer(
 
 
 async def _answer_change(
-    session: AsyncSession, runtime: Runtime, cart_id: str | None, response: Response
+    session: AsyncSession,
+    runtime: Runtime,
+    change: service.CartChange | str | None,
+    response: Response,
 ) -> CartOut:
+    """The cart after a change: as the change hands it over, else read again by id."""
+    if isinstance(change, service.CartChange) and change.cart is not None:
+        return await _answer(session, runtime, change.cart, response, change)
+    cart_id = change.cart_id if isinstance(change, service.CartChange) else change
     cart = await service.get_cart(session, cart_id) if cart_id is not None else None
     return await _answer(session, runtime, cart, response)
 
@@ -140,7 +152,7 @@ async def add_item(
             limits=CartLimits.from_settings(runtime.settings),
             cache=service.cache_for(runtime),
         )
-    return await _answer_change(session, runtime, change.cart_id, response)
+    return await _answer_change(session, runtime, change, response)
 
 
 @router.patch("/items/{line_id}", response_model=CartOut)
@@ -161,7 +173,7 @@ async def set_quantity(
             limits=CartLimits.from_settings(runtime.settings),
             cache=service.cache_for(runtime),
         )
-    return await _answer_change(session, runtime, change.cart_id, response)
+    return await _answer_change(session, runtime, change, response)
 
 
 @router.delete("/items/{line_id}", response_model=CartOut)
@@ -180,7 +192,7 @@ async def remove_item(
             limits=CartLimits.from_settings(runtime.settings),
             cache=service.cache_for(runtime),
         )
-    return await _answer_change(session, runtime, change.cart_id, response)
+    return await _answer_change(session, runtime, change, response)
 
 
 @router.delete("", response_model=CartOut)

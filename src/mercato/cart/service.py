@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Row, case, delete, event, func, select, update
+from sqlalchemy import Row, Select, Table, bindparam, case, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -109,10 +109,18 @@ class CartInfo:
 
 @dataclass(frozen=True, slots=True)
 class CartChange:
-    """The outcome of a mutation: which cart, and whether it was created by it."""
+    """The outcome of a mutation: which cart, and whether it was created by it.
+
+    Changes that already hold what the answer needs also hand it over, so the answer reads
+    nothing twice: ``cart`` is the cart after the change (lines included), ``variants`` and
+    ``stock`` the catalog variants and units available the change looked up (see ``view_cart``).
+    """
 
     cart_id: str
     created: bool = False
+    cart: CartInfo | None = None
+    variants: Mapping[str, catalog.VariantInfo] = field(default_factory=dict)
+    stock: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +349,38 @@ def _line_from_json(cart_id: str, item: dict[str, Any]) -> CartLineInfo:
 # --- reading ---------------------------------------------------------------------------------
 
 
+# Carts are read and changed on every add-to-cart and checkout: prebuilt Core statements, so a
+# call binds values instead of building (and cache-keying) a statement.
+_LINE_ORDER = (cart_lines.c.added_at, cart_lines.c.id)
+_LINES_OF_CART = (
+    select(cart_lines).where(cart_lines.c.cart_id == bindparam("b_cart")).order_by(*_LINE_ORDER)
+)
+_CUSTOMER_CART = select(carts).where(carts.c.user_id == bindparam("b_user"))
+_LIVE_GUEST_CART = (carts.c.id == bindparam("b_cart"), carts.c.user_id.is_(None))
+_GUEST_CART = select(carts).where(*_LIVE_GUEST_CART, carts.c.expires_at > bindparam("b_now"))
+# A cart and its lines in one round trip: one row per line (one row of NULL line columns for a
+# cart without lines), lines in display order.
+_CART_AND_LINES = (
+    select(
+        *carts.c,
+        cart_lines.c.id.label("line_id"),
+        cart_lines.c.variant_id,
+        cart_lines.c.quantity,
+        cart_lines.c.unit_price_seen,
+        cart_lines.c.currency.label("line_currency"),
+        cart_lines.c.added_at,
+        cart_lines.c.updated_at.label("line_updated_at"),
+    )
+    .select_from(carts.outerjoin(cart_lines, cart_lines.c.cart_id == carts.c.id))
+    .order_by(*_LINE_ORDER)
+)
+_CART_AND_LINES_BY_ID = _CART_AND_LINES.where(carts.c.id == bindparam("b_cart"))
+_CUSTOMER_CART_AND_LINES = _CART_AND_LINES.where(carts.c.user_id == bindparam("b_user"))
+_GUEST_CART_AND_LINES = _CART_AND_LINES.where(
+    *_LIVE_GUEST_CART, carts.c.expires_at > bindparam("b_now")
+)
+
+
 def _cart_from_row(row: Row[Any], lines: tuple[CartLineInfo, ...] = ()) -> CartInfo:
     return CartInfo(
         id=row.id,
@@ -354,39 +394,71 @@ def _cart_from_row(row: Row[Any], lines: tuple[CartLineInfo, ...] = ()) -> CartI
     )
 
 
-async def _find_cart_row(session: AsyncSession, owner: CartOwner, now: datetime) -> Row[Any] | None:
-    if owner.user_id is not None:
-        query = select(carts).where(carts.c.user_id == owner.user_id)
-    elif owner.guest_cart_id is not None:
-        query = select(carts).where(
-            carts.c.id == owner.guest_cart_id,
-            carts.c.user_id.is_(None),
-            carts.c.expires_at > now,
-        )
-    else:
-        return None
-    return (await session.execute(query)).first()
-
-
-async def _load_lines(session: AsyncSession, cart_id: str) -> tuple[CartLineInfo, ...]:
-    rows = await session.execute(
-        select(cart_lines)
-        .where(cart_lines.c.cart_id == cart_id)
-        .order_by(cart_lines.c.added_at, cart_lines.c.id)
+def _line_from_row(r: Row[Any]) -> CartLineInfo:
+    return CartLineInfo(
+        id=r.id,
+        cart_id=r.cart_id,
+        variant_id=r.variant_id,
+        quantity=r.quantity,
+        unit_price_seen=r.unit_price_seen,
+        currency=r.currency,
+        added_at=r.added_at,
+        updated_at=r.updated_at,
     )
-    return tuple(
+
+
+def _cart_from_joined_rows(rows: Sequence[Row[*tuple[Any, ...]]]) -> CartInfo | None:
+    """The cart of ``_CART_AND_LINES`` rows (all of one cart), or None when there are none."""
+    if not rows:
+        return None
+    first = rows[0]
+    lines = tuple(
         CartLineInfo(
-            id=r.id,
-            cart_id=r.cart_id,
+            id=r.line_id,
+            cart_id=first.id,
             variant_id=r.variant_id,
             quantity=r.quantity,
             unit_price_seen=r.unit_price_seen,
-            currency=r.currency,
+            currency=r.line_currency,
             added_at=r.added_at,
-            updated_at=r.updated_at,
+            updated_at=r.line_updated_at,
         )
         for r in rows
+        if r.line_id is not None
     )
+    return _cart_from_row(first, lines)
+
+
+def _owner_query(
+    owner: CartOwner, now: datetime, customer: Select[Any], guest: Select[Any]
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The statement (``customer`` or ``guest``) and parameters that find the owner's cart."""
+    if owner.user_id is not None:
+        return customer, {"b_user": owner.user_id}
+    if owner.guest_cart_id is not None:
+        return guest, {"b_cart": owner.guest_cart_id, "b_now": now}
+    return None
+
+
+async def _find_cart_row(session: AsyncSession, owner: CartOwner, now: datetime) -> Row[Any] | None:
+    query = _owner_query(owner, now, _CUSTOMER_CART, _GUEST_CART)
+    if query is None:
+        return None
+    row: Row[Any] | None = (await session.execute(*query)).first()
+    return row
+
+
+async def _find_cart(session: AsyncSession, owner: CartOwner, now: datetime) -> CartInfo | None:
+    """The owner's cart with its lines, in one statement."""
+    query = _owner_query(owner, now, _CUSTOMER_CART_AND_LINES, _GUEST_CART_AND_LINES)
+    if query is None:
+        return None
+    return _cart_from_joined_rows((await session.execute(*query)).all())
+
+
+async def _load_lines(session: AsyncSession, cart_id: str) -> tuple[CartLineInfo, ...]:
+    rows = await session.execute(_LINES_OF_CART, {"b_cart": cart_id})
+    return tuple(_line_from_row(r) for r in rows)
 
 
 async def get_cart_for(
@@ -394,18 +466,13 @@ async def get_cart_for(
 ) -> CartInfo | None:
     """The customer's cart (when ``user_id`` is given) or the live guest cart, with its lines,
     straight from the database; ``None`` when there is none."""
-    row = await _find_cart_row(session, CartOwner(user_id, guest_cart_id), utcnow())
-    if row is None:
-        return None
-    return _cart_from_row(row, await _load_lines(session, row.id))
+    return await _find_cart(session, CartOwner(user_id, guest_cart_id), utcnow())
 
 
 async def get_cart(session: AsyncSession, cart_id: str) -> CartInfo | None:
     """A cart by id with its lines (no ownership or expiry check)."""
-    row = (await session.execute(select(carts).where(carts.c.id == cart_id))).first()
-    if row is None:
-        return None
-    return _cart_from_row(row, await _load_lines(session, cart_id))
+    rows = (await session.execute(_CART_AND_LINES_BY_ID, {"b_cart": cart_id})).all()
+    return _cart_from_joined_rows(rows)
 
 
 async def load_cart(
@@ -415,16 +482,20 @@ async def load_cart(
 
     A guest token whose cart is gone (expired, merged, never existed) is ``invalid_cart_token``.
     """
+    if cache is None:
+        cart = await _find_cart(session, owner, utcnow())
+        if cart is None and owner.user_id is None and owner.guest_cart_id is not None:
+            raise invalid_cart_token()
+        return cart
     row = await _find_cart_row(session, owner, utcnow())
     if row is None:
         if owner.user_id is None and owner.guest_cart_id is not None:
             raise invalid_cart_token()
         return None
-    lines = await cache.get(row.id, row.version) if cache is not None else None
+    lines = await cache.get(row.id, row.version)
     if lines is None:
         lines = await _load_lines(session, row.id)
-        if cache is not None:
-            await cache.put(row.id, row.version, lines)
+        await cache.put(row.id, row.version, lines)
     return _cart_from_row(row, lines)
 
 
@@ -449,19 +520,26 @@ def _stock_status(available: int, quantity: int) -> StockStatus:
 
 
 async def view_cart(
-    session: AsyncSession, cart: CartInfo | None, *, low_stock_threshold: int
+    session: AsyncSession,
+    cart: CartInfo | None,
+    *,
+    low_stock_threshold: int,
+    known_variants: Mapping[str, catalog.VariantInfo] | None = None,
+    known_stock: Mapping[str, int] | None = None,
 ) -> CartView:
     """The cart as a shopper sees it: current prices (and whether they changed since each line
     was added), stock status per line, notices, and totals.
 
     Sums are in integer minor units; a line whose variant is gone, inactive, or priced in another
     currency than the cart is shown but not purchasable and is left out of the subtotal.
+    ``known_variants`` and ``known_stock`` are variants and units available the caller has just
+    read in this transaction; only the other lines' are read.
     """
     if cart is None:
         return CartView(None, None, (), 0, 0, format_minor(0, "EUR"), ())
     ids = [line.variant_id for line in cart.lines]
-    variants = await catalog.get_variants(session, ids) if ids else {}
-    stock = await inventory.availability(session, ids) if ids else {}
+    variants = await _variants_of(session, ids, known_variants or {})
+    stock = await _stock_of(session, ids, known_stock or {})
     views: list[CartLineView] = []
     notices: list[str] = []
     subtotal = 0
@@ -483,6 +561,26 @@ async def view_cart(
     )
 
 
+async def _variants_of(
+    session: AsyncSession, ids: list[str], known: Mapping[str, catalog.VariantInfo]
+) -> dict[str, catalog.VariantInfo]:
+    found = {i: known[i] for i in ids if i in known}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        found.update(await catalog.get_variants(session, missing))
+    return found
+
+
+async def _stock_of(
+    session: AsyncSession, ids: list[str], known: Mapping[str, int]
+) -> dict[str, int]:
+    found = {i: known[i] for i in ids if i in known}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        found.update(await inventory.availability(session, missing))
+    return found
+
+
 def _price_of(line: CartLineInfo, variant: catalog.VariantInfo | None) -> int:
     return variant.price if variant is not None else line.unit_price_seen
 
@@ -490,7 +588,7 @@ def _price_of(line: CartLineInfo, variant: catalog.VariantInfo | None) -> int:
 def _line_view(
     line: CartLineInfo,
     variant: catalog.VariantInfo | None,
-    stock: dict[str, int],
+    stock: Mapping[str, int],
     cart_currency: str,
     low_stock_threshold: int,
     notices: list[str],
@@ -565,11 +663,24 @@ def _line_view(
 # --- locking and creating carts --------------------------------------------------------------
 
 
+def _dialect(session: AsyncSession) -> str:
+    return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+
+
 def _insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT (both have ``ON CONFLICT``)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+_BUMP = update(carts).values(version=carts.c.version + 1, updated_at=bindparam("b_now"))
+_BUMP_CUSTOMER = _BUMP.where(carts.c.user_id == bindparam("b_user")).returning(*carts.c)
+_BUMP_GUEST = (
+    _BUMP.where(*_LIVE_GUEST_CART, carts.c.expires_at > bindparam("b_now"))
+    .values(expires_at=bindparam("b_expires"))
+    .returning(*carts.c)
+)
 
 
 async def _bump(
@@ -578,18 +689,15 @@ async def _bump(
     """Bump the version of the owner's cart (taking its row lock); the updated row or None.
 
     A guest cart's expiry is pushed out; an expired guest cart is not touched (it is gone)."""
-    stmt = update(carts).values(version=carts.c.version + 1, updated_at=now)
     if owner.user_id is not None:
-        stmt = stmt.where(carts.c.user_id == owner.user_id)
+        result = await session.execute(_BUMP_CUSTOMER, {"b_user": owner.user_id, "b_now": now})
     elif owner.guest_cart_id is not None:
-        stmt = stmt.where(
-            carts.c.id == owner.guest_cart_id,
-            carts.c.user_id.is_(None),
-            carts.c.expires_at > now,
-        ).values(expires_at=now + timedelta(seconds=limits.guest_ttl_seconds))
+        expires = now + timedelta(seconds=limits.guest_ttl_seconds)
+        params = {"b_cart": owner.guest_cart_id, "b_now": now, "b_expires": expires}
+        result = await session.execute(_BUMP_GUEST, params)
     else:
         return None
-    return (await session.execute(stmt.returning(*carts.c))).first()
+    return result.first()
 
 
 async def _lock_cart(
@@ -634,6 +742,54 @@ async def _lock_cart(
     row = await _bump(session, owner, now, limits)
     assert row is not None
     return row, inserted
+
+
+def _add_line_statement(insert: Callable[[Table], Any]) -> Any:
+    """Insert a line, or add to the variant's line unless that passes ``b_max``; RETURNING the
+    line (no row when the maximum stopped it)."""
+    ins = insert(cart_lines).values(
+        id=bindparam("b_id"),
+        cart_id=bindparam("b_cart"),
+        variant_id=bindparam("b_variant"),
+        quantity=bindparam("b_quantity"),
+        unit_price_seen=bindparam("b_price"),
+        currency=bindparam("b_currency"),
+        added_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
+    )
+    total = cart_lines.c.quantity + ins.excluded.quantity
+    return ins.on_conflict_do_update(
+        index_elements=[cart_lines.c.cart_id, cart_lines.c.variant_id],
+        set_={
+            "quantity": total,
+            "unit_price_seen": ins.excluded.unit_price_seen,
+            "currency": ins.excluded.currency,
+            "updated_at": ins.excluded.updated_at,
+        },
+        # The bound lives in the statement: no add can push a line past the maximum.
+        where=total <= bindparam("b_max"),
+    ).returning(*cart_lines.c)
+
+
+_ADD_LINE = {
+    "postgresql": _add_line_statement(postgresql.insert),
+    "sqlite": _add_line_statement(sqlite.insert),
+}
+_SET_LINE_QUANTITY = (
+    update(cart_lines)
+    .where(cart_lines.c.id == bindparam("b_line"), cart_lines.c.cart_id == bindparam("b_cart"))
+    .values(quantity=bindparam("b_quantity"), updated_at=bindparam("b_now"))
+)
+
+
+def _with_line(lines: tuple[CartLineInfo, ...], line: CartLineInfo) -> tuple[CartLineInfo, ...]:
+    """``lines`` (in display order) with ``line`` in place of its variant's line, or inserted
+    where the display order (added, then id) puts it."""
+    if any(x.variant_id == line.variant_id for x in lines):
+        return tuple(line if x.variant_id == line.variant_id else x for x in lines)
+    key = (line.added_at, line.id)
+    at = next((i for i, x in enumerate(lines) if (x.added_at, x.id) > key), len(lines))
+    return (*lines[:at], line, *lines[at:])
 
 
 async def _line_stats(session: AsyncSession, cart_id: str, variant_id: str) -> tuple[int, bool]:
@@ -691,8 +847,10 @@ async def add_item(
     now = utcnow()
     row, created = await _lock_cart(session, owner, now, limits, create_currency=variant.currency)
     assert row is not None
-    line_count, has_line = await _line_stats(session, row.id, variant_id)
-    if not has_line and line_count >= limits.max_lines:
+    # A cart created just now has no lines yet; otherwise its lines are locked with it.
+    lines = () if created else await _load_lines(session, row.id)
+    has_line = any(line.variant_id == variant_id for line in lines)
+    if not has_line and len(lines) >= limits.max_lines:
         raise Problem(
             422,
             "cart_full",
@@ -700,42 +858,32 @@ async def add_item(
             title="Cart full",
             max_lines=limits.max_lines,
         )
-    if row.currency != variant.currency:
-        if line_count:
+    cart = _cart_from_row(row)
+    if cart.currency != variant.currency:
+        if lines:
             raise Problem(
                 422,
                 "currency_mismatch",
-                f"This cart is in {row.currency}; {variant.sku} is priced in {variant.currency}",
+                f"This cart is in {cart.currency}; {variant.sku} is priced in {variant.currency}",
                 title="Currency mismatch",
             )
         await session.execute(
             update(carts).where(carts.c.id == row.id).values(currency=variant.currency)
         )
+        cart = replace(cart, currency=variant.currency)
 
-    ins = _insert(session, cart_lines).values(
-        id=new_id("cl"),
-        cart_id=row.id,
-        variant_id=variant_id,
-        quantity=quantity,
-        unit_price_seen=variant.price,
-        currency=variant.currency,
-        added_at=now,
-        updated_at=now,
-    )
-    total = cart_lines.c.quantity + ins.excluded.quantity
-    upsert = ins.on_conflict_do_update(
-        index_elements=[cart_lines.c.cart_id, cart_lines.c.variant_id],
-        set_={
-            "quantity": total,
-            "unit_price_seen": ins.excluded.unit_price_seen,
-            "currency": ins.excluded.currency,
-            "updated_at": ins.excluded.updated_at,
-        },
-        # The bound lives in the statement: no add can push a line past the maximum.
-        where=total <= limits.max_line_quantity,
-    ).returning(cart_lines.c.quantity)
-    new_quantity = (await session.execute(upsert)).scalar_one_or_none()
-    if new_quantity is None:
+    params = {
+        "b_id": new_id("cl"),
+        "b_cart": row.id,
+        "b_variant": variant_id,
+        "b_quantity": quantity,
+        "b_price": variant.price,
+        "b_currency": variant.currency,
+        "b_now": now,
+        "b_max": limits.max_line_quantity,
+    }
+    added = (await session.execute(_ADD_LINE[_dialect(session)], params)).first()
+    if added is None:
         raise Problem(
             422,
             "quantity_limit",
@@ -750,10 +898,16 @@ async def add_item(
                 }
             ],
         )
-    if new_quantity > available:
-        raise _out_of_stock(variant_id, variant.sku, max(available, 0), new_quantity)
+    if added.quantity > available:
+        raise _out_of_stock(variant_id, variant.sku, max(available, 0), added.quantity)
     _invalidate(session, cache, row.id)
-    return CartChange(row.id, created)
+    return CartChange(
+        row.id,
+        created,
+        cart=replace(cart, lines=_with_line(lines, _line_from_row(added))),
+        variants={variant_id: variant},
+        stock={variant_id: available},
+    )
 
 
 async def set_quantity(
@@ -768,18 +922,16 @@ async def set_quantity(
     """Set a line's quantity (1…max). Raising it needs the variant on sale and in stock;
     lowering it is always allowed."""
     _check_quantity(quantity, limits)
-    row, _ = await _lock_cart(session, owner, utcnow(), limits)
+    now = utcnow()
+    row, _ = await _lock_cart(session, owner, now, limits)
     if row is None:
         raise _line_not_found(line_id)
-    line = (
-        await session.execute(
-            select(cart_lines.c.variant_id, cart_lines.c.quantity).where(
-                cart_lines.c.id == line_id, cart_lines.c.cart_id == row.id
-            )
-        )
-    ).first()
+    lines = await _load_lines(session, row.id)
+    line = next((x for x in lines if x.id == line_id), None)
     if line is None:
         raise _line_not_found(line_id)
+    variants: dict[str, catalog.VariantInfo] = {}
+    stock: dict[str, int] = {}
     if quantity > line.quantity:
         variant = (await catalog.get_variants(session, [line.variant_id])).get(line.variant_id)
         if variant is None or not variant.active:
@@ -795,13 +947,18 @@ async def set_quantity(
         )
         if quantity > available:
             raise _out_of_stock(line.variant_id, variant.sku, max(available, 0), quantity)
-    await session.execute(
-        update(cart_lines)
-        .where(cart_lines.c.id == line_id, cart_lines.c.cart_id == row.id)
-        .values(quantity=quantity, updated_at=utcnow())
-    )
+        variants[line.variant_id] = variant
+        stock[line.variant_id] = available
+    params = {"b_line": line_id, "b_cart": row.id, "b_quantity": quantity, "b_now": now}
+    await session.execute(_SET_LINE_QUANTITY, params)
     _invalidate(session, cache, row.id)
-    return CartChange(row.id)
+    changed = replace(line, quantity=quantity, updated_at=now)
+    return CartChange(
+        row.id,
+        cart=_cart_from_row(row, _with_line(lines, changed)),
+        variants=variants,
+        stock=stock,
+    )
 
 
 async def remove_item(

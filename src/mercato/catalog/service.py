@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Row, Table, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -236,6 +236,49 @@ def _variant_info(variant: Variant, product: Product) -> VariantInfo:
     )
 
 
+# Cart, checkout and inventory read variants on every request: prebuilt Core statements of only
+# the columns ``VariantInfo`` needs (never a product's description or attributes, and of its
+# media only the first image), so a read binds values and builds no ORM entities.
+_VARIANTS: Table = Variant.__table__  # type: ignore[assignment]
+_PRODUCTS: Table = Product.__table__  # type: ignore[assignment]
+_VARIANT_INFO = select(
+    _VARIANTS.c.id,
+    _VARIANTS.c.sku,
+    _VARIANTS.c.product_id,
+    _PRODUCTS.c.title.label("product_title"),
+    _VARIANTS.c.title,
+    _VARIANTS.c.options,
+    _VARIANTS.c.price,
+    _VARIANTS.c.currency,
+    _VARIANTS.c.compare_at,
+    _VARIANTS.c.weight_grams,
+    _VARIANTS.c.active,
+    _PRODUCTS.c.status,
+    _PRODUCTS.c.media[0].label("image"),
+    _PRODUCTS.c.tax_class,
+).join(_PRODUCTS, _PRODUCTS.c.id == _VARIANTS.c.product_id)
+_VARIANTS_BY_ID = _VARIANT_INFO.where(_VARIANTS.c.id.in_(bindparam("ids", expanding=True)))
+_VARIANT_BY_SKU = _VARIANT_INFO.where(_VARIANTS.c.sku == bindparam("sku"))
+
+
+def _variant_info_from_row(row: Row[*tuple[Any, ...]]) -> VariantInfo:
+    return VariantInfo(
+        id=row.id,
+        sku=row.sku,
+        product_id=row.product_id,
+        product_title=row.product_title,
+        title=row.title,
+        options=dict(row.options or {}),
+        price=row.price,
+        currency=row.currency,
+        compare_at=row.compare_at,
+        weight_grams=row.weight_grams,
+        active=bool(row.active) and row.status == "active",
+        image=row.image,
+        tax_class=row.tax_class,
+    )
+
+
 def _chunks(values: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -246,28 +289,14 @@ async def get_variants(session: AsyncSession, ids: Collection[str]) -> dict[str,
     wanted = sorted(set(ids))
     found: dict[str, VariantInfo] = {}
     for chunk in _chunks(wanted):
-        rows = await session.execute(
-            select(Variant, Product)
-            .join(Product, Product.id == Variant.product_id)
-            .where(Variant.id.in_(chunk))
-        )
-        for variant, product in rows:
-            found[variant.id] = _variant_info(variant, product)
+        for row in await session.execute(_VARIANTS_BY_ID, {"ids": list(chunk)}):
+            found[row.id] = _variant_info_from_row(row)
     return found
 
 
 async def get_variant_by_sku(session: AsyncSession, sku: str) -> VariantInfo | None:
-    row = (
-        await session.execute(
-            select(Variant, Product)
-            .join(Product, Product.id == Variant.product_id)
-            .where(Variant.sku == sku)
-        )
-    ).first()
-    if row is None:
-        return None
-    variant, product = row
-    return _variant_info(variant, product)
+    row = (await session.execute(_VARIANT_BY_SKU, {"sku": sku})).first()
+    return None if row is None else _variant_info_from_row(row)
 
 
 # --------------------------------------------------------------------------------------------

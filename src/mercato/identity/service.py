@@ -27,7 +27,7 @@ import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Response
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -318,25 +318,39 @@ async def issue_token(session: AsyncSession, user_id: str, ttl_seconds: int) -> 
     return (await start_session(session, user_id, ttl_seconds)).token
 
 
+# Every authenticated request checks its token: a prebuilt Core statement of exactly the columns
+# the answer needs (never the password hash), so a check binds one value and loads no entities.
+_TOKENS: Table = Token.__table__  # type: ignore[assignment]
+_USERS: Table = User.__table__  # type: ignore[assignment]
+_TOKEN_CHECK = (
+    select(
+        _TOKENS.c.expires_at,
+        _TOKENS.c.revoked_at,
+        _USERS.c.id,
+        _USERS.c.email,
+        _USERS.c.name,
+        _USERS.c.role,
+        _USERS.c.created_at,
+    )
+    .join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
+    .where(_TOKENS.c.token_hash == bindparam("token_hash"))
+)
+
+
 async def check_token(session: AsyncSession, token: str) -> TokenCheck:
     """Why a token is or is not good; reads only, so a rejected token writes nothing."""
     if not token or len(token) > TOKEN_MAX_LENGTH:
         return TokenCheck(TokenStatus.INVALID)
-    row = (
-        await session.execute(
-            select(Token.expires_at, Token.revoked_at, User)
-            .join(User, User.id == Token.user_id)
-            .where(Token.token_hash == hash_token(token))
-        )
-    ).first()
+    row = (await session.execute(_TOKEN_CHECK, {"token_hash": hash_token(token)})).first()
     if row is None:
         return TokenCheck(TokenStatus.INVALID)
-    expires_at, revoked_at, user = row
-    if revoked_at is not None:
+    if row.revoked_at is not None:
         return TokenCheck(TokenStatus.REVOKED)
-    if expires_at <= utcnow():
+    if row.expires_at <= utcnow():
         return TokenCheck(TokenStatus.EXPIRED)
-    return TokenCheck(TokenStatus.VALID, _info(user))
+    return TokenCheck(
+        TokenStatus.VALID, UserInfo(row.id, row.email, row.name, row.role, row.created_at)
+    )
 
 
 async def authenticate_token(session: AsyncSession, token: str) -> UserInfo | None:

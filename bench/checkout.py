@@ -75,6 +75,7 @@ BODY: dict[str, Any] = {
 }
 
 SECRET_KEY = secrets.token_urlsafe(32)
+SERVER_LOG = ROOT / "bench" / "results" / "checkout-server.log"
 MODULES = ("checkout", "payments", "inventory", "orders", "cart", "catalog", "identity")
 
 console = Console()
@@ -168,9 +169,20 @@ def start_server(
         "--database",
         url,
     ]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # The server's log goes to a file: a pipe nobody reads fills up, and a worker blocked on
+    # writing its log stops answering.
+    SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with SERVER_LOG.open("wb") as log_file:
+        return subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def server_log_tail(limit: int = 3000) -> str:
+    try:
+        return SERVER_LOG.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
 
 
 async def wait_until_up(base: str, proc: subprocess.Popen[bytes], within: float = 90) -> None:
@@ -178,8 +190,7 @@ async def wait_until_up(base: str, proc: subprocess.Popen[bytes], within: float 
     async with httpx.AsyncClient(base_url=base, timeout=2) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise SystemExit(f"mercato serve exited early:\n{err[-3000:]}")
+                raise SystemExit(f"mercato serve exited early:\n{server_log_tail()}")
             try:
                 if (await client.get("/api/health")).status_code == 200:
                     return
@@ -254,18 +265,27 @@ async def drive(
         headers = {"Authorization": f"Bearer {tokens[n]}"}
         while time.perf_counter() < deadline:
             variant = variants[rng.randrange(len(variants))]
-            added = await client.post(
-                "/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=headers
-            )
+            try:
+                added = await client.post(
+                    "/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=headers
+                )
+            except httpx.TransportError as exc:
+                run.failures[f"cart {type(exc).__name__}"] += 1
+                continue
             if added.status_code != 201:
                 run.failures[f"cart {added.status_code} {added.json().get('code')}"] += 1
                 continue
             started = time.perf_counter()
-            placed = await client.post(
-                "/api/checkout",
-                json=BODY,
-                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
-            )
+            try:
+                placed = await client.post(
+                    "/api/checkout",
+                    json=BODY,
+                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                )
+            except httpx.TransportError as exc:
+                # The answer is lost, not necessarily the order: verify() will say.
+                run.failures[f"checkout {type(exc).__name__}"] += 1
+                continue
             elapsed = time.perf_counter() - started
             if placed.status_code == 201:
                 run.latencies.append(elapsed)
@@ -549,7 +569,11 @@ async def main_async(args: argparse.Namespace) -> None:
             base = f"http://127.0.0.1:{port}"
             if proc is not None:
                 await wait_until_up(base, proc)
-            limits = httpx.Limits(max_connections=max(shoppers, default=0) + 8)
+            # Idle connections expire before uvicorn's 5 s keep-alive closes them: reusing one
+            # the server is closing at that moment is a ReadError, not a failed checkout.
+            limits = httpx.Limits(
+                max_connections=max(shoppers, default=0) + 8, keepalive_expiry=3.0
+            )
             async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
                 if shoppers:
                     await drive(client, "warm-up", spread, tokens, 16, min(3.0, args.seconds))

@@ -194,7 +194,9 @@ async def add_to_cart(request: Request, runtime: RuntimeDep, user: BriefUser) ->
             limits=limits,
             cache=cache,
         )
-        variant = (await catalog.get_variants(session, [variant_id])).get(variant_id)
+        variant = done.variants.get(variant_id)
+        if variant is None:
+            variant = (await catalog.get_variants(session, [variant_id])).get(variant_id)
         if variant is not None:
             name = variant.product_title + (f" ({variant.title})" if variant.title else "")
         return done

@@ -222,3 +222,14 @@ async def _staff(app: FastAPI) -> dict[str, str]:
     from tests.conftest import user_headers
 
     return await user_headers(app, "staff", "editor@example.com")
+
+
+async def test_a_word_typed_twice_is_matched_once_and_ranks_the_same(
+    client: httpx.AsyncClient, kitchen: dict[str, str]
+) -> None:
+    once = await _search(client, q="kettle", limit=100)
+    twice = await _search(client, q="kettle kettles", limit=100)
+    assert twice["total"] == once["total"] == 13
+    assert _ids(twice) == _ids(once)
+    assert twice["facets"] == once["facets"]
+    assert twice["showing_results_for"] is None and twice["matched"] == "all"

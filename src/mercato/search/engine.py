@@ -9,6 +9,8 @@ Layout under ``<data_dir>/search``::
 A rebuild writes a new version next to the live one and then switches ``CURRENT``, so searches
 never see a half-built index. Readers look at ``CURRENT`` and reload their searcher at most every
 ``RELOAD_INTERVAL`` seconds; that is how every API process on a host follows the one writer.
+Each reload that brings new documents starts a new :class:`Snapshot` (a searcher and a small
+cache of answers computed from it), so a cached answer never outlives the commit it counted.
 Tantivy releases the GIL while it searches: the API runs each search on a worker thread (the
 event loop goes on serving), and a search counts its facets on a second thread while it
 collects its page of hits.
@@ -19,14 +21,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
 import secrets
 import shutil
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +43,7 @@ from mercato.money import exponent
 
 log = logging.getLogger("mercato.search")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped whenever the schema or the analysers change: an index of another version is ignored
 (shoppers get the catalog listing) until ``mercato reindex`` builds a current one."""
 
@@ -59,6 +64,19 @@ BONUS_FIELDS: dict[str, float] = {"title": 2.0, "brand_text": 1.0}
 weighs 3, the brand 2 and everything else 1. Scored on matching documents only."""
 SHORT_FIELDS = ("title", "brand_text")
 """Where a fuzzy term is matched (descriptions would add noise, not corrections)."""
+
+FLAGS = "flags"
+"""Small-valued filters as indexed terms: a filter is then one posting list that an
+intersection skips through, instead of a fast-field column scanned for every candidate."""
+IN_STOCK = "in_stock"
+OUT_OF_STOCK = "out_of_stock"
+RATING_THRESHOLDS = (1, 2, 3, 4, 5)
+
+ATTRIBUTE_SLOTS = ("attr_1", "attr_2", "attr_3")
+"""The attribute facet's columns: a product's attributes (by name) one per column, the rest in
+``MORE_ATTRIBUTES``. Counting a few single-valued columns costs a third of what one
+multi-valued column does; a product has each attribute once, so the counts just add up."""
+MORE_ATTRIBUTES = "attrs_more"
 
 PRICE_BITS = 40
 HASH_BITS = 24
@@ -96,15 +114,19 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("sku", tokenizer_name=LOWER, index_option="basic")
     sb.add_text_field("suggest", tokenizer_name="raw", index_option="basic")
     # Facet keys carry their labels ("acme<SEP>Acme"), filters use the bare slugs.
-    for name in ("brand", "category", "attrs"):
+    for name in ("brand", "category"):
         sb.add_text_field(name, stored=True, fast=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("attrs", stored=True, tokenizer_name="raw", index_option="basic")
+    for name in (*ATTRIBUTE_SLOTS, MORE_ATTRIBUTES):
+        sb.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
     for name in ("brand_slug", "category_slugs", "options"):
         sb.add_text_field(name, tokenizer_name="raw", index_option="basic")
     for name in ("currency", "image"):
         sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field(FLAGS, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("price_min", stored=True, indexed=True, fast=True)
     sb.add_unsigned_field("price_max", stored=True)
-    sb.add_unsigned_field("in_stock", stored=True, indexed=True, fast=True)
+    sb.add_unsigned_field("in_stock", stored=True)
     sb.add_float_field("rating", stored=True, indexed=True, fast=True)
     sb.add_unsigned_field("rating_count", stored=True)
     sb.add_unsigned_field("sales", stored=True)
@@ -205,6 +227,19 @@ def price_bucket(minor: int, currency: str) -> int:
     return sum(1 for step in PRICE_STEPS if minor >= step * unit)
 
 
+def rating_term(threshold: int) -> str:
+    """The flag a product rated ``threshold`` or better carries ("rating>=4")."""
+    return f"rating>={threshold}"
+
+
+def flags(src: ProductSource) -> list[str]:
+    """Stock, and every whole-star threshold the rating reaches: a product rated 4.3 carries
+    "rating>=1" up to "rating>=4", so "4 stars and up" is the one term "rating>=4"."""
+    found = [IN_STOCK if src.in_stock else OUT_OF_STOCK]
+    found += [rating_term(n) for n in RATING_THRESHOLDS if src.rating >= n]
+    return found
+
+
 def rating_bucket(rating: float) -> int:
     """0 unrated (or below 1), then 1 for [1, 2) up to 4 for [4, 5]."""
     return 0 if rating < 1 else min(4, int(rating))
@@ -255,11 +290,18 @@ def to_document(src: ProductSource) -> tantivy.Document:
     # cost of the facets for little: a shopper picks those on the product page.
     for name, value in src.attributes.items():
         doc.add_text("attrs", attr_key(name, value))
+    keys = [attr_key(name, src.attributes[name]) for name in sorted(src.attributes)]
+    for slot, key in zip(ATTRIBUTE_SLOTS, keys, strict=False):
+        doc.add_text(slot, key)
+    for key in keys[len(ATTRIBUTE_SLOTS) :]:
+        doc.add_text(MORE_ATTRIBUTES, key)
     for name, value in dict.fromkeys(src.options):
         doc.add_text("options", attr_key(name, value))
     for sku in src.skus:
         doc.add_text("sku", sku)
     doc.add_text("currency", src.currency)
+    for flag in flags(src):
+        doc.add_text(FLAGS, flag)
     if src.image:
         doc.add_text("image", src.image)
     doc.add_unsigned("price_min", src.min_price)
@@ -450,17 +492,108 @@ class VersionBuilder:
 # Readers and the writer
 
 
+RESULT_CACHE_SIZE = 256
+TANTIVY_META = "meta.json"
+_unsettled = itertools.count(1)
+
+
+class ResultCache:
+    """Answers computed from one generation of the index, least recently used dropped first.
+    It belongs to a :class:`Snapshot`: a reload that changes the documents starts an empty one,
+    so nothing computed before a commit is ever served after it."""
+
+    def __init__(self, size: int = RESULT_CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A searcher and what has been computed from it. ``generation`` names the documents it
+    holds: two snapshots share one only when the index's commit file was the same."""
+
+    searcher: tantivy.Searcher
+    generation: str
+    results: ResultCache
+
+
+def _commit_state(path: Path) -> bytes | None:
+    try:
+        return (path / TANTIVY_META).read_bytes()
+    except OSError:
+        return None
+
+
 @dataclass
 class Reader:
-    """One opened version; ``searcher()`` is a consistent snapshot for one request."""
+    """One opened version. ``snapshot()`` (or ``searcher()``) is a consistent view for one
+    request; ``reload()`` moves it on to the latest commit."""
 
     version: str
     index: tantivy.Index
     meta: IndexMeta
+    path: Path
     cache: dict[str, Any] = field(default_factory=dict)  # derived data (the vocabulary)
+    _snapshot: Snapshot | None = None
+    _reloading: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is None:
+            self.reload()
+            snapshot = self._snapshot
+            assert snapshot is not None
+        return snapshot
 
     def searcher(self) -> tantivy.Searcher:
-        return self.index.searcher()
+        return self.snapshot().searcher
+
+    def reload(self) -> bool:
+        """Pick up the latest commit; True when the documents may have changed. The commit
+        file, read before and after the reload, names the generation; when a commit lands in
+        between, the snapshot gets a name of its own and the next reload settles it. The name
+        is fixed before the searcher is taken, so a snapshot never holds documents older than
+        its name says, and results cached under a name always come from that commit or later.
+        """
+        with self._reloading:
+            before = _commit_state(self.path)
+            self.index.reload()
+            after = _commit_state(self.path)
+            if before is not None and before == after:
+                generation = hashlib.blake2b(before, digest_size=16).hexdigest()
+            else:
+                generation = f"unsettled-{next(_unsettled)}"
+            current = self._snapshot
+            if current is not None and current.generation == generation:
+                return False
+            self._snapshot = Snapshot(self.index.searcher(), generation, ResultCache())
+            return True
 
 
 @dataclass
@@ -512,7 +645,7 @@ class SearchEngine:
         current = self._reader
         if current is not None and current.version == version:
             try:
-                current.index.reload()
+                current.reload()
                 return current
             except (OSError, ValueError):
                 log.warning("search index %s could not be reloaded; reopening", version)
@@ -529,7 +662,9 @@ class SearchEngine:
         except (OSError, ValueError) as exc:
             log.warning("search index %s cannot be opened: %s", version, exc)
             return None
-        return Reader(version, index, meta)
+        reader = Reader(version, index, meta, self.store.path(version))
+        reader.reload()
+        return reader
 
     def writer(self) -> Writer | None:
         """This process's writer on the current version (reopened after a switch); None when
@@ -560,7 +695,7 @@ class SearchEngine:
     def committed(self, writer: Writer) -> None:
         self.store.write_meta(writer.meta)
         if self._reader is not None and self._reader.version == writer.version:
-            self._reader.index.reload()
+            self._reader.reload()
             self._checked = time.monotonic()
         else:
             self.reader(fresh=True)

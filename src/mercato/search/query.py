@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,15 +33,22 @@ from tantivy import FieldType, Occur, Order, Query
 from mercato.money import exponent, format_minor
 from mercato.problems import Problem
 from mercato.search.engine import (
+    ATTRIBUTE_SLOTS,
     BONUS_FIELDS,
+    FLAGS,
     MATCH_FIELD,
+    MORE_ATTRIBUTES,
+    OUT_OF_STOCK,
     PLAIN_ANALYZER,
     PRICE_STEPS,
+    RATING_THRESHOLDS,
     SCHEMA,
     SEP,
     SHORT_FIELDS,
     STEM_ANALYZER,
     Reader,
+    Snapshot,
+    rating_term,
 )
 
 MAX_QUERY_CHARS = 200
@@ -306,10 +314,20 @@ class Unit:
     def display(self) -> str:
         return self.correction or " ".join(w.text for w in self.words)
 
-    def clause(self, *, ranked: bool = True) -> Query:
-        stems = [w.stem for w in self.words]
+    @property
+    def stems(self) -> tuple[str, ...]:
         if self.correction is not None:
-            stems = [stem(self.correction)]
+            return (stem(self.correction),)
+        return tuple(w.stem for w in self.words)
+
+    @property
+    def key(self) -> Hashable:
+        """What :meth:`clause` searches: equal keys, equal clauses."""
+        fuzzy = (self.fuzzy, self.words[0].stem, self.words[0].text) if self.fuzzy else None
+        return (self.stems, tuple(self.alternatives), fuzzy)
+
+    def clause(self, *, ranked: bool = True) -> Query:
+        stems = list(self.stems)
         parts = [exact_clause(stems, ranked=ranked)]
         parts += [exact_clause(alt, SYNONYM_WEIGHT, ranked=ranked) for alt in self.alternatives]
         if self.fuzzy:
@@ -358,11 +376,25 @@ def plan_units(
 
 
 def text_query(units: Sequence[Unit], match_all: bool, *, ranked: bool = True) -> Query:
+    """Every (or, when not ``match_all``, any) unit. Units that would search the very same
+    thing ("game games": one stem) are matched once, weighted by how often they were typed:
+    the scores stay what they were, and the posting list is not walked twice."""
     required = [u for u in units if not u.optional] or list(units)
-    clauses = []
+    merged: dict[Hashable, tuple[bool, Unit, int]] = {}
     for unit in units:
-        occur = Occur.Must if match_all and unit in required else Occur.Should
-        clauses.append((occur, unit.clause(ranked=ranked)))
+        must = match_all and unit in required
+        seen = merged.get(unit.key)
+        if seen is None:
+            merged[unit.key] = (must, unit, 1)
+        else:
+            merged[unit.key] = (seen[0] or must, seen[1], seen[2] + 1)
+    clauses = [
+        (
+            Occur.Must if must else Occur.Should,
+            _boost(unit.clause(ranked=ranked), float(times) if ranked else 1.0),
+        )
+        for must, unit, times in merged.values()
+    ]
     if len(clauses) == 1:
         return clauses[0][1]
     return Query.boolean_query(clauses)
@@ -383,42 +415,37 @@ class Filters:
     in_stock: bool | None = None
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
-    def queries(self) -> list[Query]:
-        found: list[Query] = []
+    def clauses(self) -> list[tuple[Occur, Query]]:
+        """The filters as boolean clauses: each narrows (``Must``), or rules out a small set
+        (``MustNot``), which costs less than requiring a set that holds most products."""
+        found: list[tuple[Occur, Query]] = []
         if self.category:
-            found.append(_term("category_slugs", self.category))
+            found.append((Occur.Must, _term("category_slugs", self.category)))
         if self.brands:
-            found.append(_should([_term("brand_slug", b) for b in self.brands]))
+            found.append((Occur.Must, _should([_term("brand_slug", b) for b in self.brands])))
         if self.min_price is not None or self.max_price is not None:
-            found.append(
-                Query.range_query(
-                    SCHEMA,
-                    "price_min",
-                    FieldType.Unsigned,
-                    lower_bound=self.min_price,
-                    upper_bound=self.max_price,
-                )
+            price = Query.range_query(
+                SCHEMA,
+                "price_min",
+                FieldType.Unsigned,
+                lower_bound=self.min_price,
+                upper_bound=self.max_price,
             )
+            found.append((Occur.Must, price))
         if self.currency:
-            found.append(_term("currency", self.currency))
+            found.append((Occur.Must, _term("currency", self.currency)))
         if self.rating_gte is not None:
-            found.append(
-                Query.range_query(
-                    SCHEMA, "rating", FieldType.Float, lower_bound=float(self.rating_gte)
-                )
-            )
+            found += [(Occur.Must, q) for q in rating_filters(self.rating_gte)]
         if self.in_stock is not None:
-            # A fast-field range, not a term: "in stock" holds most products, and walking
-            # that posting list costs more than checking the column for the candidates.
-            flag = 1 if self.in_stock else 0
-            found.append(
-                Query.range_query(
-                    SCHEMA, "in_stock", FieldType.Unsigned, lower_bound=flag, upper_bound=flag
-                )
-            )
+            found.append(stock_clause(self.in_stock))
         for name, values in sorted(self.attributes.items()):
             pairs = [f"{name}{SEP}{v}" for v in values]
-            found.append(_should([_term(f, pair) for pair in pairs for f in ("attrs", "options")]))
+            found.append(
+                (
+                    Occur.Must,
+                    _should([_term(f, pair) for pair in pairs for f in ("attrs", "options")]),
+                )
+            )
         return found
 
     def fingerprint_data(self) -> list[Any]:
@@ -434,12 +461,40 @@ class Filters:
         ]
 
 
-def combine(text: Query | None, filters: Sequence[Query]) -> Query:
+def rating_filters(gte: float) -> list[Query]:
+    """Rated ``gte`` or better. Whole stars are one indexed term; a fraction (3.5) narrows
+    with the term for the star below it, then checks the rating column."""
+    exact = Query.range_query(SCHEMA, "rating", FieldType.Float, lower_bound=float(gte))
+    if not math.isfinite(gte):
+        return [exact]
+    whole = math.floor(gte)
+    if gte == whole and whole in RATING_THRESHOLDS:
+        return [_term(FLAGS, rating_term(whole))]
+    if whole in RATING_THRESHOLDS:
+        return [_term(FLAGS, rating_term(whole)), exact]
+    return [exact]
+
+
+def stock_clause(in_stock: bool) -> tuple[Occur, Query]:
+    """Most products are in stock: "in stock" is "not sold out" (skipping through the short
+    list of sold-out products), "sold out" is that list itself."""
+    if in_stock:
+        return Occur.MustNot, _term(FLAGS, OUT_OF_STOCK)
+    return Occur.Must, _term(FLAGS, OUT_OF_STOCK)
+
+
+def combine(text: Query | None, filters: Sequence[tuple[Occur, Query]]) -> Query:
     if text is None and not filters:
         return Query.all_query()
     clauses = [(Occur.Must, text)] if text is not None else []
     # Filters only narrow: a constant score keeps them out of the ranking.
-    clauses += [(Occur.Must, Query.const_score_query(f, 0.0)) for f in filters]
+    clauses += [
+        (occur, Query.const_score_query(f, 0.0) if occur == Occur.Must else f)
+        for occur, f in filters
+    ]
+    if not any(occur == Occur.Must for occur, _ in clauses):
+        # Only exclusions: they need a set to exclude from.
+        clauses.insert(0, (Occur.Must, Query.all_query()))
     if len(clauses) == 1 and text is not None:
         return text
     return Query.boolean_query(clauses)
@@ -539,7 +594,7 @@ class Plan:
     matching: Query  # the same matching set without ranking extras: counts, facets, field sorts
     matched: Literal["all", "any"]
     fingerprint: str
-    filter_queries: list[Query]
+    filter_queries: list[tuple[Occur, Query]]
 
 
 @dataclass
@@ -567,8 +622,9 @@ def fingerprint(words: Sequence[Word], filters: Filters) -> str:
 
 
 def _count(searcher: tantivy.Searcher, query: Query) -> int:
-    # ``count`` exists at run time but is missing from the bindings' type stubs.
-    return int(getattr(searcher.search(query, 1, count=True), "count", 0) or 0)
+    # Every document has one facet code: counting that small column's values is cheaper than
+    # a counting collector (which also runs a top-1 collector alongside).
+    return total_of(searcher.aggregate(query, facet_aggregations(())))
 
 
 def make_plan(
@@ -580,7 +636,7 @@ def make_plan(
     *,
     match_all: bool = True,
 ) -> Plan:
-    filter_queries = filters.queries()
+    filter_queries = filters.clauses()
     units = plan_units(searcher, words, synonyms, vocabulary) if words else []
     required = [u for u in units if not u.optional]
     match_all = match_all or len(required) < 2
@@ -592,7 +648,7 @@ def _plan(
     units: list[Unit],
     match_all: bool,
     stamp: str,
-    filter_queries: list[Query],
+    filter_queries: list[tuple[Occur, Query]],
 ) -> Plan:
     text = text_query(units, match_all=match_all) if units else None
     lean = text_query(units, match_all=match_all, ranked=False) if units else None
@@ -693,12 +749,24 @@ _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mercato-search")
 
 
 def _facets_or_total(
-    searcher: tantivy.Searcher, base: Query, wanted: frozenset[str]
+    snapshot: Snapshot, base: Query, wanted: frozenset[str]
 ) -> tuple[dict[str, Any] | None, int]:
+    searcher = snapshot.searcher
     if not wanted:
         return None, _count(searcher, base)
-    raw = searcher.aggregate(base, facet_aggregations(wanted))
+    more = "attributes" in wanted and has_more_attributes(snapshot)
+    raw = searcher.aggregate(base, facet_aggregations(wanted, more_attributes=more))
     return raw, total_of(raw)
+
+
+def facet_key(request: SearchRequest) -> tuple[str, str, tuple[str, ...]]:
+    """What the facets and total of a request without words depend on, besides the index:
+    its filters and the facets asked for (not the sort, the page or the cursor). Browsing
+    repeats these a lot, so the snapshot caches them; its cache dies with it when a reload
+    brings new documents, so the counts stay exact. Requests with words are too varied to
+    be worth keeping."""
+    filters = json.dumps(request.filters.fingerprint_data(), sort_keys=True)
+    return ("facets", filters, tuple(sorted(request.facets)))
 
 
 def search(
@@ -708,7 +776,8 @@ def search(
     secret_key: str,
     synonyms: Synonyms = EMPTY_SYNONYMS,
 ) -> SearchResult:
-    searcher = reader.searcher()
+    snapshot = reader.snapshot()
+    searcher = snapshot.searcher
     words = words_of(request.q)
     cursor = None
     if request.cursor:
@@ -722,18 +791,29 @@ def search(
         lambda: vocabulary_for(reader),
         match_all=not (cursor and cursor.any),
     )
-    # Tantivy releases the GIL: count the facets on another core while this one finds the
-    # page of hits (the answer takes the longer of the two rather than their sum).
-    counting = _POOL.submit(_facets_or_total, searcher, plan.matching, request.facets)
+    key = facet_key(request) if not words else None
+    counted: tuple[dict[str, Any] | None, int] | None = None
+    if key is not None:
+        counted = snapshot.results.get(key)
+    counting: Future[tuple[dict[str, Any] | None, int]] | None = None
+    if counted is None:
+        # Tantivy releases the GIL: count the facets on another core while this one finds
+        # the page of hits (the answer takes the longer of the two rather than their sum).
+        counting = _POOL.submit(_facets_or_total, snapshot, plan.matching, request.facets)
     page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
     if cursor is None and not page.addresses:
         # Nothing on the first page means nothing at all: let any word match instead.
         wider = relaxed(plan)
         if wider is not None:
             plan = wider
-            counting = _POOL.submit(_facets_or_total, searcher, plan.matching, request.facets)
+            counting = _POOL.submit(_facets_or_total, snapshot, plan.matching, request.facets)
             page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
-    raw, total = counting.result()
+    if counting is not None:
+        counted = counting.result()
+        if key is not None:
+            snapshot.results.put(key, counted)
+    assert counted is not None
+    raw, total = counted
     facets = read_facets(raw, request.facets, request.filters.currency or "EUR") if raw else None
     hits = present_hits(searcher, plan, page, request.snippets)
     corrected = [u for u in plan.units if u.correction]
@@ -776,16 +856,32 @@ def list_ids(
 # Facets
 
 
-def facet_aggregations(wanted: Iterable[str]) -> dict[str, Any]:
+def facet_aggregations(wanted: Iterable[str], *, more_attributes: bool = True) -> dict[str, Any]:
     """One aggregation request for the wanted facets (and the total: every document has
-    exactly one ``facet_code``, so its buckets add up to the number of matches)."""
+    exactly one ``facet_code``, so its buckets add up to the number of matches). Attributes
+    are counted per slot column; ``more_attributes=False`` leaves out the overflow column when
+    no product uses it."""
     terms = {"size": TERMS_SIZE, "segment_size": TERMS_SIZE}
     wanted = set(wanted)
     aggregations: dict[str, Any] = {"codes": {"terms": {"field": "facet_code", **terms}}}
-    for name, fast_field in (("brand", "brand"), ("category", "category"), ("attributes", "attrs")):
+    for name in ("brand", "category"):
         if name in wanted:
-            aggregations[name] = {"terms": {"field": fast_field, **terms}}
+            aggregations[name] = {"terms": {"field": name, **terms}}
+    if "attributes" in wanted:
+        columns = [*ATTRIBUTE_SLOTS, *([MORE_ATTRIBUTES] if more_attributes else [])]
+        for column in columns:
+            aggregations[column] = {"terms": {"field": column, **terms}}
     return aggregations
+
+
+def has_more_attributes(snapshot: Snapshot) -> bool:
+    """Whether any product of this snapshot has more attributes than there are slots."""
+    key = ("has-terms", MORE_ATTRIBUTES)
+    found = snapshot.results.get(key)
+    if found is None:
+        found = bool(snapshot.searcher.terms_with_prefix(MORE_ATTRIBUTES, "", limit=1))
+        snapshot.results.put(key, found)
+    return bool(found)
 
 
 def _buckets(raw: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
@@ -834,7 +930,11 @@ def read_facets(raw: Mapping[str, Any], wanted: Iterable[str], currency: str) ->
     if "in_stock" in wanted:
         facets["in_stock"] = {"in_stock": stock[1], "out_of_stock": stock[0]}
     if "attributes" in wanted:
-        facets["attributes"] = _attribute_facet(_buckets(raw, "attributes"))
+        counts: Counter[str] = Counter()
+        for column in (*ATTRIBUTE_SLOTS, MORE_ATTRIBUTES):
+            for b in _buckets(raw, column):
+                counts[str(b["key"])] += int(b["doc_count"])
+        facets["attributes"] = _attribute_facet(counts)
     return facets
 
 
@@ -861,11 +961,11 @@ def _category_facet(buckets: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return sorted(nodes.values(), key=lambda n: n["path"])
 
 
-def _attribute_facet(buckets: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _attribute_facet(counts: Mapping[str, int]) -> dict[str, list[dict[str, Any]]]:
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for b in buckets:
-        name, _, value = str(b["key"]).partition(SEP)
-        by_name.setdefault(name, []).append({"value": value, "count": int(b["doc_count"])})
+    for key, count in counts.items():
+        name, _, value = key.partition(SEP)
+        by_name.setdefault(name, []).append({"value": value, "count": count})
     top = sorted(by_name, key=lambda n: (-sum(v["count"] for v in by_name[n]), n))
     return {
         name: sorted(by_name[name], key=lambda v: (-v["count"], v["value"]))

@@ -218,24 +218,6 @@ def slugify(text: str, max_length: int = 80) -> str:
 # Variants for other modules
 
 
-def _variant_info(variant: Variant, product: Product) -> VariantInfo:
-    return VariantInfo(
-        id=variant.id,
-        sku=variant.sku,
-        product_id=product.id,
-        product_title=product.title,
-        title=variant.title,
-        options=dict(variant.options or {}),
-        price=variant.price,
-        currency=variant.currency,
-        compare_at=variant.compare_at,
-        weight_grams=variant.weight_grams,
-        active=bool(variant.active) and product.status == "active",
-        image=product.media[0] if product.media else None,
-        tax_class=product.tax_class,
-    )
-
-
 # Cart, checkout and inventory read variants on every request: prebuilt Core statements of only
 # the columns ``VariantInfo`` needs (never a product's description or attributes, and of its
 # media only the first image), so a read binds values and builds no ORM entities.
@@ -1184,15 +1166,15 @@ async def variants_by_sku(
     starting after ``after_sku`` (keyset paging: the SKU is unique)."""
     if not 1 <= limit <= 500:
         raise validation_problem("limit", "must be between 1 and 500")
-    query = select(Variant, Product).join(Product, Product.id == Variant.product_id)
+    query = _VARIANT_INFO
     text = (contains or "").strip()
     if text:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Variant.sku.ilike(f"%{escaped}%", escape="\\"))
+        query = query.where(_VARIANTS.c.sku.ilike(f"%{escaped}%", escape="\\"))
     if after_sku is not None:
-        query = query.where(Variant.sku > after_sku)
-    rows = await session.execute(query.order_by(Variant.sku).limit(limit))
-    return [_variant_info(variant, product) for variant, product in rows]
+        query = query.where(_VARIANTS.c.sku > after_sku)
+    rows = await session.execute(query.order_by(_VARIANTS.c.sku).limit(limit))
+    return [_variant_info_from_row(row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

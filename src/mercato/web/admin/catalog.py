@@ -8,11 +8,11 @@ refusal is shown next to its field with what was typed kept in the form.
 from __future__ import annotations
 
 from itertools import zip_longest
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
@@ -44,6 +44,8 @@ from mercato.web.admin.cfg_forms import (
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
 from mercato.web.templating import flash, redirect, render
+
+_Body = TypeVar("_Body", bound=BaseModel)
 
 router = APIRouter()
 
@@ -131,6 +133,55 @@ def _product_data(values: dict[str, Any], errors: Errors, *, new: bool) -> dict[
     if new:
         data["currency"] = values["currency"] or "EUR"
     return data
+
+
+def _read_product(
+    model: type[_Body], values: dict[str, Any], *, new: bool
+) -> tuple[_Body | None, Errors, Rename]:
+    """The product form checked against ``model`` (create or patch): the body (None when it
+    does not validate), the errors by form field, and the renaming of schema fields to form
+    fields (for the service's errors too)."""
+    errors: Errors = {}
+    data = _product_data(values, errors, new=new)
+    rename = _row_rename(values["attributes"], "attributes", "attr")
+    try:
+        body = model.model_validate(data)
+    except ValidationError as exc:
+        errors.update(schema_errors(exc, rename, lines=("media",)))
+        return None, errors, rename
+    return body, errors, rename
+
+
+def _read_variant(
+    model: type[_Body], values: dict[str, Any], currency: str
+) -> tuple[_Body | None, int | None, int | None, Errors, Rename]:
+    """The variant form checked against ``model`` (add or patch): the body (None when it does
+    not validate), the price and compare-at price in minor units of ``currency``, the errors
+    by form field (a field keeps its first error), and the schema-to-form renaming."""
+    errors: Errors = {}
+    rename = _variant_rename(values["options"])
+    data: dict[str, Any] = {
+        "sku": values["sku"],
+        "price": values["price"],
+        "title": values["variant_title"],
+        "options": _row_dict(values["options"], "opt", errors),
+        "active": values["active"],
+        "compare_at_price": values["compare_at_price"] or None,
+        "weight_grams": whole_number(values["weight_grams"], "weight_grams", errors, default=0),
+    }
+    body: _Body | None = None
+    try:
+        body = model.model_validate(data)
+    except ValidationError as exc:
+        for field, message in schema_errors(exc, rename).items():
+            errors.setdefault(field, message)
+    price = _amount(values["price"], currency, "price", errors)
+    compare_at = (
+        _amount(values["compare_at_price"], currency, "compare_at_price", errors)
+        if values["compare_at_price"]
+        else None
+    )
+    return body, price, compare_at, errors, rename
 
 
 def _product_values_of(view: ProductView) -> dict[str, Any]:
@@ -329,14 +380,7 @@ async def create_product(
     request: Request, session: SessionDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
     values = _product_values(await read_form(request))
-    errors: Errors = {}
-    data = _product_data(values, errors, new=True)
-    rename = _row_rename(values["attributes"], "attributes", "attr")
-    body: ProductIn | None = None
-    try:
-        body = ProductIn.model_validate(data)
-    except ValidationError as exc:
-        errors.update(schema_errors(exc, rename, lines=("media",)))
+    body, errors, rename = _read_product(ProductIn, values, new=True)
     if body is None or errors:
         return await _product_page(
             request, session, view=None, values=values, errors=errors, status_code=422
@@ -383,14 +427,7 @@ async def update_product(
     view = await _product_or_404(session, product_id)
     values = _product_values(await read_form(request))
     values["currency"] = view.currency
-    errors: Errors = {}
-    data = _product_data(values, errors, new=False)
-    rename = _row_rename(values["attributes"], "attributes", "attr")
-    body: ProductPatch | None = None
-    try:
-        body = ProductPatch.model_validate(data)
-    except ValidationError as exc:
-        errors.update(schema_errors(exc, rename, lines=("media",)))
+    body, errors, rename = _read_product(ProductPatch, values, new=False)
     if body is None or errors:
         return await _product_page(
             request, session, view=view, values=values, errors=errors, status_code=422
@@ -436,32 +473,7 @@ async def add_variant(
 ) -> HTMLResponse | Response:
     view = await _product_or_404(session, product_id)
     values = _variant_values(await read_form(request))
-    errors: Errors = {}
-    options = _row_dict(values["options"], "opt", errors)
-    rename = _variant_rename(values["options"])
-    data: dict[str, Any] = {
-        "sku": values["sku"],
-        "price": values["price"],
-        "title": values["variant_title"],
-        "options": options,
-        "active": values["active"],
-    }
-    if values["compare_at_price"]:
-        data["compare_at_price"] = values["compare_at_price"]
-    weight = whole_number(values["weight_grams"], "weight_grams", errors, default=0)
-    data["weight_grams"] = weight
-    body: VariantIn | None = None
-    try:
-        body = VariantIn.model_validate(data)
-    except ValidationError as exc:
-        for field, message in schema_errors(exc, rename).items():
-            errors.setdefault(field, message)
-    price = _amount(values["price"], view.currency, "price", errors)
-    compare_at = (
-        _amount(values["compare_at_price"], view.currency, "compare_at_price", errors)
-        if values["compare_at_price"]
-        else None
-    )
+    body, price, compare_at, errors, rename = _read_variant(VariantIn, values, view.currency)
     if body is None or price is None or errors:
         return await _product_page(
             request,
@@ -550,31 +562,7 @@ async def update_variant(
 ) -> HTMLResponse | Response:
     view, variant = await _variant_or_404(session, product_id, variant_id)
     values = _variant_values(await read_form(request))
-    errors: Errors = {}
-    options = _row_dict(values["options"], "opt", errors)
-    rename = _variant_rename(values["options"])
-    data: dict[str, Any] = {
-        "sku": values["sku"],
-        "price": values["price"],
-        "title": values["variant_title"],
-        "options": options,
-        "active": values["active"],
-        "compare_at_price": values["compare_at_price"] or None,
-        "weight_grams": whole_number(values["weight_grams"], "weight_grams", errors, default=0),
-    }
-    body: VariantPatch | None = None
-    try:
-        body = VariantPatch.model_validate(data)
-    except ValidationError as exc:
-        for field, message in schema_errors(exc, rename).items():
-            errors.setdefault(field, message)
-    currency = variant.currency
-    price = _amount(values["price"], currency, "price", errors)
-    compare_at = (
-        _amount(values["compare_at_price"], currency, "compare_at_price", errors)
-        if values["compare_at_price"]
-        else None
-    )
+    body, price, compare_at, errors, rename = _read_variant(VariantPatch, values, variant.currency)
     if body is None or price is None or errors:
         return _variant_page(request, view, variant, values, errors, status_code=422)
     changes = service.VariantChanges(

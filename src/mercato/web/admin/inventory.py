@@ -7,6 +7,7 @@ about."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -153,6 +154,59 @@ def _form_errors(problem: Problem, fields: tuple[str, ...]) -> dict[str, str]:
     return errors
 
 
+def _required(sku: str, warehouse: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not sku.strip():
+        errors["sku"] = "is required"
+    if not warehouse.strip():
+        errors["warehouse"] = "is required"
+    return errors
+
+
+async def _change_stock(
+    request: Request,
+    session: AsyncSession,
+    runtime: Runtime,
+    *,
+    form_name: str,
+    form: dict[str, str],
+    errors: dict[str, str],
+    change: Callable[[AsyncConnection, catalog.VariantInfo], Awaitable[service.StockLevel]] | None,
+    problem_errors: Callable[[Problem], dict[str, str]],
+    done: Callable[[service.StockLevel], str],
+) -> Response:
+    """Run a stock change on the form's SKU in a transaction of its own (``change`` is None
+    when the form did not parse): back to the page with the SKU and a flash, or the page again
+    with the form's errors."""
+    sku = form["sku"].strip()
+    level: service.StockLevel | None = None
+    committed = False
+    if not errors and change is not None:
+        await session.commit()
+        committed = True
+        act = change
+
+        async def work(conn: AsyncConnection) -> service.StockLevel:
+            return await act(conn, await service.resolve_variant(conn, sku))
+
+        try:
+            level = await service.in_transaction(runtime.db, work)
+        except Problem as exc:
+            errors = problem_errors(exc)
+    if level is None:
+        return await _rerender(
+            request,
+            session,
+            runtime,
+            committed,
+            sku=sku,
+            **{f"{form_name}_form": form, f"{form_name}_errors": errors},
+        )
+    response = redirect(with_query("/admin/inventory", sku=sku))
+    flash(request, response, done(level), "success")
+    return response
+
+
 @router.post("/inventory/receive", dependencies=[CsrfChecked])
 async def receive(
     request: Request,
@@ -166,49 +220,31 @@ async def receive(
 ) -> Response:
     """Goods arrived: ``quantity`` units of ``sku`` onto ``warehouse``'s shelf."""
     form = {"sku": sku, "warehouse": warehouse, "quantity": quantity, "reference": reference}
-    errors: dict[str, str] = {}
-    if not sku.strip():
-        errors["sku"] = "is required"
-    if not warehouse.strip():
-        errors["warehouse"] = "is required"
+    errors = _required(sku, warehouse)
     units = parse_int(quantity, "quantity", errors, minimum=1, maximum=service.MAX_QUANTITY)
     if len(reference.strip()) > MAX_REFERENCE:
         errors["reference"] = f"must be at most {MAX_REFERENCE} characters"
-    level: service.StockLevel | None = None
-    committed = False
-    if not errors and units is not None:
-        await session.commit()
-        committed = True
 
-        async def work(conn: AsyncConnection) -> service.StockLevel:
-            variant = await service.resolve_variant(conn, sku.strip())
-            return await service.receive(
-                conn, variant, warehouse.strip(), units, reference.strip() or None
-            )
-
-        try:
-            level = await service.in_transaction(runtime.db, work)
-        except Problem as exc:
-            errors = _form_errors(exc, ("sku", "warehouse", "quantity", "reference"))
-    if level is None:
-        return await _rerender(
-            request,
-            session,
-            runtime,
-            committed,
-            sku=sku.strip(),
-            receive_form=form,
-            receive_errors=errors,
+    async def received(conn: AsyncConnection, variant: catalog.VariantInfo) -> service.StockLevel:
+        assert units is not None
+        return await service.receive(
+            conn, variant, warehouse.strip(), units, reference.strip() or None
         )
-    response = redirect(with_query("/admin/inventory", sku=sku.strip()))
-    flash(
+
+    return await _change_stock(
         request,
-        response,
-        f"Received {units} × {sku.strip()} at {level.warehouse_code}: "
-        f"{level.on_hand} on hand, {level.available} available",
-        "success",
+        session,
+        runtime,
+        form_name="receive",
+        form=form,
+        errors=errors,
+        change=received if units is not None else None,
+        problem_errors=lambda exc: _form_errors(exc, tuple(form)),
+        done=lambda level: (
+            f"Received {units} × {sku.strip()} at {level.warehouse_code}: "
+            f"{level.on_hand} on hand, {level.available} available"
+        ),
     )
-    return response
 
 
 @router.post("/inventory/adjust", dependencies=[CsrfChecked])
@@ -224,11 +260,7 @@ async def adjust(
 ) -> Response:
     """Correct the shelf count by ``delta`` (never below what is reserved), with a reason."""
     form = {"sku": sku, "warehouse": warehouse, "delta": delta, "reason": reason}
-    errors: dict[str, str] = {}
-    if not sku.strip():
-        errors["sku"] = "is required"
-    if not warehouse.strip():
-        errors["warehouse"] = "is required"
+    errors = _required(sku, warehouse)
     change = parse_int(
         delta,
         "delta",
@@ -241,39 +273,27 @@ async def adjust(
         errors["reason"] = "is required: say why the count changes"
     elif len(reason.strip()) > MAX_REASON:
         errors["reason"] = f"must be at most {MAX_REASON} characters"
-    level: service.StockLevel | None = None
-    committed = False
-    if not errors and change is not None:
-        await session.commit()
-        committed = True
 
-        async def work(conn: AsyncConnection) -> service.StockLevel:
-            variant = await service.resolve_variant(conn, sku.strip())
-            return await service.adjust(conn, variant, warehouse.strip(), change, reason.strip())
+    async def adjusted(conn: AsyncConnection, variant: catalog.VariantInfo) -> service.StockLevel:
+        assert change is not None
+        return await service.adjust(conn, variant, warehouse.strip(), change, reason.strip())
 
-        try:
-            level = await service.in_transaction(runtime.db, work)
-        except Problem as exc:
-            if exc.code == "insufficient_stock":
-                errors = {"delta": problem_message(exc)}
-            else:
-                errors = _form_errors(exc, ("sku", "warehouse", "delta", "reason"))
-    if level is None:
-        return await _rerender(
-            request,
-            session,
-            runtime,
-            committed,
-            sku=sku.strip(),
-            adjust_form=form,
-            adjust_errors=errors,
-        )
-    response = redirect(with_query("/admin/inventory", sku=sku.strip()))
-    flash(
+    def adjust_errors(exc: Problem) -> dict[str, str]:
+        if exc.code == "insufficient_stock":
+            return {"delta": problem_message(exc)}
+        return _form_errors(exc, tuple(form))
+
+    return await _change_stock(
         request,
-        response,
-        f"Adjusted {sku.strip()} at {level.warehouse_code} by {change:+d}: "
-        f"{level.on_hand} on hand, {level.available} available",
-        "success",
+        session,
+        runtime,
+        form_name="adjust",
+        form=form,
+        errors=errors,
+        change=adjusted if change is not None else None,
+        problem_errors=adjust_errors,
+        done=lambda level: (
+            f"Adjusted {sku.strip()} at {level.warehouse_code} by {change:+d}: "
+            f"{level.on_hand} on hand, {level.available} available"
+        ),
     )
-    return response

@@ -7,20 +7,21 @@ had not confirmed (it is never made twice)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mercato.fulfilment import service as fulfilment
+from mercato.identity.service import UserInfo
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.payments.service import get_provider
 from mercato.problems import Problem, not_found
 from mercato.returns import service
 from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, SessionDep
 from mercato.web.admin.ops_common import actor_of, problem_message, run_action
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
@@ -103,6 +104,39 @@ async def return_detail(
     return await _detail(request, session, return_id)
 
 
+class Decision(Protocol):
+    """``returns.approve_return`` or ``returns.reject_return``."""
+
+    async def __call__(
+        self, conn: AsyncConnection, return_id: str, *, actor: str, note: str | None = None
+    ) -> service.ReturnInfo: ...
+
+
+async def _decide(
+    request: Request,
+    session: AsyncSession,
+    runtime: Runtime,
+    staff: UserInfo,
+    return_id: str,
+    note: str,
+    decision: Decision,
+    message: str,
+) -> Response:
+    """Approve or reject: the service's decision in a transaction of its own, then back to the
+    return with a flash (or the problem's message)."""
+    await session.commit()
+
+    async def work(conn: AsyncConnection) -> service.ReturnInfo:
+        return await decision(conn, return_id, actor=actor_of(staff), note=note or None)
+
+    return await run_action(
+        request,
+        _return_url(return_id),
+        lambda: inventory.in_transaction(runtime.db, work),
+        message,
+    )
+
+
 @router.post("/returns/{return_id}/approve", dependencies=[CsrfChecked])
 async def approve(
     return_id: str,
@@ -112,17 +146,14 @@ async def approve(
     runtime: RuntimeDep,
     note: Note = "",
 ) -> Response:
-    await session.commit()
-
-    async def work(conn: AsyncConnection) -> service.ReturnInfo:
-        return await service.approve_return(
-            conn, return_id, actor=actor_of(staff), note=note or None
-        )
-
-    return await run_action(
+    return await _decide(
         request,
-        _return_url(return_id),
-        lambda: inventory.in_transaction(runtime.db, work),
+        session,
+        runtime,
+        staff,
+        return_id,
+        note,
+        service.approve_return,
         "Return approved: the customer may send the goods",
     )
 
@@ -136,18 +167,8 @@ async def reject(
     runtime: RuntimeDep,
     note: Note = "",
 ) -> Response:
-    await session.commit()
-
-    async def work(conn: AsyncConnection) -> service.ReturnInfo:
-        return await service.reject_return(
-            conn, return_id, actor=actor_of(staff), note=note or None
-        )
-
-    return await run_action(
-        request,
-        _return_url(return_id),
-        lambda: inventory.in_transaction(runtime.db, work),
-        "Return rejected",
+    return await _decide(
+        request, session, runtime, staff, return_id, note, service.reject_return, "Return rejected"
     )
 
 

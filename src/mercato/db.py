@@ -1,15 +1,27 @@
-"""Engines, sessions, the unit of work, and every SQLite/PostgreSQL difference in one place."""
+"""Engines, the unit of work, and every SQLite/PostgreSQL difference in one place.
+
+**The unit of work.** Every service function takes a :class:`UnitOfWork` first: one database
+transaction, opened and closed by its caller (a router's request dependency, a workflow step,
+a worker job), never by the service. A ``UnitOfWork`` is an ``AsyncSession``, so the ORM
+(catalog and back-office CRUD) and Core statements (the hot paths: one conditional
+``UPDATE … RETURNING`` where it can) run on the same transaction with no bridging. Callers open
+one with :meth:`Database.transaction` (no retry) or :meth:`Database.run` (the whole unit retried
+when PostgreSQL reports a deadlock or a serialization failure), and can ask for work to be done
+once it has committed (:meth:`UnitOfWork.after_commit`: wake the worker, forget a cached copy).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, DateTime, MetaData, event, make_url
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -19,7 +31,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("mercato.db")
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -80,8 +97,97 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+# PostgreSQL's "deadlock detected" and "could not serialize access": the whole transaction may
+# simply be run again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the database asked us to retry the whole transaction (deadlock, serialization)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in _RETRYABLE_SQLSTATES
+
+
+class UnitOfWork(AsyncSession):
+    """One database transaction: what every service function takes as its first argument.
+
+    It is an ``AsyncSession`` (ORM and Core statements alike, on one connection), plus the name
+    of the backend for the few statements that differ, and callbacks to run after the commit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._after_commit: list[AfterCommit] = []
+
+    @property
+    def dialect(self) -> Dialect:
+        """The backend's SQLAlchemy dialect (``uow.dialect.name``: sqlite or postgresql)."""
+        bind = self.bind
+        assert bind is not None, "a unit of work is always bound to the process's engine"
+        return bind.dialect
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect.name == "sqlite"
+
+    async def changed(self, statement: Executable, params: Any = None) -> int:
+        """Run an ``INSERT``/``UPDATE``/``DELETE``; how many rows it changed (what every
+        conditional update is judged by)."""
+        result = await self.execute(statement, params)
+        return int(cast(CursorResult[Any], result).rowcount)
+
+    async def exec_driver_sql(self, sql: str) -> None:
+        """A statement in the backend's own SQL (savepoints on the hot path)."""
+        conn = await self.connection()
+        await conn.exec_driver_sql(sql)
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Run ``callback`` once this transaction has committed (never if it rolls back).
+        A failing callback is logged: the transaction is already durable."""
+        self._after_commit.append(callback)
+
+    async def _run_after_commit(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                result = callback()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("after-commit callback %r failed", callback)
+
+
+class Listener:
+    """A PostgreSQL ``LISTEN`` on its own connection (see :meth:`Database.listen`)."""
+
+    def __init__(self, conn: Any, channel: str, callback: Callable[[], None]) -> None:
+        self._conn = conn
+        self.channel = channel
+        self._callback = callback
+        self.alive = True
+
+    def _notified(self, *_args: Any) -> None:
+        self._callback()
+
+    def _terminated(self, *_args: Any) -> None:
+        # The server went away: wake the owner, which polls and listens again later.
+        self.alive = False
+        self._callback()
+
+    async def close(self) -> None:
+        self.alive = False
+        try:
+            await self._conn.close(timeout=2)
+        except Exception:  # already gone
+            self._conn.terminate()
+
+
 class Database:
-    """One engine and its session factory for a process."""
+    """One engine and its unit-of-work factory for a process."""
 
     def __init__(
         self,
@@ -107,21 +213,62 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=UnitOfWork, expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on any error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        """One unit of work: committed on success, rolled back on any error. Not retried; use
+        :meth:`run` where a deadlock may be met (anything that locks stock or money rows)."""
+        async with self.sessionmaker() as uow:
+            async with uow.begin():
+                yield uow
+            await uow._run_after_commit()
+
+    async def run(self, work: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = 3) -> T:
+        """Run ``work`` in a unit of work of its own, again (bounded) if PostgreSQL reports a
+        deadlock or a serialization failure; every other error goes to the caller."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as uow:
+                    return await work(uow)
+            except DBAPIError as exc:
+                if attempt == attempts or not is_retryable(exc):
+                    raise
+                log.info("transaction retried after %s (attempt %d)", exc.orig, attempt)
+        raise AssertionError("unreachable")
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> Listener | None:
+        """PostgreSQL only: call ``callback`` on every ``NOTIFY`` on ``channel`` (from any
+        process) until the returned listener is closed; None on SQLite or when it cannot
+        connect (the caller polls instead)."""
+        if self.is_sqlite:
+            return None
+        import asyncpg
+
+        url = make_url(self.url).set(drivername="postgresql")
+        try:
+            conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot listen on %s (%s); polling instead", channel, exc)
+            return None
+        listener = Listener(conn, channel, callback)
+        await conn.add_listener(channel, listener._notified)
+        conn.add_termination_listener(listener._terminated)
+        return listener
+
+    # Transitional names for :meth:`transaction`; every caller moves to it.
+    session = transaction
+    connect = transaction
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection in one transaction, for the hot paths (reserve, checkout)."""
+    async def raw_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A bare Core connection in one transaction, for migrations and maintenance only."""
         async with self.engine.begin() as conn:
             yield conn
 

@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from mercato.db import Database
+from mercato.db import Database, UnitOfWork
 from mercato.settings import Settings
 
 
@@ -47,10 +46,13 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed before the response is sent, rolled back on error."""
-    async with runtime.db.session() as session:
-        yield session
+async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    """The request's unit of work: one transaction, committed before the response is sent,
+    rolled back on error. An endpoint that starts a workflow takes none (the workflow runs its
+    steps in transactions of their own)."""
+    async with runtime.db.transaction() as uow:
+        yield uow
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
+SessionDep = UowDep  # transitional name

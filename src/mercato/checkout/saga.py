@@ -478,14 +478,10 @@ async def _start(
     cache = service.pricing_setup_cache(runtime.extras)
 
     async def work(conn: AsyncConnection) -> SagaState:
-        # One session on the transaction's connection for the modules that read through one.
-        session = AsyncSession(bind=conn)
-        try:
-            user = caller if isinstance(caller, UserInfo) else await caller(session)
-            key = check_idempotency_key(idempotency_key)
-            return await steps(conn, session, user, key)
-        finally:
-            await session.close()
+        session = conn
+        user = caller if isinstance(caller, UserInfo) else await caller(session)
+        key = check_idempotency_key(idempotency_key)
+        return await steps(conn, session, user, key)
 
     async def steps(
         conn: AsyncConnection, session: AsyncSession, user: UserInfo, key: str
@@ -875,11 +871,7 @@ async def _complete(runtime: Runtime, st: SagaState, payment: _Payment) -> dict[
 
 
 async def _empty_cart(conn: AsyncConnection, cart_id: str) -> None:
-    session = AsyncSession(bind=conn)  # the cart service's statements, in this transaction
-    try:
-        await cart_service.clear_cart(session, cart_id)
-    finally:
-        await session.close()
+    await cart_service.clear_cart(conn, cart_id)
 
 
 async def _forget_cached_cart(runtime: Runtime, cart_id: str) -> None:

@@ -132,7 +132,26 @@ async def optional_user(
     raise unauthorized(check.status, credential, secure_cookie=secure)
 
 
+async def workflow_user(runtime: RuntimeDep, credential: PresentedCredential) -> UserInfo:
+    """The signed-in caller, checked in a short transaction of its own, for endpoints that
+    start a workflow: those run their steps in transactions of their own and must not sit
+    inside a request-long one (on SQLite it would hold the write lock the steps wait for)."""
+    if credential is None:
+        raise unauthorized("missing", None)
+    async with runtime.db.transaction() as uow:
+        check = await service.check_token(uow, credential.token)
+    if check.user is None:
+        raise unauthorized(check.status, credential, secure_cookie=runtime.settings.cookie_secure)
+    return check.user
+
+
+async def workflow_staff(user: Annotated[UserInfo, Depends(workflow_user)]) -> UserInfo:
+    return _with_role(user, frozenset({"staff"}))
+
+
 CurrentUser = Annotated[UserInfo, Depends(current_user)]
+WorkflowUser = Annotated[UserInfo, Depends(workflow_user)]
+WorkflowStaff = Annotated[UserInfo, Depends(workflow_staff)]
 OptionalUser = Annotated[UserInfo | None, Depends(optional_user)]
 
 
@@ -146,20 +165,24 @@ def require_role(*roles: str) -> Callable[[UserInfo], Awaitable[UserInfo]]:
     if not roles or unknown:
         raise ValueError(f"require_role needs roles among {ROLES}; got {roles!r}")
     allowed = frozenset(roles)
-    needed = " or ".join(sorted(allowed))
 
     async def role_checked_user(user: CurrentUser) -> UserInfo:
-        if user.role not in allowed:
-            raise Problem(
-                403,
-                "forbidden",
-                f"This needs the {needed} role",
-                title="Forbidden",
-                required_roles=sorted(allowed),
-            )
-        return user
+        return _with_role(user, allowed)
 
     return role_checked_user
+
+
+def _with_role(user: UserInfo, allowed: frozenset[str]) -> UserInfo:
+    if user.role not in allowed:
+        needed = " or ".join(sorted(allowed))
+        raise Problem(
+            403,
+            "forbidden",
+            f"This needs the {needed} role",
+            title="Forbidden",
+            required_roles=sorted(allowed),
+        )
+    return user
 
 
 StaffUser = Annotated[UserInfo, Depends(require_role("staff"))]

@@ -367,13 +367,7 @@ async def in_transaction(
 async def _catalog_variants(
     conn: AsyncConnection, ids: Collection[str]
 ) -> dict[str, catalog.VariantInfo]:
-    # A session on the caller's connection: it reads inside the same transaction and closing it
-    # leaves that transaction alone.
-    session = AsyncSession(bind=conn)
-    try:
-        return await catalog.get_variants(session, ids)
-    finally:
-        await session.close()
+    return await catalog.get_variants(conn, ids)
 
 
 async def _lookup(session: AsyncSession, key: str, by_id: bool) -> catalog.VariantInfo | None:
@@ -386,15 +380,11 @@ async def resolve_variant(
     conn: AsyncConnection, sku_or_variant: str, field: str = "sku"
 ) -> catalog.VariantInfo:
     """The catalog variant with this SKU (or id); 422 ``unknown_variant`` naming ``field``."""
-    session = AsyncSession(bind=conn)
-    try:
-        # Ids look like "var_..." (a SKU might too): try the likelier reading first.
-        by_id = sku_or_variant.startswith("var_")
-        variant = await _lookup(session, sku_or_variant, by_id)
-        if variant is None:
-            variant = await _lookup(session, sku_or_variant, not by_id)
-    finally:
-        await session.close()
+    # Ids look like "var_..." (a SKU might too): try the likelier reading first.
+    by_id = sku_or_variant.startswith("var_")
+    variant = await _lookup(conn, sku_or_variant, by_id)
+    if variant is None:
+        variant = await _lookup(conn, sku_or_variant, not by_id)
     if variant is None:
         raise validation_problem(
             field, f"no variant with SKU or id {sku_or_variant!r}", code="unknown_variant"

@@ -1,6 +1,9 @@
-"""The list of domain modules, in dependency order, and loaders for their parts.
+"""The list of domain modules, in dependency order, and the one place they are wired together.
 
-Adding a module means adding its name here; its ``models``, ``api`` and ``events`` are picked up.
+Adding a module means adding its name here. Its ``models`` (tables), ``api`` (router) and
+``events`` are picked up by convention; ``events`` declares, as data, the module's outbox
+``CONSUMERS``, worker ``JOBS`` and ``WORKFLOWS``. :func:`wire` registers all of them and the
+hooks between modules, explicitly: importing a module never registers anything by itself.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import importlib
 from types import ModuleType
 
 from fastapi import APIRouter
+
+from mercato import events, worker, workflows
 
 MODULES: tuple[str, ...] = (
     "identity",
@@ -36,7 +41,8 @@ def _import(name: str) -> ModuleType | None:
 
 
 def load_models() -> None:
-    import mercato.events  # noqa: F401  (the outbox tables)
+    import mercato.events
+    import mercato.workflows  # noqa: F401  (the workflow runs)
 
     for module in MODULES:
         _import(f"mercato.{module}.models")
@@ -51,7 +57,37 @@ def routers() -> list[APIRouter]:
     return found
 
 
-def load_event_handlers() -> None:
-    """Import each module's ``events`` so its consumers register with the dispatcher."""
+_wired = False
+
+
+def wire() -> None:
+    """Register every module's consumers, jobs and workflows, and the hooks between modules.
+    Idempotent; called by the app factory, the CLI and the test fixtures."""
+    global _wired
+    if _wired:
+        return
     for module in MODULES:
-        _import(f"mercato.{module}.events")
+        declared = _import(f"mercato.{module}.events")
+        if declared is None:
+            continue
+        for consumer in getattr(declared, "CONSUMERS", ()):
+            events.dispatcher.register(consumer)
+        for job in getattr(declared, "JOBS", ()):
+            worker.register(job)
+        for workflow in getattr(declared, "WORKFLOWS", ()):
+            workflows.register(workflow)
+    _hooks()
+    _wired = True
+
+
+def _hooks() -> None:
+    """Hooks by which a lower module lets a higher one take part in its work."""
+    from mercato.cart import api as cart_api
+    from mercato.fulfilment import service as fulfilment
+    from mercato.identity import service as identity
+    from mercato.orders import service as orders
+
+    # Logging in: the guest cart the request carries joins the customer's cart.
+    identity.after_login_hooks.append(cart_api.merge_guest_cart_on_login)
+    # An order's page shows its shipments, which live in the fulfilment module.
+    orders.shipment_readers.append(fulfilment.order_shipments)

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from mercato import migrate
 from mercato.app import create_app
 from mercato.db import Database
+from mercato.modules import wire
 from mercato.runtime import Runtime
 from mercato.settings import Settings
 from tests.support.servers import PostgresServer, RedisServer
@@ -47,6 +48,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if unknown:
             raise pytest.UsageError(f"unknown backends: {sorted(unknown)}")
         metafunc.parametrize("backend", chosen, scope="session")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def wired_modules() -> None:
+    """Consumers, jobs, workflows and hooks registered, as in every Mercato process."""
+    wire()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from mercato import problems
 from mercato.migrate import ensure_migrated
-from mercato.modules import load_models, routers
+from mercato.modules import load_models, routers, wire
 from mercato.runtime import Runtime
 from mercato.settings import INSECURE_DEFAULT_SECRET, Settings, get_settings
 from mercato.web.assets import static_app
@@ -39,6 +39,7 @@ async def _embedded_worker(runtime: Runtime) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
     load_models()
+    wire()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

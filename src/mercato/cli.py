@@ -113,7 +113,9 @@ def worker(
 ) -> None:
     """Run the background worker: outbox delivery, reservation expiry, recovery jobs."""
     from mercato import worker as worker_mod
+    from mercato.modules import wire
 
+    wire()
     settings = _settings(database_url=_database_url(database))
     _refuse_unmigrated(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

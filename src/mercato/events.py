@@ -1,24 +1,31 @@
 """Domain events, the transactional outbox, and the dispatcher that delivers them.
 
-A module writes its events with :func:`publish` on the same connection/session (and so in the
-same transaction) as the change they describe. The worker calls :meth:`Dispatcher.dispatch_once`,
+A module writes its events with :func:`publish` on its unit of work (and so in the same
+transaction) as the change they describe. The worker calls :meth:`Dispatcher.dispatch_once`,
 which hands each event at least once to every consumer registered for its type and records the
-delivery per (consumer, event); consumers must therefore be idempotent.
+delivery per (consumer, event); consumers must therefore be idempotent. Modules declare their
+consumers as data (``CONSUMERS`` in their ``events.py``); :func:`mercato.modules.wire` registers
+them.
+
+**Waking the worker.** A committed transaction that wrote events sets every registered
+:func:`waker` in this process at once (the embedded worker of the one-command shop delivers
+within milliseconds and otherwise sleeps); across processes on PostgreSQL a trigger on the
+outbox sends ``NOTIFY mercato_outbox``, which the worker listens to (see ``db.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import BigInteger, Index, Integer, String, func, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, JSONType, UTCDateTime, utcnow
+from mercato.db import Base, JSONType, UnitOfWork, UTCDateTime, utcnow
 from mercato.ids import new_id
 
 if TYPE_CHECKING:
@@ -64,15 +71,41 @@ class Event:
     occurred_at: datetime
 
 
-Executor = AsyncSession | AsyncConnection
+OUTBOX_CHANNEL = "mercato_outbox"
+"""The PostgreSQL ``NOTIFY`` channel the outbox trigger signals on (migration 0013)."""
+
+_WAKERS: set[asyncio.Event] = set()
+
+
+def waker() -> asyncio.Event:
+    """An event set whenever a transaction of this process commits new outbox events."""
+    event = asyncio.Event()
+    _WAKERS.add(event)
+    return event
+
+
+def drop_waker(event: asyncio.Event) -> None:
+    _WAKERS.discard(event)
+
+
+def _wake() -> None:
+    for event in _WAKERS:
+        event.set()
+
+
+def _wake_after_commit(uow: UnitOfWork) -> None:
+    if _WAKERS and not uow.info.get("outbox_wake"):
+        uow.info["outbox_wake"] = True
+        uow.after_commit(_wake)
 
 
 async def publish(
-    executor: Executor, event_type: str, aggregate_id: str, payload: dict[str, Any]
+    uow: UnitOfWork, event_type: str, aggregate_id: str, payload: dict[str, Any]
 ) -> str:
     """Write one event into the outbox inside the caller's transaction; returns the event id."""
     event_id = new_id("evt")
-    await executor.execute(
+    _wake_after_commit(uow)
+    await uow.execute(
         insert(OutboxEvent.__table__),  # type: ignore[arg-type]
         [
             {
@@ -87,9 +120,7 @@ async def publish(
     return event_id
 
 
-async def publish_many(
-    executor: Executor, events: Iterable[tuple[str, str, dict[str, Any]]]
-) -> None:
+async def publish_many(uow: UnitOfWork, events: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
     """Bulk form of :func:`publish` for imports and seeding: (type, aggregate_id, payload)."""
     now = utcnow()
     rows = [
@@ -97,26 +128,39 @@ async def publish_many(
         for t, a, p in events
     ]
     if rows:
-        await executor.execute(insert(OutboxEvent.__table__), rows)  # type: ignore[arg-type]
+        _wake_after_commit(uow)
+        await uow.execute(insert(OutboxEvent.__table__), rows)  # type: ignore[arg-type]
+
+
+async def last_seq(uow: UnitOfWork) -> int:
+    """The newest event's sequence number (0 for an empty outbox): the worker's cheap check."""
+    return int(await uow.scalar(select(func.coalesce(func.max(OutboxEvent.seq), 0))) or 0)
 
 
 # A consumer gets the process's runtime (database, settings, Redis) and one event.
 Handler = Callable[["Runtime", Event], Awaitable[None]]
 
 
-@dataclass
-class _Consumer:
+@dataclass(frozen=True)
+class Consumer:
+    """An outbox consumer: a name (its delivery bookkeeping), the event types it wants, and
+    the handler. Declared by modules in ``CONSUMERS``, registered by ``modules.wire``."""
+
     name: str
     types: frozenset[str]
     handler: Handler
 
+    @classmethod
+    def of(cls, name: str, types: Iterable[str], handler: Handler) -> Consumer:
+        return cls(name, frozenset(types), handler)
+
 
 @dataclass
 class Dispatcher:
-    consumers: dict[str, _Consumer] = field(default_factory=dict)
+    consumers: dict[str, Consumer] = field(default_factory=dict)
 
-    def register(self, name: str, types: Iterable[str], handler: Handler) -> None:
-        self.consumers[name] = _Consumer(name, frozenset(types), handler)
+    def register(self, consumer: Consumer) -> None:
+        self.consumers[consumer.name] = consumer
 
     async def dispatch_once(
         self, runtime: Runtime, batch: int = 200, only: Iterable[str] | None = None
@@ -134,7 +178,7 @@ class Dispatcher:
                 handled += await self._dispatch_consumer(runtime, consumer, batch)
         return handled
 
-    async def _dispatch_consumer(self, runtime: Runtime, consumer: _Consumer, batch: int) -> int:
+    async def _dispatch_consumer(self, runtime: Runtime, consumer: Consumer, batch: int) -> int:
         db = runtime.db
         delivered = select(OutboxDelivery.event_seq).where(
             OutboxDelivery.consumer == consumer.name,
@@ -146,8 +190,8 @@ class Dispatcher:
             .order_by(OutboxEvent.seq)
             .limit(batch)
         )
-        async with db.session() as session:
-            rows = (await session.scalars(query)).all()
+        async with db.transaction() as uow:
+            rows = (await uow.scalars(query)).all()
             events = [
                 Event(r.seq, r.id, r.type, r.aggregate_id, dict(r.payload), r.occurred_at)
                 for r in rows
@@ -159,8 +203,8 @@ class Dispatcher:
             except Exception:
                 log.exception("consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type)
                 break
-            async with db.session() as session:
-                session.add(
+            async with db.transaction() as uow:
+                uow.add(
                     OutboxDelivery(consumer=consumer.name, event_seq=ev.seq, delivered_at=utcnow())
                 )
             count += 1

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 5.0
     webhook_disable_after_failures: int = 20
 
-    # worker
-    worker_poll_seconds: float = 0.2
+    # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
+    # (a separate worker process on SQLite) it checks the outbox this often
+    worker_idle_poll_seconds: float = 1.0
 
     @property
     def is_sqlite(self) -> bool:

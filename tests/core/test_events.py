@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from mercato.db import Database
-from mercato.events import Dispatcher, Event, OutboxDelivery, OutboxEvent, publish, publish_many
+from mercato.events import (
+    Consumer,
+    Dispatcher,
+    Event,
+    OutboxDelivery,
+    OutboxEvent,
+    publish,
+    publish_many,
+)
 from mercato.runtime import Runtime
 
 
@@ -37,8 +45,8 @@ async def test_each_consumer_gets_each_event_once(runtime: Runtime, db: Database
         seen["second"].append(ev.payload["n"])
 
     dispatcher = Dispatcher()
-    dispatcher.register("first", ["A"], first)
-    dispatcher.register("second", ["A", "B"], second)
+    dispatcher.register(Consumer.of("first", ["A"], first))
+    dispatcher.register(Consumer.of("second", ["A", "B"], second))
     assert await dispatcher.dispatch_once(runtime, only=["first"]) == 2
     assert seen == {"first": [1, 2], "second": []}
     assert await dispatcher.dispatch_once(runtime) == 3
@@ -67,8 +75,8 @@ async def test_failing_consumer_retries_in_order_without_blocking_others(
         steady_seen.append(ev.payload["n"])
 
     dispatcher = Dispatcher()
-    dispatcher.register("flaky", ["A"], flaky)
-    dispatcher.register("steady", ["A"], steady)
+    dispatcher.register(Consumer.of("flaky", ["A"], flaky))
+    dispatcher.register(Consumer.of("steady", ["A"], steady))
     await dispatcher.dispatch_once(runtime)
     assert flaky_seen == [0]
     assert steady_seen == [0, 1, 2]

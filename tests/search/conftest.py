@@ -17,7 +17,7 @@ from mercato.catalog.demo import seed_catalog
 from mercato.events import dispatcher
 from mercato.inventory import service as inventory
 from mercato.inventory.demo import seed_inventory
-from mercato.modules import load_event_handlers
+from mercato.modules import wire
 from mercato.runtime import Runtime
 from mercato.search import service
 from mercato.search.engine import demo_signals
@@ -44,7 +44,7 @@ async def sync(app: FastAPI) -> dict[str, int]:
 
 async def sync_search(app: FastAPI) -> int:
     """The search share of a worker pass only (delivery to the search consumer, then sync)."""
-    load_event_handlers()
+    wire()
     runtime = runtime_of(app)
     await dispatcher.dispatch_once(runtime)
     return await service.sync_index(runtime, bootstrap=False)

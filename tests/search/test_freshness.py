@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from mercato.events import dispatcher
 from mercato.inventory import service as inventory
-from mercato.modules import load_event_handlers
+from mercato.modules import wire
 from mercato.search import service
 from tests.factories import make_category, make_product
 from tests.search.conftest import reindex, runtime_of, sync
@@ -104,7 +104,7 @@ async def test_a_change_delivered_but_not_committed_is_replayed(
     await sync(app)  # the writer is open and has replayed what there was
     async with runtime_of(app).db.session() as session:
         await make_product(session, title="Replayed teapot")
-    load_event_handlers()
+    wire()
     await dispatcher.dispatch_once(runtime_of(app))  # delivered and recorded...
     service.PENDING.take()  # ...then the process died before committing
     service.engine_for(runtime_of(app)).close_writer()

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mercato.cart import service
 from mercato.cart.schemas import AddItemIn, CartOut, SetQuantityIn
 from mercato.cart.service import CART_COOKIE, CART_HEADER, CartLimits, CartOwner
-from mercato.identity import service as identity
 from mercato.identity.deps import OptionalUser
 from mercato.identity.service import UserInfo
 from mercato.problems import Problem
@@ -235,7 +234,3 @@ async def merge_guest_cart_on_login(
         limits=CartLimits.from_settings(runtime.settings),
         cache=service.cache_for(runtime),
     )
-
-
-if merge_guest_cart_on_login not in identity.after_login_hooks:
-    identity.after_login_hooks.append(merge_guest_cart_on_login)

@@ -6,14 +6,13 @@ import logging
 
 from mercato.cart import service
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 log = logging.getLogger("mercato.cart")
 
 _BATCH = 500
 
 
-@job("cart.expire_guests", interval=3600)
 async def expire_guest_carts(runtime: Runtime) -> int:
     """Delete guest carts past their expiry, in short batches; how many were deleted."""
     cache = service.cache_for(runtime)
@@ -29,3 +28,6 @@ async def expire_guest_carts(runtime: Runtime) -> int:
     if total:
         log.info("expired %d guest carts", total)
     return total
+
+
+JOBS = (Job("cart.expire_guests", 3600, expire_guest_carts),)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from mercato.checkout import saga
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 
-@job("checkout.recover", interval=30)
 async def recover_checkouts(runtime: Runtime) -> int:
     """Recover sagas whose row has not moved for ``saga.STUCK_AFTER_SECONDS``."""
     return await saga.recover_stuck_sagas(runtime, older_than=saga.STUCK_AFTER_SECONDS)
+
+
+JOBS = (Job("checkout.recover", 30, recover_checkouts),)

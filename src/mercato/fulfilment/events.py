@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 
 from mercato.db import utcnow
-from mercato.events import Event, dispatcher
+from mercato.events import Consumer, Event, dispatcher
 from mercato.fulfilment import service
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.payments.service import get_provider
 from mercato.problems import Problem
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 log = logging.getLogger("mercato.fulfilment")
 
@@ -49,24 +49,28 @@ async def stop_cancelled(runtime: Runtime, event: Event) -> None:
         await service.cancel_fulfilments(conn, order_id)
 
 
-dispatcher.register(ALLOCATE_CONSUMER, [orders.ORDER_PLACED], allocate)
-dispatcher.register(CANCEL_CONSUMER, [orders.ORDER_STATUS_CHANGED], stop_cancelled)
-
-
 async def consume_outbox(runtime: Runtime) -> int:
     """This module's share of the worker's outbox pass (the worker delivers to every consumer)."""
     return await dispatcher.dispatch_once(runtime, only=(ALLOCATE_CONSUMER, CANCEL_CONSUMER))
 
 
-@job("fulfilment.advance_tracking", interval=TRACKING_INTERVAL)
 async def advance_tracking(runtime: Runtime) -> int:
     """New tracking events from the carriers (the sandbox carrier's parcels move by themselves)."""
     return await service.advance_tracking(runtime.db)
 
 
-@job("fulfilment.finish_shipments", interval=FINISH_INTERVAL)
 async def finish_shipments(runtime: Runtime) -> int:
     """Shipments whose capture was left unresolved: finish them or undo them."""
     return await service.finish_pending_shipments(
         runtime.db, get_provider(runtime), older_than=utcnow() - service.PENDING_GRACE
     )
+
+
+CONSUMERS = (
+    Consumer.of(ALLOCATE_CONSUMER, [orders.ORDER_PLACED], allocate),
+    Consumer.of(CANCEL_CONSUMER, [orders.ORDER_STATUS_CHANGED], stop_cancelled),
+)
+JOBS = (
+    Job("fulfilment.advance_tracking", TRACKING_INTERVAL, advance_tracking),
+    Job("fulfilment.finish_shipments", FINISH_INTERVAL, finish_shipments),
+)

@@ -1218,9 +1218,6 @@ def shipment_view(shipment: ShipmentInfo, *, staff: bool = False) -> dict[str, A
     return view
 
 
-async def _order_shipments(executor: Executor, order: orders.OrderInfo) -> list[dict[str, Any]]:
+async def order_shipments(executor: Executor, order: orders.OrderInfo) -> list[dict[str, Any]]:
+    """The order page's shipments (registered with the orders module by ``modules.wire``)."""
     return [shipment_view(s) for s in await shipments_for_order(executor, order.id)]
-
-
-if _order_shipments not in orders.shipment_readers:
-    orders.shipment_readers.append(_order_shipments)

@@ -11,12 +11,14 @@ from datetime import timedelta
 
 from mercato.identity import service
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 TOKEN_RETENTION = timedelta(days=30)
 
 
-@job("identity.purge_tokens", interval=3600)
 async def purge_expired_tokens(runtime: Runtime) -> int:
     async with runtime.db.session() as session:
         return await service.purge_tokens(session, TOKEN_RETENTION)
+
+
+JOBS = (Job("identity.purge_tokens", 3600, purge_expired_tokens),)

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mercato.db import utcnow
 from mercato.inventory import service
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 EXPIRE_BATCH = 500
 
@@ -16,7 +16,6 @@ async def _expire_batch(conn: AsyncConnection) -> int:
     return await service.expire_due(conn, utcnow(), EXPIRE_BATCH)
 
 
-@job("inventory.expire", interval=5)
 async def expire_reservations(runtime: Runtime) -> int:
     """Expire due reservations, one short transaction per batch; returns how many."""
     total = 0
@@ -25,3 +24,6 @@ async def expire_reservations(runtime: Runtime) -> int:
         total += done
         if done < EXPIRE_BATCH:
             return total
+
+
+JOBS = (Job("inventory.expire", 5, expire_reservations),)

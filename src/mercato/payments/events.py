@@ -13,12 +13,11 @@ from datetime import timedelta
 from mercato.db import utcnow
 from mercato.payments import service
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 STALE_AFTER = timedelta(minutes=5)
 
 
-@job("payments.recover_pending", interval=60)
 async def recover_pending_operations(runtime: Runtime) -> int:
     provider = service.get_provider(runtime)
     intent_ids = await service.pending_intents(
@@ -29,3 +28,6 @@ async def recover_pending_operations(runtime: Runtime) -> int:
     for intent_id in intent_ids:
         await service.recover(runtime.db, provider, intent_id)
     return len(intent_ids)
+
+
+JOBS = (Job("payments.recover_pending", 60, recover_pending_operations),)

@@ -7,12 +7,14 @@ from mercato.db import utcnow
 from mercato.payments.service import get_provider
 from mercato.returns import service
 from mercato.runtime import Runtime
-from mercato.worker import job
+from mercato.worker import Job
 
 
-@job("returns.finish_refunds", interval=60)
 async def finish_refunds(runtime: Runtime) -> int:
     """Finish refunds left behind; returns how many are now done."""
     return await service.finish_refunds(
         runtime.db, get_provider(runtime), older_than=utcnow() - service.REFUND_GRACE
     )
+
+
+JOBS = (Job("returns.finish_refunds", 60, finish_refunds),)

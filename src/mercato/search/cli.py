@@ -73,7 +73,7 @@ def follow(
     ] = None,
 ) -> None:
     """Keep this host's index replica fed from the outbox (builds it first if missing)."""
-    from mercato.events import Dispatcher
+    from mercato.events import Consumer, Dispatcher
     from mercato.search import events, service
 
     settings = _settings(database)
@@ -84,7 +84,7 @@ def follow(
     async def main() -> None:
         runtime = Runtime.from_settings(settings)
         dispatcher = Dispatcher()
-        dispatcher.register(consumer, service.EVENT_TYPES, events.note_change)
+        dispatcher.register(Consumer.of(consumer, service.EVENT_TYPES, events.note_change))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,15 +1,18 @@
 """The search index follows the outbox: catalog, stock and category changes are noted as they
-are delivered and applied in batches by the ``search.sync`` job, so a change is searchable
-within a second (the job runs every 0.2 s; readers reload every 0.1 s)."""
+are delivered and applied in batches by the ``search.sync`` job, which runs right after every
+outbox pass that delivered something, so a change is searchable within a second (readers
+reload at most every 0.1 s, when they are asked)."""
 
 from __future__ import annotations
 
-from mercato.events import Event, dispatcher
+from mercato.events import Consumer, Event
 from mercato.runtime import Runtime
 from mercato.search import service
-from mercato.worker import job
+from mercato.worker import Job
 
 SYNC_INTERVAL = 0.2
+"""How often ``mercato search follow`` polls; the worker's job runs after deliveries."""
+SYNC_JOB_INTERVAL = 30.0
 
 
 async def note_change(_runtime: Runtime, event: Event) -> None:
@@ -23,6 +26,5 @@ async def sync(runtime: Runtime) -> int:
 
 
 CONSUMER = service.consumer_name()
-if CONSUMER is not None:
-    dispatcher.register(CONSUMER, service.EVENT_TYPES, note_change)
-    job("search.sync", interval=SYNC_INTERVAL)(sync)
+CONSUMERS = (Consumer.of(CONSUMER, service.EVENT_TYPES, note_change),) if CONSUMER else ()
+JOBS = (Job("search.sync", SYNC_JOB_INTERVAL, sync, after_delivery=True),) if CONSUMER else ()

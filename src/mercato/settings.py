@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
     # (a separate worker process on SQLite) it checks the outbox this often
-    worker_idle_poll_seconds: float = 1.0
+    worker_idle_poll_seconds: float = 0.5
 
     @property
     def is_sqlite(self) -> bool:

@@ -5,9 +5,9 @@ them here. The loop sleeps until the next thing is due:
 
 * **Outbox delivery** runs when a transaction of this process committed events (an in-process
   wake-up), when PostgreSQL signals that another process did (``LISTEN mercato_outbox``), and
-  otherwise on a slow poll that first asks only for the newest event's number
-  (``worker_idle_poll_seconds``; how the SQLite shop with a separate worker process learns of
-  new events).
+  otherwise on a poll (``worker_idle_poll_seconds``; how a SQLite shop with a separate worker
+  process learns of new events) that first looks whether the database files changed at all
+  (a ``stat``), and only then asks for the newest event's number.
 * **Jobs** run on their interval; a job marked ``after_delivery`` also runs right after the
   outbox delivered something (the search index sync, the mail and webhook senders), so a
   change travels end to end in well under a second while an idle shop does next to nothing.
@@ -78,6 +78,7 @@ class _Outbox:
         self.runtime = runtime
         self.wake = wake
         self.seen = -1
+        self.marker: tuple[int, ...] | None = None
         self.listener: Listener | None = None
         self.next_listen = 0.0
         self.next_poll = 0.0
@@ -107,6 +108,10 @@ class _Outbox:
         if now < self.next_poll:
             return False
         self.next_poll = now + self.poll_interval()
+        marker = self.runtime.db.write_marker()
+        if marker is not None and marker == self.marker:
+            return False  # nobody committed anything since the last look
+        self.marker = marker
         async with self.runtime.db.transaction() as uow:
             newest = await events.last_seq(uow)
         changed = newest != self.seen

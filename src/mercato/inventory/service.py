@@ -60,6 +60,7 @@ from mercato.inventory.stock import (
     restock,
     stock_for_variant,
     stock_for_variants,
+    stock_notes,
 )
 from mercato.inventory.warehouses import (
     VariantRef,
@@ -110,6 +111,7 @@ __all__ = [
     "restock",
     "stock_for_variant",
     "stock_for_variants",
+    "stock_notes",
     "sum_lines",
 ]
 

@@ -13,15 +13,18 @@ from typing import Any
 
 from sqlalchemy import Row, Select, func, select, update
 
+from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
 from mercato.inventory.common import (
     MAX_QUANTITY,
     STOCK,
     WAREHOUSES,
     StockLevel,
+    availability,
     check_quantity,
     chunks,
     dialect_insert,
+    low_stock_hint,
 )
 from mercato.inventory.ledger import movement, publish_after_change, write_movements
 from mercato.inventory.warehouses import VariantRef, get_warehouse, variant_of
@@ -29,6 +32,15 @@ from mercato.problems import Problem, validation_problem
 
 # --------------------------------------------------------------------------------------------
 # Reading stock
+
+
+async def stock_notes(
+    uow: UnitOfWork, variant_ids: Collection[str]
+) -> dict[str, catalog.StockNote]:
+    """What anyone may know of each variant's stock (in stock or not, "Only 3 left" when few
+    are): the form product answers carry, never the count itself."""
+    found = await availability(uow, variant_ids)
+    return {v: catalog.StockNote(n > 0, low_stock_hint(n)) for v, n in found.items()}
 
 
 def _stock_level(row: Row[Any]) -> StockLevel:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato.catalog import service as catalog
-from mercato.db import utcnow
+from mercato.db import UnitOfWork, utcnow
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.returns import service as returns
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.runtime import RuntimeDep, UowDep
 from mercato.web.admin.ops_common import today_range
 from mercato.web.deps import PageStaff
 from mercato.web.templating import render
@@ -26,9 +25,9 @@ LOW_STOCK_SHOWN = 10
 RECENT_ORDERS = 8
 
 
-async def _low_stock(session: AsyncSession, threshold: int) -> list[dict[str, object]]:
-    found = await inventory.low_stock(session, threshold, limit=LOW_STOCK_SHOWN)
-    variants = await catalog.get_variants(session, [s.variant_id for s in found])
+async def _low_stock(uow: UnitOfWork, threshold: int) -> list[dict[str, object]]:
+    found = await inventory.low_stock(uow, threshold, limit=LOW_STOCK_SHOWN)
+    variants = await catalog.get_variants(uow, [s.variant_id for s in found])
     rows: list[dict[str, object]] = []
     for s in found:
         variant = variants.get(s.variant_id)
@@ -50,15 +49,15 @@ async def _low_stock(session: AsyncSession, threshold: int) -> list[dict[str, ob
 # an empty path when it is included without a prefix.
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(
-    request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+    request: Request, staff: PageStaff, uow: UowDep, runtime: RuntimeDep
 ) -> HTMLResponse:
     start, end = today_range(utcnow())
-    sales = await orders.sales_between(session, start, end)
-    by_status = await orders.count_by_status(session)
-    return_counts = await returns.count_by_status(session)
+    sales = await orders.sales_between(uow, start, end)
+    by_status = await orders.count_by_status(uow)
+    return_counts = await returns.count_by_status(uow)
     threshold = runtime.settings.low_stock_threshold
     recent = await orders.search_orders(
-        session,
+        uow,
         orders.OrderFilters(),
         secret_key=runtime.settings.secret_key,
         limit=RECENT_ORDERS,
@@ -74,7 +73,7 @@ async def dashboard(
             "open_returns": {s: return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES},
             "open_returns_total": sum(return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES),
             "threshold": threshold,
-            "low_stock": await _low_stock(session, threshold),
+            "low_stock": await _low_stock(uow, threshold),
             "recent": recent.items,
         },
     )

@@ -54,8 +54,10 @@ from mercato.inventory.reserve import (
 )
 from mercato.inventory.stock import (
     LowStock,
+    LowStockVariant,
     adjust,
     low_stock,
+    low_stock_variants,
     receive,
     restock,
     stock_for_variant,
@@ -83,6 +85,7 @@ __all__ = [
     "WAREHOUSES",
     "LedgerDifference",
     "LowStock",
+    "LowStockVariant",
     "ReservationInfo",
     "StockLevel",
     "VariantRef",
@@ -102,6 +105,7 @@ __all__ = [
     "list_warehouses",
     "low_stock",
     "low_stock_hint",
+    "low_stock_variants",
     "normalize_country",
     "plan_holds",
     "receive",

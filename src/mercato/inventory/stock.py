@@ -120,6 +120,43 @@ async def low_stock(uow: UnitOfWork, threshold: int, *, limit: int = 20) -> list
     return [LowStock(r.variant_id, int(r.on_hand), int(r.reserved), int(r.available)) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class LowStockVariant:
+    """A low-stock variant as staff are shown it: its SKU and name from the catalog (the id
+    and no name when the catalog no longer knows it)."""
+
+    variant_id: str
+    sku: str
+    title: str
+    active: bool
+    on_hand: int
+    reserved: int
+    available: int
+
+
+async def low_stock_variants(
+    uow: UnitOfWork, threshold: int, *, limit: int = 20
+) -> list[LowStockVariant]:
+    """:func:`low_stock` with each variant's SKU, name and whether it is for sale."""
+    found = await low_stock(uow, threshold, limit=limit)
+    variants = await catalog.get_variants(uow, [s.variant_id for s in found])
+    rows: list[LowStockVariant] = []
+    for s in found:
+        variant = variants.get(s.variant_id)
+        rows.append(
+            LowStockVariant(
+                variant_id=s.variant_id,
+                sku=variant.sku if variant else s.variant_id,
+                title=f"{variant.product_title} {variant.title}".strip() if variant else "",
+                active=bool(variant and variant.active),
+                on_hand=s.on_hand,
+                reserved=s.reserved,
+                available=s.available,
+            )
+        )
+    return rows
+
+
 async def stock_for_variants(
     uow: UnitOfWork, variant_ids: Collection[str]
 ) -> dict[str, list[StockLevel]]:

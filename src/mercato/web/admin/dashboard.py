@@ -7,8 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from mercato.catalog import service as catalog
-from mercato.db import UnitOfWork, utcnow
+from mercato.db import utcnow
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.returns import service as returns
@@ -23,26 +22,6 @@ WAITING_STATUSES: tuple[str, ...] = ("paid", "fulfilling")
 OPEN_RETURN_STATUSES: tuple[str, ...] = returns.OPEN
 LOW_STOCK_SHOWN = 10
 RECENT_ORDERS = 8
-
-
-async def _low_stock(uow: UnitOfWork, threshold: int) -> list[dict[str, object]]:
-    found = await inventory.low_stock(uow, threshold, limit=LOW_STOCK_SHOWN)
-    variants = await catalog.get_variants(uow, [s.variant_id for s in found])
-    rows: list[dict[str, object]] = []
-    for s in found:
-        variant = variants.get(s.variant_id)
-        rows.append(
-            {
-                "variant_id": s.variant_id,
-                "sku": variant.sku if variant else s.variant_id,
-                "title": f"{variant.product_title} {variant.title}".strip() if variant else "",
-                "active": bool(variant and variant.active),
-                "on_hand": s.on_hand,
-                "reserved": s.reserved,
-                "available": s.available,
-            }
-        )
-    return rows
 
 
 # Served at /admin/ (and /admin redirects there): an included router cannot hold a route with
@@ -73,7 +52,7 @@ async def dashboard(
             "open_returns": {s: return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES},
             "open_returns_total": sum(return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES),
             "threshold": threshold,
-            "low_stock": await _low_stock(uow, threshold),
+            "low_stock": await inventory.low_stock_variants(uow, threshold, limit=LOW_STOCK_SHOWN),
             "recent": recent.items,
         },
     )

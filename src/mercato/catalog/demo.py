@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from mercato import events
+from mercato.catalog.common import slugify
 from mercato.catalog.models import Brand, Category, Product, Variant
-from mercato.catalog.service import slugify
 from mercato.db import Database, UnitOfWork
 
 BATCH = 2000

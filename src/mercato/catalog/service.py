@@ -6,7 +6,9 @@ only; the rules live by family in
 * :mod:`~mercato.catalog.variants`: variants as cart, checkout and inventory read them;
 * :mod:`~mercato.catalog.categories` and :mod:`~mercato.catalog.brands`;
 * :mod:`~mercato.catalog.listing`: the database listing and the projection reads;
-* :mod:`~mercato.catalog.common`: slugs, problems and the attribute-filter reading.
+* :mod:`~mercato.catalog.common`: slugs, problems and the attribute-filter reading;
+* :mod:`~mercato.catalog.demo`: the seeded generator of the demo catalog (search builds large
+  test indexes straight from it).
 
 Amounts are integer minor units here; the API turns decimal strings into them and back. Every
 function takes the caller's :class:`~mercato.db.UnitOfWork` first, and every change publishes
@@ -39,6 +41,7 @@ from mercato.catalog.common import (
     attribute_filters,
     slugify,
 )
+from mercato.catalog.demo import ShopGenerator
 from mercato.catalog.listing import (
     ListedProduct,
     ListedVariant,
@@ -101,6 +104,7 @@ __all__ = [
     "ProductQuery",
     "ProductStatus",
     "ProductView",
+    "ShopGenerator",
     "Sort",
     "StaffProductPage",
     "StockNote",

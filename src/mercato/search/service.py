@@ -65,9 +65,9 @@ from mercato.search.synonyms import (
 
 __all__ = [
     "BATCH",
-    "MAX_QUERY_CHARS",
     "EVENT_TYPES",
     "EXTRAS_KEY",
+    "MAX_QUERY_CHARS",
     "PENDING",
     "SYNONYM_TTL",
     "Filters",

@@ -265,9 +265,7 @@ def _stocked_variant_json(v: VariantView, note: StockNote) -> dict[str, Any]:
     }
 
 
-def product_json(
-    p: ProductView, *, detail: bool, stock: Mapping[str, StockNote]
-) -> dict[str, Any]:
+def product_json(p: ProductView, *, detail: bool, stock: Mapping[str, StockNote]) -> dict[str, Any]:
     """A product as the API answers it, with each variant's stock note (``stock`` by variant
     id; a variant it does not name has none)."""
     variants = [_stocked_variant_json(v, stock.get(v.id, NO_STOCK)) for v in p.variants]

@@ -7,6 +7,7 @@ refusal is shown next to its field with what was typed kept in the form.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from itertools import zip_longest
 from typing import Annotated, Any, TypeVar
 
@@ -47,6 +48,7 @@ from mercato.web.security import CsrfChecked
 from mercato.web.templating import flash, redirect, render
 
 _Body = TypeVar("_Body", bound=BaseModel)
+_Result = TypeVar("_Result")
 
 router = APIRouter()
 
@@ -257,6 +259,26 @@ def _amount(value: str, currency: str, field: str, errors: Errors) -> int | None
         return None
 
 
+async def _saved(
+    uow: UnitOfWork,
+    change: Callable[[], Awaitable[_Result]],
+    rename: Rename,
+    lines: tuple[str, ...] = (),
+) -> tuple[_Result | None, Errors]:
+    """Run a catalog change in a savepoint: (its result, no errors), or, when the service
+    refuses it with field errors, (None, the errors by form field) with nothing of it left
+    behind and the request's unit of work still usable to show the form again. A refusal
+    that names no field goes on as an error page."""
+    try:
+        async with uow.begin_nested():
+            return await change(), {}
+    except Problem as problem:
+        found = problem_errors(problem, rename, lines=lines)
+        if found is None:
+            raise
+        return None, found
+
+
 # --------------------------------------------------------------------------------------------
 # What the forms offer
 
@@ -386,13 +408,10 @@ async def create_product(
         return await _product_page(
             request, uow, view=None, values=values, errors=errors, status_code=422
         )
-    try:
-        async with uow.begin_nested():
-            view = await service.create_product(uow, product_spec(body))
-    except Problem as problem:
-        found = problem_errors(problem, rename, lines=("media",))
-        if found is None:
-            raise
+    view, found = await _saved(
+        uow, lambda: service.create_product(uow, product_spec(body)), rename, ("media",)
+    )
+    if view is None:
         return await _product_page(
             request, uow, view=None, values=values, errors=found, status_code=422
         )
@@ -421,13 +440,13 @@ async def update_product(
         return await _product_page(
             request, uow, view=view, values=values, errors=errors, status_code=422
         )
-    try:
-        async with uow.begin_nested():
-            updated = await service.update_product(uow, product_id, product_changes(body))
-    except Problem as problem:
-        found = problem_errors(problem, rename, lines=("media",))
-        if found is None:
-            raise
+    updated, found = await _saved(
+        uow,
+        lambda: service.update_product(uow, product_id, product_changes(body)),
+        rename,
+        ("media",),
+    )
+    if updated is None:
         view = await _product_or_404(uow, product_id)
         return await _product_page(
             request, uow, view=view, values=values, errors=found, status_code=422
@@ -478,13 +497,8 @@ async def add_variant(
         active=body.active,
         position=body.position,
     )
-    try:
-        async with uow.begin_nested():
-            variant = await service.add_variant(uow, product_id, spec)
-    except Problem as problem:
-        found = problem_errors(problem, rename)
-        if found is None:
-            raise
+    variant, found = await _saved(uow, lambda: service.add_variant(uow, product_id, spec), rename)
+    if variant is None:
         view = await _product_or_404(uow, product_id)
         return await _product_page(
             request,
@@ -558,13 +572,10 @@ async def update_variant(
         weight_grams=body.weight_grams if body.weight_grams is not None else service.UNSET,
         active=body.active if body.active is not None else service.UNSET,
     )
-    try:
-        async with uow.begin_nested():
-            saved = await service.update_variant(uow, variant_id, changes)
-    except Problem as problem:
-        found = problem_errors(problem, rename)
-        if found is None:
-            raise
+    saved, found = await _saved(
+        uow, lambda: service.update_variant(uow, variant_id, changes), rename
+    )
+    if saved is None:
         view, variant = await _variant_or_404(uow, product_id, variant_id)
         return _variant_page(request, view, variant, values, found, status_code=422)
     response = redirect(f"/admin/products/{product_id}#variants")

@@ -209,8 +209,7 @@ async def add_synonyms(
 ) -> SynonymsOut:
     """A group of interchangeable terms ("tv", "television"); applied to searches within a few
     seconds, without rebuilding the index."""
-    group = await service.add_synonyms(uow, body.terms)
-    service.forget_synonyms(runtime)
+    group = await service.add_synonyms(uow, runtime, body.terms)
     return SynonymsOut(id=group.id, terms=group.terms, created_at=group.created_at)
 
 
@@ -218,8 +217,7 @@ async def add_synonyms(
 async def delete_synonyms(
     synonym_id: str, uow: UowDep, runtime: RuntimeDep, _: StaffUser
 ) -> Response:
-    await service.delete_synonyms(uow, synonym_id)
-    service.forget_synonyms(runtime)
+    await service.delete_synonyms(uow, runtime, synonym_id)
     return Response(status_code=204)
 
 

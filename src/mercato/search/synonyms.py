@@ -46,8 +46,9 @@ async def list_synonyms(uow: UnitOfWork) -> list[SynonymInfo]:
     return [SynonymInfo(r.id, list(r.terms), r.created_at) for r in rows]
 
 
-async def add_synonyms(uow: UnitOfWork, terms: Sequence[str]) -> SynonymInfo:
-    """A new group; each term needs at least one word, and the group two different terms."""
+async def add_synonyms(uow: UnitOfWork, runtime: Runtime, terms: Sequence[str]) -> SynonymInfo:
+    """A new group; each term needs at least one word, and the group two different terms.
+    This process's searches use it as soon as it is committed (others within a few seconds)."""
     cleaned: list[str] = []
     for i, term in enumerate(terms):
         normal = normalise_term(term)
@@ -65,15 +66,22 @@ async def add_synonyms(uow: UnitOfWork, terms: Sequence[str]) -> SynonymInfo:
     row = Synonym(id=new_id("syn"), terms=cleaned, created_at=utcnow())
     uow.add(row)
     await uow.flush()
+    _forget_after_commit(uow, runtime)
     return SynonymInfo(row.id, list(row.terms), row.created_at)
 
 
-async def delete_synonyms(uow: UnitOfWork, synonym_id: str) -> None:
+async def delete_synonyms(uow: UnitOfWork, runtime: Runtime, synonym_id: str) -> None:
     row = await uow.get(Synonym, synonym_id)
     if row is None:
         raise not_found("Synonym group", synonym_id)
     await uow.delete(row)
     await uow.flush()
+    _forget_after_commit(uow, runtime)
+
+
+def _forget_after_commit(uow: UnitOfWork, runtime: Runtime) -> None:
+    # Not before the commit: a search in between would cache the old list again.
+    uow.after_commit(lambda: forget_synonyms(runtime))
 
 
 def forget_synonyms(runtime: Runtime) -> None:

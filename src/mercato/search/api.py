@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from mercato.catalog import service as catalog
-from mercato.catalog.schemas import minor, product_json
+from mercato.catalog.schemas import product_json
 from mercato.identity.deps import OptionalUser, StaffUser
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, to_minor
 from mercato.problems import Problem, not_found, validation_problem
@@ -39,13 +39,24 @@ def _text(value: str, field: str) -> str:
     return value
 
 
-def _price(value: str | None, currency: str, field: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return to_minor(value, currency)
-    except MoneyError as exc:
-        raise validation_problem(field, str(exc), code="invalid_price_range") from exc
+def _price_range(
+    min_price: str | None, max_price: str | None, currency: str, code: str
+) -> tuple[int | None, int | None]:
+    """The price bounds in minor units of ``currency``; a bad amount or an upside-down range is
+    a 422 of ``code`` naming the parameter."""
+
+    def bound(value: str | None, field: str) -> int | None:
+        if value is None:
+            return None
+        try:
+            return to_minor(value, currency)
+        except MoneyError as exc:
+            raise validation_problem(field, str(exc), code=code) from exc
+
+    low, high = bound(min_price, "min_price"), bound(max_price, "max_price")
+    if low is not None and high is not None and low > high:
+        raise validation_problem("max_price", "must not be below min_price", code=code)
+    return low, high
 
 
 def _facets(value: str | None) -> frozenset[str]:
@@ -89,12 +100,7 @@ async def search(
     ``facets=brand,price`` limits the facets (``facets=none`` for none)."""
     text = _text(q_, "q")
     price_currency = currency or "EUR"
-    low = _price(min_price, price_currency, "min_price")
-    high = _price(max_price, price_currency, "max_price")
-    if low is not None and high is not None and low > high:
-        raise validation_problem(
-            "max_price", "must not be below min_price", code="invalid_price_range"
-        )
+    low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
     brands = tuple(dict.fromkeys(b for b in brand or [] if b))
     if any(len(b) > 80 for b in brands):
         raise validation_problem("brand", "at most 80 characters")
@@ -160,10 +166,7 @@ async def list_products(
     Read from the search index (then hydrated by id); the catalog query answers while no index
     has been built, and continues pages whose cursor it issued."""
     price_currency = currency or "EUR"
-    low = minor(min_price, price_currency, "min_price") if min_price is not None else None
-    high = minor(max_price, price_currency, "max_price") if max_price is not None else None
-    if low is not None and high is not None and low > high:
-        raise validation_problem("max_price", "must not be below min_price")
+    low, high = _price_range(min_price, max_price, price_currency, "validation_error")
     query = catalog.ProductQuery(
         category_slug=category,
         brand_slug=brand,

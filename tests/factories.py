@@ -1,6 +1,6 @@
 """Test data shared by every module's tests: products with variants, categories, brands.
 
-The factories call the catalog service inside the caller's session, so the rows (and their
+The factories call the catalog service in the caller's unit of work, so the rows (and their
 outbox events) are committed with the caller's transaction.
 """
 
@@ -9,10 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mercato.catalog import service as catalog
 from mercato.catalog.service import BrandInfo, CategoryInfo, NewProduct, NewVariant
+from mercato.db import UnitOfWork
 
 
 def unique_sku(prefix: str = "TEST") -> str:
@@ -20,33 +19,33 @@ def unique_sku(prefix: str = "TEST") -> str:
 
 
 async def make_category(
-    session: AsyncSession, name: str, parent_slug: str | None = None, *, slug: str | None = None
+    uow: UnitOfWork, name: str, parent_slug: str | None = None, *, slug: str | None = None
 ) -> CategoryInfo:
     """The category called ``name`` (created under ``parent_slug`` unless it already exists)."""
     slug = slug or catalog.slugify(name)
-    existing = await catalog.get_category_by_slug(session, slug)
+    existing = await catalog.get_category_by_slug(uow, slug)
     if existing is not None:
         return existing
     parent_id = None
     if parent_slug is not None:
-        parent = await catalog.get_category_by_slug(session, parent_slug)
+        parent = await catalog.get_category_by_slug(uow, parent_slug)
         if parent is None:
             parent = await make_category(
-                session, parent_slug.replace("-", " ").title(), slug=parent_slug
+                uow, parent_slug.replace("-", " ").title(), slug=parent_slug
             )
         parent_id = parent.id
-    return await catalog.create_category(session, name=name, slug=slug, parent_id=parent_id)
+    return await catalog.create_category(uow, name=name, slug=slug, parent_id=parent_id)
 
 
-async def make_brand(session: AsyncSession, name: str) -> BrandInfo:
-    existing = await catalog.get_brand_by_slug(session, catalog.slugify(name))
+async def make_brand(uow: UnitOfWork, name: str) -> BrandInfo:
+    existing = await catalog.get_brand_by_slug(uow, catalog.slugify(name))
     if existing is not None:
         return existing
-    return await catalog.create_brand(session, name=name)
+    return await catalog.create_brand(uow, name=name)
 
 
 async def make_product(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     title: str = "Test kettle",
     variants: list[dict[str, Any]] | None = None,
@@ -64,11 +63,11 @@ async def make_product(
     specs = variants if variants is not None else [{}]
     currency = str(specs[0].get("currency", "EUR")) if specs else "EUR"
     category = await make_category(
-        session,
+        uow,
         (category_slug or "test-category").replace("-", " ").title(),
         slug=category_slug or "test-category",
     )
-    brand_id = (await make_brand(session, brand)).id if brand else None
+    brand_id = (await make_brand(uow, brand)).id if brand else None
     new_variants = [
         NewVariant(
             sku=str(spec.get("sku") or unique_sku()),
@@ -83,7 +82,7 @@ async def make_product(
         for spec in specs
     ]
     view = await catalog.create_product(
-        session,
+        uow,
         NewProduct(
             title=title,
             category_id=category.id,

@@ -6,14 +6,19 @@ import asyncio
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
-from rich.console import Console
 
 from mercato import migrate as migrations
+from mercato.cli_support import (
+    DatabaseOption,
+    console,
+    database_url,
+    refuse_unmigrated,
+    settings_with,
+)
 from mercato.modules import MODULES, _import
 from mercato.runtime import Runtime
 from mercato.settings import Settings, get_settings
@@ -21,7 +26,6 @@ from mercato.settings import Settings, get_settings
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - demo mode only, printed at start
 
 app = typer.Typer(help="Mercato: an e-commerce platform in one package.", no_args_is_help=True)
-console = Console()
 
 for _module in MODULES:
     _cli = _import(f"mercato.{_module}.cli")
@@ -29,40 +33,12 @@ for _module in MODULES:
         app.add_typer(_cli.app, name=_module)
 
 
-def _database_url(database: str | None) -> str:
-    if database is None:
-        return get_settings().database_url
-    if "://" in database:
-        return database
-    return f"sqlite+aiosqlite:///{Path(database).resolve()}"
-
-
-def _settings(**overrides: object) -> Settings:
-    base = get_settings()
-    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-
-
-def _refuse_unmigrated(settings: Settings) -> None:
-    async def check() -> None:
-        runtime = Runtime.from_settings(settings)
-        try:
-            await migrations.ensure_migrated(runtime.db)
-        finally:
-            await runtime.close()
-
-    try:
-        asyncio.run(check())
-    except migrations.NotMigrated as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-
-
 @app.command()
 def migrate(
-    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Apply the database migrations."""
-    url = _database_url(database)
+    url = database_url(database)
     migrations.upgrade(url)
     console.print(f"[green]Database is at revision {migrations.head_revision()}[/green]")
 
@@ -94,21 +70,21 @@ def _serve(settings: Settings, workers: int, with_worker: bool) -> None:
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
-    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+    database: DatabaseOption = None,
     workers: Annotated[int, typer.Option(help="API processes")] = 1,
     with_worker: Annotated[
         bool, typer.Option(help="Run the background worker inside the API process")
     ] = False,
 ) -> None:
     """Serve the API (and the shop pages) with uvicorn."""
-    settings = _settings(host=host, port=port, database_url=_database_url(database))
-    _refuse_unmigrated(settings)
+    settings = settings_with(host=host, port=port, database_url=database_url(database))
+    refuse_unmigrated(settings)
     _serve(settings, workers, with_worker)
 
 
 @app.command()
 def worker(
-    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+    database: DatabaseOption = None,
     once: Annotated[bool, typer.Option(help="Run every job once and exit")] = False,
 ) -> None:
     """Run the background worker: outbox delivery, reservation expiry, recovery jobs."""
@@ -116,8 +92,8 @@ def worker(
     from mercato.modules import wire
 
     wire()
-    settings = _settings(database_url=_database_url(database))
-    _refuse_unmigrated(settings)
+    settings = settings_with(database_url=database_url(database))
+    refuse_unmigrated(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def main() -> None:
@@ -140,7 +116,7 @@ def worker(
 
 @app.command()
 def reindex(
-    database: Annotated[str | None, typer.Option(help="Database URL or SQLite file")] = None,
+    database: DatabaseOption = None,
 ) -> None:
     """Rebuild the search index from the database into a new version, then switch to it."""
     from mercato.search.cli import reindex as search_reindex
@@ -162,8 +138,8 @@ def demo(
     """Create (or reuse) a demo shop with generated data and serve it."""
     from mercato import demo as demo_mod
 
-    url = _database_url(database)
-    settings = _settings(host=host, port=port, database_url=url, demo_mode=True)
+    url = database_url(database)
+    settings = settings_with(host=host, port=port, database_url=url, demo_mode=True)
     if reset:
         demo_mod.reset_database(url)
     migrations.upgrade(url)

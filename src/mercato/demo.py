@@ -38,7 +38,7 @@ def reset_database(url: str) -> None:
     async def drop() -> None:
         db = Database(url, pool_size=0)
         try:
-            async with db.connect() as conn:
+            async with db.raw_connection() as conn:  # maintenance, not a unit of work
                 await conn.execute(text("DROP SCHEMA public CASCADE"))
                 await conn.execute(text("CREATE SCHEMA public"))
         finally:
@@ -63,14 +63,14 @@ async def seed_if_empty(
     """Seed the demo shop unless it is already there; returns whether anything was created."""
     runtime = Runtime.from_settings(settings)
     try:
-        async with runtime.db.session() as session:
-            if await identity.get_user_by_email(session, STAFF_EMAIL) is not None:
+        async with runtime.db.transaction() as uow:
+            if await identity.get_user_by_email(uow, STAFF_EMAIL) is not None:
                 return False
             await identity.create_user(
-                session, email=STAFF_EMAIL, password=password, role="staff", name="Demo Staff"
+                uow, email=STAFF_EMAIL, password=password, role="staff", name="Demo Staff"
             )
             await identity.create_user(
-                session, email=SHOPPER_EMAIL, password=password, role="customer", name="Sam Shopper"
+                uow, email=SHOPPER_EMAIL, password=password, role="customer", name="Sam Shopper"
             )
         with _progress(console) as progress:
             task = progress.add_task("Catalog", total=products)

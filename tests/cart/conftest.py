@@ -42,7 +42,7 @@ class Counts(NamedTuple):
 
 async def counts(app: FastAPI) -> Counts:
     """Cart rows (and total units): bad input must leave these alone."""
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         n_carts = await session.scalar(select(func.count()).select_from(carts))
         n_lines = await session.scalar(select(func.count()).select_from(cart_lines))
         units = await session.scalar(select(func.coalesce(func.sum(cart_lines.c.quantity), 0)))
@@ -50,7 +50,7 @@ async def counts(app: FastAPI) -> Counts:
 
 
 async def _ensure_warehouse(app: FastAPI) -> None:
-    async with rt(app).db.connect() as conn:
+    async with rt(app).db.transaction() as conn:
         if WAREHOUSE not in {w.code for w in await inventory.list_warehouses(conn)}:
             await inventory.create_warehouse(
                 conn, code=WAREHOUSE, name="Cart tests", countries=["DE"]
@@ -59,14 +59,14 @@ async def _ensure_warehouse(app: FastAPI) -> None:
 
 async def add_stock(app: FastAPI, variant_id: str, qty: int) -> None:
     await _ensure_warehouse(app)
-    async with rt(app).db.connect() as conn:
+    async with rt(app).db.transaction() as conn:
         await inventory.receive(conn, variant_id, WAREHOUSE, qty)
 
 
 async def set_stock(app: FastAPI, variant_id: str, qty: int) -> None:
     """Set the available units of a variant in the test warehouse (a stock count correction)."""
     await _ensure_warehouse(app)
-    async with rt(app).db.connect() as conn:
+    async with rt(app).db.transaction() as conn:
         current = (await inventory.availability(conn, [variant_id]))[variant_id]
         if qty != current:
             await inventory.adjust(conn, variant_id, WAREHOUSE, qty - current, reason="count")
@@ -83,7 +83,7 @@ async def new_variant(
     active: bool = True,
 ) -> str:
     """A product with one variant, ``stock`` units in the test warehouse; the variant id."""
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         _, (variant_id,) = await make_product(
             session,
             title=title,
@@ -96,24 +96,24 @@ async def new_variant(
 
 
 async def set_price(app: FastAPI, variant_id: str, price: int) -> None:
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         await catalog.update_variant(session, variant_id, catalog.VariantChanges(price=price))
 
 
 async def product_of(app: FastAPI, variant_id: str) -> str:
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         return (await catalog.get_variants(session, [variant_id]))[variant_id].product_id
 
 
 async def archive(app: FastAPI, variant_id: str) -> None:
     product_id = await product_of(app, variant_id)
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         await catalog.archive_product(session, product_id)
 
 
 async def make_customer(app: FastAPI, email: str) -> str:
     """A customer who can log in with TEST_PASSWORD; the user id."""
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         user = await identity.create_user(
             session, email=email, password=TEST_PASSWORD, role="customer", name=email.split("@")[0]
         )

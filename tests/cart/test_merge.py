@@ -126,7 +126,7 @@ carts_strategy = st.dictionaries(st.sampled_from(VARIANTS), st.integers(1, 99), 
 async def _cart_with(db: Database, user_id: str | None, lines: dict[str, int]) -> str:
     now = utcnow()
     cart_id = new_id("crt")
-    async with db.session() as session:
+    async with db.transaction() as session:
         await session.execute(
             insert(carts).values(
                 id=cart_id,
@@ -174,9 +174,9 @@ async def test_merge_is_union_with_higher_quantity(
     else:
         customer = {}
 
-    async with db.session() as session:
+    async with db.transaction() as session:
         merged_id = await service.merge_carts(session, guest_id, user_id)
-    async with db.session() as session:
+    async with db.transaction() as session:
         merged = await service.get_cart_for(session, user_id, None)
         guest_left = (await session.execute(select(carts).where(carts.c.id == guest_id))).first()
         guest_lines = (

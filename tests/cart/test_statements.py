@@ -94,7 +94,7 @@ async def test_reading_a_cart_with_its_lines_is_one_statement(
     await add(client, b, 3, headers=headers)
     user_id = (await client.get("/api/me", headers=headers)).json()["id"]
 
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         with statements(app) as sent:
             by_owner = await service.get_cart_for(session, user_id, None)
         assert len(sent) == 1
@@ -111,7 +111,7 @@ async def test_emptied_cart_reads_without_lines(app: FastAPI, client: httpx.Asyn
     variant = await new_variant(app, stock=10)
     cart_id = (await add(client, variant, 1)).json()["id"]
     assert (await client.delete("/api/cart")).status_code == 200
-    async with rt(app).db.session() as session:
+    async with rt(app).db.transaction() as session:
         cart = await service.get_cart(session, cart_id)
     assert cart is not None and cart.id == cart_id and cart.lines == ()
 

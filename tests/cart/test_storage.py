@@ -47,7 +47,7 @@ async def test_migration_matches_models(db: Database) -> None:
 async def test_quantity_check_constraint_holds(db: Database) -> None:
     cart_id = "crt_check"
     now = utcnow()
-    async with db.session() as session:
+    async with db.transaction() as session:
         await session.execute(
             carts.insert().values(
                 id=cart_id,
@@ -60,7 +60,7 @@ async def test_quantity_check_constraint_holds(db: Database) -> None:
             )
         )
     with pytest.raises(Exception, match=r"(?i)check|constraint"):
-        async with db.session() as session:
+        async with db.transaction() as session:
             await session.execute(
                 cart_lines.insert().values(
                     id="cl_check",
@@ -161,7 +161,7 @@ async def test_expiry_job_removes_only_expired_guest_carts(
     expired_id = (await guests[0].get("/api/cart")).json()["id"]
 
     runtime = rt(app)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         # Abandoned: its expiry has passed. Customer carts have none, even far in the future.
         await session.execute(
             update(carts)
@@ -174,7 +174,7 @@ async def test_expiry_job_removes_only_expired_guest_carts(
     assert await cart_events.expire_guest_carts(runtime) == 1
     assert await cart_events.expire_guest_carts(runtime) == 0
     assert await counts(app) == (3, 3, 3)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         left = set((await session.execute(select(carts.c.id))).scalars())
     assert expired_id not in left
     for g in guests[1:]:
@@ -183,7 +183,7 @@ async def test_expiry_job_removes_only_expired_guest_carts(
 
     # A guest cart is refreshed by every change, so only an untouched one ever expires.
     later = utcnow() + timedelta(seconds=runtime.settings.guest_cart_ttl_seconds + 60)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         gone = await service.expire_guest_carts(session, now=later)
     assert len(gone) == 2
     assert await counts(app) == (1, 1, 1)

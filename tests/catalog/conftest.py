@@ -18,7 +18,7 @@ async def row_counts(app: FastAPI) -> dict[str, int]:
     """Rows in every catalog table and the outbox."""
     runtime: Runtime = app.state.runtime
     counts: dict[str, int] = {}
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         for model in (Category, Brand, Product, Variant, OutboxEvent):
             table = model.__table__
             counts[table.name] = int(  # type: ignore[attr-defined]
@@ -29,7 +29,7 @@ async def row_counts(app: FastAPI) -> dict[str, int]:
 
 async def event_types(app: FastAPI, aggregate_id: str | None = None) -> list[str]:
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         query = select(OutboxEvent.type).order_by(OutboxEvent.seq)
         if aggregate_id is not None:
             query = query.where(OutboxEvent.aggregate_id == aggregate_id)
@@ -51,7 +51,7 @@ class SmallCatalog:
 async def small_catalog(app: FastAPI) -> SmallCatalog:
     """Electronics > Audio > Headphones, Home & Kitchen > Kettles, brands Acme and Nordhaven."""
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         electronics = await make_category(session, "Electronics")
         audio = await make_category(session, "Audio", "electronics")
         headphones = await make_category(session, "Headphones", "audio")

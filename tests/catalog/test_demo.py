@@ -51,7 +51,7 @@ async def test_seed_catalog(db: Database) -> None:
     variant_ids = await seed_catalog(db, 120, seed=3, progress=reported.append)
     assert sum(reported) == 120
     assert len(variant_ids) == len(set(variant_ids))
-    async with db.session() as session:
+    async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Product)) == 120
         assert await session.scalar(select(func.count()).select_from(Variant)) == len(variant_ids)
         per_product = Counter((await session.scalars(select(Variant.product_id))).all())
@@ -94,7 +94,7 @@ async def test_seed_catalog(db: Database) -> None:
 
     # The same seed builds the same shop: SKUs and titles match the generator's.
     expected = _summary(120, seed=3)
-    async with db.session() as session:
+    async with db.transaction() as session:
         rows = (await session.execute(select(Product.title, Product.id))).all()
         assert sorted(t for t, _ in rows) == sorted(t for t, _, _ in expected)
         skus = set((await session.scalars(select(Variant.sku))).all())

@@ -17,7 +17,7 @@ from tests.factories import make_category, make_product
 
 async def _product(app: FastAPI, **kwargs: Any) -> str:
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         product_id, _ = await make_product(session, **kwargs)
     return product_id
 
@@ -87,7 +87,7 @@ async def test_category_filter_includes_descendants(
     app: FastAPI, client: httpx.AsyncClient, small_catalog: SmallCatalog
 ) -> None:
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         # A sibling whose path shares a prefix must not leak into "audio".
         await make_category(session, "Audiobooks", slug="audiobooks")
     headphones = await _product(app, title="Headphones", category_slug="headphones")

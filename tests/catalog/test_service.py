@@ -8,7 +8,7 @@ from tests.factories import make_product
 
 
 async def test_get_variants_and_by_sku(db: Database) -> None:
-    async with db.session() as session:
+    async with db.transaction() as session:
         product_id, variant_ids = await make_product(
             session,
             title="Nordhaven kettle",
@@ -19,7 +19,7 @@ async def test_get_variants_and_by_sku(db: Database) -> None:
             brand="Nordhaven",
             category_slug="kettles",
         )
-    async with db.session() as session:
+    async with db.transaction() as session:
         found = await catalog.get_variants(session, [*variant_ids, "var_unknown"])
         assert set(found) == set(variant_ids)
         first = found[variant_ids[0]]
@@ -40,9 +40,9 @@ async def test_get_variants_and_by_sku(db: Database) -> None:
 
 
 async def test_draft_product_variants_are_not_active(db: Database) -> None:
-    async with db.session() as session:
+    async with db.transaction() as session:
         _, (variant_id,) = await make_product(session, status="draft")
-    async with db.session() as session:
+    async with db.transaction() as session:
         info = (await catalog.get_variants(session, [variant_id]))[variant_id]
         assert info.active is False
         assert info.price == 1999

@@ -26,7 +26,7 @@ class Counts:
 async def counts(app: FastAPI) -> Counts:
     """How many rows identity (and the outbox) hold: bad input must not change these."""
     rt: Runtime = app.state.runtime
-    async with rt.db.session() as session:
+    async with rt.db.transaction() as session:
         users = await session.scalar(select(func.count()).select_from(User))
         tokens = await session.scalar(select(func.count()).select_from(Token))
         events = await session.scalar(select(func.count()).select_from(OutboxEvent))

@@ -10,10 +10,9 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato.app import create_app
-from mercato.db import utcnow
+from mercato.db import UnitOfWork, utcnow
 from mercato.events import OutboxEvent
 from mercato.identity import service
 from mercato.identity.models import Token, User
@@ -63,7 +62,7 @@ async def test_register_creates_a_signed_in_customer(
     assert me.status_code == 200
     assert me.json() == user
 
-    async with app.state.runtime.db.session() as session:
+    async with app.state.runtime.db.transaction() as session:
         stored = await session.get(User, user["id"])
         assert stored is not None
         assert stored.password_hash.startswith("$argon2id$")
@@ -85,7 +84,7 @@ async def test_register_ignores_a_requested_role(client: httpx.AsyncClient) -> N
 
 async def test_register_publishes_user_registered(client: httpx.AsyncClient, app: FastAPI) -> None:
     user = (await register(client)).json()["user"]
-    async with app.state.runtime.db.session() as session:
+    async with app.state.runtime.db.transaction() as session:
         rows = (
             await session.scalars(select(OutboxEvent).where(OutboxEvent.type == "UserRegistered"))
         ).all()
@@ -198,7 +197,7 @@ async def test_login_upgrades_an_outdated_password_hash(
 ) -> None:
     user_id = (await register(client)).json()["user"]["id"]
     rt: Runtime = app.state.runtime
-    async with rt.db.session() as session:
+    async with rt.db.transaction() as session:
         old_hash = (await session.get_one(User, user_id)).password_hash
 
     stronger = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
@@ -207,7 +206,7 @@ async def test_login_upgrades_an_outdated_password_hash(
         "/api/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
     )
     assert r.status_code == 200
-    async with rt.db.session() as session:
+    async with rt.db.transaction() as session:
         new_hash = (await session.get_one(User, user_id)).password_hash
     assert new_hash != old_hash
     assert not stronger.check_needs_rehash(new_hash)
@@ -250,13 +249,13 @@ async def test_expired_token_is_401(client: httpx.AsyncClient, app: FastAPI) -> 
     user_id = (await register(client)).json()["user"]["id"]
     client.cookies.clear()
     rt: Runtime = app.state.runtime
-    async with rt.db.session() as session:
+    async with rt.db.transaction() as session:
         already_expired = await service.issue_token(session, user_id, ttl_seconds=-1)
         live = await service.issue_token(session, user_id, ttl_seconds=3600)
     assert (await client.get("/api/me", headers=bearer(live))).status_code == 200
 
     # A token that was good a moment ago goes bad once its expiry passes.
-    async with rt.db.session() as session:
+    async with rt.db.transaction() as session:
         await session.execute(
             update(Token)
             .where(Token.token_hash == service.hash_token(live))
@@ -377,9 +376,7 @@ async def test_login_hooks_run_inside_the_transaction(
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    async def hook(
-        session: AsyncSession, request: Request, response: Response, user: UserInfo
-    ) -> None:
+    async def hook(uow: UnitOfWork, request: Request, response: Response, user: UserInfo) -> None:
         seen.append((request.url.path, user.email))
         response.headers["X-Hooked"] = "yes"
         if request.headers.get("x-fail-hook"):

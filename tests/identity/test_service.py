@@ -22,7 +22,7 @@ from tests.identity.support import PASSWORD
 
 
 async def _make(db: Database, email: str = "ada@example.com", role: str = "customer") -> UserInfo:
-    async with db.session() as session:
+    async with db.transaction() as session:
         return await service.create_user(
             session, email=email, password=PASSWORD, role=role, name="Ada"
         )
@@ -33,7 +33,7 @@ async def test_create_and_find_users(db: Database) -> None:
     assert user.email == "ada@example.com"
     assert user.role == "seller"
     assert user.created_at.tzinfo is not None
-    async with db.session() as session:
+    async with db.transaction() as session:
         assert await service.get_user(session, user.id) == user
         assert await service.get_user_by_email(session, "ADA@example.com ") == user
         assert await service.get_user(session, "usr_missing") is None
@@ -55,18 +55,18 @@ async def test_create_user_refuses_bad_input(
     args = {"email": "ada@example.com", "password": PASSWORD, "role": "customer", "name": "Ada"}
     args.update(kwargs)
     with pytest.raises(Problem) as caught:
-        async with db.session() as session:
+        async with db.transaction() as session:
             await service.create_user(session, **args)
     assert caught.value.status == 422
     assert caught.value.extra["errors"][0]["field"] == field
-    async with db.session() as session:
+    async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 0
 
 
 async def test_duplicate_email_is_refused(db: Database) -> None:
     await _make(db)
     with pytest.raises(Problem) as caught:
-        async with db.session() as session:
+        async with db.transaction() as session:
             await service.create_user(
                 session, email="ADA@example.com", password=PASSWORD, role="staff", name="Twin"
             )
@@ -75,7 +75,7 @@ async def test_duplicate_email_is_refused(db: Database) -> None:
 
 async def test_the_database_refuses_unknown_roles(db: Database) -> None:
     with pytest.raises(IntegrityError):
-        async with db.session() as session:
+        async with db.transaction() as session:
             await session.execute(
                 insert(User).values(
                     id="usr_x",
@@ -90,7 +90,7 @@ async def test_the_database_refuses_unknown_roles(db: Database) -> None:
 
 async def test_credentials(db: Database) -> None:
     user = await _make(db)
-    async with db.session() as session:
+    async with db.transaction() as session:
         assert await service.authenticate_credentials(session, "ADA@example.com", PASSWORD) == user
         assert await service.authenticate_credentials(session, "ada@example.com", "nope") is None
         assert await service.authenticate_credentials(session, "x@example.com", PASSWORD) is None
@@ -98,18 +98,18 @@ async def test_credentials(db: Database) -> None:
 
 async def test_token_lifecycle(db: Database) -> None:
     user = await _make(db)
-    async with db.session() as session:
+    async with db.transaction() as session:
         issued = await service.start_session(session, user.id, 60, user_agent="ua" * 500, ip="::1")
         token = issued.token
     assert issued.expires_at > utcnow()
-    async with db.session() as session:
+    async with db.transaction() as session:
         assert await service.authenticate_token(session, token) == user
         assert (await service.check_token(session, "nope")).status is TokenStatus.INVALID
         assert (await service.check_token(session, "")).status is TokenStatus.INVALID
         assert await service.revoke_token(session, token) is True
         assert await service.revoke_token(session, token) is False  # already revoked
         assert await service.revoke_token(session, "never-issued") is False
-    async with db.session() as session:
+    async with db.transaction() as session:
         check = await service.check_token(session, token)
         assert (check.status, check.user) == (TokenStatus.REVOKED, None)
         assert await service.authenticate_token(session, token) is None
@@ -117,7 +117,7 @@ async def test_token_lifecycle(db: Database) -> None:
 
 async def test_expiry(db: Database) -> None:
     user = await _make(db)
-    async with db.session() as session:
+    async with db.transaction() as session:
         expired = await service.issue_token(session, user.id, ttl_seconds=0)
         check = await service.check_token(session, expired)
     assert (check.status, check.user) == (TokenStatus.EXPIRED, None)
@@ -125,11 +125,11 @@ async def test_expiry(db: Database) -> None:
 
 async def test_set_password_signs_out_everywhere(db: Database) -> None:
     user = await _make(db)
-    async with db.session() as session:
+    async with db.transaction() as session:
         token = await service.issue_token(session, user.id, 3600)
-    async with db.session() as session:
+    async with db.transaction() as session:
         await service.set_password(session, user.id, "a brand new password")
-    async with db.session() as session:
+    async with db.transaction() as session:
         assert await service.authenticate_token(session, token) is None
         assert await service.authenticate_credentials(session, user.email, PASSWORD) is None
         assert (
@@ -137,13 +137,13 @@ async def test_set_password_signs_out_everywhere(db: Database) -> None:
             == user
         )
     with pytest.raises(Problem):
-        async with db.session() as session:
+        async with db.transaction() as session:
             await service.set_password(session, user.id, "short")
 
 
 async def test_purge_job_forgets_long_expired_tokens(runtime: Runtime) -> None:
     user = await _make(runtime.db)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         old = await service.issue_token(session, user.id, 60)
         recent = await service.issue_token(session, user.id, -60)
         live = await service.issue_token(session, user.id, 3600)
@@ -153,7 +153,7 @@ async def test_purge_job_forgets_long_expired_tokens(runtime: Runtime) -> None:
             .values(expires_at=utcnow() - timedelta(days=31))
         )
     assert await purge_expired_tokens(runtime) == 1
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         left = set((await session.scalars(select(Token.token_hash))).all())
     assert left == {service.hash_token(recent), service.hash_token(live)}
 
@@ -168,7 +168,7 @@ async def test_cli_creates_a_staff_user(database_url: str, runtime: Runtime) -> 
     result = await asyncio.to_thread(run, *args, "--role", "staff")
     assert result.exit_code == 0, result.output
     assert "boss@example.com" in result.output
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         user = await service.authenticate_credentials(session, "boss@example.com", PASSWORD)
     assert user is not None and user.role == "staff"
 
@@ -181,5 +181,5 @@ async def test_cli_creates_a_staff_user(database_url: str, runtime: Runtime) -> 
     short = ["--email", "x@example.com", "--name", "X", "--password", "short"]
     too_short = await asyncio.to_thread(run, *short, "--database", database_url)
     assert too_short.exit_code == 1
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 1

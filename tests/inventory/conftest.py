@@ -34,7 +34,7 @@ class Warehouses:
 
 
 async def create_warehouses(db: Database) -> Warehouses:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         made = [
             await service.create_warehouse(conn, code=code, name=name, countries=countries)
             for code, name, countries in WAREHOUSE_SPECS
@@ -50,7 +50,7 @@ async def warehouses(db: Database) -> Warehouses:
 async def new_variants(
     db: Database, count: int = 1, *, status: str = "active", title: str = "Test kettle"
 ) -> list[str]:
-    async with db.session() as session:
+    async with db.transaction() as session:
         _, ids = await make_product(
             session, title=title, variants=[{} for _ in range(count)], status=status
         )
@@ -63,20 +63,20 @@ async def variant(db: Database) -> str:
 
 
 async def receive(db: Database, variant_id: str, code: str, quantity: int) -> None:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.receive(conn, variant_id, code, quantity)
 
 
 async def stock_of(db: Database, variant_id: str) -> dict[str, tuple[int, int]]:
     """{warehouse code: (on_hand, reserved)} for one variant."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         levels = await service.stock_for_variant(conn, variant_id)
     return {s.warehouse_code: (s.on_hand, s.reserved) for s in levels}
 
 
 async def snapshot(db: Database) -> dict[str, Any]:
     """Everything the inventory owns (and the outbox size): to prove bad input wrote nothing."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         found: dict[str, Any] = {}
         for table in (WAREHOUSES, STOCK, RESERVATIONS, MOVEMENTS):
             rows = await conn.execute(select(table).order_by(*table.primary_key.columns))
@@ -86,6 +86,6 @@ async def snapshot(db: Database) -> dict[str, Any]:
 
 
 async def ledger_ok(db: Database) -> None:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         differences = await service.check_ledger(conn)
     assert differences == [], differences

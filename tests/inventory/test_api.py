@@ -37,7 +37,7 @@ async def shop(app: FastAPI) -> dict[str, str]:
     """Three warehouses and a kettle with two SKUs (plus an archived product)."""
     db = app_db(app)
     await create_warehouses(db)
-    async with db.session() as session:
+    async with db.transaction() as session:
         _, (steel, black) = await make_product(
             session, variants=[{"sku": "KET-STEEL"}, {"sku": "KET-BLACK"}]
         )

@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mercato.db import Database, utcnow
+from mercato.db import Database, UnitOfWork, utcnow
 from mercato.inventory import service
 from mercato.inventory.service import STOCK
 from mercato.problems import Problem
@@ -27,7 +26,7 @@ async def _shopper(
     shopper lowering the quantity. Returns the units held (0 when none were left)."""
     while True:
         try:
-            async with db.connect() as conn:
+            async with db.transaction() as conn:
                 held = await service.reserve(
                     conn, owner, [(variant, wanted)], ttl_seconds=ttl, now=now
                 )
@@ -49,7 +48,7 @@ async def test_200_clients_race_for_the_last_50_units(
     # 50 units spread over three warehouses, with the rest of the stock already sold.
     for code, units in (("BER", 30), ("LYS", 15), ("LDN", 25)):
         await receive(db, variant, code, units)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.reserve(conn, "earlier", [(variant, 20)], warehouse="LDN")
         await service.commit(conn, "earlier")
         assert await service.availability(conn, [variant]) == {variant: UNITS}
@@ -66,7 +65,7 @@ async def test_200_clients_race_for_the_last_50_units(
     stock = await stock_of(db, variant)
     assert sum(reserved for _, reserved in stock.values()) == UNITS
     assert all(0 <= reserved <= on_hand for on_hand, reserved in stock.values())
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert await service.availability(conn, [variant]) == {variant: 0}
     await ledger_ok(db)
 
@@ -76,21 +75,21 @@ async def test_200_clients_race_for_the_last_50_units(
     quitters = [i for i in winners if i % 3 == 1]
 
     async def settle(i: int) -> None:
-        async def work(conn: AsyncConnection) -> list[service.ReservationInfo]:
+        async def work(conn: UnitOfWork) -> list[service.ReservationInfo]:
             if i in buyers:
                 return await service.commit(conn, f"co_{i}")
             return await service.release(conn, f"co_{i}", "abandoned")
 
-        await service.in_transaction(db, work)
+        await db.run(work)
 
     async def expire() -> None:
-        async with db.connect() as conn:
+        async with db.transaction() as conn:
             await service.expire_due(conn, now + timedelta(seconds=5), limit=10_000)
 
     await asyncio.gather(*(settle(i) for i in buyers + quitters), expire(), expire())
     await expire()
 
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         active = await service.active_reservations(conn, variant_id=variant, limit=1000)
         rows = (await conn.execute(select(STOCK).where(STOCK.c.variant_id == variant))).all()
         committed = await service.list_reservations(
@@ -110,7 +109,7 @@ async def test_concurrent_reserves_for_one_owner_hold_once(
     await receive(db, variant, "BER", 100)
 
     async def attempt() -> list[str]:
-        async with db.connect() as conn:
+        async with db.transaction() as conn:
             return [r.id for r in await service.reserve(conn, "co_same", [(variant, 3)])]
 
     results = await asyncio.gather(*(attempt() for _ in range(10)))
@@ -133,18 +132,18 @@ async def test_concurrent_multi_line_reserves_never_oversell(
     async def cart(i: int) -> int:
         lines = [(a, rng.randint(1, 4)), (b, rng.randint(1, 4))]
 
-        async def work(conn: AsyncConnection) -> int:
+        async def work(conn: UnitOfWork) -> int:
             held = await service.reserve(conn, f"cart_{i}", lines)
             return sum(r.quantity for r in held)
 
         try:
-            return await service.in_transaction(db, work)
+            return await db.run(work)
         except Problem as exc:
             assert exc.code in {"out_of_stock", "stock_contention"}
             return 0
 
     held = await asyncio.gather(*(cart(i) for i in range(40)))
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         active = await service.active_reservations(conn, limit=1000)
     assert sum(held) == sum(r.quantity for r in active)
     for v in (a, b):

@@ -11,13 +11,13 @@ from tests.factories import make_product
 
 
 async def test_product_answers_carry_stock(client: httpx.AsyncClient, db: Database) -> None:
-    async with db.session() as session:
+    async with db.transaction() as session:
         product_id, (few, plenty, none) = await make_product(
             session,
             title="Stocked kettle",
             variants=[{"price": 1999}, {"price": 2499}, {"price": 2999}],
         )
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.create_warehouse(conn, code="BER", name="Berlin", countries=["DE"])
         await inventory.receive(conn, few, "BER", 3)
         await inventory.receive(conn, plenty, "BER", 80)
@@ -33,7 +33,7 @@ async def test_product_answers_carry_stock(client: httpx.AsyncClient, db: Databa
     assert variants[none]["stock_hint"] is None
     assert not {"available", "on_hand", "quantity"} & set(variants[plenty])
 
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.adjust(conn, few, "BER", -3, "damaged in storage")
         await inventory.adjust(conn, plenty, "BER", -80, "recount")
     listing = (await client.get("/api/products", params={"limit": 10})).json()["items"]

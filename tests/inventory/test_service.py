@@ -26,19 +26,19 @@ from tests.inventory.conftest import (
 async def reserve(
     db: Database, owner: str, lines: list[tuple[str, int]], **kw: object
 ) -> list[service.ReservationInfo]:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return await service.reserve(conn, owner, lines, **kw)  # type: ignore[arg-type]
 
 
 async def test_receive_adds_stock_and_writes_ledger_and_event(
     db: Database, warehouses: Warehouses, variant: str
 ) -> None:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         level = await service.receive(conn, variant, "BER", 7, reference="PO-1")
         level = await service.receive(conn, variant, "ber", 3)
     assert (level.on_hand, level.reserved, level.available) == (10, 0, 10)
     assert level.version == 2
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert await service.availability(conn, [variant, "var_unknown"]) == {
             variant: 10,
             "var_unknown": 0,
@@ -59,9 +59,9 @@ async def test_receive_adds_stock_and_writes_ledger_and_event(
 
 
 async def test_receive_by_sku(db: Database, warehouses: Warehouses) -> None:
-    async with db.session() as session:
+    async with db.transaction() as session:
         _, (vid,) = await make_product(session, variants=[{"sku": "INV-SKU-1"}])
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         level = await service.receive(conn, "INV-SKU-1", "LYS", 4)
     assert level.variant_id == vid
     assert await stock_of(db, vid) == {"LYS": (4, 0)}
@@ -72,18 +72,18 @@ async def test_adjust_never_goes_below_reserved(
 ) -> None:
     await receive(db, variant, "BER", 10)
     await reserve(db, "co_1", [(variant, 6)])
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         level = await service.adjust(conn, variant, "BER", -3, "count found 3 missing")
     assert (level.on_hand, level.reserved) == (7, 6)
     before = await snapshot(db)
     with pytest.raises(Problem) as info:
-        async with db.connect() as conn:
+        async with db.transaction() as conn:
             await service.adjust(conn, variant, "BER", -2, "damaged")
     assert info.value.status == 409
     assert info.value.code == "insufficient_stock"
     assert info.value.extra["available"] == 1
     assert await snapshot(db) == before
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.adjust(conn, variant, "LYS", 5, "found in Lyon")
     assert await stock_of(db, variant) == {"BER": (7, 6), "LYS": (5, 0)}
     await ledger_ok(db)
@@ -159,19 +159,19 @@ async def test_commit_and_release_are_idempotent(
     await receive(db, variant, "BER", 10)
     await reserve(db, "co_1", [(variant, 4)])
     await reserve(db, "co_2", [(variant, 3)])
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         committed = await service.commit(conn, "co_1")
         assert [(r.quantity, r.state) for r in committed] == [(4, "committed")]
         assert await service.commit(conn, "co_1") == []
         assert await service.release(conn, "co_1") == []
     assert await stock_of(db, variant) == {"BER": (6, 3)}
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         released = await service.release(conn, "co_2", "payment failed")
         assert [(r.quantity, r.state) for r in released] == [(3, "released")]
         assert await service.release(conn, "co_2") == []
         assert await service.commit(conn, "co_2") == []
     assert await stock_of(db, variant) == {"BER": (6, 0)}
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert await service.active_reservations(conn) == []
         states = sorted(r.state for r in await service.list_reservations(conn, state=None))
     assert states == ["committed", "released"]
@@ -179,7 +179,7 @@ async def test_commit_and_release_are_idempotent(
 
 
 async def _stock_events(db: Database, variant: str) -> list[int]:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         payloads = await conn.scalars(
             select(OutboxEvent.payload)
             .where(OutboxEvent.type == "StockChanged", OutboxEvent.aggregate_id == variant)
@@ -196,7 +196,7 @@ async def test_commit_answers_with_codes_and_announces_only_changes_in_what_can_
     held = await reserve(db, "co_split", [(variant, 6)], country="FR")
     assert sorted((r.warehouse_code, r.quantity) for r in held) == [("BER", 4), ("LYS", 2)]
     assert (await _stock_events(db, variant))[-1] == 1
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         committed = await service.commit(conn, "co_split")
     assert sorted((r.warehouse_code, r.quantity, r.state) for r in committed) == [
         ("BER", 4, "committed"),
@@ -207,7 +207,7 @@ async def test_commit_answers_with_codes_and_announces_only_changes_in_what_can_
     events = await _stock_events(db, variant)
     assert events == [4, 7, 1]
     await reserve(db, "co_other", [(variant, 1)])
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         (released,) = await service.release(conn, "co_other")
     assert released.warehouse_code == "LYS"
     assert (await _stock_events(db, variant))[-2:] == [0, 1]
@@ -247,7 +247,7 @@ async def test_reserve_is_idempotent_per_owner(
     assert info.value.status == 409
     assert info.value.code == "reservation_conflict"
     # Once released, the owner may hold again.
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.release(conn, "co_1")
     assert len(await reserve(db, "co_1", [(variant, 5)])) == 1
     assert await stock_of(db, variant) == {"BER": (10, 5)}
@@ -260,7 +260,7 @@ async def test_expire_due_releases_only_expired_holds(
     now = utcnow()
     await reserve(db, "co_old", [(variant, 2)], ttl_seconds=60, now=now - timedelta(minutes=5))
     await reserve(db, "co_new", [(variant, 3)], ttl_seconds=600, now=now)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert await service.expire_due(conn, now) == 1
         assert await service.expire_due(conn, now) == 0
         active = await service.active_reservations(conn)
@@ -268,7 +268,7 @@ async def test_expire_due_releases_only_expired_holds(
     assert [r.owner for r in active] == ["co_new"]
     assert [r.owner for r in expired] == ["co_old"]
     assert await stock_of(db, variant) == {"BER": (10, 3)}
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert await service.commit(conn, "co_old") == []
     await ledger_ok(db)
 
@@ -276,7 +276,7 @@ async def test_expire_due_releases_only_expired_holds(
 async def test_restock_after_a_return(db: Database, warehouses: Warehouses, variant: str) -> None:
     await receive(db, variant, "BER", 2)
     await reserve(db, "co_1", [(variant, 2)])
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.commit(conn, "co_1")
         level = await service.restock(conn, variant, "BER", 1, reference="rma_1")
     assert (level.on_hand, level.reserved) == (1, 0)
@@ -327,10 +327,10 @@ async def test_unknown_or_unsellable_variants_and_warehouses(
 
 async def test_duplicate_warehouse_code_is_a_conflict(db: Database, warehouses: Warehouses) -> None:
     with pytest.raises(Problem) as info:
-        async with db.connect() as conn:
+        async with db.transaction() as conn:
             await service.create_warehouse(conn, code="ber", name="Berlin 2", countries=["DE"])
     assert (info.value.status, info.value.code) == (409, "warehouse_exists")
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert [w.code for w in await service.list_warehouses(conn)] == ["BER", "LDN", "LYS"]
 
 
@@ -339,7 +339,7 @@ async def test_inactive_warehouse_is_neither_available_nor_reserved(
 ) -> None:
     await receive(db, variant, "BER", 5)
     await receive(db, variant, "LYS", 5)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await conn.execute(
             update(service.WAREHOUSES)
             .where(service.WAREHOUSES.c.code == "LYS")
@@ -356,7 +356,7 @@ async def test_ledger_check_reports_tampering(
     await receive(db, variant, "BER", 5)
     await reserve(db, "co_1", [(variant, 2)])
     await ledger_ok(db)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await conn.execute(update(STOCK).values(on_hand=STOCK.c.on_hand + 1))
         await conn.execute(update(RESERVATIONS).values(quantity=1))
         (diff,) = await service.check_ledger(conn)
@@ -374,7 +374,7 @@ async def test_database_refuses_negative_availability(
     await receive(db, variant, "BER", 1)
     for values in ({"reserved": 2}, {"on_hand": -1}, {"reserved": -1}):
         with pytest.raises(IntegrityError):
-            async with db.connect() as conn:
+            async with db.transaction() as conn:
                 await conn.execute(update(STOCK).values(**values))
     assert await stock_of(db, variant) == {"BER": (1, 0)}
 

@@ -66,7 +66,7 @@ def make_machine(loop: asyncio.AbstractEventLoop, db: Database) -> type[RuleBase
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=120)
 
     async def in_tx(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        async with db.connect() as conn:
+        async with db.transaction() as conn:
             return await fn(conn, *args, **kwargs)
 
     class InventoryMachine(RuleBasedStateMachine):
@@ -188,7 +188,7 @@ def make_machine(loop: asyncio.AbstractEventLoop, db: Database) -> type[RuleBase
                 return
 
             async def read() -> tuple[dict[tuple[str, str], tuple[int, int]], list[Any]]:
-                async with db.connect() as conn:
+                async with db.transaction() as conn:
                     rows = {}
                     for variant in self.variants:
                         for s in await service.stock_for_variant(conn, variant):

@@ -29,13 +29,13 @@ async def test_worker_job_expires_overdue_reservations(
     assert "inventory.expire" in {j.name for j in worker.jobs()}
     await receive(db, variant, "BER", 10)
     past = utcnow() - timedelta(hours=1)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.reserve(conn, "co_late", [(variant, 4)], ttl_seconds=60, now=past)
         await service.reserve(conn, "co_fresh", [(variant, 1)])
     assert await expire_reservations(runtime) == 1
     assert await expire_reservations(runtime) == 0
     assert await stock_of(db, variant) == {"BER": (10, 1)}
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         (expired,) = await service.list_reservations(conn, state="expired")
         payloads = (
             await conn.scalars(
@@ -61,7 +61,7 @@ async def cli(*args: str) -> Result:
 async def test_cli_check_and_receive(
     settings: Settings, db: Database, warehouses: Warehouses
 ) -> None:
-    async with db.session() as session:
+    async with db.transaction() as session:
         _, (variant,) = await make_product(session, variants=[{"sku": "CLI-KET"}])
     url = settings.database_url
     result = await cli(
@@ -84,7 +84,7 @@ async def test_cli_check_and_receive(
     assert result.exit_code == 0, result.output
     assert "1 stock rows, 0 differences" in result.output
 
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await conn.execute(update(STOCK).values(on_hand=11))
     result = await cli("inventory", "check", "--database", url)
     assert result.exit_code == 1
@@ -114,7 +114,7 @@ async def test_demo_stock_is_deterministic_and_balanced(db: Database) -> None:
     done: list[int] = []
     await seed_inventory(db, second, seed=7, progress=done.append)
     assert sum(done) == 400
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         codes = [w.code for w in await service.list_warehouses(conn)]
         a = await service.availability(conn, first)
         b = await service.availability(conn, second)

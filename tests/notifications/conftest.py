@@ -251,17 +251,17 @@ def make_draft(
 
 async def place_order(db: Database, **kwargs: Any) -> OrderInfo:
     """Place an order through the orders service (which publishes OrderPlaced)."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return await orders.create_order(conn, make_draft(**kwargs))
 
 
 async def publish(db: Database, event_type: str, aggregate_id: str, payload: dict[str, Any]) -> str:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return await events.publish(conn, event_type, aggregate_id, payload)
 
 
 async def load_event(db: Database, event_id: str) -> Event:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         r = (
             await conn.execute(select(OutboxEvent.__table__).where(OutboxEvent.id == event_id))
         ).one()
@@ -271,12 +271,12 @@ async def load_event(db: Database, event_id: str) -> Event:
 async def forget_deliveries(db: Database, consumer: str) -> None:
     """Make the outbox deliver everything to ``consumer`` again (as after a crash between
     handling an event and recording that it was handled)."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await conn.execute(delete(OutboxDelivery).where(OutboxDelivery.consumer == consumer))
 
 
 async def count(db: Database, table: Any) -> int:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
@@ -284,14 +284,14 @@ async def rows(db: Database, table: Any, **where: Any) -> list[Any]:
     query = select(table)
     for name, value in where.items():
         query = query.where(table.c[name] == value)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return list(await conn.execute(query.order_by(table.c.created_at, table.c.id)))
 
 
 async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every notifications table: to prove a refused request wrote nothing."""
     found = {}
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         for table in (EMAILS, ENDPOINTS, DELIVERIES):
             result = await conn.execute(select(table).order_by(table.c.id))
             found[table.name] = [tuple(r) for r in result]

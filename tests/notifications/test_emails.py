@@ -11,7 +11,7 @@ from sqlalchemy import update
 from mercato import worker
 from mercato.db import utcnow
 from mercato.notifications import events as notification_events
-from mercato.notifications import service
+from mercato.notifications import senders, service
 from mercato.notifications.service import EMAILS
 from mercato.runtime import Runtime
 from mercato.settings import Settings
@@ -217,15 +217,15 @@ async def test_smtp_down_is_retried_with_backoff(
     await notification_events.consume_outbox(runtime)
     now = utcnow()
 
-    assert await service.send_due_emails(db, down, now=now) == 0
+    assert await senders.send_due_emails(db, down, now=now) == 0
     [row] = await rows(db, EMAILS)
     assert row.status == "failed" and row.attempts == 1 and row.last_error
     assert at(now, 1) <= row.next_attempt_at <= at(now, 2)  # base 2 s, equal jitter
 
     # Not due yet: nothing is tried; once due, it goes out.
-    assert await service.send_due_emails(db, smtp_settings, now=now) == 0
+    assert await senders.send_due_emails(db, smtp_settings, now=now) == 0
     assert smtp_server.messages == []
-    assert await service.send_due_emails(db, smtp_settings, now=at(now, 2)) == 1
+    assert await senders.send_due_emails(db, smtp_settings, now=at(now, 2)) == 1
     assert len(smtp_server.messages) == 1
     [row] = await rows(db, EMAILS)
     assert row.status == "sent" and row.attempts == 2 and row.last_error is None
@@ -240,7 +240,7 @@ async def test_a_mail_is_dead_after_the_last_attempt(
     await notification_events.consume_outbox(runtime)
     when = utcnow()
     for _ in range(service.EMAIL_MAX_ATTEMPTS + 2):
-        await service.send_due_emails(db, down, now=when, backoff_base=0.0)
+        await senders.send_due_emails(db, down, now=when, backoff_base=0.0)
     [row] = await rows(db, EMAILS)
     assert row.status == "dead" and row.attempts == service.EMAIL_MAX_ATTEMPTS
 
@@ -254,18 +254,18 @@ async def test_a_sender_that_died_mid_send_is_replaced_and_the_mail_goes_out(
     now = utcnow()
     # A worker claims the mail and dies before recording anything (it may or may not have
     # sent it): the row stays "sending" under its lease.
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await conn.execute(
             update(EMAILS).values(
                 status="sending", attempts=1, next_attempt_at=at(now, service.EMAIL_LEASE_SECONDS)
             )
         )
-    assert await service.send_due_emails(db, smtp_settings, now=now) == 0  # lease still held
+    assert await senders.send_due_emails(db, smtp_settings, now=now) == 0  # lease still held
     assert smtp_server.messages == []
 
     later = at(now, service.EMAIL_LEASE_SECONDS + 1)
-    assert await service.send_due_emails(db, smtp_settings, now=later) == 1
-    assert await service.send_due_emails(db, smtp_settings, now=later) == 0
+    assert await senders.send_due_emails(db, smtp_settings, now=later) == 1
+    assert await senders.send_due_emails(db, smtp_settings, now=later) == 0
     assert len(smtp_server.messages) == 1
     [row] = await rows(db, EMAILS)
     assert row.status == "sent" and row.attempts == 2
@@ -278,7 +278,7 @@ async def test_a_refused_recipient_is_dead_at_once(
     await place_order(runtime.db, email="nobody@example.com")
     await place_order(runtime.db, email="somebody@example.com")
     await worker.run_once(runtime)
-    await service.send_due_emails(runtime.db, smtp_settings)
+    await senders.send_due_emails(runtime.db, smtp_settings)
     by_address = {r.to_address: r for r in await rows(runtime.db, EMAILS)}
     assert by_address["nobody@example.com"].status == "dead"
     assert "No such mailbox" in (by_address["nobody@example.com"].last_error or "")

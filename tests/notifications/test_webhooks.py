@@ -15,7 +15,7 @@ import pytest
 from mercato import worker
 from mercato.db import Database, utcnow
 from mercato.notifications import events as notification_events
-from mercato.notifications import service
+from mercato.notifications import senders, service
 from mercato.notifications.service import DELIVERIES
 from mercato.notifications.signing import signature_header, verify_signature
 from mercato.runtime import Runtime
@@ -32,7 +32,7 @@ from tests.notifications.conftest import (
 
 
 async def endpoint(db: Database, url: str, types: list[str] | None = None) -> tuple[str, str]:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         info, secret = await service.create_endpoint(
             conn, url=url, event_types=types or ["OrderPlaced", "ShipmentCreated"]
         )
@@ -40,14 +40,14 @@ async def endpoint(db: Database, url: str, types: list[str] | None = None) -> tu
 
 
 async def get_endpoint(db: Database, endpoint_id: str) -> service.EndpointInfo:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         found = await service.get_endpoint(conn, endpoint_id)
     assert found is not None
     return found
 
 
 async def deliver(runtime: Runtime, when: datetime, limit: int = service.CLAIM_BATCH) -> int:
-    return await service.deliver_webhooks(runtime.db, runtime.settings, now=when, limit=limit)
+    return await senders.deliver_webhooks(runtime.db, runtime.settings, now=when, limit=limit)
 
 
 async def test_a_delivery_is_signed_and_carries_the_event(
@@ -107,7 +107,7 @@ async def test_only_subscribed_types_and_active_endpoints_get_deliveries(
     await endpoint(db, receiver.url, ["ShipmentCreated"])
     wants_orders, _ = await endpoint(db, receiver.url, ["OrderPlaced"])
     switched_off, _ = await endpoint(db, receiver.url, ["OrderPlaced"])
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await service.update_endpoint(conn, switched_off, active=False)
 
     await place_order(db)
@@ -207,7 +207,7 @@ async def test_a_delivery_is_dead_after_the_maximum_attempts_and_staff_can_retry
     assert len(receiver.requests) == 3
 
     receiver.fail_always = False
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         again = await service.retry_delivery(conn, endpoint_id, row.id)
     assert again.status == "pending" and again.attempts == 0
     assert await deliver(runtime, at(now, 7 * 7200)) == 1
@@ -255,7 +255,7 @@ async def test_an_endpoint_is_disabled_after_consecutive_failures(
 
     # Switched back on, it starts afresh and its waiting deliveries go out.
     receiver.fail_always = False
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         info = await service.update_endpoint(conn, endpoint_id, active=True)
     assert info.active and info.consecutive_failures == 0 and info.disabled_at is None
     for step in range(11, 14):

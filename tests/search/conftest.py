@@ -81,7 +81,7 @@ class Truth:
 
 async def truth(app: FastAPI) -> dict[str, Truth]:
     runtime = runtime_of(app)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         ids = await catalog.listed_product_ids(session, limit=100_000)
         views = await catalog.get_products(session, ids, include_inactive=False)
         variant_ids = [v.id for view in views.values() for v in view.variants]

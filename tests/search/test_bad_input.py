@@ -15,7 +15,7 @@ SYNTAX = ['"', ":", "(", ")", "*", "~", "title:", "a AND (b", "\\", "^2", "[1 TO
 
 
 async def _seed(app: FastAPI) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         for i in range(5):
             await make_product(session, title=f"Acme kettle {i}", brand="Acme")
     await reindex(app)
@@ -110,7 +110,7 @@ async def test_unknown_values_and_pages_beyond_the_end_are_empty(
 async def test_without_an_index_search_says_so_and_the_listing_still_works(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         await make_product(session, title="Acme kettle")
     assert_problem(
         await client.get("/api/search", params={"q": "kettle"}), 503, "search_unavailable"

@@ -29,7 +29,7 @@ async def test_reindex_and_status(
     monkeypatch.setenv("MERCATO_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
     try:
-        async with db.session() as session:
+        async with db.transaction() as session:
             for i in range(3):
                 await make_product(session, title=f"Acme kettle {i}")
         result = await cli("search", "reindex", "--database", settings.database_url)

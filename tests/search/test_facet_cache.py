@@ -148,7 +148,7 @@ async def _facets(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
 async def test_browse_facets_follow_updates_and_rebuilds(
     app: FastAPI, client: httpx.AsyncClient, staff_headers: dict[str, str]
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         for i in range(3):
             await make_product(session, title=f"Cached kettle {i}", category_slug="kettles")
     await reindex(app)
@@ -159,7 +159,7 @@ async def test_browse_facets_follow_updates_and_rebuilds(
     assert reader is not None and reader.snapshot().results.hits >= 1
 
     # A new product in the category, fed by the worker: counted at once.
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         await make_product(session, title="Cached kettle 3", category_slug="kettles")
     await sync(app)
     second = await _facets(client, category="kettles")
@@ -179,7 +179,7 @@ async def test_browse_facets_follow_updates_and_rebuilds(
     assert {p["from"]: p["count"] for p in third["facets"]["price"]} == {"10.00": 3, "100.00": 1}
 
     # A rebuild (a new version) answers with its own counts.
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         await make_product(session, title="Cached kettle 4", category_slug="kettles")
     await reindex(app)
     fourth = await _facets(client, category="kettles")

@@ -155,10 +155,8 @@ def test_stock_facet_counts_agree_with_the_stock_filters(
 async def test_one_variant_in_stock_is_enough(
     app: FastAPI, client: httpx.AsyncClient, staff_headers: dict[str, str]
 ) -> None:
-    async with runtime_of(app).db.session() as session:
-        await inventory.create_warehouse(
-            await session.connection(), code="BER", name="Berlin", countries=["DE"]
-        )
+    async with runtime_of(app).db.transaction() as session:
+        await inventory.create_warehouse(session, code="BER", name="Berlin", countries=["DE"])
         every, _ = await make_product(
             session, title="Stocked lantern", variants=[{"sku": "ALL-1"}, {"sku": "ALL-2"}]
         )
@@ -168,7 +166,7 @@ async def test_one_variant_in_stock_is_enough(
         none, _ = await make_product(
             session, title="Empty lantern", variants=[{"sku": "NONE-1"}, {"sku": "NONE-2"}]
         )
-    async with runtime_of(app).db.connect() as conn:
+    async with runtime_of(app).db.transaction() as conn:
         for sku in ("ALL-1", "ALL-2", "SOME-2"):
             await inventory.receive(conn, sku, "BER", 2)
     await reindex(app)
@@ -183,7 +181,7 @@ async def test_one_variant_in_stock_is_enough(
     assert await ids() == {every, some, none}
 
     # The last unit of the half-stocked product's one variant goes: it is sold out.
-    async with runtime_of(app).db.connect() as conn:
+    async with runtime_of(app).db.transaction() as conn:
         await inventory.adjust(conn, "SOME-2", "BER", -2, reason="count")
     await sync(app)
     assert await ids(in_stock="true") == {every}

@@ -48,11 +48,9 @@ async def _create(client: httpx.AsyncClient, headers: dict[str, str], category_i
 async def test_changes_are_searchable_after_one_worker_pass(
     app: FastAPI, client: httpx.AsyncClient, staff_headers: dict[str, str]
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         category = await make_category(session, "Brewing")
-        await inventory.create_warehouse(
-            await session.connection(), code="BER", name="Berlin", countries=["DE"]
-        )
+        await inventory.create_warehouse(session, code="BER", name="Berlin", countries=["DE"])
     await reindex(app)
     product_id = await _create(client, staff_headers, category.id)
     assert await _titles(client, "teapot") == set()
@@ -61,7 +59,7 @@ async def test_changes_are_searchable_after_one_worker_pass(
     assert hit["id"] == product_id and hit["min_price"] == "24.50" and hit["in_stock"] is False
 
     # Stock arrives: the product is in stock as soon as the worker passed.
-    async with runtime_of(app).db.connect() as conn:
+    async with runtime_of(app).db.transaction() as conn:
         await inventory.receive(conn, "ZT-1", "BER", 3)
     await sync(app)
     assert (await _search(client, q="teapot", in_stock="true"))["total"] == 1
@@ -102,7 +100,7 @@ async def test_a_change_delivered_but_not_committed_is_replayed(
 ) -> None:
     await reindex(app)
     await sync(app)  # the writer is open and has replayed what there was
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         await make_product(session, title="Replayed teapot")
     wire()
     await dispatcher.dispatch_once(runtime_of(app))  # delivered and recorded...
@@ -116,7 +114,7 @@ async def test_a_change_delivered_but_not_committed_is_replayed(
 async def test_reindex_switches_atomically_while_searches_continue(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         for i in range(60):
             await make_product(session, title=f"Acme kettle {i}", brand="Acme")
     first = await reindex(app)
@@ -144,7 +142,7 @@ async def test_reindex_switches_atomically_while_searches_continue(
 async def test_deleting_the_index_loses_nothing(
     app: FastAPI, client: httpx.AsyncClient, staff_headers: dict[str, str]
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         for i in range(8):
             await make_product(session, title=f"Nordhaven mug {i}", brand="Nordhaven")
     await reindex(app)
@@ -166,7 +164,7 @@ async def test_deleting_the_index_loses_nothing(
 async def test_the_one_process_default_builds_its_own_index(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         await make_product(session, title="Bootstrapped teapot")
     assert await service.sync_index(runtime_of(app), bootstrap=False) == 0
     assert (await client.get("/api/search")).status_code == 503

@@ -15,7 +15,7 @@ from tests.search.conftest import assert_problem, reindex, runtime_of, sync
 
 
 async def _product(app: FastAPI, title: str, **kwargs: Any) -> str:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         product_id, _ = await make_product(session, title=title, **kwargs)
     return product_id
 
@@ -120,7 +120,7 @@ async def test_synonyms_are_staff_edited_and_apply_without_a_reindex(
     assert [g["id"] for g in r.json()["items"]] == [group["id"]]
 
     async def groups() -> int:
-        async with runtime_of(app).db.session() as session:
+        async with runtime_of(app).db.transaction() as session:
             return int(await session.scalar(select(func.count()).select_from(Synonym)) or 0)
 
     assert_problem(
@@ -201,7 +201,7 @@ async def test_autocomplete_offers_titles_brands_and_categories(
 async def test_snippets_say_where_the_words_matched(
     app: FastAPI, client: httpx.AsyncClient, kitchen: dict[str, str]
 ) -> None:
-    async with runtime_of(app).db.session() as session:
+    async with runtime_of(app).db.transaction() as session:
         product_id, _ = await make_product(session, title="Glass teapot")
     r = await client.patch(
         f"/api/admin/products/{product_id}",

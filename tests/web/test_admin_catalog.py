@@ -71,14 +71,14 @@ def field_error(html: str, name: str) -> str:
 
 async def first_category_id(app: FastAPI) -> str:
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         tree = await catalog.get_category_tree(session)
     return tree[0].category.id
 
 
 async def some_product(app: FastAPI) -> catalog.ProductView:
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         page = await catalog.staff_products(session, status="active", limit=1)
     return page.items[0]
 
@@ -265,7 +265,7 @@ async def test_list_search_and_paging_and_variant_errors_over_http(
     assert r.status_code == 422
     assert "needs a name" in field_error(r.text, "opt-0")
 
-    async with shop.db.session() as session:
+    async with shop.db.transaction() as session:
         assert await catalog.get_variant_by_sku(session, "FRESH-1") is None
         after = await catalog.get_product(session, product.id, include_inactive=True)
     assert after is not None and len(after.variants) == len(product.variants)
@@ -275,7 +275,7 @@ async def test_customers_are_refused_and_a_post_needs_the_csrf_token(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     runtime: Runtime = app.state.runtime
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         for email, role in ((STAFF_EMAIL, "staff"), (SHOPPER_EMAIL, "customer")):
             await identity.create_user(
                 session, email=email, password=TEST_PASSWORD, role=role, name=role
@@ -309,14 +309,14 @@ async def test_customers_are_refused_and_a_post_needs_the_csrf_token(
     assert "csrf_failed" in r.text
     r = await client.post("/admin/products", data={**form, "csrf_token": "forged"}, headers=html)
     assert r.status_code == 403
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         found = await catalog.staff_products(session, text="Forged Product")
     assert found.items == []
 
     token = await csrf_from(client, "/admin/products/new")
     r = await post_form(client, "/admin/products", form, token)
     assert r.status_code == 303
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         found = await catalog.staff_products(session, text="Forged Product")
     assert [p.title for p in found.items] == ["Forged Product"]
     assert r.headers["location"] == f"/admin/products/{found.items[0].id}"
@@ -329,7 +329,7 @@ async def test_customers_are_refused_and_a_post_needs_the_csrf_token(
 async def test_staff_products_matches_title_or_sku_any_status_in_keyset_pages(
     runtime: Runtime,
 ) -> None:
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         root = await catalog.create_category(session, name="Lamps")
         made = []
         for i, status in enumerate(["active", "draft", "archived", "active"]):
@@ -344,7 +344,7 @@ async def test_staff_products_matches_title_or_sku_any_status_in_keyset_pages(
             )
             made.append(view.id)
 
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         every = await catalog.staff_products(session)
         assert [p.id for p in every.items] == made[::-1]
         assert every.next_before is None

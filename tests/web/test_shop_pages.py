@@ -119,7 +119,7 @@ async def test_listings_cart_forms_and_pictures_over_http(
     assert (await client.get("/search/suggest", params={"q": " "})).text.strip() == ""
 
     # Product pages by id or by slug; an unknown one is a 404 page.
-    async with shop.db.session() as session:
+    async with shop.db.transaction() as session:
         tree = await catalog.get_category_tree(session)
         view = await catalog.get_product(session, product.id)
     assert view is not None

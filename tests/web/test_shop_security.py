@@ -103,7 +103,7 @@ async def test_forms_need_their_token_and_orders_stay_private(
 
 
 async def _script_product(shop: Runtime, app: FastAPI) -> str:
-    async with shop.db.session() as session:
+    async with shop.db.transaction() as session:
         tree = await catalog.get_category_tree(session)
         leaf = tree[0]
         while leaf.children:

@@ -18,10 +18,10 @@ async def expire_guest_carts(runtime: Runtime) -> int:
     cache = service.cache_for(runtime)
     total = 0
     while True:
-        async with runtime.db.session() as session:
-            deleted = await service.expire_guest_carts(session, batch=_BATCH)
+        async with runtime.db.transaction() as uow:
+            deleted = await service.expire_guest_carts(uow, batch=_BATCH)
             if cache is not None and deleted:
-                cache.invalidate_after_commit(session, deleted)
+                cache.invalidate_after_commit(uow, deleted)
         total += len(deleted)
         if len(deleted) < _BATCH:
             break

@@ -1,11 +1,17 @@
-"""What crosses the cart API."""
+"""What crosses the cart API: the bodies and answers, and the guest's cart token as it
+travels (the ``X-Cart-Token`` header or the ``mercato_cart`` cookie, which the shop's pages
+share with the API, so both see one cart)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
+from fastapi import Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+
+from mercato.cart.service import CART_COOKIE, CART_HEADER
+from mercato.settings import Settings
 
 
 class AddItemIn(BaseModel):
@@ -55,3 +61,41 @@ class CartOut(BaseModel):
     line_count: int
     subtotal: str
     notices: list[str]
+
+
+# --------------------------------------------------------------------------------------------
+# The guest's token
+
+
+def presented_token(request: Request) -> tuple[str | None, bool]:
+    """The guest token from the ``X-Cart-Token`` header, else the cookie; (token, from_cookie)."""
+    header = request.headers.get(CART_HEADER)
+    if header:
+        return header, False
+    cookie = request.cookies.get(CART_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def set_cart_cookie(response: Response, settings: Settings, token: str) -> None:
+    response.set_cookie(
+        CART_COOKIE,
+        token,
+        max_age=settings.guest_cart_ttl_seconds,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+
+
+def clear_cart_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        CART_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure
+    )
+
+
+def cookie_clearing_header(settings: Settings) -> str:
+    """The ``Set-Cookie`` value that clears the cookie (for a problem answer)."""
+    scratch = Response()
+    clear_cart_cookie(scratch, settings)
+    return scratch.headers["set-cookie"]

@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato import events
+from mercato.catalog.common import slugify
 from mercato.catalog.models import Brand, Category, Product, Variant
-from mercato.catalog.service import slugify
-from mercato.db import Database
+from mercato.db import Database, UnitOfWork
 
 BATCH = 2000
 CURRENCY = "EUR"
@@ -634,8 +633,8 @@ async def seed_catalog(
     ``progress(n)`` is called after each committed batch of ``n`` products.
     """
     shop = ShopGenerator(products, seed)
-    async with db.connect() as conn:
-        category_ids, brand_ids = await _seed_tree_and_brands(conn, shop)
+    async with db.transaction() as uow:
+        category_ids, brand_ids = await _seed_tree_and_brands(uow, shop)
     variant_ids: list[str] = []
     for batch in shop.batches():
         for row in batch.products:
@@ -644,10 +643,10 @@ async def seed_catalog(
         for _, _, payload in batch.events:
             payload["category_id"] = category_ids[payload["category_id"]]
             payload["brand_id"] = brand_ids[payload["brand_id"]]
-        async with db.connect() as conn:
-            await conn.execute(insert(Product.__table__), batch.products)  # type: ignore[arg-type]
-            await conn.execute(insert(Variant.__table__), batch.variants)  # type: ignore[arg-type]
-            await events.publish_many(conn, batch.events)
+        async with db.transaction() as uow:
+            await uow.execute(insert(Product.__table__), batch.products)  # type: ignore[arg-type]
+            await uow.execute(insert(Variant.__table__), batch.variants)  # type: ignore[arg-type]
+            await events.publish_many(uow, batch.events)
         variant_ids.extend(v["id"] for v in batch.variants)
         if progress is not None:
             progress(len(batch.products))
@@ -655,11 +654,11 @@ async def seed_catalog(
 
 
 async def _seed_tree_and_brands(
-    conn: AsyncConnection, shop: ShopGenerator
+    uow: UnitOfWork, shop: ShopGenerator
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Insert the categories and brands not there yet; map generated ids to the stored ones."""
-    have_categories = dict((await conn.execute(select(Category.slug, Category.id))).all())
-    have_brands = dict((await conn.execute(select(Brand.slug, Brand.id))).all())
+    have_categories = dict((await uow.execute(select(Category.slug, Category.id))).all())
+    have_brands = dict((await uow.execute(select(Brand.slug, Brand.id))).all())
     category_ids = {c.id: have_categories.get(c.slug, c.id) for c in shop.categories}
     brand_ids = {b["id"]: have_brands.get(b["slug"], b["id"]) for b in shop.brands}
     new_categories: list[dict[str, Any]] = [
@@ -681,9 +680,9 @@ async def _seed_tree_and_brands(
     # Depth-first order puts parents before children, so one executemany satisfies the
     # self-referencing foreign key.
     if new_categories:
-        await conn.execute(insert(Category.__table__), new_categories)  # type: ignore[arg-type]
+        await uow.execute(insert(Category.__table__), new_categories)  # type: ignore[arg-type]
     if new_brands:
-        await conn.execute(insert(Brand.__table__), new_brands)  # type: ignore[arg-type]
+        await uow.execute(insert(Brand.__table__), new_brands)  # type: ignore[arg-type]
     created: list[tuple[str, str, dict[str, Any]]] = [
         ("CategoryCreated", c["id"], {k: c[k] for k in ("slug", "path", "parent_id")})
         for c in new_categories
@@ -693,5 +692,5 @@ async def _seed_tree_and_brands(
     ]
     for _, ident, payload in created:
         payload["category_id" if ident.startswith("cat_") else "brand_id"] = ident
-    await events.publish_many(conn, created)
+    await events.publish_many(uow, created)
     return category_ids, brand_ids

@@ -1,12 +1,28 @@
-"""What crosses the catalog API: staff requests (strict: no coercion, no unknown fields)."""
+"""What crosses the catalog API: staff requests (strict: no coercion, no unknown fields), and
+products, categories and brands as JSON (the one place a product becomes an answer, for the
+catalog's staff API and the storefront's product reads alike)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from mercato.money import CurrencyCode, DecimalStr
+from mercato.catalog.service import (
+    NO_STOCK,
+    BrandInfo,
+    CategoryInfo,
+    CategoryNode,
+    NewProduct,
+    NewVariant,
+    ProductChanges,
+    ProductView,
+    StockNote,
+    VariantView,
+)
+from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
+from mercato.problems import validation_problem
 
 Slug = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
@@ -130,3 +146,152 @@ class ProductPatch(_Patch):
     media: Media | None = None
     tax_class: TaxClass | None = None
     currency: CurrencyCode | None = None
+
+
+DEFAULT_CURRENCY = "EUR"
+
+
+# --------------------------------------------------------------------------------------------
+# Requests into the service's terms
+
+
+def minor(amount: str, currency: str, field: str) -> int:
+    """A decimal string in ``currency`` as minor units; a 422 naming ``field`` otherwise."""
+    try:
+        return to_minor(amount, currency)
+    except MoneyError as exc:
+        raise validation_problem(field, str(exc)) from exc
+
+
+def new_variant(body: VariantIn, currency: str, field_prefix: str = "") -> NewVariant:
+    # Amounts are read in the variant's own currency when it names one, so that a mismatch is
+    # reported as such rather than as a decimal-places error.
+    own = body.currency or currency
+    return NewVariant(
+        sku=body.sku,
+        price=minor(body.price, own, f"{field_prefix}price"),
+        currency=body.currency,
+        title=body.title,
+        options=body.options,
+        compare_at=(
+            minor(body.compare_at_price, own, f"{field_prefix}compare_at_price")
+            if body.compare_at_price is not None
+            else None
+        ),
+        weight_grams=body.weight_grams,
+        active=body.active,
+        position=body.position,
+    )
+
+
+def new_product(body: ProductIn) -> NewProduct:
+    """A new product as the service takes it: its currency is the one named, else its first
+    variant's, else the default; prices in minor units."""
+    currency = body.currency or next(
+        (v.currency for v in body.variants if v.currency), DEFAULT_CURRENCY
+    )
+    return NewProduct(
+        title=body.title,
+        slug=body.slug,
+        description=body.description,
+        category_id=body.category_id,
+        brand_id=body.brand_id,
+        status=body.status,
+        attributes=normalise_attributes(body.attributes),
+        media=body.media,
+        tax_class=body.tax_class,
+        currency=currency,
+        variants=[new_variant(v, currency, f"variants.{i}.") for i, v in enumerate(body.variants)],
+    )
+
+
+def product_changes(body: ProductPatch) -> ProductChanges:
+    values = body.model_dump(exclude_unset=True)
+    if "attributes" in values:
+        values["attributes"] = normalise_attributes(values["attributes"])
+    return ProductChanges(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# Answers
+
+
+def _money(amount: int | None, currency: str) -> str | None:
+    return None if amount is None else format_minor(amount, currency)
+
+
+def category_json(c: CategoryInfo) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "slug": c.slug,
+        "path": c.path,
+        "depth": c.depth,
+        "position": c.position,
+        "parent_id": c.parent_id,
+    }
+
+
+def tree_json(node: CategoryNode) -> dict[str, Any]:
+    return {**category_json(node.category), "children": [tree_json(n) for n in node.children]}
+
+
+def brand_json(b: BrandInfo) -> dict[str, Any]:
+    return {"id": b.id, "name": b.name, "slug": b.slug}
+
+
+def variant_json(v: VariantView) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "product_id": v.product_id,
+        "sku": v.sku,
+        "title": v.title,
+        "options": v.options,
+        "price": format_minor(v.price, v.currency),
+        "compare_at_price": _money(v.compare_at, v.currency),
+        "currency": v.currency,
+        "weight_grams": v.weight_grams,
+        "active": v.active,
+        "position": v.position,
+    }
+
+
+def _stocked_variant_json(v: VariantView, note: StockNote) -> dict[str, Any]:
+    # An inactive variant is never in stock for a shopper, whatever its shelf holds.
+    return {
+        **variant_json(v),
+        "in_stock": v.active and note.in_stock,
+        "stock_hint": note.hint if v.active else None,
+    }
+
+
+def product_json(p: ProductView, *, detail: bool, stock: Mapping[str, StockNote]) -> dict[str, Any]:
+    """A product as the API answers it, with each variant's stock note (``stock`` by variant
+    id; a variant it does not name has none)."""
+    variants = [_stocked_variant_json(v, stock.get(v.id, NO_STOCK)) for v in p.variants]
+    body: dict[str, Any] = {
+        "id": p.id,
+        "title": p.title,
+        "slug": p.slug,
+        "status": p.status,
+        "brand": brand_json(p.brand) if p.brand else None,
+        "category": {
+            "id": p.category.id,
+            "name": p.category.name,
+            "slug": p.category.slug,
+            "path": p.category.path,
+        },
+        "attributes": p.attributes,
+        "media": p.media,
+        "min_price": _money(p.min_price, p.currency),
+        "max_price": _money(p.max_price, p.currency),
+        "currency": p.currency,
+        "created_at": p.created_at.isoformat(),
+        "variants": variants,
+    }
+    if detail:
+        body["description"] = p.description
+        body["tax_class"] = p.tax_class
+        body["updated_at"] = p.updated_at.isoformat()
+    body["in_stock"] = any(v["in_stock"] for v in variants)
+    return body

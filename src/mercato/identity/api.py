@@ -8,8 +8,8 @@ Accounts made here are always customers: staff and sellers are created by an ope
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from mercato.db import UnitOfWork
 from mercato.identity import service
 from mercato.identity.deps import (
     CurrentUser,
@@ -20,7 +20,7 @@ from mercato.identity.deps import (
 from mercato.identity.schemas import AuthOut, LoginIn, RegisterIn, UserOut
 from mercato.identity.service import UserInfo
 from mercato.ratelimit import limiter_for
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(tags=["identity"])
 
@@ -33,7 +33,7 @@ def client_ip(request: Request) -> str:
 
 
 async def _sign_in(
-    session: AsyncSession,
+    uow: UnitOfWork,
     runtime: Runtime,
     request: Request,
     response: Response,
@@ -41,13 +41,13 @@ async def _sign_in(
 ) -> AuthOut:
     ttl = runtime.settings.token_ttl_seconds
     issued = await service.start_session(
-        session,
+        uow,
         user.id,
         ttl,
         user_agent=request.headers.get("user-agent"),
         ip=client_ip(request),
     )
-    await service.run_login_hooks(session, request, response, user)
+    await service.run_login_hooks(uow, request, response, user)
     set_session_cookie(response, issued.token, ttl, secure=runtime.settings.cookie_secure)
     return AuthOut(user=UserOut.of(user), token=issued.token, expires_at=issued.expires_at)
 
@@ -57,14 +57,14 @@ async def register(
     body: RegisterIn,
     request: Request,
     response: Response,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
 ) -> AuthOut:
     """Create a customer account and sign it in."""
     user = await service.create_user(
-        session, email=body.email, password=body.password, role="customer", name=body.name
+        uow, email=body.email, password=body.password, role="customer", name=body.name
     )
-    return await _sign_in(session, runtime, request, response, user)
+    return await _sign_in(uow, runtime, request, response, user)
 
 
 @router.post("/api/auth/login", response_model=AuthOut)
@@ -72,7 +72,7 @@ async def login(
     body: LoginIn,
     request: Request,
     response: Response,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
 ) -> AuthOut:
     """Exchange e-mail and password for a token (rate-limited per IP and per account)."""
@@ -84,32 +84,32 @@ async def login(
         capacity=settings.login_rate_capacity,
         refill_per_second=settings.login_rate_refill_per_second,
     )
-    user = await service.authenticate_credentials(session, body.email, body.password)
+    user = await service.authenticate_credentials(uow, body.email, body.password)
     if user is None:
         raise service.invalid_credentials()
-    return await _sign_in(session, runtime, request, response, user)
+    return await _sign_in(uow, runtime, request, response, user)
 
 
 @router.post("/api/auth/logout", status_code=204, response_class=Response)
 async def logout(
     user: CurrentUser,
     credential: PresentedCredential,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     response: Response,
 ) -> None:
     """Revoke the token this request was made with and clear the cookie."""
     assert credential is not None  # CurrentUser has already insisted on one
-    await service.revoke_token(session, credential.token)
+    await service.revoke_token(uow, credential.token)
     delete_session_cookie(response, secure=runtime.settings.cookie_secure)
 
 
 @router.post("/api/auth/logout-all", status_code=204, response_class=Response)
 async def logout_all(
-    user: CurrentUser, session: SessionDep, runtime: RuntimeDep, response: Response
+    user: CurrentUser, uow: UowDep, runtime: RuntimeDep, response: Response
 ) -> None:
     """Revoke every token of the current user (sign out on all devices)."""
-    await service.revoke_user_tokens(session, user.id)
+    await service.revoke_user_tokens(uow, user.id)
     delete_session_cookie(response, secure=runtime.settings.cookie_secure)
 
 

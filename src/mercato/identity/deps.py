@@ -7,7 +7,7 @@ wins when both are sent. Rejections are 401 ``unauthorized`` problems that carry
 cookie is also cleared, so the browser stops sending it.
 
 :data:`OptionalUser` treats a stale *cookie* as "signed out" rather than an error: a shopper
-whose session expired must still be able to browse and fill a guest cart. A bad *bearer* token
+whose uow expired must still be able to browse and fill a guest cart. A bad *bearer* token
 is always an error, because the client explicitly claimed an identity.
 """
 
@@ -24,7 +24,7 @@ from mercato.identity import service
 from mercato.identity.models import ROLES
 from mercato.identity.service import TokenStatus, UserInfo
 from mercato.problems import Problem
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.runtime import RuntimeDep, UowDep
 
 COOKIE_NAME = "mercato_session"
 
@@ -34,7 +34,7 @@ _cookie = APIKeyCookie(
 )
 
 _DETAILS = {
-    "missing": "Authentication is required: send a Bearer token or the session cookie",
+    "missing": "Authentication is required: send a Bearer token or the uow cookie",
     TokenStatus.INVALID: "The token is not valid",
     TokenStatus.EXPIRED: "The token has expired; log in again",
     TokenStatus.REVOKED: "The token has been revoked; log in again",
@@ -62,7 +62,7 @@ PresentedCredential = Annotated[Credential | None, Depends(presented_credential)
 
 
 def clear_cookie_header(secure: bool = False) -> str:
-    """A ``Set-Cookie`` value that deletes the session cookie (for problem responses)."""
+    """A ``Set-Cookie`` value that deletes the uow cookie (for problem responses)."""
     response = Response()
     delete_session_cookie(response, secure=secure)
     return response.headers["set-cookie"]
@@ -107,22 +107,22 @@ def unauthorized(
 
 
 async def current_user(
-    session: SessionDep, runtime: RuntimeDep, credential: PresentedCredential
+    uow: UowDep, runtime: RuntimeDep, credential: PresentedCredential
 ) -> UserInfo:
     if credential is None:
         raise unauthorized("missing", None)
-    check = await service.check_token(session, credential.token)
+    check = await service.check_token(uow, credential.token)
     if check.user is None:
         raise unauthorized(check.status, credential, secure_cookie=runtime.settings.cookie_secure)
     return check.user
 
 
 async def optional_user(
-    session: SessionDep, runtime: RuntimeDep, credential: PresentedCredential, response: Response
+    uow: UowDep, runtime: RuntimeDep, credential: PresentedCredential, response: Response
 ) -> UserInfo | None:
     if credential is None:
         return None
-    check = await service.check_token(session, credential.token)
+    check = await service.check_token(uow, credential.token)
     if check.user is not None:
         return check.user
     secure = runtime.settings.cookie_secure

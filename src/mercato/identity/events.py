@@ -17,8 +17,8 @@ TOKEN_RETENTION = timedelta(days=30)
 
 
 async def purge_expired_tokens(runtime: Runtime) -> int:
-    async with runtime.db.session() as session:
-        return await service.purge_tokens(session, TOKEN_RETENTION)
+    async with runtime.db.transaction() as uow:
+        return await service.purge_tokens(uow, TOKEN_RETENTION)
 
 
 JOBS = (Job("identity.purge_tokens", 3600, purge_expired_tokens),)

@@ -29,10 +29,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Response
 from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato import events
-from mercato.db import utcnow
+from mercato.db import UnitOfWork, utcnow
 from mercato.identity.models import ROLES, Token, User
 from mercato.ids import new_id
 from mercato.problems import Problem, validation_problem
@@ -82,7 +81,7 @@ class TokenCheck:
     user: UserInfo | None = None
 
 
-LoginHook = Callable[[AsyncSession, Request, Response, UserInfo], Awaitable[None]]
+LoginHook = Callable[[UnitOfWork, Request, Response, UserInfo], Awaitable[None]]
 
 # Other modules append here (e.g. the cart merges a guest cart into the customer's). Each hook
 # runs inside the login/register transaction after the credentials were accepted; a hook that
@@ -168,12 +167,12 @@ def email_taken() -> Problem:
 
 
 async def create_user(
-    session: AsyncSession, *, email: str, password: str, role: str, name: str
+    uow: UnitOfWork, *, email: str, password: str, role: str, name: str
 ) -> UserInfo:
     """Create an account (any role) and publish ``UserRegistered`` in the same transaction."""
     email, name = normalize_email(email), name.strip()
     _validate_new_user(email, password, role, name)
-    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+    if await uow.scalar(select(User.id).where(User.email == email)) is not None:
         raise email_taken()
     user = User(
         id=new_id("usr"),
@@ -183,13 +182,13 @@ async def create_user(
         role=role,
         created_at=utcnow(),
     )
-    session.add(user)
+    uow.add(user)
     try:
-        await session.flush()
+        await uow.flush()
     except IntegrityError as exc:  # a concurrent registration won the race for this e-mail
         raise email_taken() from exc
     await events.publish(
-        session,
+        uow,
         "UserRegistered",
         user.id,
         {"user_id": user.id, "email": user.email, "name": user.name, "role": user.role},
@@ -197,13 +196,13 @@ async def create_user(
     return _info(user)
 
 
-async def get_user(session: AsyncSession, user_id: str) -> UserInfo | None:
-    user = await session.get(User, user_id)
+async def get_user(uow: UnitOfWork, user_id: str) -> UserInfo | None:
+    user = await uow.get(User, user_id)
     return None if user is None else _info(user)
 
 
-async def get_user_by_email(session: AsyncSession, email: str) -> UserInfo | None:
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+async def get_user_by_email(uow: UnitOfWork, email: str) -> UserInfo | None:
+    user = await uow.scalar(select(User).where(User.email == normalize_email(email)))
     return None if user is None else _info(user)
 
 
@@ -213,11 +212,9 @@ def invalid_credentials() -> Problem:
     return Problem(401, "invalid_credentials", "The e-mail address or password is incorrect")
 
 
-async def authenticate_credentials(
-    session: AsyncSession, email: str, password: str
-) -> UserInfo | None:
+async def authenticate_credentials(uow: UnitOfWork, email: str, password: str) -> UserInfo | None:
     """The user whose credentials these are, or None; upgrades an outdated password hash."""
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = await uow.scalar(select(User).where(User.email == normalize_email(email)))
     if user is None:
         await verify_password(await _dummy_hash(), password)
         return None
@@ -225,21 +222,21 @@ async def authenticate_credentials(
         return None
     if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
-        await session.flush()
+        await uow.flush()
     return _info(user)
 
 
-async def set_password(session: AsyncSession, user_id: str, password: str) -> None:
+async def set_password(uow: UnitOfWork, user_id: str, password: str) -> None:
     """Replace a password and sign the user out everywhere (old tokens may be in wrong hands)."""
     if (message := password_problem(password)) is not None:
         raise validation_problem("password", message)
     new_hash = await hash_password(password)
-    result = await session.execute(
+    changed = await uow.changed(
         update(User).where(User.id == user_id).values(password_hash=new_hash)
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if changed == 0:
         raise Problem(404, "not_found", f"user {user_id!r} was not found", title="Not found")
-    await revoke_user_tokens(session, user_id)
+    await revoke_user_tokens(uow, user_id)
 
 
 async def enforce_login_rate(
@@ -273,10 +270,10 @@ async def enforce_login_rate(
 
 
 async def run_login_hooks(
-    session: AsyncSession, request: Request, response: Response, user: UserInfo
+    uow: UnitOfWork, request: Request, response: Response, user: UserInfo
 ) -> None:
     for hook in list(after_login_hooks):
-        await hook(session, request, response, user)
+        await hook(uow, request, response, user)
 
 
 # --- tokens ------------------------------------------------------------------------------
@@ -287,7 +284,7 @@ def hash_token(token: str) -> str:
 
 
 async def start_session(
-    session: AsyncSession,
+    uow: UnitOfWork,
     user_id: str,
     ttl_seconds: int,
     *,
@@ -298,7 +295,7 @@ async def start_session(
     token = secrets.token_urlsafe(32)
     now = utcnow()
     expires_at = now + timedelta(seconds=ttl_seconds)
-    session.add(
+    uow.add(
         Token(
             id=new_id("tok"),
             user_id=user_id,
@@ -310,12 +307,12 @@ async def start_session(
             ip=ip[:45] if ip else None,
         )
     )
-    await session.flush()
+    await uow.flush()
     return IssuedToken(token, expires_at)
 
 
-async def issue_token(session: AsyncSession, user_id: str, ttl_seconds: int) -> str:
-    return (await start_session(session, user_id, ttl_seconds)).token
+async def issue_token(uow: UnitOfWork, user_id: str, ttl_seconds: int) -> str:
+    return (await start_session(uow, user_id, ttl_seconds)).token
 
 
 # Every authenticated request checks its token: a prebuilt Core statement of exactly the columns
@@ -337,11 +334,11 @@ _TOKEN_CHECK = (
 )
 
 
-async def check_token(session: AsyncSession, token: str) -> TokenCheck:
+async def check_token(uow: UnitOfWork, token: str) -> TokenCheck:
     """Why a token is or is not good; reads only, so a rejected token writes nothing."""
     if not token or len(token) > TOKEN_MAX_LENGTH:
         return TokenCheck(TokenStatus.INVALID)
-    row = (await session.execute(_TOKEN_CHECK, {"token_hash": hash_token(token)})).first()
+    row = (await uow.execute(_TOKEN_CHECK, {"token_hash": hash_token(token)})).first()
     if row is None:
         return TokenCheck(TokenStatus.INVALID)
     if row.revoked_at is not None:
@@ -353,31 +350,29 @@ async def check_token(session: AsyncSession, token: str) -> TokenCheck:
     )
 
 
-async def authenticate_token(session: AsyncSession, token: str) -> UserInfo | None:
-    return (await check_token(session, token)).user
+async def authenticate_token(uow: UnitOfWork, token: str) -> UserInfo | None:
+    return (await check_token(uow, token)).user
 
 
-async def revoke_token(session: AsyncSession, token: str) -> bool:
+async def revoke_token(uow: UnitOfWork, token: str) -> bool:
     """Revoke one token; False when it was unknown or already revoked."""
-    result = await session.execute(
+    revoked = await uow.changed(
         update(Token)
         .where(Token.token_hash == hash_token(token), Token.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(revoked)
 
 
-async def revoke_user_tokens(session: AsyncSession, user_id: str) -> int:
+async def revoke_user_tokens(uow: UnitOfWork, user_id: str) -> int:
     """Sign a user out everywhere; returns how many live tokens were revoked."""
-    result = await session.execute(
+    return await uow.changed(
         update(Token)
         .where(Token.user_id == user_id, Token.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def purge_tokens(session: AsyncSession, older_than: timedelta) -> int:
+async def purge_tokens(uow: UnitOfWork, older_than: timedelta) -> int:
     """Delete tokens that expired more than ``older_than`` ago (they can never be used)."""
-    result = await session.execute(delete(Token).where(Token.expires_at < utcnow() - older_than))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return await uow.changed(delete(Token).where(Token.expires_at < utcnow() - older_than))

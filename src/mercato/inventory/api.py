@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.identity.deps import StaffUser
 from mercato.inventory import service
@@ -26,7 +25,7 @@ from mercato.inventory.schemas import (
     WarehouseOut,
 )
 from mercato.problems import Problem, not_found, validation_problem
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter(tags=["inventory"])
 
@@ -34,15 +33,11 @@ ADMIN = "/api/admin/inventory"
 MAX_AVAILABILITY_IDS = 100
 
 
-async def _connection(session: SessionDep) -> AsyncConnection:
-    return await session.connection()
-
-
 @router.post(f"{ADMIN}/warehouses", status_code=201, response_model=WarehouseOut)
-async def create_warehouse(body: WarehouseIn, session: SessionDep, _: StaffUser) -> WarehouseOut:
+async def create_warehouse(body: WarehouseIn, uow: UowDep, _: StaffUser) -> WarehouseOut:
     """Create a warehouse and the countries it ships to."""
     created = await service.create_warehouse(
-        await _connection(session),
+        uow,
         code=body.code,
         name=body.name,
         countries=body.countries,
@@ -52,33 +47,29 @@ async def create_warehouse(body: WarehouseIn, session: SessionDep, _: StaffUser)
 
 
 @router.get(f"{ADMIN}/warehouses", response_model=list[WarehouseOut])
-async def list_warehouses(session: SessionDep, _: StaffUser) -> list[WarehouseOut]:
-    return [WarehouseOut.of(w) for w in await service.list_warehouses(session)]
+async def list_warehouses(uow: UowDep, _: StaffUser) -> list[WarehouseOut]:
+    return [WarehouseOut.of(w) for w in await service.list_warehouses(uow)]
 
 
 @router.post(f"{ADMIN}/receive", response_model=StockChangeOut)
-async def receive(body: ReceiveIn, session: SessionDep, _: StaffUser) -> StockChangeOut:
+async def receive(body: ReceiveIn, uow: UowDep, _: StaffUser) -> StockChangeOut:
     """Goods arrived: add ``quantity`` units of ``sku`` to ``warehouse``."""
-    conn = await _connection(session)
-    variant = await service.resolve_variant(conn, body.sku)
-    level = await service.receive(conn, variant, body.warehouse, body.quantity, body.reference)
+    variant = await service.resolve_variant(uow, body.sku)
+    level = await service.receive(uow, variant, body.warehouse, body.quantity, body.reference)
     return StockChangeOut(variant_id=variant.id, sku=variant.sku, stock=StockLevelOut.of(level))
 
 
 @router.post(f"{ADMIN}/adjust", response_model=StockChangeOut)
-async def adjust(body: AdjustIn, session: SessionDep, _: StaffUser) -> StockChangeOut:
+async def adjust(body: AdjustIn, uow: UowDep, _: StaffUser) -> StockChangeOut:
     """Correct the shelf count by ``delta`` (never below what is reserved), with a reason."""
-    if body.delta == 0:
-        raise validation_problem("delta", "must not be zero")
-    conn = await _connection(session)
-    variant = await service.resolve_variant(conn, body.sku)
-    level = await service.adjust(conn, variant, body.warehouse, body.delta, body.reason)
+    variant = await service.resolve_variant(uow, body.sku)
+    level = await service.adjust(uow, variant, body.warehouse, body.delta, body.reason)
     return StockChangeOut(variant_id=variant.id, sku=variant.sku, stock=StockLevelOut.of(level))
 
 
 @router.get(f"{ADMIN}/reservations", response_model=list[ReservationOut])
 async def list_reservations(
-    session: SessionDep,
+    uow: UowDep,
     _: StaffUser,
     state: Literal["active", "committed", "released", "expired"] | None = "active",
     sku: Annotated[str | None, Query(max_length=64)] = None,
@@ -88,25 +79,24 @@ async def list_reservations(
     """Reservations, newest first (active ones unless ``state`` says otherwise)."""
     variant_id = None
     if sku is not None:
-        variant_id = (await service.resolve_variant(await _connection(session), sku)).id
+        variant_id = (await service.resolve_variant(uow, sku)).id
     found = await service.list_reservations(
-        session, state=state, variant_id=variant_id, owner=owner, limit=limit
+        uow, state=state, variant_id=variant_id, owner=owner, limit=limit
     )
     return [ReservationOut.of(r) for r in found]
 
 
 @router.post(f"{ADMIN}/reservations", status_code=201, response_model=list[ReservationOut])
 async def reserve(
-    body: ReserveIn, session: SessionDep, runtime: RuntimeDep, _: StaffUser
+    body: ReserveIn, uow: UowDep, runtime: RuntimeDep, _: StaffUser
 ) -> list[ReservationOut]:
     """Hold stock for an owner by hand (a phone order): all lines or nothing."""
-    conn = await _connection(session)
     lines = []
     for i, line in enumerate(body.lines):
-        variant = await service.resolve_variant(conn, line.sku, field=f"lines.{i}.sku")
+        variant = await service.resolve_variant(uow, line.sku, field=f"lines.{i}.sku")
         lines.append((variant.id, line.quantity))
     held = await service.reserve(
-        conn,
+        uow,
         body.owner,
         lines,
         country=body.country,
@@ -117,43 +107,42 @@ async def reserve(
 
 
 @router.post(f"{ADMIN}/reservations/{{owner}}/commit", response_model=list[ReservationOut])
-async def commit(owner: str, session: SessionDep, _: StaffUser) -> list[ReservationOut]:
+async def commit(owner: str, uow: UowDep, _: StaffUser) -> list[ReservationOut]:
     """Sell what the owner holds; a second call commits nothing more."""
-    return [ReservationOut.of(r) for r in await service.commit(await _connection(session), owner)]
+    return [ReservationOut.of(r) for r in await service.commit(uow, owner)]
 
 
 @router.post(f"{ADMIN}/reservations/{{owner}}/release", response_model=list[ReservationOut])
 async def release(
-    owner: str, session: SessionDep, _: StaffUser, body: ReleaseIn | None = None
+    owner: str, uow: UowDep, _: StaffUser, body: ReleaseIn | None = None
 ) -> list[ReservationOut]:
     """Give the owner's holds back; a second call releases nothing more."""
     reason = body.reason if body is not None else ReleaseIn().reason
-    released = await service.release(await _connection(session), owner, reason)
+    released = await service.release(uow, owner, reason)
     return [ReservationOut.of(r) for r in released]
 
 
 @router.get(f"{ADMIN}/check", response_model=LedgerCheckOut)
-async def check(session: SessionDep, _: StaffUser) -> LedgerCheckOut:
+async def check(uow: UowDep, _: StaffUser) -> LedgerCheckOut:
     """Verify every stock row against its ledger and its active reservations."""
-    differences = await service.check_ledger(session)
+    differences = await service.check_ledger(uow)
     return LedgerCheckOut(
         ok=not differences,
         rule=service.LEDGER_RULE,
-        stock_rows=await service.count_stock_rows(session),
+        stock_rows=await service.count_stock_rows(uow),
         differences=[LedgerDifferenceOut.of(d) for d in differences],
     )
 
 
 @router.get(f"{ADMIN}/{{sku}}", response_model=VariantStockOut)
-async def variant_stock(sku: str, session: SessionDep, _: StaffUser) -> VariantStockOut:
+async def variant_stock(sku: str, uow: UowDep, _: StaffUser) -> VariantStockOut:
     """A variant's stock in each warehouse and its active reservations."""
-    conn = await _connection(session)
     try:
-        variant = await service.resolve_variant(conn, sku)
+        variant = await service.resolve_variant(uow, sku)
     except Problem as exc:
         raise not_found("Variant", sku) from exc
-    levels = await service.stock_for_variant(conn, variant.id)
-    held = await service.active_reservations(conn, variant_id=variant.id, limit=1000)
+    levels = await service.stock_for_variant(uow, variant.id)
+    held = await service.active_reservations(uow, variant_id=variant.id, limit=1000)
     return VariantStockOut(
         variant_id=variant.id,
         sku=variant.sku,
@@ -168,7 +157,7 @@ async def variant_stock(sku: str, session: SessionDep, _: StaffUser) -> VariantS
 
 @router.get("/api/inventory/availability", response_model=dict[str, AvailabilityOut])
 async def availability(
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     variant_ids: Annotated[str, Query(min_length=1, max_length=4200)],
 ) -> dict[str, AvailabilityOut]:
@@ -178,7 +167,7 @@ async def availability(
         raise validation_problem(
             "variant_ids", f"1 to {MAX_AVAILABILITY_IDS} comma-separated variant ids"
         )
-    counts = await service.availability(session, ids)
+    counts = await service.availability(uow, ids)
     threshold = runtime.settings.low_stock_threshold
     return {
         v: AvailabilityOut(in_stock=n > 0, available_hint=service.low_stock_hint(n, threshold))

@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from mercato.cli_support import DatabaseOption, console, run_migrated
 from mercato.inventory import service
-from mercato.problems import Problem
 from mercato.runtime import Runtime
 
 app = typer.Typer(help="Warehouses, stock and the stock ledger.", no_args_is_help=True)
-console = Console()
-
-T = TypeVar("T")
-DatabaseOption = Annotated[str | None, typer.Option(help="Database URL or SQLite file")]
-
-
-def _run(database: str | None, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run ``work(runtime)`` against a migrated database; problems become exit code 1."""
-    # Imported here: mercato.cli imports this module while it is being built.
-    from mercato.cli import _database_url, _settings
-    from mercato.migrate import NotMigrated, ensure_migrated
-
-    settings = _settings(database_url=_database_url(database))
-
-    async def main() -> T:
-        runtime = Runtime.from_settings(settings)
-        try:
-            await ensure_migrated(runtime.db)
-            return await work(runtime)
-        finally:
-            await runtime.close()
-
-    try:
-        return asyncio.run(main())
-    except (Problem, NotMigrated) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -51,13 +21,13 @@ def check(database: DatabaseOption = None) -> None:
     async def work(
         runtime: Runtime,
     ) -> tuple[int, list[service.LedgerDifference], dict[str, str]]:
-        async with runtime.db.connect() as conn:
-            rows = await service.count_stock_rows(conn)
-            differences = await service.check_ledger(conn)
-            codes = {w.id: w.code for w in await service.list_warehouses(conn)}
+        async with runtime.db.transaction() as uow:
+            rows = await service.count_stock_rows(uow)
+            differences = await service.check_ledger(uow)
+            codes = {w.id: w.code for w in await service.list_warehouses(uow)}
         return rows, differences, codes
 
-    rows, differences, codes = _run(database, work)
+    rows, differences, codes = run_migrated(database, work)
     console.print(f"Rule: {service.LEDGER_RULE}")
     if not differences:
         console.print(f"[green]Ledger check passed: {rows} stock rows, 0 differences.[/green]")
@@ -90,10 +60,10 @@ def receive(
     """Record goods received at a warehouse."""
 
     async def work(runtime: Runtime) -> service.StockLevel:
-        async with runtime.db.connect() as conn:
-            return await service.receive(conn, sku, warehouse, quantity, reference)
+        async with runtime.db.transaction() as uow:
+            return await service.receive(uow, sku, warehouse, quantity, reference)
 
-    level = _run(database, work)
+    level = run_migrated(database, work)
     console.print(
         f"[green]{sku} in {level.warehouse_code}:[/green] on hand {level.on_hand}, "
         f"reserved {level.reserved}, available {level.available}"
@@ -111,14 +81,14 @@ def add_warehouse(
     """Create a warehouse."""
 
     async def work(runtime: Runtime) -> service.WarehouseInfo:
-        async with runtime.db.connect() as conn:
+        async with runtime.db.transaction() as uow:
             return await service.create_warehouse(
-                conn,
+                uow,
                 code=code,
                 name=name,
                 countries=[c for c in countries.split(",") if c.strip()],
                 region=region,
             )
 
-    created = _run(database, work)
+    created = run_migrated(database, work)
     console.print(f"[green]Created warehouse {created.code}[/green] ({created.id})")

@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import DateTime, String, insert, literal, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mercato.db import Database, UTCDateTime, utcnow
+from mercato.db import Database, UnitOfWork, UTCDateTime, utcnow
 from mercato.ids import new_id
 from mercato.inventory.service import MOVEMENTS, STOCK, WAREHOUSES
 
@@ -55,13 +54,13 @@ def _ids(prefix: str, count: int) -> Iterator[str]:
         yield f"{prefix}_{stamp}{noise[16 * i : 16 * i + 16]}"
 
 
-def _timestamp(conn: AsyncConnection) -> Any:
+def _timestamp(uow: UnitOfWork) -> Any:
     """Now, bound once per batch rather than converted for each of hundreds of thousands of
     rows (most of what a large seed would otherwise spend). SQLite gets the text SQLAlchemy
     itself would have stored; PostgreSQL takes the aware datetime as it is."""
     now = utcnow()
-    if conn.dialect.name == "sqlite":
-        to_text = UTCDateTime().bind_processor(conn.dialect)
+    if uow.is_sqlite:
+        to_text = UTCDateTime().bind_processor(uow.dialect)
         assert to_text is not None
         return literal(to_text(now), String())
     return literal(now, DateTime(timezone=True))
@@ -69,8 +68,8 @@ def _timestamp(conn: AsyncConnection) -> Any:
 
 async def _warehouse_ids(db: Database) -> list[str]:
     """The demo warehouses' ids in DEMO_WAREHOUSES order, creating those that are missing."""
-    async with db.connect() as conn:
-        rows = await conn.execute(select(WAREHOUSES.c.code, WAREHOUSES.c.id))
+    async with db.transaction() as uow:
+        rows = await uow.execute(select(WAREHOUSES.c.code, WAREHOUSES.c.id))
         existing = {r.code: r.id for r in rows}
         missing = [
             {
@@ -83,7 +82,7 @@ async def _warehouse_ids(db: Database) -> list[str]:
             if spec["code"] not in existing
         ]
         if missing:
-            await conn.execute(insert(WAREHOUSES), missing)
+            await uow.execute(insert(WAREHOUSES), missing)
             existing |= {m["code"]: m["id"] for m in missing}
     return [existing[spec["code"]] for spec in DEMO_WAREHOUSES]
 
@@ -128,10 +127,10 @@ async def receive_bulk(
             }
             for v, w, q in chunk
         ]
-        async with db.connect() as conn:
-            stamp = _timestamp(conn)
-            await conn.execute(insert(STOCK).values(updated_at=stamp), stock)
-            await conn.execute(insert(MOVEMENTS).values(created_at=stamp), ledger)
+        async with db.transaction() as uow:
+            stamp = _timestamp(uow)
+            await uow.execute(insert(STOCK).values(updated_at=stamp), stock)
+            await uow.execute(insert(MOVEMENTS).values(created_at=stamp), ledger)
 
 
 async def seed_inventory(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from mercato.db import utcnow
+from mercato.db import UnitOfWork, utcnow
 from mercato.inventory import service
 from mercato.runtime import Runtime
 from mercato.worker import Job
@@ -12,15 +10,15 @@ from mercato.worker import Job
 EXPIRE_BATCH = 500
 
 
-async def _expire_batch(conn: AsyncConnection) -> int:
-    return await service.expire_due(conn, utcnow(), EXPIRE_BATCH)
+async def _expire_batch(uow: UnitOfWork) -> int:
+    return await service.expire_due(uow, utcnow(), EXPIRE_BATCH)
 
 
 async def expire_reservations(runtime: Runtime) -> int:
     """Expire due reservations, one short transaction per batch; returns how many."""
     total = 0
     while True:
-        done = await service.in_transaction(runtime.db, _expire_batch)
+        done = await runtime.db.run(_expire_batch)
         total += done
         if done < EXPIRE_BATCH:
             return total

@@ -22,7 +22,7 @@ from mercato.notifications.schemas import (
     WebhookPatch,
 )
 from mercato.problems import not_found
-from mercato.runtime import SessionDep
+from mercato.runtime import UowDep
 
 router = APIRouter(tags=["notifications"])
 
@@ -41,7 +41,7 @@ DeliveryStatus = Literal["pending", "sending", "delivered", "failed", "dead"]
 @router.get(EMAILS, response_model=EmailPageOut)
 async def list_emails(
     _staff: StaffUser,
-    session: SessionDep,
+    uow: UowDep,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     status: EmailStatus | None = None,
     before: Before = None,
@@ -49,7 +49,7 @@ async def list_emails(
 ) -> EmailPageOut:
     """The mails sent (or to be sent) to customers, newest first."""
     found = await service.list_emails(
-        session, order_id=order_id, status=status, before=before, limit=limit
+        uow, order_id=order_id, status=status, before=before, limit=limit
     )
     return EmailPageOut(
         items=[EmailOut.of(e) for e in found],
@@ -62,9 +62,9 @@ async def list_emails(
     response_class=Response,
     responses={200: {"content": {"message/rfc822": {}}, "description": "The mail as .eml"}},
 )
-async def download_email(email_id: str, _staff: StaffUser, session: SessionDep) -> Response:
+async def download_email(email_id: str, _staff: StaffUser, uow: UowDep) -> Response:
     """The complete mail as an ``.eml`` file (opens in any mail client)."""
-    found = await service.get_email(session, email_id)
+    found = await service.get_email(uow, email_id)
     if found is None:
         raise not_found("E-mail", email_id)
     info, raw = found
@@ -80,23 +80,21 @@ async def download_email(email_id: str, _staff: StaffUser, session: SessionDep) 
 
 
 @router.post(WEBHOOKS, status_code=201, response_model=WebhookCreatedOut)
-async def create_webhook(
-    body: WebhookIn, _staff: StaffUser, session: SessionDep
-) -> WebhookCreatedOut:
+async def create_webhook(body: WebhookIn, _staff: StaffUser, uow: UowDep) -> WebhookCreatedOut:
     """Register an endpoint. The answer carries its signing secret, which is never shown again.
 
     Deliveries are POSTed from the shop's worker: in production, restrict the worker's outbound
     network access so that endpoints cannot reach internal services.
     """
     endpoint, secret = await service.create_endpoint(
-        session, url=body.url, event_types=body.event_types, description=body.description
+        uow, url=body.url, event_types=body.event_types, description=body.description
     )
     return WebhookCreatedOut.with_secret(endpoint, secret)
 
 
 @router.get(WEBHOOKS, response_model=WebhookListOut)
-async def list_webhooks(_staff: StaffUser, session: SessionDep) -> WebhookListOut:
-    endpoints = await service.list_endpoints(session)
+async def list_webhooks(_staff: StaffUser, uow: UowDep) -> WebhookListOut:
+    endpoints = await service.list_endpoints(uow)
     return WebhookListOut(
         items=[WebhookOut.of(e) for e in endpoints],
         event_types=list(service.WEBHOOK_EVENT_TYPES),
@@ -104,8 +102,8 @@ async def list_webhooks(_staff: StaffUser, session: SessionDep) -> WebhookListOu
 
 
 @router.get(WEBHOOKS + "/{endpoint_id}", response_model=WebhookOut)
-async def get_webhook(endpoint_id: str, _staff: StaffUser, session: SessionDep) -> WebhookOut:
-    endpoint = await service.get_endpoint(session, endpoint_id)
+async def get_webhook(endpoint_id: str, _staff: StaffUser, uow: UowDep) -> WebhookOut:
+    endpoint = await service.get_endpoint(uow, endpoint_id)
     if endpoint is None:
         raise not_found("Webhook endpoint", endpoint_id)
     return WebhookOut.of(endpoint)
@@ -113,12 +111,12 @@ async def get_webhook(endpoint_id: str, _staff: StaffUser, session: SessionDep) 
 
 @router.patch(WEBHOOKS + "/{endpoint_id}", response_model=WebhookOut)
 async def update_webhook(
-    endpoint_id: str, body: WebhookPatch, _staff: StaffUser, session: SessionDep
+    endpoint_id: str, body: WebhookPatch, _staff: StaffUser, uow: UowDep
 ) -> WebhookOut:
     """Change the URL, event types, description, or switch the endpoint off and on (switching
     it on clears its failure count)."""
     endpoint = await service.update_endpoint(
-        session,
+        uow,
         endpoint_id,
         active=body.active,
         event_types=body.event_types,
@@ -130,16 +128,16 @@ async def update_webhook(
 
 @router.post(WEBHOOKS + "/{endpoint_id}/rotate-secret", response_model=WebhookCreatedOut)
 async def rotate_webhook_secret(
-    endpoint_id: str, _staff: StaffUser, session: SessionDep
+    endpoint_id: str, _staff: StaffUser, uow: UowDep
 ) -> WebhookCreatedOut:
     """A new signing secret (shown once); the old one stops working at once."""
-    endpoint, secret = await service.rotate_secret(session, endpoint_id)
+    endpoint, secret = await service.rotate_secret(uow, endpoint_id)
     return WebhookCreatedOut.with_secret(endpoint, secret)
 
 
 @router.delete(WEBHOOKS + "/{endpoint_id}", status_code=204, response_class=Response)
-async def delete_webhook(endpoint_id: str, _staff: StaffUser, session: SessionDep) -> Response:
-    await service.delete_endpoint(session, endpoint_id)
+async def delete_webhook(endpoint_id: str, _staff: StaffUser, uow: UowDep) -> Response:
+    await service.delete_endpoint(uow, endpoint_id)
     return Response(status_code=204)
 
 
@@ -147,7 +145,7 @@ async def delete_webhook(endpoint_id: str, _staff: StaffUser, session: SessionDe
 async def list_deliveries(
     endpoint_id: str,
     _staff: StaffUser,
-    session: SessionDep,
+    uow: UowDep,
     status: DeliveryStatus | None = None,
     event_id: Annotated[str | None, Query(max_length=40)] = None,
     before: Before = None,
@@ -155,7 +153,7 @@ async def list_deliveries(
 ) -> DeliveryPageOut:
     """The endpoint's delivery log, newest first."""
     found = await service.list_deliveries(
-        session, endpoint_id, status=status, event_id=event_id, before=before, limit=limit
+        uow, endpoint_id, status=status, event_id=event_id, before=before, limit=limit
     )
     return DeliveryPageOut(
         items=[DeliveryOut.of(d) for d in found],
@@ -165,7 +163,7 @@ async def list_deliveries(
 
 @router.post(WEBHOOKS + "/{endpoint_id}/deliveries/{delivery_id}/retry", response_model=DeliveryOut)
 async def retry_delivery(
-    endpoint_id: str, delivery_id: str, _staff: StaffUser, session: SessionDep
+    endpoint_id: str, delivery_id: str, _staff: StaffUser, uow: UowDep
 ) -> DeliveryOut:
     """Send a delivery again on the worker's next pass, with a fresh set of attempts."""
-    return DeliveryOut.of(await service.retry_delivery(session, endpoint_id, delivery_id))
+    return DeliveryOut.of(await service.retry_delivery(uow, endpoint_id, delivery_id))

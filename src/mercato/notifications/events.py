@@ -8,7 +8,7 @@ consumer; recording is idempotent per (event, kind) and (endpoint, event).
 from __future__ import annotations
 
 from mercato.events import Consumer, Event, dispatcher
-from mercato.notifications import service
+from mercato.notifications import senders, service
 from mercato.runtime import Runtime
 from mercato.worker import Job
 
@@ -21,13 +21,13 @@ that recorded them."""
 
 
 async def record_email(runtime: Runtime, event: Event) -> None:
-    async with runtime.db.connect() as conn:
-        await service.record_email(conn, runtime.settings, event)
+    async with runtime.db.transaction() as uow:
+        await service.record_email(uow, runtime.settings, event)
 
 
 async def fan_out(runtime: Runtime, event: Event) -> None:
-    async with runtime.db.connect() as conn:
-        await service.fan_out(conn, event)
+    async with runtime.db.transaction() as uow:
+        await service.fan_out(uow, event)
 
 
 async def consume_outbox(runtime: Runtime) -> int:
@@ -37,11 +37,11 @@ async def consume_outbox(runtime: Runtime) -> int:
 
 
 async def send_emails(runtime: Runtime) -> int:
-    return await service.send_due_emails(runtime.db, runtime.settings)
+    return await senders.send_due_emails(runtime.db, runtime.settings)
 
 
 async def deliver_webhooks(runtime: Runtime) -> int:
-    return await service.deliver_webhooks(runtime.db, runtime.settings)
+    return await senders.deliver_webhooks(runtime.db, runtime.settings)
 
 
 CONSUMERS = (

@@ -1,4 +1,7 @@
-"""Search endpoints: ``GET /api/search``, autocomplete, and the staff synonym list.
+"""The storefront's read side: ``GET /api/search``, autocomplete, the product listing
+``GET /api/products`` and a product with its availability ``GET /api/products/{id}`` (they
+compose the index, the catalog and stock, which only this module sits above), and the staff
+synonym list.
 
 Bad input is answered with a 4xx problem (``query_too_long``, ``invalid_price_range``,
 ``unknown_facet``, ``invalid_cursor``, ``validation_error``) or an empty page, never a 500: the
@@ -8,26 +11,23 @@ is a browse of the whole catalog, best sellers first.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.datastructures import QueryParams
 
-from mercato.identity.deps import StaffUser
-from mercato.money import CurrencyCode, MoneyError, to_minor
-from mercato.problems import Problem, validation_problem
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.catalog import service as catalog
+from mercato.catalog.schemas import product_json
+from mercato.identity.deps import OptionalUser, StaffUser
+from mercato.money import CurrencyCode, DecimalStr, MoneyError, to_minor
+from mercato.problems import Problem, not_found, validation_problem
+from mercato.runtime import RuntimeDep, UowDep
 from mercato.search import query as q
 from mercato.search import service
 from mercato.search.schemas import SynonymList, SynonymsIn, SynonymsOut
 
 router = APIRouter(tags=["search"])
 
-MAX_ATTRIBUTE_FILTERS = 20
-ATTR_PREFIX = "attr."
-ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 Slug = Annotated[str, Query(max_length=80)]
 
 
@@ -39,13 +39,24 @@ def _text(value: str, field: str) -> str:
     return value
 
 
-def _price(value: str | None, currency: str, field: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return to_minor(value, currency)
-    except MoneyError as exc:
-        raise validation_problem(field, str(exc), code="invalid_price_range") from exc
+def _price_range(
+    min_price: str | None, max_price: str | None, currency: str, code: str
+) -> tuple[int | None, int | None]:
+    """The price bounds in minor units of ``currency``; a bad amount or an upside-down range is
+    a 422 of ``code`` naming the parameter."""
+
+    def bound(value: str | None, field: str) -> int | None:
+        if value is None:
+            return None
+        try:
+            return to_minor(value, currency)
+        except MoneyError as exc:
+            raise validation_problem(field, str(exc), code=code) from exc
+
+    low, high = bound(min_price, "min_price"), bound(max_price, "max_price")
+    if low is not None and high is not None and low > high:
+        raise validation_problem("max_price", "must not be below min_price", code=code)
+    return low, high
 
 
 def _facets(value: str | None) -> frozenset[str]:
@@ -65,26 +76,6 @@ def _facets(value: str | None) -> frozenset[str]:
             known=list(q.FACETS),
         )
     return frozenset(names)
-
-
-def _attributes(params: QueryParams) -> dict[str, list[str]]:
-    """``attr.colour=red&attr.colour=blue&attr.size=M``: values of one attribute are
-    alternatives, different attributes must all match. Variant options count as attributes."""
-    filters: dict[str, list[str]] = {}
-    count = 0
-    for key, value in params.multi_items():
-        if not key.startswith(ATTR_PREFIX):
-            continue
-        name = key[len(ATTR_PREFIX) :]
-        count += 1
-        if count > MAX_ATTRIBUTE_FILTERS:
-            raise validation_problem(key, f"at most {MAX_ATTRIBUTE_FILTERS} attribute filters")
-        if not ATTRIBUTE_NAME.fullmatch(name):
-            raise validation_problem(key, "not an attribute name")
-        if len(value) > 200:
-            raise validation_problem(key, "at most 200 characters")
-        filters.setdefault(name, []).append(value)
-    return filters
 
 
 @router.get("/api/search", response_class=JSONResponse)
@@ -109,12 +100,7 @@ async def search(
     ``facets=brand,price`` limits the facets (``facets=none`` for none)."""
     text = _text(q_, "q")
     price_currency = currency or "EUR"
-    low = _price(min_price, price_currency, "min_price")
-    high = _price(max_price, price_currency, "max_price")
-    if low is not None and high is not None and low > high:
-        raise validation_problem(
-            "max_price", "must not be below min_price", code="invalid_price_range"
-        )
+    low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
     brands = tuple(dict.fromkeys(b for b in brand or [] if b))
     if any(len(b) > 80 for b in brands):
         raise validation_problem("brand", "at most 80 characters")
@@ -126,7 +112,7 @@ async def search(
         currency=price_currency if (currency or low is not None or high is not None) else None,
         rating_gte=rating_gte,
         in_stock=in_stock,
-        attributes=_attributes(request.query_params),
+        attributes=catalog.attribute_filters(request.query_params.multi_items()),
     )
     request_ = q.SearchRequest(
         q=text, filters=filters, sort=sort, limit=limit, cursor=cursor, facets=_facets(facets)
@@ -157,12 +143,64 @@ async def suggest(
 
 
 # --------------------------------------------------------------------------------------------
+# Products
+
+
+@router.get("/api/products")
+async def list_products(
+    request: Request,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    category: Annotated[str | None, Query(max_length=80)] = None,
+    brand: Annotated[str | None, Query(max_length=80)] = None,
+    min_price: Annotated[DecimalStr | None, Query()] = None,
+    max_price: Annotated[DecimalStr | None, Query()] = None,
+    currency: Annotated[CurrencyCode | None, Query()] = None,
+    sort: catalog.Sort = "newest",
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 24,
+) -> dict[str, Any]:
+    """Active products, newest first or by price, filtered by category (with its descendants),
+    brand, price range and attributes (``attr.<name>=<value>``), in keyset pages.
+
+    Read from the search index (then hydrated by id); the catalog query answers while no index
+    has been built, and continues pages whose cursor it issued."""
+    price_currency = currency or "EUR"
+    low, high = _price_range(min_price, max_price, price_currency, "validation_error")
+    query = catalog.ProductQuery(
+        category_slug=category,
+        brand_slug=brand,
+        min_price=low,
+        max_price=high,
+        currency=price_currency if (currency or low is not None or high is not None) else None,
+        attributes=catalog.attribute_filters(request.query_params.multi_items()),
+        sort=sort,
+        limit=limit,
+    )
+    page = await service.list_products(uow, runtime, query, cursor)
+    return {
+        "items": [product_json(p, detail=False, stock=page.stock) for p in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/api/products/{product_id}")
+async def product_detail(product_id: str, uow: UowDep, user: OptionalUser) -> dict[str, Any]:
+    """A product with its variants; drafts and archived products are visible to staff only."""
+    staff = user is not None and user.role == "staff"
+    found = await service.product(uow, product_id, include_inactive=staff)
+    if found is None:
+        raise not_found("Product", product_id)
+    return product_json(found.items[0], detail=True, stock=found.stock)
+
+
+# --------------------------------------------------------------------------------------------
 # Staff
 
 
 @router.get("/api/admin/search/synonyms", response_model=SynonymList)
-async def list_synonyms(session: SessionDep, _: StaffUser) -> SynonymList:
-    groups = await service.list_synonyms(session)
+async def list_synonyms(uow: UowDep, _: StaffUser) -> SynonymList:
+    groups = await service.list_synonyms(uow)
     return SynonymList(
         items=[SynonymsOut(id=g.id, terms=g.terms, created_at=g.created_at) for g in groups]
     )
@@ -170,21 +208,19 @@ async def list_synonyms(session: SessionDep, _: StaffUser) -> SynonymList:
 
 @router.post("/api/admin/search/synonyms", status_code=201, response_model=SynonymsOut)
 async def add_synonyms(
-    body: SynonymsIn, session: SessionDep, runtime: RuntimeDep, _: StaffUser
+    body: SynonymsIn, uow: UowDep, runtime: RuntimeDep, _: StaffUser
 ) -> SynonymsOut:
     """A group of interchangeable terms ("tv", "television"); applied to searches within a few
     seconds, without rebuilding the index."""
-    group = await service.add_synonyms(session, body.terms)
-    service.forget_synonyms(runtime)
+    group = await service.add_synonyms(uow, runtime, body.terms)
     return SynonymsOut(id=group.id, terms=group.terms, created_at=group.created_at)
 
 
 @router.delete("/api/admin/search/synonyms/{synonym_id}", status_code=204)
 async def delete_synonyms(
-    synonym_id: str, session: SessionDep, runtime: RuntimeDep, _: StaffUser
+    synonym_id: str, uow: UowDep, runtime: RuntimeDep, _: StaffUser
 ) -> Response:
-    await service.delete_synonyms(session, synonym_id)
-    service.forget_synonyms(runtime)
+    await service.delete_synonyms(uow, runtime, synonym_id)
     return Response(status_code=204)
 
 

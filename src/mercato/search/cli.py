@@ -9,25 +9,18 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mercato.cli_support import DatabaseOption, console, refuse_unmigrated, settings_for
 from mercato.runtime import Runtime
 from mercato.settings import Settings
 
 app = typer.Typer(help="The search index.", no_args_is_help=True)
-console = Console()
-
-DatabaseOption = Annotated[str | None, typer.Option(help="Database URL or SQLite file")]
 
 
 def _settings(database: str | None) -> Settings:
-    # Imported here: mercato.cli imports this module while it is being built.
-    from mercato.cli import _database_url, _refuse_unmigrated
-    from mercato.cli import _settings as base_settings
-
-    settings = base_settings(database_url=_database_url(database))
-    _refuse_unmigrated(settings)
+    settings = settings_for(database)
+    refuse_unmigrated(settings)
     return settings
 
 

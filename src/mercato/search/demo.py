@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from mercato.catalog.demo import ShopGenerator
+from mercato.catalog.service import ShopGenerator
 from mercato.search.engine import ProductSource, demo_signals, id_hash
 
 

@@ -25,8 +25,8 @@ async def page_user(request: Request, runtime: RuntimeDep) -> UserInfo | None:
     token = request.cookies.get(COOKIE_NAME)
     if not token:
         return None
-    async with runtime.db.session() as session:
-        check = await identity.check_token(session, token)
+    async with runtime.db.transaction() as uow:
+        check = await identity.check_token(uow, token)
     request.state.page_user = check.user
     return check.user
 

@@ -7,13 +7,13 @@ refusal is shown next to its field with what was typed kept in the form.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from itertools import zip_longest
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from mercato.catalog import service
@@ -22,14 +22,16 @@ from mercato.catalog.schemas import (
     ProductPatch,
     VariantIn,
     VariantPatch,
-    normalise_attributes,
+    product_changes,
 )
+from mercato.catalog.schemas import new_product as product_spec
 from mercato.catalog.service import ProductView, VariantView
 from mercato.checkout import service as checkout
+from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.money import MoneyError, format_minor, to_minor
 from mercato.problems import Problem, not_found
-from mercato.runtime import SessionDep
+from mercato.runtime import UowDep
 from mercato.web.admin.cfg_forms import (
     Errors,
     Rename,
@@ -46,6 +48,7 @@ from mercato.web.security import CsrfChecked
 from mercato.web.templating import flash, redirect, render
 
 _Body = TypeVar("_Body", bound=BaseModel)
+_Result = TypeVar("_Result")
 
 router = APIRouter()
 
@@ -256,6 +259,26 @@ def _amount(value: str, currency: str, field: str, errors: Errors) -> int | None
         return None
 
 
+async def _saved(
+    uow: UnitOfWork,
+    change: Callable[[], Awaitable[_Result]],
+    rename: Rename,
+    lines: tuple[str, ...] = (),
+) -> tuple[_Result | None, Errors]:
+    """Run a catalog change in a savepoint: (its result, no errors), or, when the service
+    refuses it with field errors, (None, the errors by form field) with nothing of it left
+    behind and the request's unit of work still usable to show the form again. A refusal
+    that names no field goes on as an error page."""
+    try:
+        async with uow.begin_nested():
+            return await change(), {}
+    except Problem as problem:
+        found = problem_errors(problem, rename, lines=lines)
+        if found is None:
+            raise
+        return None, found
+
+
 # --------------------------------------------------------------------------------------------
 # What the forms offer
 
@@ -267,11 +290,11 @@ def _flatten(nodes: list[service.CategoryNode], out: list[tuple[str, str]]) -> N
         _flatten(node.children, out)
 
 
-async def _form_options(session: AsyncSession, current_tax_class: str) -> dict[str, Any]:
+async def _form_options(uow: UnitOfWork, current_tax_class: str) -> dict[str, Any]:
     categories: list[tuple[str, str]] = []
-    _flatten(await service.get_category_tree(session), categories)
-    brands = [(b.id, b.name) for b in await service.list_brands(session)]
-    classes = {r.tax_class for r in await checkout.list_tax_rates(session)}
+    _flatten(await service.get_category_tree(uow), categories)
+    brands = [(b.id, b.name) for b in await service.list_brands(uow)]
+    classes = {r.tax_class for r in await checkout.list_tax_rates(uow)}
     classes.update({"standard", current_tax_class})
     return {
         "categories": [("", "Choose a category"), *categories],
@@ -283,7 +306,7 @@ async def _form_options(session: AsyncSession, current_tax_class: str) -> dict[s
 
 async def _product_page(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     view: ProductView | None,
     values: dict[str, Any],
@@ -294,7 +317,7 @@ async def _product_page(
 ) -> HTMLResponse:
     stock: dict[str, int] = {}
     if view is not None and view.variants:
-        stock = await inventory.availability(session, [v.id for v in view.variants])
+        stock = await inventory.availability(uow, [v.id for v in view.variants])
     context = {
         "product": view,
         "values": values,
@@ -303,13 +326,13 @@ async def _product_page(
         "variant_errors": variant_errors or {},
         "stock": stock,
         "blank_rows": BLANK_ROWS,
-        **await _form_options(session, values["tax_class"]),
+        **await _form_options(uow, values["tax_class"]),
     }
     return render(request, "admin/products/form.html", context, status_code=status_code)
 
 
-async def _product_or_404(session: AsyncSession, product_id: str) -> ProductView:
-    view = await service.get_product(session, product_id, include_inactive=True)
+async def _product_or_404(uow: UnitOfWork, product_id: str) -> ProductView:
+    view = await service.get_product(uow, product_id, include_inactive=True)
     if view is None:
         raise not_found("Product", product_id)
     return view
@@ -322,7 +345,7 @@ async def _product_or_404(session: AsyncSession, product_id: str) -> ProductView
 @router.get("/products")
 async def product_list(
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     _staff: PageStaff,
     q: Annotated[str, Query(max_length=200)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
@@ -330,7 +353,7 @@ async def product_list(
 ) -> HTMLResponse:
     chosen = status if status in STATUSES else None
     page = await service.staff_products(
-        session, text=q, status=chosen, before=before or None, limit=PAGE_SIZE
+        uow, text=q, status=chosen, before=before or None, limit=PAGE_SIZE
     )
     context = {
         "products": page.items,
@@ -371,41 +394,26 @@ def _new_values() -> dict[str, Any]:
 
 
 @router.get("/products/new")
-async def new_product(request: Request, session: SessionDep, _staff: PageStaff) -> HTMLResponse:
-    return await _product_page(request, session, view=None, values=_new_values())
+async def new_product(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
+    return await _product_page(request, uow, view=None, values=_new_values())
 
 
 @router.post("/products", dependencies=[CsrfChecked], response_model=None)
 async def create_product(
-    request: Request, session: SessionDep, _staff: PageStaff
+    request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
     values = _product_values(await read_form(request))
     body, errors, rename = _read_product(ProductIn, values, new=True)
     if body is None or errors:
         return await _product_page(
-            request, session, view=None, values=values, errors=errors, status_code=422
+            request, uow, view=None, values=values, errors=errors, status_code=422
         )
-    spec = service.NewProduct(
-        title=body.title,
-        slug=body.slug,
-        description=body.description,
-        category_id=body.category_id,
-        brand_id=body.brand_id,
-        status=body.status,
-        attributes=normalise_attributes(body.attributes),
-        media=body.media,
-        tax_class=body.tax_class,
-        currency=body.currency or "EUR",
+    view, found = await _saved(
+        uow, lambda: service.create_product(uow, product_spec(body)), rename, ("media",)
     )
-    try:
-        async with session.begin_nested():
-            view = await service.create_product(session, spec)
-    except Problem as problem:
-        found = problem_errors(problem, rename, lines=("media",))
-        if found is None:
-            raise
+    if view is None:
         return await _product_page(
-            request, session, view=None, values=values, errors=found, status_code=422
+            request, uow, view=None, values=values, errors=found, status_code=422
         )
     response = redirect(f"/admin/products/{view.id}")
     flash(request, response, f"Product “{view.title}” created; now add its variants", "success")
@@ -414,39 +422,34 @@ async def create_product(
 
 @router.get("/products/{product_id}")
 async def edit_product(
-    product_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    product_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse:
-    view = await _product_or_404(session, product_id)
-    return await _product_page(request, session, view=view, values=_product_values_of(view))
+    view = await _product_or_404(uow, product_id)
+    return await _product_page(request, uow, view=view, values=_product_values_of(view))
 
 
 @router.post("/products/{product_id}", dependencies=[CsrfChecked], response_model=None)
 async def update_product(
-    product_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    product_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
-    view = await _product_or_404(session, product_id)
+    view = await _product_or_404(uow, product_id)
     values = _product_values(await read_form(request))
     values["currency"] = view.currency
     body, errors, rename = _read_product(ProductPatch, values, new=False)
     if body is None or errors:
         return await _product_page(
-            request, session, view=view, values=values, errors=errors, status_code=422
+            request, uow, view=view, values=values, errors=errors, status_code=422
         )
-    changes = body.model_dump(exclude_unset=True)
-    if "attributes" in changes:
-        changes["attributes"] = normalise_attributes(changes["attributes"])
-    try:
-        async with session.begin_nested():
-            updated = await service.update_product(
-                session, product_id, service.ProductChanges(**changes)
-            )
-    except Problem as problem:
-        found = problem_errors(problem, rename, lines=("media",))
-        if found is None:
-            raise
-        view = await _product_or_404(session, product_id)
+    updated, found = await _saved(
+        uow,
+        lambda: service.update_product(uow, product_id, product_changes(body)),
+        rename,
+        ("media",),
+    )
+    if updated is None:
+        view = await _product_or_404(uow, product_id)
         return await _product_page(
-            request, session, view=view, values=values, errors=found, status_code=422
+            request, uow, view=view, values=values, errors=found, status_code=422
         )
     response = redirect(f"/admin/products/{updated.id}")
     flash(request, response, "Product saved", "success")
@@ -455,9 +458,9 @@ async def update_product(
 
 @router.post("/products/{product_id}/archive", dependencies=[CsrfChecked])
 async def archive_product(
-    product_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    product_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> Response:
-    view = await service.archive_product(session, product_id)
+    view = await service.archive_product(uow, product_id)
     response = redirect(f"/admin/products/{view.id}")
     flash(request, response, f"“{view.title}” archived: shoppers no longer see it", "success")
     return response
@@ -469,15 +472,15 @@ async def archive_product(
 
 @router.post("/products/{product_id}/variants", dependencies=[CsrfChecked], response_model=None)
 async def add_variant(
-    product_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    product_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
-    view = await _product_or_404(session, product_id)
+    view = await _product_or_404(uow, product_id)
     values = _variant_values(await read_form(request))
     body, price, compare_at, errors, rename = _read_variant(VariantIn, values, view.currency)
     if body is None or price is None or errors:
         return await _product_page(
             request,
-            session,
+            uow,
             view=view,
             values=_product_values_of(view),
             variant=values,
@@ -494,17 +497,12 @@ async def add_variant(
         active=body.active,
         position=body.position,
     )
-    try:
-        async with session.begin_nested():
-            variant = await service.add_variant(session, product_id, spec)
-    except Problem as problem:
-        found = problem_errors(problem, rename)
-        if found is None:
-            raise
-        view = await _product_or_404(session, product_id)
+    variant, found = await _saved(uow, lambda: service.add_variant(uow, product_id, spec), rename)
+    if variant is None:
+        view = await _product_or_404(uow, product_id)
         return await _product_page(
             request,
-            session,
+            uow,
             view=view,
             values=_product_values_of(view),
             variant=values,
@@ -517,9 +515,9 @@ async def add_variant(
 
 
 async def _variant_or_404(
-    session: AsyncSession, product_id: str, variant_id: str
+    uow: UnitOfWork, product_id: str, variant_id: str
 ) -> tuple[ProductView, VariantView]:
-    view = await _product_or_404(session, product_id)
+    view = await _product_or_404(uow, product_id)
     for variant in view.variants:
         if variant.id == variant_id:
             return view, variant
@@ -546,9 +544,9 @@ def _variant_page(
 
 @router.get("/products/{product_id}/variants/{variant_id}")
 async def edit_variant(
-    product_id: str, variant_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    product_id: str, variant_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse:
-    view, variant = await _variant_or_404(session, product_id, variant_id)
+    view, variant = await _variant_or_404(uow, product_id, variant_id)
     return _variant_page(request, view, variant, _variant_values_of(variant))
 
 
@@ -558,9 +556,9 @@ async def edit_variant(
     response_model=None,
 )
 async def update_variant(
-    product_id: str, variant_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    product_id: str, variant_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
-    view, variant = await _variant_or_404(session, product_id, variant_id)
+    view, variant = await _variant_or_404(uow, product_id, variant_id)
     values = _variant_values(await read_form(request))
     body, price, compare_at, errors, rename = _read_variant(VariantPatch, values, variant.currency)
     if body is None or price is None or errors:
@@ -574,14 +572,11 @@ async def update_variant(
         weight_grams=body.weight_grams if body.weight_grams is not None else service.UNSET,
         active=body.active if body.active is not None else service.UNSET,
     )
-    try:
-        async with session.begin_nested():
-            saved = await service.update_variant(session, variant_id, changes)
-    except Problem as problem:
-        found = problem_errors(problem, rename)
-        if found is None:
-            raise
-        view, variant = await _variant_or_404(session, product_id, variant_id)
+    saved, found = await _saved(
+        uow, lambda: service.update_variant(uow, variant_id, changes), rename
+    )
+    if saved is None:
+        view, variant = await _variant_or_404(uow, product_id, variant_id)
         return _variant_page(request, view, variant, values, found, status_code=422)
     response = redirect(f"/admin/products/{product_id}#variants")
     flash(request, response, f"Variant {saved.sku} saved", "success")

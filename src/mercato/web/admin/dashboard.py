@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from mercato.catalog import service as catalog
 from mercato.db import utcnow
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.returns import service as returns
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.runtime import RuntimeDep, UowDep
 from mercato.web.admin.ops_common import today_range
 from mercato.web.deps import PageStaff
 from mercato.web.templating import render
@@ -26,39 +24,19 @@ LOW_STOCK_SHOWN = 10
 RECENT_ORDERS = 8
 
 
-async def _low_stock(session: AsyncSession, threshold: int) -> list[dict[str, object]]:
-    found = await inventory.low_stock(session, threshold, limit=LOW_STOCK_SHOWN)
-    variants = await catalog.get_variants(session, [s.variant_id for s in found])
-    rows: list[dict[str, object]] = []
-    for s in found:
-        variant = variants.get(s.variant_id)
-        rows.append(
-            {
-                "variant_id": s.variant_id,
-                "sku": variant.sku if variant else s.variant_id,
-                "title": f"{variant.product_title} {variant.title}".strip() if variant else "",
-                "active": bool(variant and variant.active),
-                "on_hand": s.on_hand,
-                "reserved": s.reserved,
-                "available": s.available,
-            }
-        )
-    return rows
-
-
 # Served at /admin/ (and /admin redirects there): an included router cannot hold a route with
 # an empty path when it is included without a prefix.
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(
-    request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+    request: Request, staff: PageStaff, uow: UowDep, runtime: RuntimeDep
 ) -> HTMLResponse:
     start, end = today_range(utcnow())
-    sales = await orders.sales_between(session, start, end)
-    by_status = await orders.count_by_status(session)
-    return_counts = await returns.count_by_status(session)
+    sales = await orders.sales_between(uow, start, end)
+    by_status = await orders.count_by_status(uow)
+    return_counts = await returns.count_by_status(uow)
     threshold = runtime.settings.low_stock_threshold
     recent = await orders.search_orders(
-        session,
+        uow,
         orders.OrderFilters(),
         secret_key=runtime.settings.secret_key,
         limit=RECENT_ORDERS,
@@ -74,7 +52,7 @@ async def dashboard(
             "open_returns": {s: return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES},
             "open_returns_total": sum(return_counts.get(s, 0) for s in OPEN_RETURN_STATUSES),
             "threshold": threshold,
-            "low_stock": await _low_stock(session, threshold),
+            "low_stock": await inventory.low_stock_variants(uow, threshold, limit=LOW_STOCK_SHOWN),
             "recent": recent.items,
         },
     )

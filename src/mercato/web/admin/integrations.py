@@ -10,13 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from mercato.db import UnitOfWork
 from mercato.notifications import service as notifications
 from mercato.notifications.schemas import EmailOut
 from mercato.notifications.service import DeliveryInfo, EndpointInfo
 from mercato.problems import Problem, not_found
-from mercato.runtime import SessionDep
+from mercato.runtime import UowDep
 from mercato.web.admin.cfg_forms import Errors, problem_errors, read_form, text, texts
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
@@ -51,14 +51,14 @@ def _endpoint_values(form: Any = None, endpoint: EndpointInfo | None = None) -> 
 
 async def _list_page(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     values: dict[str, Any] | None = None,
     errors: Errors | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     context = {
-        "endpoints": await notifications.list_endpoints(session),
-        "counts": await notifications.delivery_counts(session),
+        "endpoints": await notifications.list_endpoints(uow),
+        "counts": await notifications.delivery_counts(uow),
         "event_types": notifications.WEBHOOK_EVENT_TYPES,
         "values": values or _endpoint_values(),
         "errors": errors or {},
@@ -67,8 +67,8 @@ async def _list_page(
 
 
 @router.get("/webhooks")
-async def webhook_list(request: Request, session: SessionDep, _staff: PageStaff) -> HTMLResponse:
-    return await _list_page(request, session)
+async def webhook_list(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
+    return await _list_page(request, uow)
 
 
 def _secret_page(
@@ -81,12 +81,12 @@ def _secret_page(
 
 
 @router.post("/webhooks", dependencies=[CsrfChecked], response_model=None)
-async def create_webhook(request: Request, session: SessionDep, _staff: PageStaff) -> HTMLResponse:
+async def create_webhook(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
     values = _endpoint_values(await read_form(request))
     try:
-        async with session.begin_nested():
+        async with uow.begin_nested():
             endpoint, secret = await notifications.create_endpoint(
-                session,
+                uow,
                 url=values["url"],
                 event_types=values["event_types"],
                 description=values["description"] or None,
@@ -95,12 +95,12 @@ async def create_webhook(request: Request, session: SessionDep, _staff: PageStaf
         found = problem_errors(problem)
         if found is None:
             raise
-        return await _list_page(request, session, values, found, status_code=422)
+        return await _list_page(request, uow, values, found, status_code=422)
     return _secret_page(request, endpoint, secret, new=True)
 
 
-async def _endpoint_or_404(session: AsyncSession, endpoint_id: str) -> EndpointInfo:
-    endpoint = await notifications.get_endpoint(session, endpoint_id)
+async def _endpoint_or_404(uow: UnitOfWork, endpoint_id: str) -> EndpointInfo:
+    endpoint = await notifications.get_endpoint(uow, endpoint_id)
     if endpoint is None:
         raise not_found("Webhook endpoint", endpoint_id)
     return endpoint
@@ -112,7 +112,7 @@ def _delivery_row(d: DeliveryInfo) -> dict[str, Any]:
 
 async def _detail_page(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     endpoint: EndpointInfo,
     *,
     status: str | None = None,
@@ -122,7 +122,7 @@ async def _detail_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     deliveries = await notifications.list_deliveries(
-        session, endpoint.id, status=status, before=before, limit=PAGE_SIZE
+        uow, endpoint.id, status=status, before=before, limit=PAGE_SIZE
     )
     context = {
         "endpoint": endpoint,
@@ -142,26 +142,26 @@ async def _detail_page(
 async def webhook_detail(
     endpoint_id: str,
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     _staff: PageStaff,
     status: Annotated[str, Query(max_length=20)] = "",
     before: Annotated[str | None, Query(max_length=40)] = None,
 ) -> HTMLResponse:
-    endpoint = await _endpoint_or_404(session, endpoint_id)
+    endpoint = await _endpoint_or_404(uow, endpoint_id)
     chosen = status if status in DELIVERY_STATUSES else None
-    return await _detail_page(request, session, endpoint, status=chosen, before=before or None)
+    return await _detail_page(request, uow, endpoint, status=chosen, before=before or None)
 
 
 @router.post("/webhooks/{endpoint_id}", dependencies=[CsrfChecked], response_model=None)
 async def update_webhook(
-    endpoint_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    endpoint_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
-    endpoint = await _endpoint_or_404(session, endpoint_id)
+    endpoint = await _endpoint_or_404(uow, endpoint_id)
     values = _endpoint_values(await read_form(request))
     try:
-        async with session.begin_nested():
+        async with uow.begin_nested():
             await notifications.update_endpoint(
-                session,
+                uow,
                 endpoint_id,
                 url=values["url"],
                 event_types=values["event_types"],
@@ -172,7 +172,7 @@ async def update_webhook(
         if found is None:
             raise
         return await _detail_page(
-            request, session, endpoint, values=values, errors=found, status_code=422
+            request, uow, endpoint, values=values, errors=found, status_code=422
         )
     response = redirect(f"/admin/webhooks/{endpoint_id}")
     flash(request, response, "Endpoint saved", "success")
@@ -181,11 +181,11 @@ async def update_webhook(
 
 @router.post("/webhooks/{endpoint_id}/active", dependencies=[CsrfChecked])
 async def switch_webhook(
-    endpoint_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    endpoint_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> Response:
     form = await read_form(request)
     active = text(form, "active") == "1"
-    endpoint = await notifications.update_endpoint(session, endpoint_id, active=active)
+    endpoint = await notifications.update_endpoint(uow, endpoint_id, active=active)
     state = "enabled" if endpoint.active else "disabled: nothing is sent to it until enabled"
     back = "/admin/webhooks" if text(form, "back") == "list" else f"/admin/webhooks/{endpoint_id}"
     response = redirect(back)
@@ -195,26 +195,26 @@ async def switch_webhook(
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", dependencies=[CsrfChecked])
 async def rotate_secret(
-    endpoint_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    endpoint_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse:
-    endpoint, secret = await notifications.rotate_secret(session, endpoint_id)
+    endpoint, secret = await notifications.rotate_secret(uow, endpoint_id)
     return _secret_page(request, endpoint, secret, new=False)
 
 
 @router.get("/webhooks/{endpoint_id}/delete")
 async def confirm_delete(
-    endpoint_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    endpoint_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse:
-    endpoint = await _endpoint_or_404(session, endpoint_id)
+    endpoint = await _endpoint_or_404(uow, endpoint_id)
     return render(request, "admin/webhooks/delete.html", {"endpoint": endpoint})
 
 
 @router.post("/webhooks/{endpoint_id}/delete", dependencies=[CsrfChecked])
 async def delete_webhook(
-    endpoint_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    endpoint_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> Response:
-    endpoint = await _endpoint_or_404(session, endpoint_id)
-    await notifications.delete_endpoint(session, endpoint_id)
+    endpoint = await _endpoint_or_404(uow, endpoint_id)
+    await notifications.delete_endpoint(uow, endpoint_id)
     response = redirect("/admin/webhooks")
     flash(request, response, f"Endpoint {endpoint.url} deleted with its delivery log", "success")
     return response
@@ -226,16 +226,16 @@ async def delete_webhook(
     response_model=None,
 )
 async def retry_delivery(
-    endpoint_id: str, delivery_id: str, request: Request, session: SessionDep, _staff: PageStaff
+    endpoint_id: str, delivery_id: str, request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
     """Queue a delivery again; htmx swaps in the updated row, a plain form goes back to the log."""
     htmx = bool(request.headers.get("HX-Request"))
     try:
-        delivery = await notifications.retry_delivery(session, endpoint_id, delivery_id)
+        delivery = await notifications.retry_delivery(uow, endpoint_id, delivery_id)
     except Problem as problem:
         if problem.code != "delivery_in_progress":
             raise
-        current = await notifications.get_delivery(session, endpoint_id, delivery_id)
+        current = await notifications.get_delivery(uow, endpoint_id, delivery_id)
         if not htmx or current is None:
             response = redirect(f"/admin/webhooks/{endpoint_id}")
             flash(request, response, problem.detail, "error")
@@ -262,14 +262,14 @@ def _row_fragment(
 @router.get("/emails")
 async def email_list(
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     _staff: PageStaff,
     status: Annotated[str, Query(max_length=20)] = "",
     before: Annotated[str | None, Query(max_length=40)] = None,
 ) -> HTMLResponse:
     chosen = status if status in EMAIL_STATUSES else None
     found = await notifications.list_emails(
-        session, status=chosen, before=before or None, limit=PAGE_SIZE
+        uow, status=chosen, before=before or None, limit=PAGE_SIZE
     )
     context = {
         # EmailOut carries the API's download link for each mail's .eml file.

@@ -2,7 +2,8 @@
 in each warehouse (searched by SKU, paged by SKU), the active reservations, and the forms to
 receive goods and correct a count; ``/admin/inventory/check`` runs the ledger check (the page
 loads it after itself, so a large shop's page stays quick). Receiving and adjusting call the
-inventory service exactly as the staff API does; a refusal shows next to the field it is
+inventory service exactly as the staff API does, each in a unit of work of its own (retried on
+a deadlock, as anything that locks stock rows is); a refusal shows next to the field it is
 about."""
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mercato.catalog import service as catalog
+from mercato.db import UnitOfWork
 from mercato.inventory import service
 from mercato.problems import Problem
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.admin.ops_common import parse_int, problem_message, with_query
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
@@ -35,7 +36,7 @@ Field = Annotated[str, Form(max_length=300)]
 
 async def _index(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     threshold: int,
     *,
     sku: str = "",
@@ -46,13 +47,13 @@ async def _index(
     adjust_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    warehouses = await service.list_warehouses(session)
+    warehouses = await service.list_warehouses(uow)
     variants = await catalog.variants_by_sku(
-        session, contains=sku or None, after_sku=after or None, limit=PAGE_SIZE + 1
+        uow, contains=sku or None, after_sku=after or None, limit=PAGE_SIZE + 1
     )
     next_after = variants[PAGE_SIZE - 1].sku if len(variants) > PAGE_SIZE else None
     variants = variants[:PAGE_SIZE]
-    levels = await service.stock_for_variants(session, [v.id for v in variants])
+    levels = await service.stock_for_variants(uow, [v.id for v in variants])
     rows: list[dict[str, Any]] = []
     for v in variants:
         by_code = {s.warehouse_code: s for s in levels.get(v.id, [])}
@@ -63,8 +64,8 @@ async def _index(
                 "available": sum(s.available for s in by_code.values()),
             }
         )
-    held = await service.active_reservations(session, limit=RESERVATIONS_SHOWN)
-    held_variants = await catalog.get_variants(session, [r.variant_id for r in held])
+    held = await service.active_reservations(uow, limit=RESERVATIONS_SHOWN)
+    held_variants = await catalog.get_variants(uow, [r.variant_id for r in held])
     default_warehouse = warehouses[0].code if warehouses else ""
     exact = next((v for v in variants if v.sku == sku), None)
     prefill = {"sku": exact.sku if exact else "", "warehouse": default_warehouse}
@@ -96,22 +97,22 @@ async def _index(
 async def inventory_index(
     request: Request,
     staff: PageStaff,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     sku: Annotated[str, Query(max_length=64)] = "",
     after: Annotated[str, Query(max_length=64)] = "",
 ) -> HTMLResponse:
     return await _index(
-        request, session, runtime.settings.low_stock_threshold, sku=sku.strip(), after=after
+        request, uow, runtime.settings.low_stock_threshold, sku=sku.strip(), after=after
     )
 
 
 @router.get("/inventory/check", response_class=HTMLResponse)
-async def ledger_check(request: Request, staff: PageStaff, session: SessionDep) -> HTMLResponse:
+async def ledger_check(request: Request, staff: PageStaff, uow: UowDep) -> HTMLResponse:
     """Every stock row against its ledger and its active reservations (one snapshot)."""
-    differences = await service.check_ledger(session)
-    variants = await catalog.get_variants(session, {d.variant_id for d in differences})
-    codes = {w.id: w.code for w in await service.list_warehouses(session)}
+    differences = await service.check_ledger(uow)
+    variants = await catalog.get_variants(uow, {d.variant_id for d in differences})
+    codes = {w.id: w.code for w in await service.list_warehouses(uow)}
     template = (
         "admin/inventory/_check.html"
         if request.headers.get("HX-Request")
@@ -123,28 +124,12 @@ async def ledger_check(request: Request, staff: PageStaff, session: SessionDep) 
         {
             "ok": not differences,
             "rule": service.LEDGER_RULE,
-            "stock_rows": await service.count_stock_rows(session),
+            "stock_rows": await service.count_stock_rows(uow),
             "differences": differences,
             "variants": variants,
             "warehouse_codes": codes,
         },
     )
-
-
-async def _rerender(
-    request: Request,
-    session: AsyncSession,
-    runtime: Runtime,
-    committed: bool,
-    **form: Any,
-) -> HTMLResponse:
-    """The page again with the form's errors (422). Once the request's own transaction has
-    ended (the service ran in its own), the page is read in a fresh one."""
-    threshold = runtime.settings.low_stock_threshold
-    if not committed:
-        return await _index(request, session, threshold, status_code=422, **form)
-    async with runtime.db.session() as fresh:
-        return await _index(request, fresh, threshold, status_code=422, **form)
 
 
 def _form_errors(problem: Problem, fields: tuple[str, ...]) -> dict[str, str]:
@@ -165,43 +150,41 @@ def _required(sku: str, warehouse: str) -> dict[str, str]:
 
 async def _change_stock(
     request: Request,
-    session: AsyncSession,
     runtime: Runtime,
     *,
     form_name: str,
     form: dict[str, str],
     errors: dict[str, str],
-    change: Callable[[AsyncConnection, catalog.VariantInfo], Awaitable[service.StockLevel]] | None,
+    change: Callable[[UnitOfWork, catalog.VariantInfo], Awaitable[service.StockLevel]] | None,
     problem_errors: Callable[[Problem], dict[str, str]],
     done: Callable[[service.StockLevel], str],
 ) -> Response:
-    """Run a stock change on the form's SKU in a transaction of its own (``change`` is None
+    """Run a stock change on the form's SKU in a unit of work of its own (``change`` is None
     when the form did not parse): back to the page with the SKU and a flash, or the page again
-    with the form's errors."""
+    (422) with the form's errors."""
     sku = form["sku"].strip()
     level: service.StockLevel | None = None
-    committed = False
     if not errors and change is not None:
-        await session.commit()
-        committed = True
         act = change
 
-        async def work(conn: AsyncConnection) -> service.StockLevel:
-            return await act(conn, await service.resolve_variant(conn, sku))
+        async def work(uow: UnitOfWork) -> service.StockLevel:
+            return await act(uow, await service.resolve_variant(uow, sku))
 
         try:
-            level = await service.in_transaction(runtime.db, work)
+            level = await runtime.db.run(work)
         except Problem as exc:
             errors = problem_errors(exc)
     if level is None:
-        return await _rerender(
-            request,
-            session,
-            runtime,
-            committed,
-            sku=sku,
-            **{f"{form_name}_form": form, f"{form_name}_errors": errors},
-        )
+        shown: dict[str, Any] = {f"{form_name}_form": form, f"{form_name}_errors": errors}
+        async with runtime.db.transaction() as uow:
+            return await _index(
+                request,
+                uow,
+                runtime.settings.low_stock_threshold,
+                status_code=422,
+                sku=sku,
+                **shown,
+            )
     response = redirect(with_query("/admin/inventory", sku=sku))
     flash(request, response, done(level), "success")
     return response
@@ -211,7 +194,6 @@ async def _change_stock(
 async def receive(
     request: Request,
     staff: PageStaff,
-    session: SessionDep,
     runtime: RuntimeDep,
     sku: Field = "",
     warehouse: Field = "",
@@ -225,15 +207,14 @@ async def receive(
     if len(reference.strip()) > MAX_REFERENCE:
         errors["reference"] = f"must be at most {MAX_REFERENCE} characters"
 
-    async def received(conn: AsyncConnection, variant: catalog.VariantInfo) -> service.StockLevel:
+    async def received(uow: UnitOfWork, variant: catalog.VariantInfo) -> service.StockLevel:
         assert units is not None
         return await service.receive(
-            conn, variant, warehouse.strip(), units, reference.strip() or None
+            uow, variant, warehouse.strip(), units, reference.strip() or None
         )
 
     return await _change_stock(
         request,
-        session,
         runtime,
         form_name="receive",
         form=form,
@@ -251,7 +232,6 @@ async def receive(
 async def adjust(
     request: Request,
     staff: PageStaff,
-    session: SessionDep,
     runtime: RuntimeDep,
     sku: Field = "",
     warehouse: Field = "",
@@ -274,9 +254,9 @@ async def adjust(
     elif len(reason.strip()) > MAX_REASON:
         errors["reason"] = f"must be at most {MAX_REASON} characters"
 
-    async def adjusted(conn: AsyncConnection, variant: catalog.VariantInfo) -> service.StockLevel:
+    async def adjusted(uow: UnitOfWork, variant: catalog.VariantInfo) -> service.StockLevel:
         assert change is not None
-        return await service.adjust(conn, variant, warehouse.strip(), change, reason.strip())
+        return await service.adjust(uow, variant, warehouse.strip(), change, reason.strip())
 
     def adjust_errors(exc: Problem) -> dict[str, str]:
         if exc.code == "insufficient_stock":
@@ -285,7 +265,6 @@ async def adjust(
 
     return await _change_stock(
         request,
-        session,
         runtime,
         form_name="adjust",
         form=form,

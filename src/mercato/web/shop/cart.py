@@ -6,19 +6,18 @@ quantity limit), that transaction is rolled back whole and the shopper sees why.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato.cart import service as cart_service
-from mercato.cart.service import CartInfo, CartLimits, CartOwner
-from mercato.catalog import service as catalog
+from mercato.cart.service import CartChange, CartInfo, CartLimits, CartOwner, Edit
 from mercato.checkout import service as checkout
+from mercato.db import UnitOfWork
 from mercato.problems import Problem
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import PageUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop.common import (
@@ -62,30 +61,29 @@ def friendly(problem: Problem) -> str:
 
 
 async def owned_cart(
-    session: AsyncSession, runtime: Runtime, owner: CartOwner
+    uow: UnitOfWork, runtime: Runtime, owner: CartOwner
 ) -> tuple[CartInfo | None, bool]:
     """The shopper's cart, and whether the guest cookie names a cart that is gone (to clear)."""
     if owner.user_id is None and owner.guest_cart_id is None:
         return None, False
     try:
-        return await cart_service.load_cart(
-            session, owner, cache=cart_service.cache_for(runtime)
-        ), False
+        cart = await cart_service.load_cart(uow, owner, cache=cart_service.cache_for(runtime))
     except Problem as exc:
         if exc.code == "invalid_cart_token":
             return None, True
         raise
+    return cart, False
 
 
-async def ship_to_countries(session: AsyncSession) -> list[str]:
-    zones = await checkout.list_zones(session)
+async def ship_to_countries(uow: UnitOfWork) -> list[str]:
+    zones = await checkout.list_zones(uow)
     return sorted({c for z in zones for c in z.countries}, key=country_name)
 
 
 @router.get("/cart", response_class=HTMLResponse)
 async def cart_page(
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     user: PageUser,
     country: str | None = None,
@@ -94,21 +92,19 @@ async def cart_page(
     estimate of shipping and tax for a destination."""
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
-    cart, stale = await owned_cart(session, runtime, owner)
-    view = await cart_service.view_cart(
-        session, cart, low_stock_threshold=settings.low_stock_threshold
-    )
-    countries = await ship_to_countries(session) if view.lines else []
+    cart, stale = await owned_cart(uow, runtime, owner)
+    view = await cart_service.view_cart(uow, cart, low_stock_threshold=settings.low_stock_threshold)
+    countries = await ship_to_countries(uow) if view.lines else []
     chosen = (country or "").upper()
     if chosen not in countries:
         chosen = DEFAULT_COUNTRY if DEFAULT_COUNTRY in countries else (countries or [""])[0]
     estimate: checkout.Quote | None = None
     if cart is not None and chosen and any(line.purchasable for line in view.lines):
-        methods = await checkout.shipping_methods_for(session, chosen, currency=cart.currency)
+        methods = await checkout.shipping_methods_for(uow, chosen, currency=cart.currency)
         if methods:
             try:
                 estimate = await checkout.quote_cart(
-                    session,
+                    uow,
                     cart,
                     country=chosen,
                     region=None,
@@ -133,44 +129,58 @@ async def cart_page(
     return response
 
 
-Change = Callable[[AsyncSession, CartOwner, CartLimits, Any], Awaitable[cart_service.CartChange]]
-
-
 async def _change(
     request: Request,
     runtime: Runtime,
     user: Any,
-    change: Change,
+    edit: Edit,
     *,
     back: str,
-    success: str | Callable[[], str] | None,
+    success: str | Callable[[CartChange], str] | None,
 ) -> Response:
-    """Run one cart change in its own transaction; back to ``back`` with a message."""
+    """Make one change to the shopper's cart in a transaction of its own; back to ``back``
+    with a message (what the service refused, or ``success``)."""
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     limits = CartLimits.from_settings(settings)
     cache = cart_service.cache_for(runtime)
     response = redirect(back)
+
+    async def attempt(uow: UnitOfWork) -> CartChange | None:
+        return await cart_service.edit_cart(uow, owner, edit, limits=limits, cache=cache)
+
     try:
         try:
-            async with runtime.db.session() as session:
-                done = await change(session, owner, limits, cache)
+            done = await runtime.db.run(attempt)
         except Problem as exc:
             if exc.code != "invalid_cart_token":
                 raise
             # The cookie names a cart that is gone (merged, expired): start a new one.
             owner = CartOwner()
             clear_cart_cookie(response, settings)
-            async with runtime.db.session() as session:
-                done = await change(session, owner, limits, cache)
+            done = await runtime.db.run(attempt)
     except Problem as exc:
         flash(request, response, friendly(exc), "error")
+        return response
+    if done is None:
         return response
     if user is None:
         set_cart_cookie(response, settings, done.cart_id)
     if success is not None:
-        flash(request, response, success if isinstance(success, str) else success(), "success")
+        message = success if isinstance(success, str) else success(done)
+        flash(request, response, message, "success")
     return response
+
+
+def _added(variant_id: str) -> Callable[[CartChange], str]:
+    def message(done: CartChange) -> str:
+        variant = done.variants.get(variant_id)
+        name = "the item"
+        if variant is not None:
+            name = variant.product_title + (f" ({variant.title})" if variant.title else "")
+        return f"Added {name} to your cart."
+
+    return message
 
 
 @router.post("/cart/items", dependencies=[CsrfChecked], response_class=HTMLResponse)
@@ -180,74 +190,37 @@ async def add_to_cart(request: Request, runtime: RuntimeDep, user: BriefUser) ->
     variant_id = text_field(form, "variant_id", 40)
     quantity = int_field(form, "quantity", 1)
     back = safe_next(text_field(form, "next", 2000), "/cart")
-    name = "the item"
-
-    async def add(
-        session: AsyncSession, owner: CartOwner, limits: CartLimits, cache: Any
-    ) -> cart_service.CartChange:
-        nonlocal name
-        done = await cart_service.add_item(
-            session,
-            owner,
-            variant_id,
-            quantity if quantity is not None else 0,
-            limits=limits,
-            cache=cache,
-        )
-        variant = done.variants.get(variant_id)
-        if variant is None:
-            variant = (await catalog.get_variants(session, [variant_id])).get(variant_id)
-        if variant is not None:
-            name = variant.product_title + (f" ({variant.title})" if variant.title else "")
-        return done
-
     if not variant_id:
         response = redirect(back)
         flash(request, response, "Please choose an option before adding to your cart.", "error")
         return response
-    return await _change(
-        request, runtime, user, add, back=back, success=lambda: f"Added {name} to your cart."
-    )
+    edit = Edit.add(variant_id, quantity if quantity is not None else 0)
+    return await _change(request, runtime, user, edit, back=back, success=_added(variant_id))
 
 
 @router.post("/cart/items/{line_id}", dependencies=[CsrfChecked], response_class=HTMLResponse)
 async def set_quantity(
     line_id: str, request: Request, runtime: RuntimeDep, user: BriefUser
 ) -> Response:
+    """The quantity form: 0 removes the line; a value that is not a number is refused."""
     form = await form_of(request)
     quantity = int_field(form, "quantity")
-
-    async def change(
-        session: AsyncSession, owner: CartOwner, limits: CartLimits, cache: Any
-    ) -> cart_service.CartChange:
-        if quantity == 0:
-            return await cart_service.remove_item(
-                session, owner, line_id, limits=limits, cache=cache
-            )
-        return await cart_service.set_quantity(
-            session,
-            owner,
-            line_id,
-            quantity if quantity is not None else -1,
-            limits=limits,
-            cache=cache,
-        )
-
-    message = "Removed from your cart." if quantity == 0 else "Quantity updated."
-    return await _change(request, runtime, user, change, back="/cart", success=message)
+    if quantity == 0:
+        edit = Edit.remove(line_id)
+        message = "Removed from your cart."
+    else:
+        edit = Edit.set_quantity(line_id, quantity if quantity is not None else -1)
+        message = "Quantity updated."
+    return await _change(request, runtime, user, edit, back="/cart", success=message)
 
 
 @router.post(
     "/cart/items/{line_id}/remove", dependencies=[CsrfChecked], response_class=HTMLResponse
 )
 async def remove(line_id: str, request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
-    async def change(
-        session: AsyncSession, owner: CartOwner, limits: CartLimits, cache: Any
-    ) -> cart_service.CartChange:
-        return await cart_service.remove_item(session, owner, line_id, limits=limits, cache=cache)
-
+    edit = Edit.remove(line_id)
     return await _change(
-        request, runtime, user, change, back="/cart", success="Removed from your cart."
+        request, runtime, user, edit, back="/cart", success="Removed from your cart."
     )
 
 
@@ -257,21 +230,8 @@ async def remove(line_id: str, request: Request, runtime: RuntimeDep, user: Brie
 async def accept_price(
     line_id: str, request: Request, runtime: RuntimeDep, user: BriefUser
 ) -> Response:
-    """Take the current price of a line whose price changed: the line is added again at the
-    price shown now (the cart service records a re-added line's price as seen)."""
-
-    async def change(
-        session: AsyncSession, owner: CartOwner, limits: CartLimits, cache: Any
-    ) -> cart_service.CartChange:
-        cart = await cart_service.get_cart_for(session, owner.user_id, owner.guest_cart_id)
-        line = next((x for x in cart.lines if x.id == line_id), None) if cart else None
-        if line is None:
-            raise Problem(404, "not_found", "That item is no longer in your cart.")
-        await cart_service.remove_item(session, owner, line_id, limits=limits, cache=cache)
-        return await cart_service.add_item(
-            session, owner, line.variant_id, line.quantity, limits=limits, cache=cache
-        )
-
+    """Take the current price of a line whose price changed."""
+    edit = Edit.accept_price(line_id)
     return await _change(
-        request, runtime, user, change, back="/cart", success="The new price is accepted."
+        request, runtime, user, edit, back="/cart", success="The new price is accepted."
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 from starlette.datastructures import FormData
 
+from mercato.cart import schemas as cart_schemas
 from mercato.cart import service as cart_service
 from mercato.cart.service import CART_COOKIE, CartOwner
 from mercato.identity.service import UserInfo
@@ -103,21 +104,11 @@ def cart_owner(request: Request, user: UserInfo | None, settings: Settings) -> C
 
 
 def set_cart_cookie(response: Response, settings: Settings, cart_id: str) -> None:
-    response.set_cookie(
-        CART_COOKIE,
-        cart_service.sign_cart_token(settings.secret_key, cart_id),
-        max_age=settings.guest_cart_ttl_seconds,
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-    )
+    token = cart_service.sign_cart_token(settings.secret_key, cart_id)
+    cart_schemas.set_cart_cookie(response, settings, token)
 
 
-def clear_cart_cookie(response: Response, settings: Settings) -> None:
-    response.delete_cookie(
-        CART_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure
-    )
+clear_cart_cookie = cart_schemas.clear_cart_cookie
 
 
 # --------------------------------------------------------------------------------------------

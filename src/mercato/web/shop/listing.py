@@ -15,16 +15,15 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
+from mercato.catalog import service as catalog
+from mercato.catalog.service import ATTR_PREFIX
 from mercato.money import MoneyError, format_minor, to_minor
-from mercato.search import query as sq
+from mercato.search import service as search
 from mercato.web.templating import money
 
 CURRENCY = "EUR"
 PAGE_SIZE = 24
 MAX_BRANDS = 20
-MAX_ATTRIBUTE_FILTERS = 20
-ATTR_PREFIX = "attr."
-ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 BRANDS_SHOWN = 8
 ATTRIBUTES_SHOWN = 6
@@ -68,9 +67,9 @@ class Listing:
             or self.attributes
         )
 
-    def filters(self, category: str | None = None) -> sq.Filters:
+    def filters(self, category: str | None = None) -> search.Filters:
         priced = self.min_price is not None or self.max_price is not None
-        return sq.Filters(
+        return search.Filters(
             category=category or self.category,
             brands=self.brands,
             min_price=self.min_price,
@@ -81,8 +80,10 @@ class Listing:
             attributes={k: list(v) for k, v in self.attributes.items()},
         )
 
-    def request(self, *, category: str | None = None, limit: int = PAGE_SIZE) -> sq.SearchRequest:
-        return sq.SearchRequest(
+    def request(
+        self, *, category: str | None = None, limit: int = PAGE_SIZE
+    ) -> search.SearchRequest:
+        return search.SearchRequest(
             q=self.q,
             filters=self.filters(category),
             sort=self.sort,
@@ -126,7 +127,7 @@ def _price(value: str | None) -> int | None:
 
 def parse_listing(params: QueryParams) -> Listing:
     """Read the listing's choices; values that cannot be used are left out, never an error."""
-    text = (params.get("q") or "").strip()[: sq.MAX_QUERY_CHARS]
+    text = (params.get("q") or "").strip()[: search.MAX_QUERY_CHARS]
     category = params.get("category")
     brands = tuple(dict.fromkeys(b for b in params.getlist("brand") if b and SLUG.fullmatch(b)))[
         :MAX_BRANDS
@@ -141,17 +142,7 @@ def parse_listing(params: QueryParams) -> Listing:
     stock = {"true": True, "1": True, "false": False, "0": False}.get(
         (params.get("in_stock") or "").lower()
     )
-    attributes: dict[str, list[str]] = {}
-    count = 0
-    for key, value in params.multi_items():
-        if not key.startswith(ATTR_PREFIX) or not value or len(value) > 200:
-            continue
-        name = key[len(ATTR_PREFIX) :]
-        if not ATTRIBUTE_NAME.fullmatch(name) or count >= MAX_ATTRIBUTE_FILTERS:
-            continue
-        if value not in attributes.get(name, []):
-            attributes.setdefault(name, []).append(value)
-            count += 1
+    attributes = catalog.attribute_filters(params.multi_items(), lenient=True)
     sort = params.get("sort") or "relevance"
     cursor = params.get("cursor")
     return Listing(

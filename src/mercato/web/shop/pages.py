@@ -9,21 +9,16 @@ synonym list in a transaction of its own, which on SQLite would wait for the req
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato.catalog import service as catalog
-from mercato.catalog.service import ProductView
-from mercato.inventory import service as inventory
 from mercato.problems import Problem, not_found
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
-from mercato.search import query as q
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.search import service as search
 from mercato.web.deps import PageUser
 from mercato.web.shop import listing as lst
@@ -35,7 +30,6 @@ router = APIRouter()
 BEST_SELLERS = 12
 FEATURED = 6
 PLACEHOLDER = "/static/img/product.svg"
-PRODUCT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,219}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +70,7 @@ def card_view(hit: dict[str, Any]) -> Card:
     )
 
 
-async def _search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult | None:
+async def _search(runtime: Runtime, request: search.SearchRequest) -> search.SearchResult | None:
     """The search answer; None when the index is not built yet. A stale or foreign cursor
     starts again at the first page instead of failing."""
     try:
@@ -98,14 +92,14 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
     best, rated = await asyncio.gather(
         _search(
             runtime,
-            q.SearchRequest(
+            search.SearchRequest(
                 sort="relevance", limit=BEST_SELLERS, facets=frozenset(), snippets=False
             ),
         ),
         _search(
             runtime,
-            q.SearchRequest(
-                filters=q.Filters(in_stock=True),
+            search.SearchRequest(
+                filters=search.Filters(in_stock=True),
                 sort="rating",
                 limit=FEATURED,
                 facets=frozenset(),
@@ -113,8 +107,8 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
             ),
         ),
     )
-    async with runtime.db.session() as session:
-        tree = await catalog.get_category_tree(session)
+    async with runtime.db.transaction() as uow:
+        tree = await catalog.get_category_tree(uow)
     return render(
         request,
         "shop/home.html",
@@ -147,7 +141,7 @@ def _listing_page(
     request: Request,
     *,
     listing: lst.Listing,
-    result: q.SearchResult | None,
+    result: search.SearchResult | None,
     base: str,
     heading: str,
     category_links: list[lst.FacetLink],
@@ -233,8 +227,8 @@ async def category_page(
     slug = path.strip("/").rsplit("/", 1)[-1]
     found = None
     if lst.SLUG.fullmatch(slug):
-        async with runtime.db.session() as session:
-            found = await catalog.get_category_subtree(session, slug)
+        async with runtime.db.transaction() as uow:
+            found = await catalog.get_category_subtree(uow, slug)
     if found is None:
         raise not_found("Category", path)
     node, ancestors = found
@@ -282,7 +276,7 @@ async def category_page(
 async def suggest(request: Request, runtime: RuntimeDep) -> Response:
     """Autocomplete as the shopper types: a small HTML fragment of links (htmx swaps it under
     the header's search box)."""
-    text = (request.query_params.get("q") or "").strip()[: q.MAX_QUERY_CHARS]
+    text = (request.query_params.get("q") or "").strip()[: search.MAX_QUERY_CHARS]
     found: dict[str, list[dict[str, Any]]] = {"products": [], "brands": [], "categories": []}
     if text:
         try:
@@ -299,94 +293,33 @@ async def suggest(request: Request, runtime: RuntimeDep) -> Response:
 # Product page
 
 
-@dataclass(frozen=True, slots=True)
-class VariantChoice:
-    id: str
-    sku: str
-    label: str
-    options: dict[str, str]
-    price: int
-    compare_at: int | None
-    currency: str
-    available: int
-    stock_text: str
-
-    @property
-    def in_stock(self) -> bool:
-        return self.available > 0
-
-
-def stock_text(available: int, threshold: int) -> str:
-    if available <= 0:
-        return "Out of stock"
-    return inventory.low_stock_hint(available, threshold) or "In stock"
-
-
-async def _find_product(session: AsyncSession, ident: str) -> ProductView | None:
-    if ident.startswith("prd_"):
-        return await catalog.get_product(session, ident)
-    if PRODUCT_SLUG.fullmatch(ident):
-        return await catalog.get_product_by_slug(session, ident)
-    return None
-
-
-def _breadcrumb(view: ProductView, names: dict[str, str]) -> list[tuple[str, str]]:
-    parts = view.category.path.split("/")
-    crumbs = []
-    for i in range(1, len(parts) + 1):
-        path = "/".join(parts[:i])
-        crumbs.append((names.get(path, parts[i - 1]), f"/c/{path}"))
-    return crumbs
-
-
 @router.get("/p/{ident}", response_class=HTMLResponse)
 async def product_page(
     ident: str,
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     user: PageUser,
     variant: str | None = None,
 ) -> Response:
     """A product: images, price, rating, the variant picker and "Add to cart"."""
-    view = await _find_product(session, ident)
-    if view is None:
+    detail = await search.product_detail(
+        uow, runtime, ident, variant=variant, threshold=runtime.settings.low_stock_threshold
+    )
+    if detail is None:
         raise not_found("Product", ident)
-    threshold = runtime.settings.low_stock_threshold
-    available = await inventory.availability(session, [v.id for v in view.variants])
-    names = await catalog.category_names_by_path(session)
-    ratings = await search.product_ratings(runtime, [view.id])
-    choices = [
-        VariantChoice(
-            id=v.id,
-            sku=v.sku,
-            label=v.title or " / ".join(v.options.values()) or "Standard",
-            options=dict(v.options),
-            price=v.price,
-            compare_at=v.compare_at if v.compare_at and v.compare_at > v.price else None,
-            currency=v.currency,
-            available=max(available.get(v.id, 0), 0),
-            stock_text=stock_text(available.get(v.id, 0), threshold),
-        )
-        for v in view.variants
-    ]
-    chosen = next((c for c in choices if c.id == variant), None)
-    chosen = chosen or next((c for c in choices if c.in_stock), None)
-    chosen = chosen or (choices[0] if choices else None)
-    option_names: list[str] = []
-    for c in choices:
-        option_names += [n for n in c.options if n not in option_names]
+    view = detail.product
     return render(
         request,
         "shop/product.html",
         {
             "product": view,
-            "choices": choices,
-            "chosen": chosen,
-            "option_names": option_names,
-            "rating": ratings.get(view.id),
-            "breadcrumb": _breadcrumb(view, names),
-            "in_stock": any(c.in_stock for c in choices),
+            "choices": detail.choices,
+            "chosen": detail.chosen,
+            "option_names": detail.option_names,
+            "rating": detail.rating,
+            "breadcrumb": [(name, f"/c/{path}") for name, path in detail.breadcrumb],
+            "in_stock": detail.in_stock,
             "max_quantity": runtime.settings.cart_max_line_quantity,
             "self_url": f"/p/{quote(view.id)}",
         },

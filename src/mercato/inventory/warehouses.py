@@ -1,0 +1,139 @@
+"""Warehouses (where stock lies and which countries each ships to) and the catalog variants
+stock is kept for, looked up through the catalog's service."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import Row, select
+
+from mercato.catalog import service as catalog
+from mercato.db import UnitOfWork, utcnow
+from mercato.ids import new_id
+from mercato.inventory.common import WAREHOUSES, WarehouseInfo, dialect_insert, normalize_country
+from mercato.problems import Problem, validation_problem
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
+
+
+async def _lookup(uow: UnitOfWork, key: str, by_id: bool) -> catalog.VariantInfo | None:
+    if by_id:
+        return (await catalog.get_variants(uow, [key])).get(key)
+    return await catalog.get_variant_by_sku(uow, key)
+
+
+async def resolve_variant(
+    uow: UnitOfWork, sku_or_variant: str, field: str = "sku"
+) -> catalog.VariantInfo:
+    """The catalog variant with this SKU (or id); 422 ``unknown_variant`` naming ``field``."""
+    # Ids look like "var_..." (a SKU might too): try the likelier reading first.
+    by_id = sku_or_variant.startswith("var_")
+    variant = await _lookup(uow, sku_or_variant, by_id)
+    if variant is None:
+        variant = await _lookup(uow, sku_or_variant, not by_id)
+    if variant is None:
+        raise validation_problem(
+            field, f"no variant with SKU or id {sku_or_variant!r}", code="unknown_variant"
+        )
+    return variant
+
+
+VariantRef = str | catalog.VariantInfo
+"""A variant by SKU or id, or one the caller already looked up in the catalog."""
+
+
+async def variant_of(uow: UnitOfWork, ref: VariantRef) -> catalog.VariantInfo:
+    if isinstance(ref, catalog.VariantInfo):
+        return ref
+    return await resolve_variant(uow, ref)
+
+
+async def check_reservable(uow: UnitOfWork, variant_ids: Collection[str]) -> None:
+    """Every variant known to the catalog and for sale; else 422 ``unknown_variant`` or 409
+    ``variant_unavailable``."""
+    found = await catalog.get_variants(uow, variant_ids)
+    unknown = sorted(set(variant_ids) - found.keys())
+    if unknown:
+        raise validation_problem(
+            "lines", f"unknown variant(s): {', '.join(unknown)}", code="unknown_variant"
+        )
+    inactive = sorted(v for v, info in found.items() if not info.active)
+    if inactive:
+        raise Problem(
+            409,
+            "variant_unavailable",
+            f"Not for sale (archived or inactive): {', '.join(inactive)}",
+            variant_ids=inactive,
+        )
+
+
+def _warehouse_info(row: Row[Any]) -> WarehouseInfo:
+    return WarehouseInfo(
+        id=row.id,
+        code=row.code,
+        name=row.name,
+        countries=tuple(row.countries or ()),
+        region=row.region,
+        active=bool(row.active),
+    )
+
+
+async def create_warehouse(
+    uow: UnitOfWork,
+    *,
+    code: str,
+    name: str,
+    countries: Sequence[str],
+    region: str | None = None,
+) -> WarehouseInfo:
+    code = code.strip().upper()
+    if not _CODE.match(code):
+        raise validation_problem("code", "2-16 characters: letters, digits, '-' or '_'")
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise validation_problem("name", "must be 1 to 120 characters")
+    normalized = sorted(
+        {normalize_country(c, f"countries[{i}]") or "" for i, c in enumerate(countries)}
+    )
+    warehouse_id = new_id("wh")
+    row: dict[str, Any] = {
+        "id": warehouse_id,
+        "code": code,
+        "name": name,
+        "countries": normalized,
+        "region": region,
+        "active": True,
+        "created_at": utcnow(),
+    }
+    created = await uow.changed(
+        dialect_insert(uow, WAREHOUSES).values(row).on_conflict_do_nothing(index_elements=["code"])
+    )
+    if created != 1:
+        raise Problem(409, "warehouse_exists", f"A warehouse with code {code!r} already exists")
+    return WarehouseInfo(
+        id=warehouse_id,
+        code=code,
+        name=name,
+        countries=tuple(normalized),
+        region=region,
+        active=True,
+    )
+
+
+async def list_warehouses(uow: UnitOfWork) -> list[WarehouseInfo]:
+    rows = await uow.execute(select(WAREHOUSES).order_by(WAREHOUSES.c.code))
+    return [_warehouse_info(r) for r in rows]
+
+
+async def get_warehouse(uow: UnitOfWork, code: str, field: str = "warehouse") -> WarehouseInfo:
+    """The warehouse with this code; 422 ``unknown_warehouse`` naming ``field``."""
+    row = (
+        await uow.execute(select(WAREHOUSES).where(WAREHOUSES.c.code == code.strip().upper()))
+    ).first()
+    if row is None:
+        raise validation_problem(
+            field, f"no warehouse with code {code!r}", code="unknown_warehouse"
+        )
+    return _warehouse_info(row)

@@ -1,0 +1,331 @@
+"""Customer e-mails. Each event that concerns a customer (an order placed, shipped, delivered,
+a return received, a refund issued, an order cancelled) becomes one ``notifications_emails``
+row, rendered once when the event arrives and unique per (event, kind): the outbox delivers at
+least once, and a second delivery of the same event finds the row and adds nothing. The sender
+(:mod:`~mercato.notifications.senders`) then sends pending rows (SMTP, or ``.eml`` files when
+no SMTP server is configured) and records each outcome here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+from sqlalchemy import Row, select, update
+
+from mercato.db import UnitOfWork, utcnow
+from mercato.events import Event
+from mercato.ids import new_id
+from mercato.money import format_minor
+from mercato.notifications import mail
+from mercato.notifications.common import (
+    EMAIL_MAX_ATTEMPTS,
+    EMAILS,
+    MAX_PAGE,
+    backoff_seconds,
+    dialect_insert,
+    short,
+)
+from mercato.orders import service as orders
+from mercato.orders.service import OrderInfo, OrderLineInfo
+from mercato.problems import validation_problem
+from mercato.settings import Settings
+
+log = logging.getLogger("mercato.notifications")
+
+# Which events become which customer mail (OrderStatusChanged only when it is a cancellation).
+EMAIL_KINDS: dict[str, str] = {
+    "OrderPlaced": "order_placed",
+    "ShipmentCreated": "order_shipped",
+    "ShipmentDelivered": "order_delivered",
+    "ReturnReceived": "return_received",
+    "RefundIssued": "refund_issued",
+}
+EMAIL_EVENT_TYPES: frozenset[str] = frozenset({*EMAIL_KINDS, "OrderStatusChanged"})
+
+
+@dataclass(frozen=True, slots=True)
+class EmailInfo:
+    id: str
+    event_id: str
+    kind: str
+    order_id: str | None
+    to_address: str
+    subject: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    file_name: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _email_info(row: Row[Any]) -> EmailInfo:
+    return EmailInfo(
+        id=row.id,
+        event_id=row.event_id,
+        kind=row.kind,
+        order_id=row.order_id,
+        to_address=row.to_address,
+        subject=row.subject,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        file_name=row.file_name,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )
+
+
+def email_kind(event: Event) -> str | None:
+    """The customer mail an event calls for, if any."""
+    if event.type == "OrderStatusChanged":
+        return "order_cancelled" if event.payload.get("to") == "cancelled" else None
+    return EMAIL_KINDS.get(event.type)
+
+
+def _money(amount: int, currency: str) -> str:
+    return format_minor(amount, currency)
+
+
+def _options_text(options: dict[str, str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(options.items()))
+
+
+def _line_context(
+    line: OrderLineInfo, currency: str, quantity: int | None = None
+) -> dict[str, Any]:
+    return {
+        "title": line.title,
+        "sku": line.sku,
+        "options": _options_text(line.options),
+        "quantity": line.quantity if quantity is None else quantity,
+        "unit_price": _money(line.unit_price, currency),
+        "total": _money(line.total, currency),
+    }
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _event_lines(order: OrderInfo, items: object) -> list[dict[str, Any]]:
+    """The order lines an event names (a shipment's or a return's), with its quantities.
+
+    Items are matched by order line id, else variant id, else SKU; unknown items are left out.
+    """
+    if not isinstance(items, list):
+        return []
+    by_key: dict[tuple[str, str], OrderLineInfo] = {}
+    for line in order.lines:
+        by_key[("id", line.id)] = line
+        by_key.setdefault(("variant", line.variant_id), line)
+        by_key.setdefault(("sku", line.sku), line)
+    found = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        match = (
+            by_key.get(("id", str(item.get("order_line_id") or item.get("line_id") or "")))
+            or by_key.get(("variant", str(item.get("variant_id") or "")))
+            or by_key.get(("sku", str(item.get("sku") or "")))
+        )
+        if match is not None:
+            quantity = _positive_int(item.get("quantity"))
+            found.append(_line_context(match, order.currency, quantity))
+    return found
+
+
+def _http_url(value: object) -> str | None:
+    """Only an http(s) link goes into a mail (never ``javascript:`` or the like)."""
+    if not isinstance(value, str):
+        return None
+    parts = urlsplit(value.strip())
+    return value.strip() if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def email_context(settings: Settings, order: OrderInfo, event: Event, kind: str) -> dict[str, Any]:
+    """Everything a template may use: the shop, the order (amounts as decimal strings) and the
+    event's own details for its kind."""
+    base = settings.public_url.rstrip("/")
+    cur = order.currency
+    payload = event.payload
+    context: dict[str, Any] = {
+        "shop_name": settings.shop_name,
+        "shop_url": base,
+        "order_number": order.id,
+        "order_url": f"{base}/account/orders/{order.id}",
+        "email": order.email,
+        "currency": cur,
+        "lines": [_line_context(line, cur) for line in order.lines],
+        "subtotal": _money(order.subtotal, cur),
+        "shipping": _money(order.shipping, cur),
+        "discount": _money(order.discount, cur) if order.discount else None,
+        "tax": _money(order.tax, cur),
+        "total": _money(order.total, cur),
+        "shipping_address": {str(k): str(v) for k, v in order.shipping_address.items()},
+        "shipping_method": order.shipping_method,
+        "placed_at": order.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    if kind == "order_shipped":
+        context["shipment"] = {
+            "id": str(payload.get("shipment_id") or ""),
+            "carrier": str(payload.get("carrier") or ""),
+            "tracking_number": str(payload.get("tracking_number") or ""),
+            "tracking_url": _http_url(payload.get("tracking_url")),
+            "lines": _event_lines(order, payload.get("lines")) or context["lines"],
+        }
+    elif kind == "order_delivered":
+        context["shipment"] = {"id": str(payload.get("shipment_id") or "")}
+    elif kind == "return_received":
+        context["return_id"] = str(payload.get("return_id") or "")
+        context["return_lines"] = _event_lines(order, payload.get("lines"))
+    elif kind == "refund_issued":
+        amount = payload.get("amount")
+        currency = payload.get("currency") or cur
+        if not isinstance(amount, int) or isinstance(amount, bool) or not isinstance(currency, str):
+            raise ValueError(f"event {event.id}: a refund needs an int amount and a currency")
+        context["refund_amount"] = _money(amount, currency)
+        context["currency"] = currency
+        context["return_id"] = str(payload.get("return_id") or "")
+    elif kind == "order_cancelled":
+        reason = payload.get("reason")
+        context["reason"] = reason if isinstance(reason, str) and reason else None
+    return context
+
+
+async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str | None:
+    """Render and store the mail ``event`` calls for; returns its id (None when the event
+    needs no mail, or its mail is already recorded).
+
+    An event that cannot make a mail (no such order, a malformed payload) is logged and skipped
+    rather than raised: raising would stop every later mail behind it in the outbox.
+    """
+    kind = email_kind(event)
+    if kind is None:
+        return None
+    existing = await uow.scalar(
+        select(EMAILS.c.id).where(EMAILS.c.event_id == event.id, EMAILS.c.kind == kind)
+    )
+    if existing is not None:
+        return None
+    order_id = event.payload.get("order_id") or event.aggregate_id
+    order = await orders.get_order(uow, str(order_id))
+    if order is None:
+        log.warning("event %s (%s): order %r not found; no mail", event.id, event.type, order_id)
+        return None
+    to = str(event.payload.get("email") or order.email).strip()
+    if not mail.is_deliverable_address(to):
+        log.warning("event %s: %r is not a deliverable address; no mail", event.id, to)
+        return None
+    now = utcnow()
+    try:
+        subject, text, html = mail.render(kind, email_context(settings, order, event, kind))
+        message = mail.build_message(
+            settings=settings,
+            to=to,
+            subject=subject,
+            text=text,
+            html=html,
+            event_id=event.id,
+            kind=kind,
+            date=now,
+        )
+    except Exception:
+        log.exception(
+            "event %s (%s): the %s mail could not be rendered", event.id, event.type, kind
+        )
+        return None
+    email_id = new_id("eml")
+    inserted = await uow.changed(
+        dialect_insert(uow, EMAILS)
+        .values(
+            id=email_id,
+            event_id=event.id,
+            kind=kind,
+            order_id=order.id,
+            to_address=to,
+            subject=subject,
+            message=message.as_string(),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id", "kind"])
+    )
+    return email_id if inserted == 1 else None
+
+
+async def transport(settings: Settings, row: Row[Any]) -> str | None:
+    """Send one stored mail; returns the .eml file name when the file transport was used."""
+    if settings.smtp_host:
+        await mail.send_smtp(settings, row.message)
+        return None
+    name = row.file_name or mail.eml_file_name(row.created_at, row.kind, row.order_id, row.id)
+    await mail.write_eml(settings, name, row.message)
+    return name
+
+
+async def email_failed(
+    uow: UnitOfWork, row: Row[Any], error: Exception, now: datetime, backoff_base: float
+) -> None:
+    """A send failed: retried after a backoff, or dead when no attempt is left or the server
+    refused the recipient outright (it will not accept it on a later attempt either)."""
+    c = EMAILS.c
+    refused = isinstance(error, aiosmtplib.SMTPRecipientsRefused)
+    dead = refused or row.attempts >= EMAIL_MAX_ATTEMPTS
+    await uow.execute(
+        update(EMAILS)
+        .where(c.id == row.id, c.status == "sending")
+        .values(
+            status="dead" if dead else "failed",
+            next_attempt_at=now + timedelta(seconds=backoff_seconds(row.attempts, backoff_base)),
+            last_error=short(f"{type(error).__name__}: {error}"),
+        )
+    )
+
+
+async def email_sent(uow: UnitOfWork, row: Row[Any], now: datetime, file_name: str | None) -> None:
+    c = EMAILS.c
+    await uow.execute(
+        update(EMAILS)
+        .where(c.id == row.id, c.status == "sending")
+        .values(status="sent", sent_at=now, file_name=file_name, last_error=None)
+    )
+
+
+async def list_emails(
+    uow: UnitOfWork,
+    *,
+    order_id: str | None = None,
+    status: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
+) -> list[EmailInfo]:
+    """The mail log, newest first (ids sort by creation time; ``before`` is the last id seen)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise validation_problem("limit", f"must be between 1 and {MAX_PAGE}")
+    c = EMAILS.c
+    query = select(*[col for col in c if col.name != "message"])
+    if order_id is not None:
+        query = query.where(c.order_id == order_id)
+    if status is not None:
+        query = query.where(c.status == status)
+    if before is not None:
+        query = query.where(c.id < before)
+    rows = await uow.execute(query.order_by(c.id.desc()).limit(limit))
+    return [_email_info(r) for r in rows]
+
+
+async def get_email(uow: UnitOfWork, email_id: str) -> tuple[EmailInfo, str] | None:
+    """A logged mail and its complete message (RFC 5322 text)."""
+    row = (await uow.execute(select(EMAILS).where(EMAILS.c.id == email_id))).first()
+    return None if row is None else (_email_info(row), row.message)

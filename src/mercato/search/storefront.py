@@ -1,0 +1,302 @@
+"""The storefront's reads: searching and suggesting from the index, the product listing (from
+the index, or the catalog while none is built), products with what shoppers may know of their
+stock, and ratings as the index holds them.
+
+These compose the catalog, the stock and the index, which is why they live here rather than in
+the catalog (which sits below inventory and search)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mercato.catalog import service as catalog
+from mercato.catalog.service import ProductView, StockNote
+from mercato.db import UnitOfWork
+from mercato.inventory import service as inventory
+from mercato.problems import validation_problem
+from mercato.runtime import Runtime
+from mercato.search import query as q
+from mercato.search.replica import consumer_name, engine_for, unavailable
+from mercato.search.synonyms import current_synonyms
+
+PRODUCT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,219}")
+
+log = logging.getLogger("mercato.search")
+
+
+# --------------------------------------------------------------------------------------------
+# Answering
+
+
+async def search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult:
+    reader = engine_for(runtime).reader()
+    if reader is None:
+        raise unavailable()
+    synonyms = await current_synonyms(runtime)
+    try:
+        # Off the event loop: Tantivy releases the GIL, so other requests go on meanwhile.
+        return await asyncio.to_thread(
+            functools.partial(
+                q.search, reader, request, secret_key=runtime.settings.secret_key, synonyms=synonyms
+            )
+        )
+    except (ValueError, OSError) as exc:  # the engine, never the shopper's input
+        log.exception("search failed")
+        raise unavailable() from exc
+
+
+async def suggest(runtime: Runtime, text: str) -> dict[str, list[dict[str, Any]]]:
+    reader = engine_for(runtime).reader()
+    if reader is None:
+        raise unavailable()
+    try:
+        return q.suggest(reader, text)
+    except (ValueError, OSError) as exc:
+        log.exception("suggest failed")
+        raise unavailable() from exc
+
+
+async def _listing_from_index(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    query: catalog.ProductQuery,
+    cursor: str | None,
+) -> catalog.ProductPage | None:
+    """The public product listing read from the index; None when the catalog query must answer
+    (no index built yet, or a cursor the catalog query issued)."""
+    reader = engine_for(runtime).reader()
+    secret = runtime.settings.secret_key
+    if reader is None or (cursor is not None and not q.is_search_cursor(secret, cursor)):
+        return None
+    slug, brand = query.category_slug, query.brand_slug
+    if slug is not None and await catalog.get_category_by_slug(uow, slug) is None:
+        raise validation_problem("category", f"no category {slug!r}", code="unknown_category")
+    if brand is not None and await catalog.get_brand_by_slug(uow, brand) is None:
+        raise validation_problem("brand", f"no brand {brand!r}", code="unknown_brand")
+    filters = q.Filters(
+        category=query.category_slug,
+        brands=(query.brand_slug,) if query.brand_slug else (),
+        min_price=query.min_price,
+        max_price=query.max_price,
+        currency=query.currency,
+        attributes={k: list(v) for k, v in query.attributes.items()},
+    )
+    try:
+        ids, next_cursor = await asyncio.to_thread(
+            functools.partial(
+                q.list_ids, reader, filters, query.sort, query.limit, cursor, secret_key=secret
+            )
+        )
+    except (ValueError, OSError):
+        log.exception("listing from the index failed; answering from the catalog")
+        return None
+    views = await catalog.get_products(uow, ids, include_inactive=False)
+    # A product archived a moment ago may still be in the index: it is left out of the page.
+    return catalog.ProductPage([views[i] for i in ids if i in views], next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class StockedProducts:
+    """Products with what shoppers may know of each variant's stock (by variant id)."""
+
+    items: list[ProductView]
+    next_cursor: str | None
+    stock: dict[str, StockNote]
+
+
+async def _stock(uow: UnitOfWork, products: Sequence[ProductView]) -> dict[str, StockNote]:
+    return await inventory.stock_notes(uow, [v.id for p in products for v in p.variants])
+
+
+async def list_products(
+    uow: UnitOfWork, runtime: Runtime, query: catalog.ProductQuery, cursor: str | None
+) -> StockedProducts:
+    """The public product listing: from the index (then read by id from the catalog), or from
+    the catalog's own query while no index is built and for the pages whose cursor it issued;
+    with the variants' stock, one read for the whole page."""
+    page = await _listing_from_index(uow, runtime, query, cursor)
+    if page is None:
+        page = await catalog.list_products(
+            uow, query, secret_key=runtime.settings.secret_key, cursor=cursor
+        )
+    return StockedProducts(page.items, page.next_cursor, await _stock(uow, page.items))
+
+
+async def product(
+    uow: UnitOfWork, product_id: str, *, include_inactive: bool = False
+) -> StockedProducts | None:
+    """A product with its variants' stock; drafts and archived products (and inactive
+    variants) only with ``include_inactive`` (staff). None when there is none to show."""
+    view = await catalog.get_product(uow, product_id, include_inactive=include_inactive)
+    if view is None:
+        return None
+    return StockedProducts([view], None, await _stock(uow, [view]))
+
+
+# --------------------------------------------------------------------------------------------
+# The shop's product page
+
+
+@dataclass(frozen=True, slots=True)
+class VariantChoice:
+    id: str
+    sku: str
+    label: str
+    options: dict[str, str]
+    price: int
+    compare_at: int | None
+    currency: str
+    available: int
+    stock_text: str
+
+    @property
+    def in_stock(self) -> bool:
+        return self.available > 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProductDetail:
+    """A product as its page shows it: the variants to choose from with their stock, the one
+    chosen first, the option names in order, its rating, and the category path as
+    (name, path) from the root."""
+
+    product: ProductView
+    choices: list[VariantChoice]
+    chosen: VariantChoice | None
+    option_names: list[str]
+    rating: tuple[float, int] | None
+    breadcrumb: list[tuple[str, str]]
+
+    @property
+    def in_stock(self) -> bool:
+        return any(c.in_stock for c in self.choices)
+
+
+def stock_text(available: int, threshold: int) -> str:
+    if available <= 0:
+        return "Out of stock"
+    return inventory.low_stock_hint(available, threshold) or "In stock"
+
+
+async def find_product(uow: UnitOfWork, ident: str) -> ProductView | None:
+    """The active product a shop URL names, by id (``prd_...``) or by slug."""
+    if ident.startswith("prd_"):
+        return await catalog.get_product(uow, ident)
+    if PRODUCT_SLUG.fullmatch(ident):
+        return await catalog.get_product_by_slug(uow, ident)
+    return None
+
+
+def _breadcrumb(view: ProductView, names: dict[str, str]) -> list[tuple[str, str]]:
+    parts = view.category.path.split("/")
+    crumbs = []
+    for i in range(1, len(parts) + 1):
+        path = "/".join(parts[:i])
+        crumbs.append((names.get(path, parts[i - 1]), path))
+    return crumbs
+
+
+def _choice(v: catalog.VariantView, units: int, threshold: int) -> VariantChoice:
+    return VariantChoice(
+        id=v.id,
+        sku=v.sku,
+        label=v.title or " / ".join(v.options.values()) or "Standard",
+        options=dict(v.options),
+        price=v.price,
+        # A compare-at price is only a saving when it is above the price.
+        compare_at=v.compare_at if v.compare_at and v.compare_at > v.price else None,
+        currency=v.currency,
+        available=max(units, 0),
+        stock_text=stock_text(units, threshold),
+    )
+
+
+async def product_detail(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    ident: str,
+    *,
+    variant: str | None = None,
+    threshold: int,
+) -> ProductDetail | None:
+    """The product page's content; ``variant`` is the one asked for, else the first in stock,
+    else the first. None when the URL names no product a shopper may see."""
+    view = await find_product(uow, ident)
+    if view is None:
+        return None
+    available = await inventory.availability(uow, [v.id for v in view.variants])
+    names = await catalog.category_names_by_path(uow)
+    ratings = await product_ratings(runtime, [view.id])
+    choices = [_choice(v, available.get(v.id, 0), threshold) for v in view.variants]
+    chosen = next((c for c in choices if c.id == variant), None)
+    chosen = chosen or next((c for c in choices if c.in_stock), None)
+    chosen = chosen or (choices[0] if choices else None)
+    option_names: list[str] = []
+    for c in choices:
+        option_names += [n for n in c.options if n not in option_names]
+    return ProductDetail(
+        product=view,
+        choices=choices,
+        chosen=chosen,
+        option_names=option_names,
+        rating=ratings.get(view.id),
+        breadcrumb=_breadcrumb(view, names),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+
+
+async def status(runtime: Runtime) -> dict[str, Any]:
+    engine = engine_for(runtime)
+    reader = engine.reader(fresh=True)
+    if reader is None:
+        return {"built": False, "version": engine.store.current()}
+    meta = engine.store.read_meta(reader.version) or reader.meta
+    searcher = reader.searcher()
+    return {
+        "built": True,
+        "version": reader.version,
+        "schema": meta.schema,
+        "built_at": meta.built_at.isoformat(),
+        "committed_at": meta.committed_at.isoformat(),
+        "documents": searcher.num_docs,
+        "segments": searcher.num_segments,
+        "size_bytes": engine.store.size_bytes(reader.version),
+        "consumer": consumer_name(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# For the storefront's product page
+
+
+async def product_ratings(
+    runtime: Runtime, product_ids: Collection[str]
+) -> dict[str, tuple[float, int]]:
+    """(average rating, number of ratings) per product, as the index holds them. Products
+    without a rating, not in the index, or with no index built yet are absent."""
+    from tantivy import Occur, Query
+
+    from mercato.search.engine import SCHEMA
+
+    wanted = sorted(set(product_ids))[: q.MAX_LIMIT]
+    reader = engine_for(runtime).reader()
+    if reader is None or not wanted:
+        return {}
+    searcher = reader.searcher()
+    terms = [(Occur.Should, Query.term_query(SCHEMA, "id", pid)) for pid in wanted]
+    found: dict[str, tuple[float, int]] = {}
+    for _, address in searcher.search(Query.boolean_query(terms), len(wanted)).hits:
+        doc = searcher.doc(address)
+        pid, rating, count = (doc.get_first(n) for n in ("id", "rating", "rating_count"))
+        if pid is not None and rating and count:
+            found[str(pid)] = (float(rating), int(count))
+    return found

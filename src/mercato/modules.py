@@ -83,11 +83,15 @@ def wire() -> None:
 def _hooks() -> None:
     """Hooks by which a lower module lets a higher one take part in its work."""
     from mercato.cart import api as cart_api
+    from mercato.catalog import service as catalog
     from mercato.fulfilment import service as fulfilment
     from mercato.identity import service as identity
+    from mercato.inventory import service as inventory
     from mercato.orders import service as orders
 
     # Logging in: the guest cart the request carries joins the customer's cart.
     identity.after_login_hooks.append(cart_api.merge_guest_cart_on_login)
+    # Product answers say whether each variant is in stock, which the inventory module knows.
+    catalog.stock_readers.append(inventory.stock_notes)
     # An order's page shows its shipments, which live in the fulfilment module.
     orders.shipment_readers.append(fulfilment.order_shipments)

@@ -520,3 +520,31 @@ async def test_status_and_variant_changes_drive_the_listing(
     staff_view = (await client.get(f"/api/admin/products/{pid}", headers=staff_headers)).json()
     assert staff_view["min_price"] is None
     assert [v["active"] for v in staff_view["variants"]] == [False, False]
+
+
+async def test_staff_product_answers_say_which_variants_are_in_stock(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    staff_headers: dict[str, str],
+    small_catalog: SmallCatalog,
+) -> None:
+    """The catalog does not read stock: the inventory module tells it (a hook wired by
+    ``modules.wire``), so a staff answer reflects what was received."""
+    from mercato.inventory import service as inventory
+
+    r = await client.post(
+        "/api/admin/products", json=product_body(small_catalog), headers=staff_headers
+    )
+    assert r.status_code == 201, r.text
+    product_id = r.json()["id"]
+    runtime = app.state.runtime
+    async with runtime.db.transaction() as uow:
+        await inventory.create_warehouse(uow, code="BER", name="Berlin", countries=["DE"])
+        await inventory.receive(uow, "ACME-KET-1", "BER", 3)
+    r = await client.get(f"/api/admin/products/{product_id}", headers=staff_headers)
+    assert r.status_code == 200, r.text
+    by_sku = {v["sku"]: v for v in r.json()["variants"]}
+    assert by_sku["ACME-KET-1"]["in_stock"] is True
+    assert by_sku["ACME-KET-1"]["stock_hint"] == "Only 3 left"
+    assert by_sku["ACME-KET-2"]["in_stock"] is False
+    assert r.json()["in_stock"] is True

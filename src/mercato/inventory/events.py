@@ -24,4 +24,8 @@ async def expire_reservations(runtime: Runtime) -> int:
             return total
 
 
-JOBS = (Job("inventory.expire", 5, expire_reservations),)
+# Reservations hold for minutes (``reservation_ttl_seconds``): releasing one a few seconds after
+# it expired costs nothing, and an idle shop wakes less often.
+EXPIRE_INTERVAL = 15.0
+
+JOBS = (Job("inventory.expire", EXPIRE_INTERVAL, expire_reservations),)

@@ -15,7 +15,7 @@ from mercato.worker import Job
 EMAIL_CONSUMER = "notifications-email"
 WEBHOOK_CONSUMER = "notifications-webhooks"
 
-SEND_INTERVAL = 5.0
+SEND_INTERVAL = 30.0
 """Retries are due on this grid; new mails and deliveries go out right after the outbox pass
 that recorded them."""
 

@@ -173,31 +173,28 @@ def _copy_sagas() -> None:
         )
 
 
+def _rename_owner_column(old: str, new: str) -> None:
+    # Two batches: SQLite rebuilds the table for each, and a constraint on the renamed column
+    # added in the same batch as the rename would be lost.
+    table = "checkout_promo_redemptions"
+    with op.batch_alter_table(table) as batch:
+        batch.drop_constraint(f"uq_{table}_{old}", type_="unique")
+        batch.alter_column(
+            old, new_column_name=new, existing_type=sa.String(40), existing_nullable=False
+        )
+    with op.batch_alter_table(table) as batch:
+        batch.create_unique_constraint(f"uq_{table}_{new}", [new])
+
+
 def upgrade() -> None:
     _copy_sagas()
     op.drop_index("ix_checkout_sagas_status_updated_at", table_name="checkout_sagas")
     op.drop_table("checkout_sagas")
-    with op.batch_alter_table("checkout_promo_redemptions") as batch:
-        batch.drop_constraint("uq_checkout_promo_redemptions_saga_id", type_="unique")
-        batch.alter_column(
-            "saga_id",
-            new_column_name="checkout_id",
-            existing_type=sa.String(40),
-            existing_nullable=False,
-        )
-        batch.create_unique_constraint("uq_checkout_promo_redemptions_checkout_id", ["checkout_id"])
+    _rename_owner_column("saga_id", "checkout_id")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("checkout_promo_redemptions") as batch:
-        batch.drop_constraint("uq_checkout_promo_redemptions_checkout_id", type_="unique")
-        batch.alter_column(
-            "checkout_id",
-            new_column_name="saga_id",
-            existing_type=sa.String(40),
-            existing_nullable=False,
-        )
-        batch.create_unique_constraint("uq_checkout_promo_redemptions_saga_id", ["saga_id"])
+    _rename_owner_column("checkout_id", "saga_id")
     op.create_table(
         "checkout_sagas",
         sa.Column("id", sa.String(40), nullable=False),

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from mercato import workflows
 from mercato.cart import service as cart_service
@@ -140,6 +140,8 @@ class CheckoutState(BaseModel):
     order_id: str
     payment: Payment | None = None
     order_status: str | None = None
+    _answer: dict[str, Any] | None = PrivateAttr(default=None)
+    """The 201 body, built before the stock is sold (never stored with the state)."""
 
     @property
     def lines(self) -> list[tuple[str, int]]:
@@ -378,6 +380,9 @@ async def place_order(ctx: StepContext, state: CheckoutState) -> None:
     priced: PricedCart = ctx.memo.get("priced") or priced_from_minor(state.pricing)
     order = await orders.create_order(uow, _order_draft(state, priced))
     state.order_status = order.status
+    # Built now rather than at the run's end: the stock rows sold below stay locked until the
+    # commit, and the run's end comes after the sale.
+    state._answer = _answer_of(state, priced)
     if state.promo_id is not None:
         await commit_promo_use(uow, state.checkout_id)
     cache = cart_service.cache_for(ctx.runtime)
@@ -470,6 +475,12 @@ def _order_draft(state: CheckoutState, priced: PricedCart) -> orders.OrderDraft:
 
 def answer(state: CheckoutState) -> dict[str, Any]:
     """The 201 body of a placed order (stored on the run for replays)."""
+    if state._answer is not None:
+        return state._answer
+    return _answer_of(state, priced_from_minor(state.pricing))
+
+
+def _answer_of(state: CheckoutState, priced: PricedCart) -> dict[str, Any]:
     assert state.order_status is not None, "answered before the order was placed"
     items = [CartItem.from_json(x) for x in state.items]
     payment = state.payment or Payment()
@@ -477,7 +488,7 @@ def answer(state: CheckoutState) -> dict[str, Any]:
         "order_id": state.order_id,
         "checkout_id": state.checkout_id,
         "status": state.order_status,
-        **priced_to_json(priced_from_minor(state.pricing), items),
+        **priced_to_json(priced, items),
         "shipping_address": dict(state.shipping_address),
         "payment": {
             "intent_id": payment.intent_id,

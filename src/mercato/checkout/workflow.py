@@ -43,6 +43,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, PrivateAttr
@@ -385,8 +386,11 @@ async def place_order(ctx: StepContext, state: CheckoutState) -> None:
     state._answer = _answer_of(state, priced)
     if state.promo_id is not None:
         await commit_promo_use(uow, state.checkout_id)
+    await cart_service.clear_cart(uow, state.cart_id)
     cache = cart_service.cache_for(ctx.runtime)
-    await cart_service.clear_cart(uow, state.cart_id, cache=cache)
+    if cache is not None:
+        # Before answering, once committed: the shopper's next look at the cart finds it empty.
+        uow.after_commit(partial(cache.delete, state.cart_id))
     # The stock last: see the module docstring.
     sold = await inventory.commit(uow, state.checkout_id)
     missing = _missing(state.lines, sold)

@@ -225,3 +225,19 @@ async def test_demo_seed_ships_everywhere_the_warehouses_do(db: Database) -> Non
             "SAVE5",
             "LIMITED",
         }
+
+
+async def test_a_new_promo_code_is_checked_once_for_every_field(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    staff = await staff_headers_for(db)
+    body = {
+        "code": "BROKEN",
+        "kind": "fixed",
+        "value": "5.00",
+        "min_subtotal": "1.005",
+        "ends_at": "2030-01-01T00:00:00",
+    }
+    response = await client.post(f"{ADMIN}/promo-codes", json=body, headers=staff)
+    problem = assert_problem(response, 422, "validation_error")
+    assert [e["field"] for e in problem["errors"]] == ["currency", "min_subtotal", "ends_at"]

@@ -399,3 +399,23 @@ async def test_the_api_is_documented(client: httpx.AsyncClient) -> None:
     assert {"/api/checkout", "/api/checkout/quote", "/api/checkout/shipping-methods"} <= set(
         spec["paths"]
     )
+
+
+async def test_a_quote_lists_what_every_shipping_method_would_cost(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    variant = await make_variant(db, price=2000, stock=5, weight_grams=800)
+    buyer = await make_customer(db)
+    await fill_cart(db, buyer.id, (variant, 2))
+    quote = await client.post(
+        "/api/checkout/quote",
+        json={"shipping_address": {"country": "DE"}, "shipping_method": "standard"},
+        headers=buyer.headers,
+    )
+    assert quote.status_code == 200, quote.text
+    # 40.00 of goods: standard is 4.90 (free from 50.00); 1.6 kg by express is 14.90.
+    assert [(o["code"], o["price"]) for o in quote.json()["shipping_options"]] == [
+        ("standard", "4.90"),
+        ("express", "14.90"),
+    ]
+    assert quote.json()["shipping"] == "4.90"

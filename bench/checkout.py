@@ -19,7 +19,7 @@ Afterwards the numbers are checked against the database: orders = 201 answers, t
 balances, and the sandbox processor holds exactly one live charge per order.
 
 ``--profile`` then runs checkouts in-process (the same app over ASGI, no server) under
-pyinstrument and prints the time per saga step, the SQL statements and transactions of one
+pyinstrument and prints the time per workflow step, the SQL statements and transactions of one
 checkout request, and the profile's heaviest items.
 
 Each run also prints the machine's load average: other work on the same cores lowers the
@@ -129,7 +129,7 @@ async def seed(db: Any, products: int, customers: int) -> tuple[str, list[str], 
     # Real argon2id with the smallest cost: the bench measures checkouts, not logins.
     identity.PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     tokens = []
-    async with db.session() as s:
+    async with db.transaction() as s:
         for i in range(customers):
             user = await identity.create_user(
                 s,
@@ -306,7 +306,7 @@ async def verify(db: Any, expected_orders: int) -> list[str]:
     from mercato.payments import service as payments
 
     problems = []
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         order_count = sum((await orders.count_by_status(conn)).values())
         differences = await inventory.check_ledger(conn)
         summary = await payments.sandbox_charge_summary(conn)
@@ -329,23 +329,17 @@ async def profile(
     from sqlalchemy import event
 
     from mercato.app import create_app
-    from mercato.checkout import saga
+    from mercato.checkout.workflow import CHECKOUT
     from mercato.settings import Settings
 
     settings = Settings(database_url=url, redis_url=redis_url, secret_key=SECRET_KEY)
     app = create_app(settings)
     steps: list[tuple[str, float]] = []
-
-    async def mark(name: str) -> None:
-        steps.append((name, time.perf_counter()))
-
     durations: dict[str, float] = defaultdict(float)
-    order = ["start", "authorize", "complete", "answer"]
-    names = {
-        "after_start": "start",
-        "after_authorize": "authorize",
-        "after_order": "complete",
-    }
+    # Each mark is taken when a step's own work is done: a transactional step's progress write
+    # and commit count towards the next one (the last one's towards "answer").
+    order = ["prepare + reserve", "authorize", "place_order", "answer"]
+    names = {"reserve": "prepare + reserve", "authorize": "authorize", "place_order": "place_order"}
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(99)
     async with app.router.lifespan_context(app):
@@ -382,7 +376,7 @@ async def profile(
                         last = at
                     durations["answer"] += end - last
 
-            saga.BOUNDARY_HOOKS.append(mark)
+            untimed = _time_steps(CHECKOUT, steps)
             for _ in range(20):
                 await one(False)
             statements: Counter[str] = Counter()
@@ -420,7 +414,7 @@ async def profile(
                 for _ in range(count):
                     await one(False)
             wall = (time.perf_counter() - started) / count
-            saga.BOUNDARY_HOOKS.remove(mark)
+            object.__setattr__(CHECKOUT, "steps", untimed)
     checkout_ms = sum(durations.values()) / count * 1000
     table = Table(title=f"One checkout in-process (mean of {count}, sequential)")
     table.add_column("step")
@@ -448,6 +442,24 @@ async def profile(
     report_profile(session.root_frame(), count)
 
 
+def _time_steps(workflow: Any, marks: list[tuple[str, float]]) -> Any:
+    """Note the time each step of ``workflow`` ends at in ``marks``; returns the steps as they
+    were, to be put back."""
+    from dataclasses import replace
+
+    def marking(name: str, run: Any) -> Any:
+        async def timed(ctx: Any, state: Any) -> None:
+            await run(ctx, state)
+            marks.append((name, time.perf_counter()))
+
+        return timed
+
+    original = workflow.steps
+    timed = tuple(replace(s, run=marking(s.name, s.run)) for s in original)
+    object.__setattr__(workflow, "steps", timed)
+    return original
+
+
 def _module_of(statement: str) -> str:
     """Which module's table a statement touches (by the table-name prefix)."""
     words = statement.replace("(", " ").replace(",", " ").split()
@@ -457,6 +469,8 @@ def _module_of(statement: str) -> str:
         head = word.strip('"').split(".")[0]
         if head.startswith("outbox_"):
             return "outbox (events)"
+        if head.startswith("workflow_"):
+            return "workflows (the run's row)"
         for module in (
             "checkout",
             "payments",
@@ -560,7 +574,7 @@ async def main_async(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             hot, spread, tokens = await seed(db, args.products, max(shoppers, default=0) + 1)
             console.print(f"seeded in {time.perf_counter() - started:.1f}s")
-            async with db.connect() as conn:
+            async with db.transaction() as conn:
                 pg_version = str((await conn.execute(text("SHOW server_version"))).scalar_one())
 
             runs: list[Run] = []
@@ -598,10 +612,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 stop_server(proc)
                 proc = None
             # Every 201 of the measured runs and of the warm-up is an order.
-            async with db.connect() as conn:
-                from mercato.checkout import saga
+            async with db.transaction() as conn:
+                from mercato.checkout import service as checkout
 
-                by_status = await saga.count_by_status(conn)
+                by_status = await checkout.count_by_status(conn)
             problems = await verify(db, by_status.get("completed", 0))
             if by_status.keys() - {"completed", "failed"}:
                 problems.append(f"checkouts left in progress: {by_status}")

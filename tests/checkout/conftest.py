@@ -4,7 +4,6 @@ cheaply, carts filled through the cart service, and the cross-module invariants.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +14,10 @@ from sqlalchemy import func, select
 
 from mercato.cart import service as cart_service
 from mercato.catalog import service as catalog
-from mercato.checkout import saga
+from mercato.checkout import service as checkout
 from mercato.checkout.demo import seed_checkout
-from mercato.checkout.models import promo_codes, redemptions, sagas
+from mercato.checkout.models import promo_codes, redemptions
+from mercato.checkout.workflow import CHECKOUT
 from mercato.db import Database
 from mercato.identity import service as identity
 from mercato.inventory import service as inventory
@@ -25,6 +25,7 @@ from mercato.orders import service as orders
 from mercato.payments import service as payments
 from mercato.payments.sandbox import SandboxProvider
 from mercato.runtime import Runtime
+from mercato.workflows import RUNS
 from tests.factories import make_product
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -50,13 +51,6 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(identity, "PASSWORD_HASHER", FAST_HASHER)
 
 
-@pytest.fixture(autouse=True)
-def no_crash_points() -> Iterator[None]:
-    saga.CRASH_POINTS.clear()
-    yield
-    saga.CRASH_POINTS.clear()
-
-
 @dataclass
 class Customer:
     user: identity.UserInfo
@@ -70,16 +64,16 @@ class Customer:
 async def make_customers(db: Database, count: int, prefix: str = "shopper") -> list[Customer]:
     """``count`` customers with bearer tokens, in one transaction (cheap argon2 parameters)."""
     made: list[Customer] = []
-    async with db.session() as session:
+    async with db.transaction() as uow:
         for i in range(count):
             user = await identity.create_user(
-                session,
+                uow,
                 email=f"{prefix}{i}@example.com",
                 password=TEST_PASSWORD,
                 role="customer",
                 name=f"{prefix} {i}",
             )
-            token = await identity.issue_token(session, user.id, 3600)
+            token = await identity.issue_token(uow, user.id, 3600)
             made.append(Customer(user, {"Authorization": f"Bearer {token}"}))
     return made
 
@@ -89,11 +83,11 @@ async def make_customer(db: Database, email_prefix: str = "buyer") -> Customer:
 
 
 async def staff_headers_for(db: Database) -> dict[str, str]:
-    async with db.session() as session:
+    async with db.transaction() as uow:
         user = await identity.create_user(
-            session, email="boss@example.com", password=TEST_PASSWORD, role="staff", name="Boss"
+            uow, email="boss@example.com", password=TEST_PASSWORD, role="staff", name="Boss"
         )
-        token = await identity.issue_token(session, user.id, 3600)
+        token = await identity.issue_token(uow, user.id, 3600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -104,9 +98,9 @@ class Shop:
 
 
 async def make_shop(db: Database) -> Shop:
-    async with db.connect() as conn:
+    async with db.transaction() as uow:
         warehouse = await inventory.create_warehouse(
-            conn, code="BER", name="Berlin", countries=["AT", "DE", "FR", "GB", "NL"]
+            uow, code="BER", name="Berlin", countries=["AT", "DE", "FR", "GB", "NL"]
         )
     await seed_checkout(db)
     return Shop(db, warehouse)
@@ -126,25 +120,25 @@ async def make_variant(
     tax_class: str | None = None,
     warehouse: str = "BER",
 ) -> str:
-    async with db.session() as session:
+    async with db.transaction() as uow:
         product_id, [variant_id] = await make_product(
-            session, variants=[{"price": price, "weight_grams": weight_grams}]
+            uow, variants=[{"price": price, "weight_grams": weight_grams}]
         )
         if tax_class is not None:
             await catalog.update_product(
-                session, product_id, catalog.ProductChanges(tax_class=tax_class)
+                uow, product_id, catalog.ProductChanges(tax_class=tax_class)
             )
     if stock:
-        async with db.connect() as conn:
-            await inventory.receive(conn, variant_id, warehouse, stock)
+        async with db.transaction() as uow:
+            await inventory.receive(uow, variant_id, warehouse, stock)
     return variant_id
 
 
 async def fill_cart(db: Database, user_id: str, *lines: tuple[str, int]) -> None:
-    async with db.session() as session:
+    async with db.transaction() as uow:
         for variant_id, quantity in lines:
             await cart_service.add_item(
-                session,
+                uow,
                 cart_service.CartOwner(user_id=user_id),
                 variant_id,
                 quantity,
@@ -153,20 +147,20 @@ async def fill_cart(db: Database, user_id: str, *lines: tuple[str, int]) -> None
 
 
 async def cart_lines(db: Database, user_id: str) -> list[tuple[str, int]]:
-    async with db.session() as session:
-        cart = await cart_service.get_cart_for(session, user_id, None)
+    async with db.transaction() as uow:
+        cart = await cart_service.get_cart_for(uow, user_id, None)
     return [(line.variant_id, line.quantity) for line in cart.lines] if cart else []
 
 
 async def set_price(db: Database, variant_id: str, price: int) -> None:
-    async with db.session() as session:
-        await catalog.update_variant(session, variant_id, catalog.VariantChanges(price=price))
+    async with db.transaction() as uow:
+        await catalog.update_variant(uow, variant_id, catalog.VariantChanges(price=price))
 
 
 async def stock(db: Database, variant_id: str) -> tuple[int, int]:
     """(on_hand, reserved) summed over warehouses."""
-    async with db.connect() as conn:
-        levels = await inventory.stock_for_variant(conn, variant_id)
+    async with db.transaction() as uow:
+        levels = await inventory.stock_for_variant(uow, variant_id)
     return sum(s.on_hand for s in levels), sum(s.reserved for s in levels)
 
 
@@ -198,53 +192,55 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 @dataclass
 class Totals:
-    sagas: dict[str, int]
+    checkouts: dict[str, int]
+    """Checkout runs by status."""
     orders: int
     live_charges: int
     active_reservations: int
+
+
+async def checkout_runs(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    """(status, state) of every checkout run."""
+    async with db.transaction() as uow:
+        rows = await uow.execute(
+            select(RUNS.c.status, RUNS.c.state).where(RUNS.c.workflow == CHECKOUT.name)
+        )
+        return [(status, dict(state)) for status, state in rows]
 
 
 async def check_invariants(db: Database) -> Totals:
     """Every checkout is either a paid order with its stock sold, or undone: no live charge
     without an order, no stock held by a finished checkout, promo counts matching their uses,
     and the stock ledger balanced."""
-    async with db.connect() as conn:
-        by_status = await saga.count_by_status(conn)
-        order_count = sum((await orders.count_by_status(conn)).values())
-        summary = await payments.sandbox_charge_summary(conn)
-        active = await inventory.list_reservations(conn, state="active", limit=100_000)
+    runs = await checkout_runs(db)
+    async with db.transaction() as uow:
+        by_status = await checkout.count_by_status(uow)
+        order_count = sum((await orders.count_by_status(uow)).values())
+        summary = await payments.sandbox_charge_summary(uow)
+        active = await inventory.list_reservations(uow, state="active", limit=100_000)
         finished = {
-            r.id
-            for r in await conn.execute(
-                select(sagas.c.id).where(sagas.c.status.in_(("completed", "failed")))
-            )
+            state["checkout_id"] for status, state in runs if status in ("completed", "failed")
         }
         assert not [r for r in active if r.owner in finished], "a finished checkout holds stock"
-        assert await inventory.check_ledger(conn) == []
-        for promo_id, used in await conn.execute(
-            select(promo_codes.c.id, promo_codes.c.used_count)
-        ):
-            live = await conn.scalar(
+        assert await inventory.check_ledger(uow) == []
+        for promo_id, used in await uow.execute(select(promo_codes.c.id, promo_codes.c.used_count)):
+            live = await uow.scalar(
                 select(func.count()).where(
                     redemptions.c.promo_id == promo_id,
                     redemptions.c.state.in_(("reserved", "committed")),
                 )
             )
             assert used == live
-        completed = list(
-            (
-                await conn.execute(
-                    select(sagas.c.order_id, sagas.c.payment_intent_id).where(
-                        sagas.c.status == "completed"
-                    )
-                )
-            ).all()
-        )
+        completed = [
+            (state["order_id"], (state.get("payment") or {}).get("intent_id"))
+            for status, state in runs
+            if status == "completed"
+        ]
         for order_id, intent_id in completed:
-            order = await orders.get_order(conn, order_id)
+            order = await orders.get_order(uow, order_id)
             assert order is not None and order.status == "paid"
             if intent_id:
-                intent = await payments.get_intent(conn, intent_id)
+                intent = await payments.get_intent(uow, intent_id)
                 assert intent is not None and intent.status == "authorized"
     assert order_count == len(completed)
     # Charges the processor holds (authorized, not voided) are exactly the orders' payments.

@@ -26,10 +26,10 @@ ADMIN = "/api/admin/checkout"
 
 
 async def table_sizes(db: Database) -> tuple[int, ...]:
-    async with db.connect() as conn:
+    async with db.transaction() as uow:
         return tuple(
             [
-                int(await conn.scalar(select(func.count()).select_from(t)) or 0)
+                int(await uow.scalar(select(func.count()).select_from(t)) or 0)
                 for t in (zones, methods, tax_rates, promo_codes)
             ]
         )
@@ -213,15 +213,31 @@ async def test_demo_seed_ships_everywhere_the_warehouses_do(db: Database) -> Non
     await seed_checkout(db)
     assert await table_sizes(db) == first  # seeding again changes nothing
     countries = {c for w in DEMO_WAREHOUSES for c in w["countries"]}
-    async with db.connect() as conn:
+    async with db.transaction() as uow:
         for country in sorted(countries):
-            found = await service.shipping_methods_for(conn, country)
+            found = await service.shipping_methods_for(uow, country)
             assert {m.code for m in found} == {"standard", "express"}, country
-            table = await service.tax_table_for(conn, country)
+            table = await service.tax_table_for(uow, country)
             assert table.rate_for(country, None, "standard") > 0, country
-        assert await service.prices_include_tax(conn) is True
-        assert {p.code for p in await service.list_promo_codes(conn)} >= {
+        assert await service.prices_include_tax(uow) is True
+        assert {p.code for p in await service.list_promo_codes(uow)} >= {
             "WELCOME10",
             "SAVE5",
             "LIMITED",
         }
+
+
+async def test_a_new_promo_code_is_checked_once_for_every_field(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    staff = await staff_headers_for(db)
+    body = {
+        "code": "BROKEN",
+        "kind": "fixed",
+        "value": "5.00",
+        "min_subtotal": "1.005",
+        "ends_at": "2030-01-01T00:00:00",
+    }
+    response = await client.post(f"{ADMIN}/promo-codes", json=body, headers=staff)
+    problem = assert_problem(response, 422, "validation_error")
+    assert [e["field"] for e in problem["errors"]] == ["currency", "min_subtotal", "ends_at"]

@@ -6,9 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from mercato.checkout.models import sagas
 from mercato.db import Database
 from mercato.inventory import service as inventory
 from mercato.payments import service as payments
@@ -20,6 +18,7 @@ from tests.checkout.conftest import (
     assert_problem,
     cart_lines,
     check_invariants,
+    checkout_runs,
     fill_cart,
     make_customer,
     make_variant,
@@ -29,14 +28,14 @@ from tests.checkout.conftest import (
 )
 
 
-async def saga_count(db: Database) -> int:
-    async with db.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(sagas)) or 0)
+async def checkout_count(db: Database) -> int:
+    """How many checkouts were recorded (a run each)."""
+    return len(await checkout_runs(db))
 
 
 async def charges(db: Database) -> payments.SandboxSummary:
-    async with db.connect() as conn:
-        return await payments.sandbox_charge_summary(conn)
+    async with db.transaction() as uow:
+        return await payments.sandbox_charge_summary(uow)
 
 
 async def test_happy_path(client: httpx.AsyncClient, db: Database, shop: Shop) -> None:
@@ -88,14 +87,14 @@ async def test_a_bad_token_is_refused_before_the_key_is_looked_at(
             "/api/checkout", json=BODY, headers={"Authorization": "Bearer nope", **headers}
         )
         assert_problem(response, 401, "unauthorized")
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
     assert (await post_checkout(client, buyer)).status_code == 201
 
 
 async def test_empty_cart(client: httpx.AsyncClient, db: Database, shop: Shop) -> None:
     buyer = await make_customer(db)
     assert_problem(await post_checkout(client, buyer), 422, "cart_empty")
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 @pytest.mark.parametrize(
@@ -118,7 +117,7 @@ async def test_declined_payment_keeps_the_cart_and_releases_the_stock(
     assert await cart_lines(db, buyer.id) == [(variant, 2)]
     assert await stock(db, variant) == (5, 0)
     totals = await check_invariants(db)
-    assert totals.orders == 0 and totals.sagas == {"failed": 1}
+    assert totals.orders == 0 and totals.checkouts == {"failed": 1}
     # The same key replays the same answer without charging again.
     again = await post_checkout(client, buyer, body={**BODY, "payment_token": token})
     assert_problem(again, status, code)
@@ -156,7 +155,7 @@ async def test_changed_price_stops_checkout_before_anything_is_held(
         (variant, "10.00", "12.00")
     ]
     assert await stock(db, variant) == (5, 0)
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 async def test_missing_or_oversized_idempotency_key(
@@ -168,7 +167,7 @@ async def test_missing_or_oversized_idempotency_key(
     assert_problem(
         await post_checkout(client, buyer, key="k" * 256), 400, "invalid_idempotency_key"
     )
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 @pytest.mark.parametrize(
@@ -188,7 +187,7 @@ async def test_bad_address_names_the_field(
     response = await post_checkout(client, buyer, body={**BODY, "shipping_address": address})
     body = assert_problem(response, 422, "validation_error")
     assert field in [e["field"] for e in body["errors"]]
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 async def test_card_numbers_are_refused_as_tokens(
@@ -200,7 +199,7 @@ async def test_card_numbers_are_refused_as_tokens(
         response = await post_checkout(client, buyer, body={**BODY, "payment_token": token})
         body = assert_problem(response, 422, "validation_error")
         assert body["errors"][0]["field"] == "payment_token"
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 async def test_unknown_shipping_method_or_country(
@@ -212,7 +211,7 @@ async def test_unknown_shipping_method_or_country(
     assert_problem(response, 422, "unknown_shipping_method")
     nowhere = {**BODY, "shipping_address": {**ADDRESS, "country": "JP"}}
     assert_problem(await post_checkout(client, buyer, body=nowhere), 422, "unknown_shipping_method")
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 @pytest.mark.parametrize(("code", "reason"), [("NOPE", "unknown"), ("OLD", "expired")])
@@ -224,9 +223,9 @@ async def test_unknown_or_expired_promo_code(
     from mercato.checkout import service
     from mercato.db import utcnow
 
-    async with db.connect() as conn:
+    async with db.transaction() as uow:
         await service.create_promo_code(
-            conn,
+            uow,
             code="OLD",
             kind="percent",
             value=1000,
@@ -238,7 +237,7 @@ async def test_unknown_or_expired_promo_code(
     response = await post_checkout(client, buyer, body={**BODY, "promo_code": code})
     body = assert_problem(response, 422, "invalid_promo_code")
     assert body["reason"] == reason and body["errors"][0]["field"] == "promo_code"
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 async def test_promo_codes_discount_the_order(
@@ -298,13 +297,13 @@ async def test_out_of_stock_is_a_clean_problem(
     variant = await make_variant(db, stock=3)
     buyer = await make_customer(db)
     await fill_cart(db, buyer.id, (variant, 3))
-    async with db.connect() as conn:
-        await inventory.adjust(conn, variant, "BER", -2, "damaged")
+    async with db.transaction() as uow:
+        await inventory.adjust(uow, variant, "BER", -2, "damaged")
     body = assert_problem(await post_checkout(client, buyer), 409, "out_of_stock")
     assert body["lines"] == [{"variant_id": variant, "requested": 3, "available": 1}]
     assert await cart_lines(db, buyer.id) == [(variant, 3)]
     totals = await check_invariants(db)
-    assert totals.sagas == {"failed": 1} and totals.active_reservations == 0
+    assert totals.checkouts == {"failed": 1} and totals.active_reservations == 0
 
 
 async def test_a_refusal_stays_the_answer_to_its_key(
@@ -313,15 +312,15 @@ async def test_a_refusal_stays_the_answer_to_its_key(
     variant = await make_variant(db, stock=2)
     buyer = await make_customer(db)
     await fill_cart(db, buyer.id, (variant, 2))
-    async with db.connect() as conn:  # one unit breaks after it went into the cart
-        await inventory.adjust(conn, variant, "BER", -1, "damaged")
+    async with db.transaction() as uow:  # one unit breaks after it went into the cart
+        await inventory.adjust(uow, variant, "BER", -1, "damaged")
     first = assert_problem(await post_checkout(client, buyer, "k"), 409, "out_of_stock")
-    async with db.connect() as conn:  # the stock arrives afterwards
-        await inventory.receive(conn, variant, "BER", 5)
+    async with db.transaction() as uow:  # the stock arrives afterwards
+        await inventory.receive(uow, variant, "BER", 5)
     assert assert_problem(await post_checkout(client, buyer, "k"), 409, "out_of_stock") == first
     assert (await post_checkout(client, buyer, "k2")).status_code == 201  # a new attempt
     totals = await check_invariants(db)
-    assert totals.sagas == {"failed": 1, "completed": 1} and totals.orders == 1
+    assert totals.checkouts == {"failed": 1, "completed": 1} and totals.orders == 1
 
 
 async def test_checkout_status_for_its_owner_only(
@@ -370,7 +369,7 @@ async def test_shipping_methods_and_quote(
     assert q["price_changes"] == []
     # A quote has no side effects.
     assert await stock(db, variant) == (5, 0)
-    assert await saga_count(db) == 0
+    assert await checkout_count(db) == 0
 
 
 async def test_guests_get_a_quote_for_their_cart(
@@ -400,3 +399,23 @@ async def test_the_api_is_documented(client: httpx.AsyncClient) -> None:
     assert {"/api/checkout", "/api/checkout/quote", "/api/checkout/shipping-methods"} <= set(
         spec["paths"]
     )
+
+
+async def test_a_quote_lists_what_every_shipping_method_would_cost(
+    client: httpx.AsyncClient, db: Database, shop: Shop
+) -> None:
+    variant = await make_variant(db, price=2000, stock=5, weight_grams=800)
+    buyer = await make_customer(db)
+    await fill_cart(db, buyer.id, (variant, 2))
+    quote = await client.post(
+        "/api/checkout/quote",
+        json={"shipping_address": {"country": "DE"}, "shipping_method": "standard"},
+        headers=buyer.headers,
+    )
+    assert quote.status_code == 200, quote.text
+    # 40.00 of goods: standard is 4.90 (free from 50.00); 1.6 kg by express is 14.90.
+    assert [(o["code"], o["price"]) for o in quote.json()["shipping_options"]] == [
+        ("standard", "4.90"),
+        ("express", "14.90"),
+    ]
+    assert quote.json()["shipping"] == "4.90"

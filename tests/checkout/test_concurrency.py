@@ -32,10 +32,10 @@ from tests.checkout.conftest import (
 
 
 async def fill_carts(db: Database, user_ids: list[str], variant_id: str, quantity: int) -> None:
-    async with db.session() as session:
+    async with db.transaction() as uow:
         for user_id in user_ids:
             await cart_service.add_item(
-                session,
+                uow,
                 cart_service.CartOwner(user_id=user_id),
                 variant_id,
                 quantity,
@@ -54,8 +54,8 @@ async def test_one_request_sent_ten_times_at_once_makes_one_order(
 
     assert [a.status_code for a in answers] == [201] * 10, [a.text for a in answers]
     assert len({a.json()["order_id"] for a in answers}) == 1
-    async with db.connect() as conn:
-        intents = await conn.scalar(select(func.count()).select_from(Intent))
+    async with db.transaction() as uow:
+        intents = await uow.scalar(select(func.count()).select_from(Intent))
     assert intents == 1
     totals = await check_invariants(db)
     assert totals.orders == 1 and totals.live_charges == 1
@@ -68,15 +68,15 @@ async def test_one_refused_request_sent_ten_times_at_once_gets_one_answer(
     variant = await make_variant(db, stock=2)
     buyer = await make_customer(db)
     await fill_cart(db, buyer.id, (variant, 2))
-    async with db.connect() as conn:  # one unit breaks after it went into the cart
-        await inventory.adjust(conn, variant, "BER", -1, "damaged")
+    async with db.transaction() as uow:  # one unit breaks after it went into the cart
+        await inventory.adjust(uow, variant, "BER", -1, "damaged")
 
     answers = await asyncio.gather(*(post_checkout(client, buyer, "same-key") for _ in range(10)))
 
     bodies = [assert_problem(a, 409, "out_of_stock") for a in answers]
     assert all(b == bodies[0] for b in bodies)
     totals = await check_invariants(db)
-    assert totals.sagas == {"failed": 1} and totals.active_reservations == 0
+    assert totals.checkouts == {"failed": 1} and totals.active_reservations == 0
     assert await stock(db, variant) == (1, 0)
 
 
@@ -97,16 +97,16 @@ async def test_hundred_shoppers_for_twenty_units(
     assert await stock(db, variant) == (0, 0)
     totals = await check_invariants(db)
     assert totals.orders == 20 and totals.live_charges == 20
-    assert totals.sagas == {"completed": 20, "failed": 80}
+    assert totals.checkouts == {"completed": 20, "failed": 80}
     assert totals.active_reservations == 0
 
 
 async def test_fifty_shoppers_race_for_the_last_five_promo_uses(
     client: httpx.AsyncClient, db: Database, shop: Shop
 ) -> None:
-    async with db.connect() as conn:
+    async with db.transaction() as uow:
         promo = await service.create_promo_code(
-            conn, code="LAST5", kind="percent", value=5000, usage_limit=5
+            uow, code="LAST5", kind="percent", value=5000, usage_limit=5
         )
     variant = await make_variant(db, price=4000, stock=1000)
     shoppers = await make_customers(db, 50)
@@ -121,9 +121,9 @@ async def test_fifty_shoppers_race_for_the_last_five_promo_uses(
     for answer in answers:
         if answer.status_code != 201:
             assert assert_problem(answer, 422, "invalid_promo_code")["reason"] == "used_up"
-    async with db.connect() as conn:
-        after = await service.get_promo(conn, promo.id)
-        counts = await service.promo_redemption_counts(conn, promo.id)
+    async with db.transaction() as uow:
+        after = await service.get_promo(uow, promo.id)
+        counts = await service.promo_redemption_counts(uow, promo.id)
     assert after is not None and after.used_count == 5
     assert counts["committed"] == 5 and counts["reserved"] == 0
     assert await stock(db, variant) == (995, 0)

@@ -1,1 +1,2 @@
-"""Checkout: pricing (shipping, tax, promo codes) and the checkout saga with crash recovery."""
+"""Checkout: pricing (shipping, tax, promo codes) and the checkout workflow, from a cart to a
+paid order."""

@@ -73,19 +73,19 @@ EXPRESS_BANDS: tuple[dict[str, Any], ...] = (
 
 async def seed_checkout(db: Database) -> None:
     """Create the demo shipping, tax and promo setup (what exists already is kept)."""
-    async with db.connect() as conn:
-        existing = {r.name: r.id for r in await conn.execute(select(zones.c.name, zones.c.id))}
+    async with db.transaction() as uow:
+        existing = {r.name: r.id for r in await uow.execute(select(zones.c.name, zones.c.id))}
         with_methods = {
             (r.zone_id, r.code)
-            for r in await conn.execute(select(methods.c.zone_id, methods.c.code))
+            for r in await uow.execute(select(methods.c.zone_id, methods.c.code))
         }
         for name, countries in ZONES.items():
             zone_id = existing.get(name)
             if zone_id is None:
-                zone_id = (await service.create_zone(conn, name=name, countries=countries)).id
+                zone_id = (await service.create_zone(uow, name=name, countries=countries)).id
             if (zone_id, "standard") not in with_methods:
                 await service.create_shipping_method(
-                    conn,
+                    uow,
                     zone_id=zone_id,
                     code="standard",
                     name="Standard delivery",
@@ -99,7 +99,7 @@ async def seed_checkout(db: Database) -> None:
                 )
             if (zone_id, "express") not in with_methods:
                 await service.create_shipping_method(
-                    conn,
+                    uow,
                     zone_id=zone_id,
                     code="express",
                     name="Express delivery",
@@ -113,10 +113,10 @@ async def seed_checkout(db: Database) -> None:
                 )
         for country, (standard, reduced) in TAX_RATES.items():
             await service.set_tax_rate(
-                conn, country=country, tax_class="standard", rate_bps=standard
+                uow, country=country, tax_class="standard", rate_bps=standard
             )
-            await service.set_tax_rate(conn, country=country, tax_class="reduced", rate_bps=reduced)
-        await service.set_prices_include_tax(conn, True)
+            await service.set_tax_rate(uow, country=country, tax_class="reduced", rate_bps=reduced)
+        await service.set_prices_include_tax(uow, True)
         now = utcnow()
         promos: tuple[dict[str, Any], ...] = (
             {"code": "WELCOME10", "kind": "percent", "value": 1000, "per_customer_limit": 1},
@@ -136,7 +136,7 @@ async def seed_checkout(db: Database) -> None:
                 "ends_at": now + timedelta(days=60),
             },
         )
-        known = {p.code for p in await service.list_promo_codes(conn)}
+        known = {p.code for p in await service.list_promo_codes(uow)}
         for promo in promos:
             if promo["code"] not in known:
-                await service.create_promo_code(conn, **promo)
+                await service.create_promo_code(uow, **promo)

@@ -1,16 +1,8 @@
-"""The checkout worker job: checkouts left half-way (a process died between two steps) are
-finished or undone. See :mod:`mercato.checkout.saga` for what happens to each."""
+"""What the checkout module gives the worker: its workflow, which the core ``workflows.recover``
+job finishes or undoes after a crash (see :mod:`mercato.checkout.workflow`)."""
 
 from __future__ import annotations
 
-from mercato.checkout import saga
-from mercato.runtime import Runtime
-from mercato.worker import Job
+from mercato.checkout.workflow import CHECKOUT
 
-
-async def recover_checkouts(runtime: Runtime) -> int:
-    """Recover sagas whose row has not moved for ``saga.STUCK_AFTER_SECONDS``."""
-    return await saga.recover_stuck_sagas(runtime, older_than=saga.STUCK_AFTER_SECONDS)
-
-
-JOBS = (Job("checkout.recover", 30, recover_checkouts),)
+WORKFLOWS = (CHECKOUT,)

@@ -1,9 +1,5 @@
 """Checkout tables: shipping zones and methods, tax rates, shop settings, promo codes and their
-redemptions, and the persisted checkout sagas.
-
-A saga row is the whole memory of one checkout: its status says which steps are done, so a
-request that died half-way can be finished or undone by the worker from the row alone. The
-unique ``(user_id, idempotency_key)`` pair decides which of several identical requests runs it.
+redemptions. (A checkout in progress is a workflow run: ``workflow_runs``, owned by the core.)
 
 A promo code's ``used_count`` counts the uses taken by checkouts (reserved or committed); the
 CHECK constraint makes the database itself refuse a count past the usage limit.
@@ -32,15 +28,6 @@ from mercato.db import Base, JSONType, UTCDateTime, utcnow
 SHIPPING_KINDS = ("flat", "weight_band", "free_over")
 PROMO_KINDS = ("percent", "fixed")
 REDEMPTION_STATES = ("reserved", "committed", "released")
-SAGA_STATUSES = (
-    "started",
-    "reserved",
-    "priced",
-    "authorized",
-    "completed",
-    "compensating",
-    "failed",
-)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -175,7 +162,7 @@ class PromoRedemption(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     promo_id: Mapped[str] = mapped_column(ForeignKey("checkout_promo_codes.id"))
     user_id: Mapped[str] = mapped_column(String(40))
-    saga_id: Mapped[str] = mapped_column(String(40), unique=True)
+    checkout_id: Mapped[str] = mapped_column(String(40), unique=True)
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -186,45 +173,6 @@ class PromoRedemption(Base):
     )
 
 
-class Saga(Base):
-    """One checkout, step by step (see :mod:`mercato.checkout.saga`)."""
-
-    __tablename__ = "checkout_sagas"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(40))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    # SHA-256 of the canonical request body: the same key with another body is a conflict.
-    request_fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
-    # The step the saga is at or was last running (finer than the status, for operators).
-    step: Mapped[str] = mapped_column(String(32))
-    cart_id: Mapped[str] = mapped_column(String(40))
-    currency: Mapped[str] = mapped_column(String(3))
-    # The request without the payment token: address, shipping method, promo code.
-    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    cart_snapshot: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
-    pricing: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    promo_id: Mapped[str | None] = mapped_column(String(40))
-    order_id: Mapped[str] = mapped_column(String(40), unique=True)
-    payment_intent_id: Mapped[str | None] = mapped_column(String(40))
-    # The problem (status + body) a failed checkout answers with, replayed for the same key.
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # The 201 body a completed checkout answers with, replayed for the same key.
-    response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # A recovery run's lease on the row, so two workers never drive one saga at once.
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    __table_args__ = (
-        UniqueConstraint("user_id", "idempotency_key"),
-        CheckConstraint(_in("status", SAGA_STATUSES), name="status_known"),
-        Index("ix_checkout_sagas_status_updated_at", "status", "updated_at"),
-    )
-
-
 # Core handles for the statements in the services.
 zones: Table = ShippingZone.__table__  # type: ignore[assignment]
 methods: Table = ShippingMethod.__table__  # type: ignore[assignment]
@@ -232,4 +180,3 @@ tax_rates: Table = TaxRate.__table__  # type: ignore[assignment]
 settings_table: Table = Setting.__table__  # type: ignore[assignment]
 promo_codes: Table = PromoCode.__table__  # type: ignore[assignment]
 redemptions: Table = PromoRedemption.__table__  # type: ignore[assignment]
-sagas: Table = Saga.__table__  # type: ignore[assignment]

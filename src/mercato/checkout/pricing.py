@@ -1,8 +1,8 @@
 """Pricing a cart: goods, discount, shipping and tax, as a pure function of plain data.
 
 :func:`price_cart` does no I/O and reads no clock: the same inputs always give the same
-:class:`PricedCart`. The cart view (through ``POST /api/checkout/quote``) and the checkout saga
-both call it, so a shopper is charged what was quoted.
+:class:`PricedCart`. The cart view (through ``POST /api/checkout/quote``) and the checkout
+workflow both call it, so a shopper is charged what was quoted.
 
 Money is int minor units throughout. The rules, in order:
 

@@ -110,8 +110,21 @@ class PriceChangeOut(BaseModel):
     unit_price: str
 
 
+class DeliveryDays(BaseModel):
+    min: int
+    max: int
+
+
+class ShippingOptionOut(BaseModel):
+    code: str
+    name: str
+    price: str | None = Field(description="For this cart; null when it cannot carry the parcel")
+    delivery_days: DeliveryDays
+
+
 class QuoteOut(PricedCartOut):
     price_changes: list[PriceChangeOut]
+    shipping_options: list[ShippingOptionOut]
 
 
 class PaymentOut(BaseModel):
@@ -129,10 +142,10 @@ class CheckoutOut(PricedCartOut):
     payment: PaymentOut
 
 
-class SagaOut(BaseModel):
+class CheckoutStatusOut(BaseModel):
     id: str
-    status: str
-    step: str
+    status: str = Field(description="running, waiting, compensating, completed or failed")
+    step: str = Field(description="The next step of a checkout in progress")
     order_id: str | None
     error: dict[str, Any] | None
     created_at: datetime
@@ -142,11 +155,6 @@ class SagaOut(BaseModel):
 class WeightBandOut(BaseModel):
     up_to_grams: int | None
     price: str
-
-
-class DeliveryDays(BaseModel):
-    min: int
-    max: int
 
 
 class ShippingMethodOut(BaseModel):

@@ -3,8 +3,10 @@ fields, and turning schema and service errors into messages shown next to the fi
 
 The rules stay in the services and the API's schemas; a page only reads the form, validates it
 with the same schema the API uses, calls the same service, and puts each error where the field
-is. The service call runs in a savepoint (``session.begin_nested()``): a refused change leaves
-nothing behind, and the request's transaction stays usable to show the form again."""
+is. A page never commits: the request's unit of work does. A refused change must leave nothing
+behind in it, so that it can still show the form again: the checkout's services refuse before
+writing anything; a service that cannot promise that is called in a savepoint
+(``uow.begin_nested()``)."""
 
 from __future__ import annotations
 

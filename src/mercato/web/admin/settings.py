@@ -1,8 +1,9 @@
 """Back office: shipping (zones and their methods) and tax (rates, and whether catalog prices
 include tax).
 
-Forms are validated with the checkout API's schemas and saved by the checkout service, exactly
-as ``/api/admin/checkout/...`` does."""
+Forms are read here, validated with the checkout API's schemas and saved by one checkout
+service call each, exactly as ``/api/admin/checkout/...`` does; the service refuses a change
+before writing anything, so a refused form leaves the request's unit of work clean."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mercato.checkout import service as checkout
-from mercato.checkout.schemas import ShippingMethodIn, TaxRateIn, ZoneIn, percent_to_bps
-from mercato.money import MoneyError, to_minor
+from mercato.checkout.schemas import ShippingMethodIn, TaxRateIn, ZoneIn
+from mercato.db import UnitOfWork
 from mercato.problems import Problem
-from mercato.runtime import SessionDep
+from mercato.runtime import UowDep
 from mercato.web.admin.cfg_forms import (
     Errors,
     problem_errors,
@@ -78,7 +78,7 @@ def _method_values(form: Any = None) -> dict[str, str]:
 
 async def _shipping_page(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     zone: dict[str, str] | None = None,
     zone_errors: Errors | None = None,
@@ -86,8 +86,8 @@ async def _shipping_page(
     method_errors: Errors | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    zones = await checkout.list_zones(session)
-    methods = await checkout.list_shipping_methods(session)
+    zones = await checkout.list_zones(uow)
+    methods = await checkout.list_shipping_methods(uow)
     by_zone: dict[str, list[checkout.ShippingMethodInfo]] = {z.id: [] for z in zones}
     for m in methods:
         by_zone.setdefault(m.zone_id, []).append(m)
@@ -105,8 +105,8 @@ async def _shipping_page(
 
 
 @router.get("/shipping")
-async def shipping(request: Request, session: SessionDep, _staff: PageStaff) -> HTMLResponse:
-    return await _shipping_page(request, session)
+async def shipping(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
+    return await _shipping_page(request, uow)
 
 
 def _rename(mapping: dict[str, str]) -> Callable[[str], str]:
@@ -118,9 +118,7 @@ def _rename(mapping: dict[str, str]) -> Callable[[str], str]:
 
 
 @router.post("/shipping/zones", dependencies=[CsrfChecked], response_model=None)
-async def create_zone(
-    request: Request, session: SessionDep, _staff: PageStaff
-) -> HTMLResponse | Response:
+async def create_zone(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse | Response:
     values = _zone_values(await read_form(request))
     countries = [c.upper() for c in _SEPARATORS.split(values["countries"]) if c]
     rename = _rename({"name": "zone_name"})
@@ -136,30 +134,23 @@ async def create_zone(
         for field, message in schema_errors(exc, rename).items():
             errors.setdefault(field, message)
     if body is None or errors:
-        return await _shipping_page(
-            request, session, zone=values, zone_errors=errors, status_code=422
-        )
+        return await _shipping_page(request, uow, zone=values, zone_errors=errors, status_code=422)
     try:
-        async with session.begin_nested():
-            zone = await checkout.create_zone(
-                await session.connection(), name=body.name, countries=body.countries
-            )
+        zone = await checkout.create_zone(uow, name=body.name, countries=body.countries)
     except Problem as problem:
         found = problem_errors(problem, rename)
         if found is None and problem.code == "zone_exists":
             found = {"zone_name": problem.detail}
         if found is None:
             raise
-        return await _shipping_page(
-            request, session, zone=values, zone_errors=found, status_code=422
-        )
+        return await _shipping_page(request, uow, zone=values, zone_errors=found, status_code=422)
     response = redirect("/admin/shipping")
     flash(request, response, f"Zone “{zone.name}” created; now give it a method", "success")
     return response
 
 
-def _bands(raw: str, currency: str, errors: Errors) -> list[dict[str, Any]]:
-    """Lines of "<up to grams> <price>" ("* 49.90" for any weight) as the service's bands."""
+def _bands(raw: str, errors: Errors) -> list[dict[str, Any]]:
+    """Lines of "<up to grams> <price>" ("* 49.90" for any weight) as the schema's bands."""
     bands: list[dict[str, Any]] = []
     for number, line in enumerate((ln for ln in raw.splitlines() if ln.strip()), start=1):
         parts = line.split()
@@ -176,28 +167,13 @@ def _bands(raw: str, currency: str, errors: Errors) -> list[dict[str, Any]]:
             except ValueError:
                 errors.setdefault("weight_bands", f"line {number}: {grams!r} is not whole grams")
                 continue
-        try:
-            amount = to_minor(price, currency)
-        except MoneyError as exc:
-            errors.setdefault("weight_bands", f"line {number}: {exc}")
-            continue
-        bands.append({"up_to_grams": up_to, "amount": amount})
+        bands.append({"up_to_grams": up_to, "price": price})
     return bands
-
-
-def _amount(value: str, currency: str, field: str, errors: Errors) -> int | None:
-    if field in errors:
-        return None
-    try:
-        return to_minor(value, currency)
-    except MoneyError as exc:
-        errors[field] = str(exc)
-        return None
 
 
 @router.post("/shipping/methods", dependencies=[CsrfChecked], response_model=None)
 async def create_method(
-    request: Request, session: SessionDep, _staff: PageStaff
+    request: Request, uow: UowDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
     values = _method_values(await read_form(request))
     errors: Errors = {}
@@ -210,6 +186,7 @@ async def create_method(
         "price": values["price"] or "0",
         "currency": values["currency"],
         "free_over": values["free_over"] or None,
+        "weight_bands": _bands(values["weight_bands"], errors),
         "min_days": whole_number(values["min_days"], "min_days", errors, default=2),
         "max_days": whole_number(values["max_days"], "max_days", errors, default=5),
         "position": whole_number(values["position"], "position", errors, default=0),
@@ -218,34 +195,14 @@ async def create_method(
     try:
         body = ShippingMethodIn.model_validate(data)
     except ValidationError as exc:
-        for field, message in schema_errors(exc, rename).items():
+        for field, message in schema_errors(exc, rename, lines=("weight_bands",)).items():
             errors.setdefault(field, message)
-    currency = body.currency if body is not None else "EUR"
-    amount = _amount(data["price"], currency, "price", errors)
-    free_over = (
-        _amount(values["free_over"], currency, "free_over", errors) if values["free_over"] else None
-    )
-    bands = _bands(values["weight_bands"], currency, errors)
-    if body is None or amount is None or errors:
+    if body is None or errors:
         return await _shipping_page(
-            request, session, method=values, method_errors=errors, status_code=422
+            request, uow, method=values, method_errors=errors, status_code=422
         )
     try:
-        async with session.begin_nested():
-            created = await checkout.create_shipping_method(
-                await session.connection(),
-                zone_id=body.zone_id,
-                code=body.code,
-                name=body.name,
-                kind=body.kind,
-                amount=amount,
-                currency=body.currency,
-                free_over=free_over,
-                weight_bands=bands,
-                min_days=body.min_days,
-                max_days=body.max_days,
-                position=body.position,
-            )
+        created = await checkout.add_shipping_method(uow, body)
     except Problem as problem:
         found = problem_errors(problem, rename, lines=("weight_bands",))
         if found is None and problem.code == "shipping_method_exists":
@@ -253,7 +210,7 @@ async def create_method(
         if found is None:
             raise
         return await _shipping_page(
-            request, session, method=values, method_errors=found, status_code=422
+            request, uow, method=values, method_errors=found, status_code=422
         )
     response = redirect("/admin/shipping")
     flash(
@@ -281,20 +238,20 @@ def _rate_values(form: Any = None) -> dict[str, str]:
 
 async def _tax_page(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     country: str | None = None,
     rate: dict[str, str] | None = None,
     rate_errors: Errors | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    rates = await checkout.list_tax_rates(session, country)
+    rates = await checkout.list_tax_rates(uow, country)
     context = {
         "rates": [(r, checkout.percent_text(r.rate_bps)) for r in rates],
         "country": country or "",
         "rate": rate or _rate_values(),
         "rate_errors": rate_errors or {},
-        "prices_include_tax": await checkout.prices_include_tax(session),
+        "prices_include_tax": await checkout.prices_include_tax(uow),
     }
     return render(request, "admin/tax/index.html", context, status_code=status_code)
 
@@ -302,20 +259,16 @@ async def _tax_page(
 @router.get("/tax")
 async def tax(
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     _staff: PageStaff,
     country: Annotated[str, Query(max_length=2)] = "",
 ) -> HTMLResponse:
     code = country.strip().upper()
-    return await _tax_page(
-        request, session, country=code if re.fullmatch("[A-Z]{2}", code) else None
-    )
+    return await _tax_page(request, uow, country=code if re.fullmatch("[A-Z]{2}", code) else None)
 
 
 @router.post("/tax/rates", dependencies=[CsrfChecked], response_model=None)
-async def set_rate(
-    request: Request, session: SessionDep, _staff: PageStaff
-) -> HTMLResponse | Response:
+async def set_rate(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse | Response:
     values = _rate_values(await read_form(request))
     errors: Errors = {}
     rename = _rename({"rate_bps": "rate"})
@@ -331,21 +284,14 @@ async def set_rate(
     except ValidationError as exc:
         errors.update(schema_errors(exc, rename))
     if body is None or errors:
-        return await _tax_page(request, session, rate=values, rate_errors=errors, status_code=422)
+        return await _tax_page(request, uow, rate=values, rate_errors=errors, status_code=422)
     try:
-        async with session.begin_nested():
-            saved = await checkout.set_tax_rate(
-                await session.connection(),
-                country=body.country,
-                region=body.region,
-                tax_class=body.tax_class,
-                rate_bps=percent_to_bps(body.rate),
-            )
+        saved = await checkout.save_tax_rate(uow, body)
     except Problem as problem:
         found = problem_errors(problem, rename)
         if found is None:
             raise
-        return await _tax_page(request, session, rate=values, rate_errors=found, status_code=422)
+        return await _tax_page(request, uow, rate=values, rate_errors=found, status_code=422)
     where = saved.country + (f"-{saved.region}" if saved.region else "")
     response = redirect("/admin/tax")
     flash(
@@ -358,11 +304,9 @@ async def set_rate(
 
 
 @router.post("/tax/settings", dependencies=[CsrfChecked])
-async def set_prices_include_tax(
-    request: Request, session: SessionDep, _staff: PageStaff
-) -> Response:
+async def set_prices_include_tax(request: Request, uow: UowDep, _staff: PageStaff) -> Response:
     include = text(await read_form(request), "prices_include_tax") == "yes"
-    await checkout.set_prices_include_tax(await session.connection(), include)
+    await checkout.set_prices_include_tax(uow, include)
     response = redirect("/admin/tax")
     message = (
         "Catalog prices now include tax"

@@ -1,11 +1,11 @@
 """Checkout: the address, shipping and payment form, the live order summary, placing the order
-through the checkout saga, and the confirmation page.
+through the checkout workflow, and the confirmation page.
 
 Checking out needs an account, as ``POST /api/checkout`` does. The form carries an idempotency
 key made when the page is drawn, so a double submit places one order; a failed attempt draws the
-form again with a fresh key (the saga keeps each key's outcome, and a retry with another card is
-another request). The POST runs no transaction of its own around the saga: the saga's steps
-take their own short ones."""
+form again with a fresh key (the checkout keeps each key's outcome, and a retry with another
+card is another request). The POST runs no transaction of its own around the checkout: its
+steps take their own short ones."""
 
 from __future__ import annotations
 
@@ -16,20 +16,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, QueryParams
 
 from mercato.cart import service as cart_service
 from mercato.cart.service import CartInfo
-from mercato.checkout import saga
 from mercato.checkout import service as checkout
-from mercato.checkout.pricing import shipping_cost
 from mercato.checkout.schemas import CheckoutIn
+from mercato.db import UnitOfWork
 from mercato.identity.service import UserInfo
 from mercato.orders import service as orders
 from mercato.payments.sandbox import TEST_TOKENS
 from mercato.problems import Problem, not_found
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import SignedInUser
 from mercato.web.security import CsrfChecked
 from mercato.web.shop.cart import ship_to_countries
@@ -139,7 +137,7 @@ def _validation_errors(exc: ValidationError) -> dict[str, str]:
 
 
 async def form_context(
-    session: AsyncSession,
+    uow: UnitOfWork,
     runtime: Runtime,
     cart: CartInfo,
     form: CheckoutForm,
@@ -148,16 +146,16 @@ async def form_context(
     """Countries, the shipping methods for the chosen one with their prices for this cart, the
     priced summary (a quote: nothing reserved), and the cart's notices."""
     errors = dict(errors or {})
-    countries = await ship_to_countries(session)
+    countries = await ship_to_countries(uow)
     country = form.country
     if country not in countries:
         country = DEFAULT_COUNTRY if DEFAULT_COUNTRY in countries else (countries or [""])[0]
-    methods = await checkout.shipping_methods_for(session, country, currency=cart.currency)
+    methods = await checkout.shipping_methods_for(uow, country, currency=cart.currency)
     codes = [m.code for m in methods]
     method = form.shipping_method if form.shipping_method in codes else (codes or [""])[0]
     form = replace(form, country=country, shipping_method=method)
     view = await cart_service.view_cart(
-        session, cart, low_stock_threshold=runtime.settings.low_stock_threshold
+        uow, cart, low_stock_threshold=runtime.settings.low_stock_threshold
     )
     quote: checkout.Quote | None = None
     quote_problem: Problem | None = None
@@ -165,7 +163,7 @@ async def form_context(
     for _ in range(2):
         try:
             quote = await checkout.quote_cart(
-                session,
+                uow,
                 cart,
                 country=country,
                 region=form.region or None,
@@ -183,19 +181,11 @@ async def form_context(
                 errors.setdefault("region", "Letters, digits and hyphens only (e.g. CA or BY).")
             quote_problem = exc
             break
-    options = []
-    if quote is not None:
-        goods = quote.priced.subtotal - quote.priced.discount
-        for m in methods:
-            cost = shipping_cost(m.rate(), quote.priced.weight_grams, goods)
-            options.append({"method": m, "cost": cost})
-    else:
-        options = [{"method": m, "cost": None} for m in methods]
     return {
         "form": form,
         "errors": errors,
         "countries": [(c, country_name(c)) for c in countries],
-        "shipping_options": options,
+        "shipping_options": checkout.shipping_options(methods, quote),
         "cart": view,
         "quote": quote,
         "quote_problem": quote_problem,
@@ -205,7 +195,7 @@ async def form_context(
 
 
 def _failure(problem: Problem) -> dict[str, Any]:
-    """The message for a checkout the saga refused, and what the shopper can do about it."""
+    """The message for a refused checkout, and what the shopper can do about it."""
     code = problem.code
     message = problem.detail
     lines: list[str] = []
@@ -257,30 +247,30 @@ def _failure(problem: Problem) -> dict[str, Any]:
 
 @router.get("/checkout", response_class=HTMLResponse)
 async def checkout_page(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: SignedInUser
+    request: Request, uow: UowDep, runtime: RuntimeDep, user: SignedInUser
 ) -> Response:
-    cart = await cart_service.get_cart_for(session, user.id, None)
+    cart = await cart_service.get_cart_for(uow, user.id, None)
     if cart is None or not cart.lines:
         response = redirect("/cart")
         flash(request, response, "Your cart is empty: add something before checking out.")
         return response
     form = CheckoutForm.read(request.query_params, name=user.name)
     form = replace(form, idempotency_key=new_key())
-    context = await form_context(session, runtime, cart, form)
+    context = await form_context(uow, runtime, cart, form)
     return render(request, "shop/checkout.html", {**context, "failure": None})
 
 
 @router.get("/checkout/summary", response_class=HTMLResponse)
 async def checkout_summary(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: SignedInUser
+    request: Request, uow: UowDep, runtime: RuntimeDep, user: SignedInUser
 ) -> Response:
     """The shipping choices and the order summary for a destination and promo code (htmx
     swaps it into the checkout form as the shopper changes them)."""
-    cart = await cart_service.get_cart_for(session, user.id, None)
+    cart = await cart_service.get_cart_for(uow, user.id, None)
     if cart is None or not cart.lines:
         return render(request, "shop/_checkout_empty.html")
     form = CheckoutForm.read(request.query_params)
-    context = await form_context(session, runtime, cart, form)
+    context = await form_context(uow, runtime, cart, form)
     return render(request, "shop/_checkout_dynamic.html", context)
 
 
@@ -294,13 +284,13 @@ async def _form_again(
     failure: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    async with runtime.db.session() as session:
-        cart = await cart_service.get_cart_for(session, user.id, None)
+    async with runtime.db.transaction() as uow:
+        cart = await cart_service.get_cart_for(uow, user.id, None)
         if cart is None or not cart.lines:
             response = redirect("/cart")
             flash(request, response, "Your cart is empty.")
             return response
-        context = await form_context(session, runtime, cart, form, errors)
+        context = await form_context(uow, runtime, cart, form, errors)
     context["failure"] = failure
     return render(request, "shop/checkout.html", context, status_code=status_code)
 
@@ -324,16 +314,16 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
         return await _form_again(
             request, runtime, user, form, errors=errors, failure=failure, status_code=422
         )
-    order_request = saga.CheckoutRequest(
+    order_request = checkout.CheckoutRequest(
         shipping_address=body.shipping_address.model_dump(),
         shipping_method=body.shipping_method,
         payment_token=body.payment_token,
         promo_code=body.promo_code,
     )
     try:
-        answer = await saga.checkout(runtime, user, form.idempotency_key, order_request)
+        answer = await checkout.checkout(runtime, user, form.idempotency_key, order_request)
     except Problem as exc:
-        # A new key for the next attempt: this one's outcome is kept by the saga.
+        # A new key for the next attempt: this one's outcome is kept with the checkout.
         again = replace(form, idempotency_key=new_key())
         errors = field_errors(exc, short_names=True, default="invalid")
         if exc.code in PROMO_CODES:
@@ -352,12 +342,12 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
 
 @router.get("/checkout/confirmation/{order_id}", response_class=HTMLResponse)
 async def confirmation(
-    order_id: str, request: Request, session: SessionDep, user: SignedInUser
+    order_id: str, request: Request, uow: UowDep, user: SignedInUser
 ) -> Response:
-    order = await orders.get_customer_order(session, order_id, user.id)
+    order = await orders.get_customer_order(uow, order_id, user.id)
     if order is None:
         raise not_found("Order", order_id)
-    payment = await orders.payment_summary(session, order)
+    payment = await orders.payment_summary(uow, order)
     return render(
         request,
         "shop/confirmation.html",

@@ -306,10 +306,10 @@ async def verify(db: Any, expected_orders: int) -> list[str]:
     from mercato.payments import service as payments
 
     problems = []
-    async with db.transaction() as conn:
-        order_count = sum((await orders.count_by_status(conn)).values())
-        differences = await inventory.check_ledger(conn)
-        summary = await payments.sandbox_charge_summary(conn)
+    async with db.transaction() as uow:
+        order_count = sum((await orders.count_by_status(uow)).values())
+        differences = await inventory.check_ledger(uow)
+        summary = await payments.sandbox_charge_summary(uow)
     if order_count != expected_orders:
         problems.append(f"{order_count} orders for {expected_orders} answers 201")
     if differences:
@@ -574,8 +574,8 @@ async def main_async(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             hot, spread, tokens = await seed(db, args.products, max(shoppers, default=0) + 1)
             console.print(f"seeded in {time.perf_counter() - started:.1f}s")
-            async with db.transaction() as conn:
-                pg_version = str((await conn.execute(text("SHOW server_version"))).scalar_one())
+            async with db.transaction() as uow:
+                pg_version = str((await uow.execute(text("SHOW server_version"))).scalar_one())
 
             runs: list[Run] = []
             port = free_port()
@@ -612,10 +612,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 stop_server(proc)
                 proc = None
             # Every 201 of the measured runs and of the warm-up is an order.
-            async with db.transaction() as conn:
+            async with db.transaction() as uow:
                 from mercato.checkout import service as checkout
 
-                by_status = await checkout.count_by_status(conn)
+                by_status = await checkout.count_by_status(uow)
             problems = await verify(db, by_status.get("completed", 0))
             if by_status.keys() - {"completed", "failed"}:
                 problems.append(f"checkouts left in progress: {by_status}")

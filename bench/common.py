@@ -43,18 +43,14 @@ async def seed_hot_and_spread(
 ) -> tuple[str, list[str]]:
     """A demo catalog, one warehouse, one hot variant with ``hot_stock`` units and
     ``spread_variants`` others with ``spread_stock`` each; returns (hot, spread)."""
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from mercato.catalog import service as catalog
     from mercato.catalog.demo import seed_catalog
     from mercato.inventory import service as inventory
     from mercato.inventory.demo import receive_bulk
 
     variant_ids = await seed_catalog(db, products, seed=seed)
-    async with db.connect() as conn:
-        session = AsyncSession(bind=conn)
-        infos = await catalog.get_variants(session, variant_ids)
-        await session.close()
+    async with db.transaction() as uow:
+        infos = await catalog.get_variants(uow, variant_ids)
         sellable = [
             v
             for v in variant_ids
@@ -63,7 +59,7 @@ async def seed_hot_and_spread(
         if len(sellable) < spread_variants + 1:
             raise SystemExit(f"only {len(sellable)} sellable variants; raise --products")
         warehouse = await inventory.create_warehouse(
-            conn, code="BENCH", name="Bench", countries=["DE"]
+            uow, code="BENCH", name="Bench", countries=["DE"]
         )
     hot, spread = sellable[0], sellable[1 : spread_variants + 1]
     stock = [(hot, warehouse.id, hot_stock)] + [(v, warehouse.id, spread_stock) for v in spread]

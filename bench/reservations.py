@@ -85,9 +85,9 @@ async def run(
             variant = variants[rng.randrange(len(variants))]
             started = time.perf_counter()
             try:
-                async with db.connect() as conn:
+                async with db.transaction() as uow:
                     await inventory.reserve(
-                        conn,
+                        uow,
                         f"b-{scenario}-{workers}-{n}-{i}",
                         [(variant, 1)],
                         check_catalog=check_catalog,
@@ -109,8 +109,8 @@ async def give_back(db: Any) -> int:
 
     total = 0
     while True:
-        async with db.connect() as conn:
-            done = await inventory.expire_due(conn, utcnow() + timedelta(days=1), limit=5000)
+        async with db.transaction() as uow:
+            done = await inventory.expire_due(uow, utcnow() + timedelta(days=1), limit=5000)
         total += done
         if done == 0:
             return total
@@ -137,8 +137,8 @@ async def main_async(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             hot, spread = await seed(db, args.products)
             console.print(f"seeded in {time.perf_counter() - started:.1f}s")
-            async with db.connect() as conn:
-                pg_version = str((await conn.execute(text("SHOW server_version"))).scalar_one())
+            async with db.transaction() as uow:
+                pg_version = str((await uow.execute(text("SHOW server_version"))).scalar_one())
             runs: list[Run] = []
             for scenario, variants in (("hot", [hot]), ("spread", spread)):
                 for workers in WORKERS:
@@ -151,8 +151,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         f"{scenario:>6} x{workers:<3} {result.per_second:8.0f}/s "
                         f"({released} holds given back)"
                     )
-            async with db.connect() as conn:
-                differences = await inventory.check_ledger(conn)
+            async with db.transaction() as uow:
+                differences = await inventory.check_ledger(uow)
         finally:
             await db.dispose()
     finally:

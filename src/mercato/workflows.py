@@ -184,6 +184,8 @@ class Workflow(Generic[S]):
     key gets the same answer (a customer's Idempotency-Key); otherwise nothing is written."""
     in_progress: Callable[[str], Problem] | None = None
     """The problem for a replay that gave up waiting (default 409 ``workflow_in_progress``)."""
+    id_prefix: str = "wfr"
+    """The runs' ids start with this (``chk`` makes a checkout's run id its checkout id)."""
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
@@ -475,7 +477,7 @@ async def start(
     step, and the run's row. ``fingerprint`` says what the request was: a replay with another
     fingerprint is 422 ``idempotency_conflict``.
     """
-    run_id = new_id("wfr")
+    run_id = new_id(workflow.id_prefix)
     memo = memo if memo is not None else {}
     first = workflow.steps[0]
     holder: dict[str, Any] = {}
@@ -594,7 +596,10 @@ async def _drive(runtime: Runtime, run: _Run[Any], fingerprint: str | None) -> d
             await _postpone(runtime, run, later)
             raise later.problem from None
         except Problem as problem:
-            await _compensate(runtime, run, index - 1, problem)
+            try:
+                await _compensate(runtime, run, index - 1, problem)
+            except _Moved:
+                return await _lost(runtime, run, external_done, fingerprint)
             raise
         except _Moved:
             return await _lost(runtime, run, external_done, fingerprint)
@@ -609,26 +614,26 @@ async def _attempt(
 ) -> None:
     """One unit of work for the run (retried on a deadlock); the in-memory run is put back as
     it was before each attempt, so a rolled-back step leaves no trace in memory either."""
-    before = run.state.model_copy(deep=True)
+    # A plain dump is a quarter of the cost of a deep copy; it is read back only on a retry.
+    before = run.state.model_dump()
     version, dumped, status = run.version, run.dumped, run.status
     tries = 0
+
+    def restore() -> None:
+        run.state = run.workflow.state.model_validate(before)
+        run.version, run.dumped, run.status = version, dumped, status
 
     async def once(uow: UnitOfWork) -> None:
         nonlocal tries
         if tries:
-            run.state, run.version, run.dumped, run.status = (
-                before.model_copy(deep=True),
-                version,
-                dumped,
-                status,
-            )
+            restore()
         tries += 1
         await work(uow)
 
     try:
         await runtime.db.run(once)
     except BaseException:
-        run.state, run.version, run.dumped, run.status = before, version, dumped, status
+        restore()
         raise
 
 
@@ -673,7 +678,8 @@ async def _lost(
 async def _compensate(
     runtime: Runtime, run: _Run[Any], last_done: int, problem: Problem | None
 ) -> None:
-    """Undo steps ``last_done`` … 0 in reverse order, then the run is ``failed``."""
+    """Undo steps ``last_done`` … 0 in reverse order, then the run is ``failed``. Raises
+    :class:`_Moved` when someone else took the run over meanwhile."""
     wf = run.workflow
     todo = [j for j in range(last_done, -1, -1) if wf.steps[j].compensate is not None]
     error = problem_to_json(problem) if problem is not None else run.error
@@ -740,8 +746,6 @@ async def _compensate(
             refused.code,
         )
         await _postpone(runtime, run, RetryLater(refused, delay=60.0))
-    except _Moved:
-        log.info("workflow %s run %s: compensation taken over", wf.name, run.id)
 
 
 async def _replay(
@@ -840,7 +844,11 @@ async def _resume(
     )
     if found.status == "compensating":
         last = run.index if found.step else -1
-        await _compensate(runtime, run, last, None)
+        try:
+            await _compensate(runtime, run, last, None)
+        except _Moved:
+            log.info("workflow %s run %s: compensation taken over", wf.name, run.id)
+            return None
         async with runtime.db.transaction() as uow:
             after = await get_run(uow, run_id)
         if after is not None and after.status == "failed" and after.error is not None:

@@ -371,3 +371,23 @@ async def test_many_keys_at_once_each_complete(runtime: Runtime) -> None:
     assert len(answers) == 16
     t = await check_invariants(runtime)
     assert t.runs == {"completed": 16}
+
+
+async def test_a_runner_overtaken_while_it_fails_answers_with_the_runs_outcome(
+    runtime: Runtime,
+) -> None:
+    """Recovery takes the run over and undoes it while the live runner is still going; the
+    runner's own step then fails too, and its attempt to start undoing finds the run moved:
+    it answers with the outcome recovery reached, and everything is undone exactly once."""
+
+    async def recovery_takes_over() -> None:
+        assert await recover_later(runtime) == 1
+
+    with (
+        at_boundary(runtime.db, TOY, "after:charge", recovery_takes_over),
+        pytest.raises(Problem) as caught,
+    ):
+        await start(runtime, "k1", fail_at="finish")
+    assert caught.value.code == "too_late"
+    t = await check_invariants(runtime)
+    assert t.runs == {"failed": 1} and t.released == 1 and t.live_charges == 0

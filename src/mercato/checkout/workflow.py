@@ -31,8 +31,8 @@ The 201 body is stored on the run: the same user, key and body get it again; ano
 422 ``idempotency_conflict``; a replay while the first request still runs waits a little, then
 answers 409 ``checkout_in_progress``. ``GET /api/checkout/{id}`` reads the run.
 
-A checkout's id (``chk_…``) is its run's id under the checkout's own prefix; it owns the
-stock, the promo use and the payment, and is the order's ``checkout_id``.
+A checkout's id (``chk_…``) is its run's id; it owns the stock, the promo use and the payment,
+and is the order's ``checkout_id``.
 """
 
 from __future__ import annotations
@@ -84,8 +84,6 @@ from mercato.workflows import RetryLater, Step, StepContext, Workflow
 log = logging.getLogger("mercato.checkout")
 
 MAX_KEY_LENGTH = 255
-PREFIX = "chk_"
-_RUN_PREFIX = "wfr_"  # what the workflow engine names its runs
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,18 +195,8 @@ def in_progress(run_id: str) -> Problem:
         "A checkout with this Idempotency-Key is still running; retry shortly",
         title="Checkout in progress",
         headers={"Retry-After": "1"},
-        checkout_id=checkout_id_of(run_id),
+        checkout_id=run_id,
     )
-
-
-def checkout_id_of(run_id: str) -> str:
-    return PREFIX + run_id.partition("_")[2]
-
-
-def run_id_of(checkout_id: str) -> str | None:
-    if not checkout_id.startswith(PREFIX):
-        return None
-    return _RUN_PREFIX + checkout_id.removeprefix(PREFIX)
 
 
 def payment_key(checkout_id: str) -> str:
@@ -521,6 +509,7 @@ CHECKOUT: Workflow[CheckoutState] = Workflow(
     result=answer,
     remember_refusals=True,
     in_progress=in_progress,
+    id_prefix="chk",
 )
 
 
@@ -568,7 +557,7 @@ async def _start(
         return f"{user.id}:{check_idempotency_key(idempotency_key)}"
 
     async def start(uow: UnitOfWork, run_id: str) -> CheckoutState:
-        return await prepare(uow, found["user"], request, checkout_id_of(run_id), memo, cache)
+        return await prepare(uow, found["user"], request, run_id, memo, cache)
 
     return await workflows.start(
         runtime,
@@ -603,8 +592,7 @@ async def checkout_status(
     uow: UnitOfWork, checkout_id: str, user_id: str | None = None
 ) -> CheckoutStatus | None:
     """Where a checkout stands; None when there is none (or it is not ``user_id``'s)."""
-    run_id = run_id_of(checkout_id)
-    run = await workflows.get_run(uow, run_id) if run_id is not None else None
+    run = await workflows.get_run(uow, checkout_id)
     if run is None or run.workflow != CHECKOUT.name:
         return None
     owner = str(run.state.get("user_id"))

@@ -14,8 +14,8 @@ flight is finished or undone by recovery:
 * ``started``, ``reserved`` (the earlier separate steps, before any payment) → ``compensating``
   from ``authorize`` with ``checkout_interrupted``, as recovery did.
 
-A checkout keeps its id (``chk_X``) as the owner of its stock, promo use and payment; its run is
-``wfr_X``. The redemptions' ``saga_id`` column becomes ``checkout_id``.
+A checkout keeps its id (``chk_X``) as its run's id and as the owner of its stock, promo use and
+payment. The redemptions' ``saga_id`` column becomes ``checkout_id``.
 
 Downgrading recreates the empty saga table (the runs stay in ``workflow_runs``).
 
@@ -134,7 +134,7 @@ def _run(row: RowMapping) -> dict[str, Any]:
     status, step, error = _where(row)
     updated: datetime = row["updated_at"]
     return {
-        "id": "wfr_" + str(row["id"]).partition("_")[2],
+        "id": row["id"],
         "workflow": "checkout",
         "key": f"{row['user_id']}:{row['idempotency_key']}",
         "status": status,

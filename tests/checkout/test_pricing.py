@@ -291,3 +291,12 @@ def test_allocation_sums_exactly_and_stays_within_one_of_the_share(
         assert abs(part - exact) < 1
         if weight == 0:
             assert part == 0
+
+
+def test_the_destination_is_the_asked_one_if_shipped_to_else_the_default_else_the_first() -> None:
+    from mercato.checkout.service import choose_country
+
+    assert choose_country(["AT", "DE", "FR"], "fr", "DE") == "FR"
+    assert choose_country(["AT", "DE", "FR"], "US", "DE") == "DE"
+    assert choose_country(["AT", "FR"], None, "DE") == "AT"
+    assert choose_country([], "DE", "DE") == ""

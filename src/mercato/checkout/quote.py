@@ -422,6 +422,31 @@ async def quote_cart(
     return Quote(priced, tuple(items), ctx.method, tuple(price_changes(items)), others)
 
 
+async def estimate_cart(
+    uow: UnitOfWork, cart: cart_service.CartInfo | None, country: str
+) -> Quote | None:
+    """The cart page's estimate of shipping and tax for a destination: the cart quoted with
+    the first shipping method that serves it; None when nothing can be priced (an empty cart,
+    nothing purchasable, no method for the country): the page still shows the lines and their
+    notices."""
+    if cart is None or not cart.lines or not country:
+        return None
+    methods = await shipping_methods_for(uow, country, currency=cart.currency)
+    if not methods:
+        return None
+    try:
+        return await quote_cart(
+            uow,
+            cart,
+            country=country,
+            region=None,
+            shipping_method=methods[0].code,
+            promo_code=None,
+        )
+    except Problem:
+        return None
+
+
 def cart_empty() -> Problem:
     return Problem(422, "cart_empty", "The cart is empty", title="Cart empty")
 

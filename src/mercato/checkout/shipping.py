@@ -127,6 +127,20 @@ async def create_zone(uow: UnitOfWork, *, name: str, countries: Sequence[str]) -
     return ZoneInfo(zone_id, name, tuple(codes))
 
 
+async def ship_to_countries(uow: UnitOfWork) -> list[str]:
+    """Every country some shipping zone covers (sorted by code)."""
+    return sorted({c for zone in await list_zones(uow) for c in zone.countries})
+
+
+def choose_country(countries: Sequence[str], asked: str | None, default: str) -> str:
+    """The destination to price for: the one asked for when the shop ships there, else the
+    shop's default when it does, else the first it ships to ("" when it ships nowhere)."""
+    wanted = (asked or "").strip().upper()
+    if wanted in countries:
+        return wanted
+    return default if default in countries else (list(countries) or [""])[0]
+
+
 async def list_zones(uow: UnitOfWork) -> list[ZoneInfo]:
     rows = await uow.execute(select(zones).order_by(zones.c.name))
     return [_zone_info(r) for r in rows]

@@ -75,11 +75,6 @@ async def owned_cart(
     return cart, False
 
 
-async def ship_to_countries(uow: UnitOfWork) -> list[str]:
-    zones = await checkout.list_zones(uow)
-    return sorted({c for z in zones for c in z.countries}, key=country_name)
-
-
 @router.get("/cart", response_class=HTMLResponse)
 async def cart_page(
     request: Request,
@@ -94,32 +89,17 @@ async def cart_page(
     owner = cart_owner(request, user, settings)
     cart, stale = await owned_cart(uow, runtime, owner)
     view = await cart_service.view_cart(uow, cart, low_stock_threshold=settings.low_stock_threshold)
-    countries = await ship_to_countries(uow) if view.lines else []
-    chosen = (country or "").upper()
-    if chosen not in countries:
-        chosen = DEFAULT_COUNTRY if DEFAULT_COUNTRY in countries else (countries or [""])[0]
-    estimate: checkout.Quote | None = None
-    if cart is not None and chosen and any(line.purchasable for line in view.lines):
-        methods = await checkout.shipping_methods_for(uow, chosen, currency=cart.currency)
-        if methods:
-            try:
-                estimate = await checkout.quote_cart(
-                    uow,
-                    cart,
-                    country=chosen,
-                    region=None,
-                    shipping_method=methods[0].code,
-                    promo_code=None,
-                )
-            except Problem:
-                estimate = None  # the cart page still shows the lines and their notices
+    countries = await checkout.ship_to_countries(uow) if view.lines else []
+    chosen = checkout.choose_country(countries, country, DEFAULT_COUNTRY)
+    purchasable = any(line.purchasable for line in view.lines)
+    estimate = await checkout.estimate_cart(uow, cart, chosen) if purchasable else None
     response = render(
         request,
         "shop/cart.html",
         {
             "cart": view,
             "estimate": estimate,
-            "countries": [(c, country_name(c)) for c in countries],
+            "countries": sorted(((c, country_name(c)) for c in countries), key=lambda x: x[1]),
             "country": chosen,
             "checkout_ok": any(line.purchasable for line in view.lines),
         },

@@ -30,7 +30,6 @@ from mercato.problems import Problem, not_found
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import SignedInUser
 from mercato.web.security import CsrfChecked
-from mercato.web.shop.cart import ship_to_countries
 from mercato.web.shop.common import (
     DEFAULT_COUNTRY,
     BriefSignedIn,
@@ -146,10 +145,8 @@ async def form_context(
     """Countries, the shipping methods for the chosen one with their prices for this cart, the
     priced summary (a quote: nothing reserved), and the cart's notices."""
     errors = dict(errors or {})
-    countries = await ship_to_countries(uow)
-    country = form.country
-    if country not in countries:
-        country = DEFAULT_COUNTRY if DEFAULT_COUNTRY in countries else (countries or [""])[0]
+    countries = await checkout.ship_to_countries(uow)
+    country = checkout.choose_country(countries, form.country, DEFAULT_COUNTRY)
     methods = await checkout.shipping_methods_for(uow, country, currency=cart.currency)
     codes = [m.code for m in methods]
     method = form.shipping_method if form.shipping_method in codes else (codes or [""])[0]
@@ -184,7 +181,7 @@ async def form_context(
     return {
         "form": form,
         "errors": errors,
-        "countries": [(c, country_name(c)) for c in countries],
+        "countries": sorted(((c, country_name(c)) for c in countries), key=lambda x: x[1]),
         "shipping_options": checkout.shipping_options(methods, quote),
         "cart": view,
         "quote": quote,

@@ -79,32 +79,6 @@ async def get_return(return_id: str, _staff: StaffUser, uow: UowDep) -> StaffRet
     return StaffReturnOut.staff(found)
 
 
-@router.post(ADMIN + "/{return_id}/approve", response_model=StaffReturnOut)
-async def approve(
-    return_id: str, staff: StaffUser, uow: UowDep, body: DecisionIn | None = None
-) -> StaffReturnOut:
-    found = await service.approve_return(
-        uow,
-        return_id,
-        actor=f"staff:{staff.id}",
-        note=body.note if body is not None else None,
-    )
-    return StaffReturnOut.staff(found)
-
-
-@router.post(ADMIN + "/{return_id}/reject", response_model=StaffReturnOut)
-async def reject(
-    return_id: str, staff: StaffUser, uow: UowDep, body: DecisionIn | None = None
-) -> StaffReturnOut:
-    found = await service.reject_return(
-        uow,
-        return_id,
-        actor=f"staff:{staff.id}",
-        note=body.note if body is not None else None,
-    )
-    return StaffReturnOut.staff(found)
-
-
 @router.post(ADMIN + "/{return_id}/receive", response_model=StaffReturnOut)
 async def receive(
     return_id: str, body: ReceiveIn, staff: WorkflowStaff, runtime: RuntimeDep
@@ -129,4 +103,24 @@ async def receive(
 async def refund(return_id: str, staff: WorkflowStaff, runtime: RuntimeDep) -> StaffReturnOut:
     """Retry the refund of a received return (it is made once, whatever the retries)."""
     found = await service.refund_return(runtime, return_id, actor=f"staff:{staff.id}")
+    return StaffReturnOut.staff(found)
+
+
+# After /receive and /refund: a path that matches this one is never tried against those.
+@router.post(ADMIN + "/{return_id}/{decision}", response_model=StaffReturnOut)
+async def decide(
+    return_id: str,
+    decision: service.Decision,
+    staff: StaffUser,
+    uow: UowDep,
+    body: DecisionIn | None = None,
+) -> StaffReturnOut:
+    """Approve (the customer may send the goods) or reject the request."""
+    found = await service.decide_return(
+        uow,
+        return_id,
+        decision,
+        actor=f"staff:{staff.id}",
+        note=body.note if body is not None else None,
+    )
     return StaffReturnOut.staff(found)

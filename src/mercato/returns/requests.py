@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Row, Table, func, insert, select, text, update
 
@@ -460,6 +460,17 @@ async def reject_return(
         {"order_id": found.order_id, "return_id": return_id, "reason": note},
     )
     return found
+
+
+Decision = Literal["approve", "reject"]
+
+
+async def decide_return(
+    uow: UnitOfWork, return_id: str, decision: Decision, *, actor: str, note: str | None = None
+) -> ReturnInfo:
+    """Staff's decision on a request: :func:`approve_return` or :func:`reject_return`."""
+    decide = approve_return if decision == "approve" else reject_return
+    return await decide(uow, return_id, actor=actor, note=note)
 
 
 async def settle_order(uow: UnitOfWork, order_id: str, actor: str) -> None:

@@ -32,6 +32,7 @@ from mercato.web.admin.ops_common import (
     parse_day,
     problem_message,
     run_action,
+    run_in_unit,
     with_query,
 )
 from mercato.web.deps import PageStaff
@@ -188,10 +189,11 @@ async def order_detail(
 async def allocate(
     order_id: str, request: Request, staff: PageStaff, runtime: RuntimeDep
 ) -> Response:
-    return await run_action(
+    return await run_in_unit(
         request,
         _order_url(order_id),
-        lambda: runtime.db.run(lambda uow: fulfilment.allocate_order(uow, order_id)),
+        runtime,
+        lambda uow: fulfilment.allocate_order(uow, order_id),
         lambda found: "Allocated to " + ", ".join(f.warehouse_code for f in found),
     )
 
@@ -205,15 +207,13 @@ async def pick_or_pack(
     staff: PageStaff,
     runtime: RuntimeDep,
 ) -> Response:
-    async def mark(uow: UnitOfWork) -> fulfilment.FulfilmentInfo:
-        return await fulfilment.mark_fulfilment(
-            uow, fulfilment_id, STEPS[step], actor=actor_of(staff), order_id=order_id
-        )
-
-    return await run_action(
+    return await run_in_unit(
         request,
         _order_url(order_id),
-        lambda: runtime.db.run(mark),
+        runtime,
+        lambda uow: fulfilment.mark_fulfilment(
+            uow, fulfilment_id, STEPS[step], actor=actor_of(staff), order_id=order_id
+        ),
         lambda found: f"Fulfilment from {found.warehouse_code} marked {STEPS[step]}",
     )
 
@@ -273,15 +273,13 @@ async def ship(
 async def deliver(
     order_id: str, shipment_id: str, request: Request, staff: PageStaff, runtime: RuntimeDep
 ) -> Response:
-    async def arrived(uow: UnitOfWork) -> fulfilment.ShipmentInfo:
-        return await fulfilment.deliver_shipment(
-            uow, shipment_id, actor=actor_of(staff), order_id=order_id
-        )
-
-    return await run_action(
+    return await run_in_unit(
         request,
         _order_url(order_id),
-        lambda: runtime.db.run(arrived),
+        runtime,
+        lambda uow: fulfilment.deliver_shipment(
+            uow, shipment_id, actor=actor_of(staff), order_id=order_id
+        ),
         lambda s: f"Shipment {s.tracking_number} marked delivered",
     )
 

@@ -21,7 +21,7 @@ from mercato.problems import Problem, not_found
 from mercato.returns import service
 from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
 from mercato.runtime import RuntimeDep, UowDep
-from mercato.web.admin.ops_common import actor_of, problem_message, run_action
+from mercato.web.admin.ops_common import actor_of, problem_message, run_action, run_in_unit
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
 from mercato.web.templating import field_errors, flash, money, redirect, render
@@ -103,33 +103,10 @@ async def return_detail(
     return await _detail(request, uow, return_id)
 
 
-@router.post("/returns/{return_id}/approve", dependencies=[CsrfChecked])
-async def approve(
-    return_id: str, request: Request, staff: PageStaff, runtime: RuntimeDep, note: Note = ""
-) -> Response:
-    async def decide(uow: UnitOfWork) -> service.ReturnInfo:
-        return await service.approve_return(
-            uow, return_id, actor=actor_of(staff), note=note or None
-        )
-
-    return await run_action(
-        request,
-        _return_url(return_id),
-        lambda: runtime.db.run(decide),
-        "Return approved: the customer may send the goods",
-    )
-
-
-@router.post("/returns/{return_id}/reject", dependencies=[CsrfChecked])
-async def reject(
-    return_id: str, request: Request, staff: PageStaff, runtime: RuntimeDep, note: Note = ""
-) -> Response:
-    async def decide(uow: UnitOfWork) -> service.ReturnInfo:
-        return await service.reject_return(uow, return_id, actor=actor_of(staff), note=note or None)
-
-    return await run_action(
-        request, _return_url(return_id), lambda: runtime.db.run(decide), "Return rejected"
-    )
+DECIDED = {
+    "approve": "Return approved: the customer may send the goods",
+    "reject": "Return rejected",
+}
 
 
 def _refund_message(found: service.ReturnInfo) -> str:
@@ -233,4 +210,26 @@ async def refund(
         _return_url(return_id),
         act,
         lambda r: f"Refunded {money(r.refund_amount, r.currency)}",
+    )
+
+
+# After /receive and /refund: a path that matches this one is never tried against those.
+@router.post("/returns/{return_id}/{decision}", dependencies=[CsrfChecked])
+async def decide(
+    return_id: str,
+    decision: service.Decision,
+    request: Request,
+    staff: PageStaff,
+    runtime: RuntimeDep,
+    note: Note = "",
+) -> Response:
+    """Approve or reject the request, with an optional note."""
+    return await run_in_unit(
+        request,
+        _return_url(return_id),
+        runtime,
+        lambda uow: service.decide_return(
+            uow, return_id, decision, actor=actor_of(staff), note=note or None
+        ),
+        DECIDED[decision],
     )

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from mercato import events, workflows
 from mercato.db import UnitOfWork, utcnow
@@ -37,7 +38,13 @@ from mercato.inventory import service as inventory
 from mercato.orders import refunds
 from mercato.orders.lifecycle import check_actor, check_reason, record_refund, transition
 from mercato.orders.machine import CANCELLABLE, check_status
-from mercato.orders.queries import CANCELLATION_WORKFLOW, OrderInfo, get_order, order_row
+from mercato.orders.queries import (
+    CANCELLATION_WORKFLOW,
+    ORDERS,
+    OrderInfo,
+    get_order,
+    order_row,
+)
 from mercato.payments import service as payments
 from mercato.problems import Problem, not_found
 from mercato.runtime import Runtime
@@ -128,6 +135,13 @@ def _release_pending(why: str | None = None) -> Problem:
 
 async def record(ctx: StepContext, st: CancellationState) -> None:
     uow = ctx.uow
+    # A runner whose run was taken over (its lease passed) may get here after the new owner
+    # recorded it: both write the order row, so lock it and look at the run first. The engine's
+    # fence then stops the late runner at its progress write, with nothing done here.
+    await uow.execute(select(ORDERS.c.id).where(ORDERS.c.id == st.order_id).with_for_update())
+    run = await workflows.get_run(uow, ctx.run_id)
+    if run is None or run.status not in workflows.ACTIVE:
+        return
     if st.refunded:
         await record_refund(uow, st.order_id, st.refunded)
     row = await order_row(uow, st.order_id)

@@ -525,3 +525,16 @@ async def test_a_delivery_time_must_be_plausible(
         )
         assert_problem(r, 422, "validation_error")
     assert await snapshot(adb) == before
+
+
+async def test_the_carriers_and_their_rates(client: httpx.AsyncClient, staff: Shopper) -> None:
+    r = await client.get(
+        "/api/admin/carriers", params={"country": "de", "units": 2}, headers=staff.headers
+    )
+    assert r.status_code == 200, r.text
+    by_name = {c["name"]: c for c in r.json()}
+    assert set(by_name) == {"manual", "sandbox"}
+    assert by_name["manual"]["requires_tracking_number"] is True
+    assert by_name["manual"]["rates"] == []
+    assert [q["service"] for q in by_name["sandbox"]["rates"]] == ["standard", "express"]
+    assert all(q["currency"] == "EUR" for q in by_name["sandbox"]["rates"])

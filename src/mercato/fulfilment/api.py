@@ -27,7 +27,6 @@ from mercato.fulfilment.schemas import (
 )
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
 from mercato.money import format_minor
-from mercato.orders import service as orders
 from mercato.problems import not_found
 from mercato.runtime import RuntimeDep, UowDep
 
@@ -42,12 +41,13 @@ ADMIN = "/api/admin"
 @router.get("/api/orders/{order_id}/tracking", response_model=TrackingOut)
 async def track_my_order(order_id: str, user: CurrentUser, uow: UowDep) -> TrackingOut:
     """Each shipment of the customer's order with its carrier, tracking number and events."""
-    order = await orders.get_customer_order(uow, order_id, user.id)
-    if order is None:
+    found = await service.customer_tracking(uow, order_id, user.id)
+    if found is None:
         raise not_found("Order", order_id)
-    shipments = await service.shipments_for_order(uow, order_id)
     return TrackingOut(
-        order_id=order.id, status=order.status, shipments=[ShipmentOut.of(s) for s in shipments]
+        order_id=found.order.id,
+        status=found.order.status,
+        shipments=[ShipmentOut.of(s) for s in found.shipments],
     )
 
 
@@ -166,25 +166,21 @@ async def list_carriers(
     currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "EUR",
 ) -> list[CarrierOut]:
     """The carriers a shipment can use, with their rate quotes for a parcel."""
-    found = []
-    for name in carriers.carrier_names():
-        carrier = carriers.get_carrier(name)
-        rates = carrier.quote(country=country.upper(), units=units, currency=currency)
-        found.append(
-            CarrierOut(
-                name=name,
-                services=list(carrier.services),
-                requires_tracking_number=carrier.requires_tracking_number,
-                rates=[
-                    RateQuoteOut(
-                        service=r.service,
-                        amount=format_minor(r.amount, r.currency),
-                        currency=r.currency,
-                        min_days=r.min_days,
-                        max_days=r.max_days,
-                    )
-                    for r in rates
-                ],
-            )
+    return [
+        CarrierOut(
+            name=carrier.name,
+            services=list(carrier.services),
+            requires_tracking_number=carrier.requires_tracking_number,
+            rates=[
+                RateQuoteOut(
+                    service=r.service,
+                    amount=format_minor(r.amount, r.currency),
+                    currency=r.currency,
+                    min_days=r.min_days,
+                    max_days=r.max_days,
+                )
+                for r in rates
+            ],
         )
-    return found
+        for carrier, rates in carriers.offers(country=country, units=units, currency=currency)
+    ]

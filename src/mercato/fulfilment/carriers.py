@@ -252,3 +252,13 @@ __all__ = [
     "get_carrier",
     "register_carrier",
 ]
+
+
+def offers(*, country: str, units: int, currency: str) -> list[tuple[Carrier, list[RateQuote]]]:
+    """Every carrier a shipment can use, with its rate quotes for a parcel of ``units``."""
+    found = []
+    for name in carrier_names():
+        carrier = get_carrier(name)
+        rates = carrier.quote(country=country.upper(), units=units, currency=currency)
+        found.append((carrier, rates))
+    return found

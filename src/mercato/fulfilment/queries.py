@@ -394,6 +394,21 @@ def shipment_view(shipment: ShipmentInfo, *, staff: bool = False) -> dict[str, A
     return view
 
 
+@dataclass(frozen=True, slots=True)
+class OrderTracking:
+    order: orders.OrderInfo
+    shipments: list[ShipmentInfo]
+
+
+async def customer_tracking(uow: UnitOfWork, order_id: str, user_id: str) -> OrderTracking | None:
+    """The customer's order with its shipments that have left; None when it is unknown or
+    someone else's (callers answer 404 either way)."""
+    order = await orders.get_customer_order(uow, order_id, user_id)
+    if order is None:
+        return None
+    return OrderTracking(order, await shipments_for_order(uow, order_id))
+
+
 async def order_shipments(uow: UnitOfWork, order: orders.OrderInfo) -> list[dict[str, Any]]:
     """The order page's shipments (registered with the orders module by ``modules.wire``)."""
     return [shipment_view(s) for s in await shipments_for_order(uow, order.id)]

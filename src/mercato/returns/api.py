@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
-from mercato.orders import service as orders
 from mercato.problems import not_found
 from mercato.returns import service
 from mercato.returns.schemas import (
@@ -49,9 +48,9 @@ async def request_return(
 
 @router.get("/api/orders/{order_id}/returns", response_model=ReturnListOut)
 async def my_returns(order_id: str, user: CurrentUser, uow: UowDep) -> ReturnListOut:
-    if await orders.get_customer_order(uow, order_id, user.id) is None:
+    found = await service.customer_returns(uow, order_id, user.id)
+    if found is None:
         raise not_found("Order", order_id)
-    found = await service.returns_for_order(uow, order_id)
     return ReturnListOut(items=[ReturnOut.of(r) for r in found])
 
 

@@ -152,6 +152,14 @@ async def returns_for_order(uow: UnitOfWork, order_id: str) -> list[ReturnInfo]:
     return await _infos(uow, rows)
 
 
+async def customer_returns(uow: UnitOfWork, order_id: str, user_id: str) -> list[ReturnInfo] | None:
+    """The return requests of the customer's order; None when the order is unknown or someone
+    else's (callers answer 404 either way)."""
+    if await orders.get_customer_order(uow, order_id, user_id) is None:
+        return None
+    return await returns_for_order(uow, order_id)
+
+
 async def list_returns(
     uow: UnitOfWork,
     *,

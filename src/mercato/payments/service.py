@@ -2,7 +2,8 @@
 
 Money moves in :mod:`mercato.payments.operations` (authorize, capture, void, refund, recover:
 each calls the payment processor between short transactions of its own, so they take the
-``Database`` and the provider rather than a unit of work); what an intent is now is read in
+``Database`` and the provider rather than a unit of work), which records each operation once
+through :mod:`mercato.payments.recording`; what an intent is now is read in
 :mod:`mercato.payments.intents` (every function there takes the caller's unit of work).
 """
 

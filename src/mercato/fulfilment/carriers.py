@@ -254,11 +254,15 @@ __all__ = [
 ]
 
 
+def carriers() -> list[Carrier]:
+    """Every carrier a shipment can use, by name."""
+    return [get_carrier(name) for name in carrier_names()]
+
+
 def offers(*, country: str, units: int, currency: str) -> list[tuple[Carrier, list[RateQuote]]]:
     """Every carrier a shipment can use, with its rate quotes for a parcel of ``units``."""
     found = []
-    for name in carrier_names():
-        carrier = get_carrier(name)
+    for carrier in carriers():
         rates = carrier.quote(country=country.upper(), units=units, currency=currency)
         found.append((carrier, rates))
     return found

@@ -16,6 +16,7 @@ from mercato.fulfilment.allocation import (
     check_shippable,
     mark_fulfilment,
 )
+from mercato.fulfilment.carriers import Carrier, carriers, offers
 from mercato.fulfilment.queries import (
     FULFILMENTS,
     ITEMS,
@@ -67,6 +68,7 @@ __all__ = [
     "SHIPMENT_ITEMS",
     "SHIP_AND_CAPTURE",
     "TRACKING",
+    "Carrier",
     "DeliveredUnits",
     "FulfilmentInfo",
     "FulfilmentItemInfo",
@@ -82,6 +84,7 @@ __all__ = [
     "cancel_fulfilments",
     "capture_key",
     "captured_for_order",
+    "carriers",
     "check_fulfilment_status",
     "check_shippable",
     "create_shipment",
@@ -93,6 +96,7 @@ __all__ = [
     "get_shipment",
     "list_fulfilments",
     "mark_fulfilment",
+    "offers",
     "order_shipments",
     "retry_capture",
     "shipment_view",

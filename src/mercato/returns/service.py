@@ -8,6 +8,7 @@ transactions of its own and calls the payment processor between them).
 
 from __future__ import annotations
 
+from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
 from mercato.returns.requests import (
     COUNTED,
     LINES,
@@ -49,6 +50,7 @@ from mercato.returns.return_and_refund import (
 
 __all__ = [
     "COUNTED",
+    "DISPOSITIONS",
     "LINES",
     "MAX_PAGE",
     "MAX_REASON",
@@ -60,6 +62,7 @@ __all__ = [
     "RETURN_RECEIVED",
     "RETURN_REJECTED",
     "RETURN_REQUESTED",
+    "RETURN_STATUSES",
     "Decision",
     "Disposition",
     "LineReceipt",

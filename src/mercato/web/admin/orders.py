@@ -19,7 +19,6 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from mercato.db import UnitOfWork
-from mercato.fulfilment import carriers
 from mercato.fulfilment import service as fulfilment
 from mercato.orders import service as orders
 from mercato.payments import service as payments
@@ -151,7 +150,7 @@ async def _detail(
         allocated=bool(fulfilments),
         refunds_waiting=sum(1 for r in order_returns if r.refund_pending),
     )
-    carrier_list = [(name, carriers.get_carrier(name)) for name in carriers.carrier_names()]
+    carrier_list = [(c.name, c) for c in fulfilment.carriers()]
     return render(
         request,
         "admin/orders/detail.html",

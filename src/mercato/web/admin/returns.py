@@ -19,7 +19,6 @@ from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.problems import Problem, not_found
 from mercato.returns import service
-from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
 from mercato.runtime import RuntimeDep, UowDep
 from mercato.web.admin.ops_common import actor_of, problem_message, run_action, run_in_unit
 from mercato.web.deps import PageStaff
@@ -44,7 +43,7 @@ async def return_list(
     uow: UowDep,
     status: Annotated[str, Query(max_length=16)] = "",
 ) -> HTMLResponse:
-    chosen = status if status in RETURN_STATUSES else ""
+    chosen = status if status in service.RETURN_STATUSES else ""
     found = await service.list_returns(uow, status=chosen or None, limit=LIST_LIMIT)
     counts = await service.count_by_status(uow)
     return render(
@@ -53,7 +52,7 @@ async def return_list(
         {
             "returns": found,
             "status": chosen,
-            "statuses": RETURN_STATUSES,
+            "statuses": service.RETURN_STATUSES,
             "counts": counts,
             "total": sum(counts.values()),
             "limit": LIST_LIMIT,
@@ -88,7 +87,7 @@ async def _detail(
             "order": order,
             "lines": lines,
             "warehouses": await inventory.list_warehouses(uow),
-            "dispositions": DISPOSITIONS,
+            "dispositions": service.DISPOSITIONS,
             "receive_form": receive_form or defaults,
             "receive_errors": receive_errors or {},
         },

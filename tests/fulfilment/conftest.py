@@ -68,7 +68,7 @@ def sandbox(app: FastAPI) -> SandboxProvider:
 
 @pytest.fixture
 async def warehouses(adb: Database) -> tuple[str, str]:
-    async with adb.connect() as conn:
+    async with adb.transaction() as conn:
         await inventory.create_warehouse(conn, code=WAREHOUSE, name="First", countries=["DE"])
         await inventory.create_warehouse(
             conn, code=SECOND_WAREHOUSE, name="Second", countries=["DE"]
@@ -93,16 +93,16 @@ async def split_order(
     the first (ORD1), 1 of the second (ORD2)."""
     from tests.factories import make_product
 
-    async with db.session() as session:
+    async with db.transaction() as session:
         product_id, variants = await make_product(
             session, variants=[{"price": 1000}, {"price": 1250}]
         )
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.receive(conn, variants[0], WAREHOUSE, 10)
         await inventory.receive(conn, variants[1], SECOND_WAREHOUSE, 10)
     checkout_id = new_id("chk")
     quantities = [2, 1]
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.reserve(conn, checkout_id, list(zip(variants, quantities, strict=True)))
     specs = [
         LineSpec(variants[0], product_id, 2, 1000, "SKU-0"),
@@ -120,21 +120,21 @@ async def split_order(
     )
     assert outcome.ok
     draft = replace(draft, payment_intent_id=outcome.intent_id)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.commit(conn, checkout_id)
         order = await orders.create_order(conn, draft)
     return RealOrder(order, variants, quantities, checkout_id, outcome.intent_id)
 
 
 async def get_order(db: Database, order_id: str) -> orders.OrderInfo:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         order = await orders.get_order(conn, order_id)
     assert order is not None
     return order
 
 
 async def intent(db: Database, intent_id: str) -> payments.IntentInfo:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         found = await payments.get_intent(conn, intent_id)
     assert found is not None
     return found
@@ -145,7 +145,7 @@ async def assert_money(db: Database, order_id: str) -> tuple[int, int]:
     refunded; returns (captured, refunded)."""
     order = await get_order(db, order_id)
     paid = await intent(db, order.payment_intent_id)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         captured = await fulfilment.captured_for_order(conn, order_id)
     assert paid.amount_captured == captured
     assert paid.amount_captured - paid.amount_refunded == captured - order.refunded_total
@@ -156,7 +156,7 @@ async def assert_money(db: Database, order_id: str) -> tuple[int, int]:
 async def snapshot(db: Database) -> dict[str, Any]:
     """Orders, fulfilment tables, payment intents and the outbox: proof nothing was written."""
     found = await orders_snapshot(db)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         for table in (FULFILMENTS, ITEMS, SHIPMENTS, SHIPMENT_ITEMS, TRACKING):
             rows = await conn.execute(select(table).order_by(*table.primary_key.columns))
             found[table.name] = [tuple(r) for r in rows]
@@ -176,7 +176,7 @@ async def snapshot(db: Database) -> dict[str, Any]:
 
 
 async def events_of(db: Database, order_id: str, event_type: str) -> list[dict[str, Any]]:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         rows = await conn.execute(
             select(OutboxEvent.payload)
             .where(OutboxEvent.aggregate_id == order_id, OutboxEvent.type == event_type)

@@ -1,9 +1,11 @@
-"""Orders test helpers: drafts built directly (no checkout saga), orders backed by real stock
-and a real sandbox authorization, shoppers with tokens, and snapshots of what was written."""
+"""Orders test helpers: drafts built directly (no checkout), orders backed by real stock and a
+real sandbox authorization, shoppers with tokens, snapshots of what was written, and what the
+worker does for cancellations left unfinished."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,12 +13,14 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
-from mercato.db import Database
-from mercato.events import OutboxEvent
+from mercato import workflows
+from mercato.db import Database, utcnow
+from mercato.events import OutboxEvent, dispatcher
 from mercato.identity import service as identity
 from mercato.ids import new_id
 from mercato.inventory import service as inventory
 from mercato.orders import service
+from mercato.orders.events import CANCELLATION_CONSUMER
 from mercato.orders.service import HISTORY, LINES, ORDERS, OrderDraft, OrderInfo, OrderLineDraft
 from mercato.payments import service as payments
 from mercato.payments.sandbox import SandboxProvider
@@ -112,27 +116,27 @@ def make_draft(
 
 
 async def place(db: Database, draft: OrderDraft | None = None, **kwargs: Any) -> OrderInfo:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return await service.create_order(conn, draft or make_draft(**kwargs))
 
 
 async def force_status(db: Database, order_id: str, status: str) -> None:
     """Put an order in ``status`` directly (test setup only; bypasses the machine)."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await conn.execute(update(ORDERS).where(ORDERS.c.id == order_id).values(status=status))
 
 
 async def move(db: Database, order_id: str, *statuses: str, actor: str = "test") -> OrderInfo:
     order: OrderInfo | None = None
     for status in statuses:
-        async with db.connect() as conn:
+        async with db.transaction() as conn:
             order = await service.transition(conn, order_id, status, actor=actor)
     assert order is not None
     return order
 
 
 async def get(db: Database, order_id: str) -> OrderInfo:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         order = await service.get_order(conn, order_id)
     assert order is not None
     return order
@@ -152,17 +156,17 @@ class RealOrder:
 
 @pytest.fixture
 async def warehouse(db: Database) -> str:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.create_warehouse(conn, code=WAREHOUSE, name="Orders test", countries=["DE"])
     return WAREHOUSE
 
 
 async def stocked_variants(db: Database, count: int, units: int = 10) -> tuple[str, list[str]]:
-    async with db.session() as session:
+    async with db.transaction() as session:
         product_id, variants = await make_product(
             session, variants=[{"price": 1000 + 250 * i} for i in range(count)]
         )
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         for v in variants:
             await inventory.receive(conn, v, WAREHOUSE, units)
     return product_id, variants
@@ -181,7 +185,7 @@ async def real_order(
     payment authorized (and captured when asked) on the sandbox, the order placed."""
     product_id, variants = await stocked_variants(db, len(quantities))
     checkout_id = new_id("chk")
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.reserve(conn, checkout_id, list(zip(variants, quantities, strict=True)))
     specs = [
         LineSpec(v, product_id, q, 1000 + 250 * i, f"SKU-{i}")
@@ -204,7 +208,7 @@ async def real_order(
         )
         assert captured.ok
     draft = replace(draft, payment_intent_id=outcome.intent_id)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         await inventory.commit(conn, checkout_id)
         order = await service.create_order(conn, draft)
     return RealOrder(order, variants, list(quantities), checkout_id, outcome.intent_id)
@@ -212,20 +216,20 @@ async def real_order(
 
 async def on_hand(db: Database, variant_id: str) -> tuple[int, int]:
     """(on_hand, reserved) of a variant in the test warehouse."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         levels = await inventory.stock_for_variant(conn, variant_id)
     level = next(s for s in levels if s.warehouse_code == WAREHOUSE)
     return level.on_hand, level.reserved
 
 
 async def ledger_clean(db: Database) -> None:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         assert await inventory.check_ledger(conn) == []
 
 
 async def intent_ops(db: Database, intent_id: str) -> list[tuple[str, str, str]]:
     """(operation, idempotency key, outcome) of every operation on a payment intent."""
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return [
             (e.operation, e.idempotency_key, e.outcome)
             for e in await payments.intent_events(conn, intent_id)
@@ -244,7 +248,7 @@ class Shopper:
 
 async def shopper(app: FastAPI, email: str, role: str = "customer") -> Shopper:
     runtime = rt(app)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         user = await identity.create_user(
             session, email=email, password=TEST_PASSWORD, role=role, name=email.split("@")[0]
         )
@@ -258,7 +262,7 @@ async def shopper(app: FastAPI, email: str, role: str = "customer") -> Shopper:
 async def snapshot(db: Database) -> dict[str, Any]:
     """The orders tables and the outbox: to prove a refused request wrote nothing."""
     found: dict[str, Any] = {}
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         for table in (ORDERS, LINES, HISTORY):
             rows = await conn.execute(select(table).order_by(*table.primary_key.columns))
             found[table.name] = [tuple(r) for r in rows]
@@ -273,7 +277,7 @@ async def events_of(db: Database, order_id: str, event_type: str | None = None) 
     )
     if event_type is not None:
         query = query.where(OutboxEvent.type == event_type)
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         return [(r.type, r.payload) for r in await conn.execute(query.order_by(OutboxEvent.seq))]
 
 
@@ -284,3 +288,30 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["code"] == code, body
     assert body["status"] == status
     return body
+
+
+# -- what the worker does --------------------------------------------------------------------------
+
+LATER = timedelta(hours=1)
+
+
+async def recover_later(runtime: Runtime) -> int:
+    """The worker's ``workflows.recover`` once every wait and lease has passed."""
+    return await workflows.recover(runtime, now=utcnow() + LATER)
+
+
+async def completed_cancellations(runtime: Runtime) -> int:
+    async with runtime.db.transaction() as uow:
+        counts = await workflows.count_by_status(uow, service.CANCELLATION_WORKFLOW)
+    return counts.get("completed", 0)
+
+
+async def finish_cancellations(runtime: Runtime) -> int:
+    """What the worker does for cancellations left unfinished (before: the job
+    ``orders.finish_cancellations``): orders moved to ``cancelled`` without their workflow are
+    taken over from the outbox, and waiting runs are resumed. Returns how many cancellations
+    are now complete that were not before."""
+    before = await completed_cancellations(runtime)
+    await dispatcher.dispatch_once(runtime, only=[CANCELLATION_CONSUMER])
+    await recover_later(runtime)
+    return await completed_cancellations(runtime) - before

@@ -64,7 +64,7 @@ async def captured(
 
 
 async def charge_of(db: Database, intent_id: str) -> SandboxCharge:
-    async with db.session() as session:
+    async with db.transaction() as session:
         intent = await session.get(Intent, intent_id)
         assert intent is not None and intent.provider_charge_id is not None
         charge = await session.get(SandboxCharge, intent.provider_charge_id)
@@ -73,12 +73,12 @@ async def charge_of(db: Database, intent_id: str) -> SandboxCharge:
 
 
 async def count(db: Database, model: Any, *where: Any) -> int:
-    async with db.session() as session:
+    async with db.transaction() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
 async def outbox_types(db: Database, intent_id: str) -> list[str]:
-    async with db.session() as session:
+    async with db.transaction() as session:
         rows = await session.scalars(
             select(OutboxEvent.type)
             .where(OutboxEvent.aggregate_id == intent_id)
@@ -89,7 +89,7 @@ async def outbox_types(db: Database, intent_id: str) -> list[str]:
 
 async def assert_money_invariants(db: Database, intent_id: str) -> service.IntentInfo:
     """The intent, its succeeded operations and the processor's ledger all tell one story."""
-    async with db.session() as session:
+    async with db.transaction() as session:
         intent = await service.get_intent(session, intent_id)
         assert intent is not None
         succeeded: dict[str, int] = {}
@@ -111,7 +111,7 @@ async def assert_money_invariants(db: Database, intent_id: str) -> service.Inten
 async def card_numbers_in_tables(db: Database) -> list[str]:
     """Every 13-19 digit number stored in a payments table or the outbox."""
     found: list[str] = []
-    async with db.session() as session:
+    async with db.transaction() as session:
         for table in PAYMENT_TABLES:
             rows = await session.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
             for row in rows:

@@ -37,7 +37,7 @@ async def test_approving_tokens_authorize(
     assert result.ok and result.code is None
     assert (result.card_brand, result.card_last4, result.amount) == (brand, last4, 5000)
     assert result.charge_id is not None and result.charge_id.startswith("ch_")
-    async with db.session() as session:
+    async with db.transaction() as session:
         summary = await sandbox_charge_summary(session)
         [charge] = await list_charges(session)
     assert summary.charges == 1 and summary.amount_authorized == 5000
@@ -56,7 +56,7 @@ async def test_declining_tokens_record_a_failed_charge_and_take_nothing(
 ) -> None:
     result = await _auth(provider, token)
     assert not result.ok and result.code == code
-    async with db.session() as session:
+    async with db.transaction() as session:
         summary = await sandbox_charge_summary(session)
     assert (summary.charges, summary.failed, summary.amount_authorized) == (0, 1, 0)
     # Declines are final: the same key answers the same, without a second attempt.
@@ -76,7 +76,7 @@ async def test_processing_error_fails_once_then_succeeds_with_the_same_key(
     third = await _auth(provider, "tok_processingError")
     assert third == second
     assert await count(db, SandboxCharge) == 1
-    async with db.session() as session:
+    async with db.transaction() as session:
         op = (await session.execute(SandboxOperation.__table__.select())).one()
     assert op.attempts == 2
     # A new key is a new request: it fails once again.
@@ -93,7 +93,7 @@ async def test_timeout_after_charge_is_found_by_lookup_and_never_charged_twice(
     assert found is not None and found.ok and found.charge_id is not None
     retried = await _auth(provider, "tok_timeoutAfterCharge")
     assert retried == found
-    async with db.session() as session:
+    async with db.transaction() as session:
         summary = await sandbox_charge_summary(session)
     assert summary.charges == 1 and summary.amount_authorized == 5000
 
@@ -143,7 +143,7 @@ async def test_capture_void_refund_limits(db: Database, provider: SandboxProvide
     assert partial.ok
     rest_back = await provider.refund(charge_id=ch, amount=70, idempotency_key="r3")
     assert rest_back.ok
-    async with db.session() as session:
+    async with db.transaction() as session:
         [charge] = await list_charges(session)
     assert (charge.amount_captured, charge.amount_refunded, charge.status) == (100, 100, "refunded")
     missing = await provider.capture(charge_id="ch_nope", amount=1, idempotency_key="c4")
@@ -161,7 +161,7 @@ async def test_void_releases_an_uncaptured_authorization(
     assert again.code == "already_voided"
     capture = await provider.capture(charge_id=auth.charge_id, amount=1, idempotency_key="c1")
     assert capture.code == "already_voided"
-    async with db.session() as session:
+    async with db.transaction() as session:
         summary = await sandbox_charge_summary(session)
     assert (summary.charges, summary.voided, summary.amount_captured) == (0, 1, 0)
 
@@ -182,7 +182,7 @@ async def test_concurrent_captures_never_exceed_the_authorization(
     )
     assert sum(r.ok for r in results) == 10
     assert {r.code for r in results if not r.ok} == {"amount_exceeds_authorized"}
-    async with db.session() as session:
+    async with db.transaction() as session:
         summary = await sandbox_charge_summary(session)
     assert summary.amount_captured == 100
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from mercato.db import Database, utcnow
-from mercato.payments import registry, service
+from mercato.payments import operations, registry, service
 from mercato.payments.events import recover_pending_operations
 from mercato.payments.models import Intent, IntentEvent, SandboxCharge, SandboxOperation
 from mercato.payments.sandbox import (
@@ -48,7 +48,7 @@ async def _authorize(
 
 
 async def _summary(db: Database) -> tuple[int, int, int, int]:
-    async with db.session() as session:
+    async with db.transaction() as session:
         s = await sandbox_charge_summary(session)
     return s.charges, s.amount_authorized, s.amount_captured, s.amount_refunded
 
@@ -73,7 +73,7 @@ async def test_approving_tokens_authorize_the_intent(
     assert (outcome.card_brand, outcome.card_last4) == (brand, last4)
     assert await _summary(db) == (1, 10_000, 0, 0)
     assert await outbox_types(db, outcome.intent_id) == ["PaymentAuthorized"]
-    async with db.session() as session:
+    async with db.transaction() as session:
         info = await service.get_intent(session, outcome.intent_id)
         [event] = await service.intent_events(session, outcome.intent_id)
     assert info is not None and info.provider == "sandbox" and info.owner == "chk_1"
@@ -115,7 +115,7 @@ async def test_processing_error_is_retried_with_the_same_key_and_charges_once(
     outcome = await _authorize(db, provider, "tok_processingError")
     assert outcome.ok and outcome.status == "authorized"
     assert await _summary(db) == (1, 10_000, 0, 0)
-    async with db.session() as session:
+    async with db.transaction() as session:
         [op] = (await session.execute(SandboxOperation.__table__.select())).all()
     assert op.attempts == 2
 
@@ -123,7 +123,7 @@ async def test_processing_error_is_retried_with_the_same_key_and_charges_once(
 async def test_processing_error_that_persists_fails_the_intent(
     db: Database, provider: SandboxProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "SEND_ATTEMPTS", 1)
+    monkeypatch.setattr(operations, "SEND_ATTEMPTS", 1)
     outcome = await _authorize(db, provider, "tok_processingError")
     assert (outcome.ok, outcome.status, outcome.code) == (False, "failed", "processing_error")
     assert service.payment_problem(outcome).code == "payment_processing_error"
@@ -147,7 +147,7 @@ async def test_timeout_after_charge_is_resolved_by_lookup_without_a_second_charg
 async def test_timeout_after_charge_with_lookup_down_stays_pending_then_retry_resolves(
     db: Database, provider: SandboxProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "SEND_ATTEMPTS", 1)
+    monkeypatch.setattr(operations, "SEND_ATTEMPTS", 1)
     provider.inject_fault("lookup", "unavailable", times=2)
     outcome = await _authorize(db, provider, "tok_timeoutAfterCharge")
     # The send charged and lost the answer, and the lookups failed: the outcome is unknown.
@@ -498,7 +498,7 @@ async def test_worker_job_recovers_stale_operations(
     provider.inject_fault("lookup", "unavailable", times=2)
     assert (await service.refund(db, provider, done.intent_id, 500, "ref-1")).pending
     assert await recover_pending_operations(runtime) == 0  # not stale yet
-    async with db.session() as session:  # age the pending operation
+    async with db.transaction() as session:  # age the pending operation
         await session.execute(
             update(IntentEvent)
             .where(IntentEvent.outcome == "pending")
@@ -538,7 +538,7 @@ async def test_money_invariant_holds_at_every_step(db: Database, provider: Sandb
             assert exc.status == 422
         provider.clear_faults()
         await assert_money_invariants(db, auth.intent_id)
-    async with db.session() as session:
+    async with db.transaction() as session:
         charges = await list_charges(session)
     assert len(charges) == 1
 
@@ -551,7 +551,7 @@ async def test_find_intent_by_owner_prefers_the_live_one(
 ) -> None:
     ok = await authorized(db, provider, key="a1", owner="chk_9")
     await authorized_or_failed(db, provider)
-    async with db.session() as session:
+    async with db.transaction() as session:
         found = await service.find_intent_by_owner(session, "chk_9")
         assert await service.find_intent_by_owner(session, "chk_none") is None
     assert found is not None and found.id == ok.intent_id
@@ -589,7 +589,7 @@ async def test_sandbox_ledger_matches_paid_intents(db: Database, provider: Sandb
         done = await captured(db, provider, 1_000 * (i + 1), key=f"auth-{i}")
         await service.refund(db, provider, done.intent_id, 100, f"ref-{i}")
     await _authorize(db, provider, "tok_chargeDeclined", key="declined")
-    async with db.session() as session:
+    async with db.transaction() as session:
         summary = await sandbox_charge_summary(session, currency="EUR")
     assert (summary.charges, summary.failed) == (3, 1)
     assert summary.amount_captured - summary.amount_refunded == 6_000 - 300

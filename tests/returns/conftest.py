@@ -48,7 +48,7 @@ async def delivered_order(
     body: dict[str, Any] = {}
     if delivered_at is not None:
         body["delivered_at"] = delivered_at.isoformat()
-        async with db.connect() as conn:  # test setup: it left the day before
+        async with db.transaction() as conn:  # test setup: it left the day before
             await conn.execute(
                 update(SHIPMENTS)
                 .where(SHIPMENTS.c.id == r.json()["id"])
@@ -79,7 +79,7 @@ async def ask_return(
 
 
 async def level(db: Database, variant_id: str, warehouse: str) -> tuple[int, int]:
-    async with db.connect() as conn:
+    async with db.transaction() as conn:
         levels = await inventory.stock_for_variant(conn, variant_id)
     found = next(s for s in levels if s.warehouse_code == warehouse)
     return found.on_hand, found.reserved

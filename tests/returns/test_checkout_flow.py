@@ -95,7 +95,7 @@ async def test_checkout_to_full_return_to_the_cent(
     paid = await intent(adb, final.payment_intent_id)
     assert (paid.amount_captured, paid.amount_refunded) == (final.total, final.total)
     assert paid.status == "refunded"
-    async with adb.connect() as conn:
+    async with adb.transaction() as conn:
         assert await inventory.check_ledger(conn) == []
         levels = {
             v: sum(s.on_hand for s in await inventory.stock_for_variant(conn, v))

@@ -41,7 +41,7 @@ ClientFactory = Callable[[], httpx.AsyncClient]
 
 
 async def _on_hand(runtime: Runtime, variant_id: str, warehouse: str) -> int:
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         levels = await inventory.stock_for_variant(session, variant_id)
     return next((s.on_hand for s in levels if s.warehouse_code == warehouse), 0)
 
@@ -190,7 +190,7 @@ async def test_order_filters_pages_and_refused_actions_shown_as_messages(
     assert r.status_code == 303
     r = await client.get(url, headers=HTML)
     assert "payment was released" in r.text
-    async with shop.db.session() as session:
+    async with shop.db.transaction() as session:
         order = await orders.get_order(session, first["order_id"])
         assert order is not None and order.status == "cancelled"
         payment = await orders.payment_summary(session, order)
@@ -267,7 +267,7 @@ async def test_return_actions_in_the_wrong_order_and_bad_receipts_are_explained(
     assert r.status_code == 303
     page_html = (await client.get(return_url, headers=HTML)).text
     assert "The return is refunded; it cannot become rejected" in page_html
-    async with shop.db.session() as session:
+    async with shop.db.transaction() as session:
         found = await returns.get_return(session, r.headers["location"].rsplit("/", 1)[1])
         assert found is not None and found.status == "refunded"
         assert [(x.disposition, x.warehouse_code) for x in found.lines] == [("write_off", "LYS")]
@@ -348,7 +348,7 @@ async def test_back_office_stock_queries(runtime: Runtime) -> None:
     variant_ids = await seed_catalog(runtime.db, products=40, seed=3)
     await seed_inventory(runtime.db, variant_ids, seed=3)
     threshold = runtime.settings.low_stock_threshold
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as session:
         low = await inventory.low_stock(session, threshold, limit=1000)
         assert low, "the demo stock has some low-stock variants"
         assert [s.available for s in low] == sorted(s.available for s in low)

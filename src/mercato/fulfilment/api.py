@@ -1,14 +1,17 @@
 """The fulfilment API: the warehouse back office under ``/api/admin`` (fulfilments to pick and
-pack, shipments, delivery) and the customer's tracking page of an order."""
+pack, shipments, delivery) and the customer's tracking page of an order.
+
+Making a shipment starts the ship-and-capture workflow, which runs its steps in transactions
+of its own (and calls the payment processor between them): that endpoint takes no request
+transaction."""
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
-from typing import Annotated
+from datetime import UTC
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from mercato.db import utcnow
 from mercato.fulfilment import carriers, service
 from mercato.fulfilment.schemas import (
     CarrierOut,
@@ -22,12 +25,10 @@ from mercato.fulfilment.schemas import (
     StaffShipmentOut,
     TrackingOut,
 )
-from mercato.identity.deps import CurrentUser, StaffUser
+from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
 from mercato.money import format_minor
-from mercato.orders import service as orders
-from mercato.payments.service import get_provider
-from mercato.problems import not_found, validation_problem
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.problems import not_found
+from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter(tags=["fulfilment"])
 
@@ -38,14 +39,15 @@ ADMIN = "/api/admin"
 
 
 @router.get("/api/orders/{order_id}/tracking", response_model=TrackingOut)
-async def track_my_order(order_id: str, user: CurrentUser, session: SessionDep) -> TrackingOut:
+async def track_my_order(order_id: str, user: CurrentUser, uow: UowDep) -> TrackingOut:
     """Each shipment of the customer's order with its carrier, tracking number and events."""
-    order = await orders.get_customer_order(session, order_id, user.id)
-    if order is None:
+    found = await service.customer_tracking(uow, order_id, user.id)
+    if found is None:
         raise not_found("Order", order_id)
-    shipments = await service.shipments_for_order(session, order_id)
     return TrackingOut(
-        order_id=order.id, status=order.status, shipments=[ShipmentOut.of(s) for s in shipments]
+        order_id=found.order.id,
+        status=found.order.status,
+        shipments=[ShipmentOut.of(s) for s in found.shipments],
     )
 
 
@@ -55,56 +57,48 @@ async def track_my_order(order_id: str, user: CurrentUser, session: SessionDep) 
 @router.get(ADMIN + "/fulfilments", response_model=FulfilmentListOut)
 async def list_fulfilments(
     _staff: StaffUser,
-    session: SessionDep,
+    uow: UowDep,
     warehouse: Annotated[str | None, Query(max_length=16)] = None,
     status: Annotated[str | None, Query(max_length=24)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> FulfilmentListOut:
     """Fulfilments by warehouse and status, oldest first: the pick list."""
-    found = await service.list_fulfilments(session, warehouse=warehouse, status=status, limit=limit)
+    found = await service.list_fulfilments(uow, warehouse=warehouse, status=status, limit=limit)
     return FulfilmentListOut(items=[FulfilmentOut.of(f) for f in found])
 
 
 @router.get(ADMIN + "/fulfilments/{fulfilment_id}", response_model=FulfilmentOut)
-async def get_fulfilment(
-    fulfilment_id: str, _staff: StaffUser, session: SessionDep
-) -> FulfilmentOut:
-    found = await service.get_fulfilment(session, fulfilment_id)
+async def get_fulfilment(fulfilment_id: str, _staff: StaffUser, uow: UowDep) -> FulfilmentOut:
+    found = await service.get_fulfilment(uow, fulfilment_id)
     if found is None:
         raise not_found("Fulfilment", fulfilment_id)
     return FulfilmentOut.of(found)
 
 
-@router.post(ADMIN + "/fulfilments/{fulfilment_id}/pick", response_model=FulfilmentOut)
-async def pick(fulfilment_id: str, staff: StaffUser, session: SessionDep) -> FulfilmentOut:
-    conn = await session.connection()
-    await service.mark_picked(conn, fulfilment_id, actor=f"staff:{staff.id}")
-    found = await service.get_fulfilment(conn, fulfilment_id)
-    assert found is not None
-    return FulfilmentOut.of(found)
+_STEPS: dict[str, service.FulfilmentStep] = {"pick": "picked", "pack": "packed"}
 
 
-@router.post(ADMIN + "/fulfilments/{fulfilment_id}/pack", response_model=FulfilmentOut)
-async def pack(fulfilment_id: str, staff: StaffUser, session: SessionDep) -> FulfilmentOut:
-    conn = await session.connection()
-    await service.mark_packed(conn, fulfilment_id, actor=f"staff:{staff.id}")
-    found = await service.get_fulfilment(conn, fulfilment_id)
-    assert found is not None
+@router.post(ADMIN + "/fulfilments/{fulfilment_id}/{step}", response_model=FulfilmentOut)
+async def pick_or_pack(
+    fulfilment_id: str, step: Literal["pick", "pack"], staff: StaffUser, uow: UowDep
+) -> FulfilmentOut:
+    """Mark the fulfilment picked, or packed (a paid order becomes ``fulfilling``)."""
+    found = await service.mark_fulfilment(
+        uow, fulfilment_id, _STEPS[step], actor=f"staff:{staff.id}"
+    )
     return FulfilmentOut.of(found)
 
 
 @router.get(ADMIN + "/orders/{order_id}/fulfilments", response_model=FulfilmentListOut)
-async def order_fulfilments(
-    order_id: str, _staff: StaffUser, session: SessionDep
-) -> FulfilmentListOut:
-    found = await service.fulfilments_for_order(session, order_id)
+async def order_fulfilments(order_id: str, _staff: StaffUser, uow: UowDep) -> FulfilmentListOut:
+    found = await service.fulfilments_for_order(uow, order_id)
     return FulfilmentListOut(items=[FulfilmentOut.of(f) for f in found])
 
 
 @router.post(ADMIN + "/orders/{order_id}/allocate", response_model=FulfilmentListOut)
-async def allocate(order_id: str, _staff: StaffUser, session: SessionDep) -> FulfilmentListOut:
+async def allocate(order_id: str, _staff: StaffUser, uow: UowDep) -> FulfilmentListOut:
     """Allocate the order to warehouses now (normally done as soon as it is placed)."""
-    found = await service.allocate_order(await session.connection(), order_id)
+    found = await service.allocate_order(uow, order_id)
     return FulfilmentListOut(items=[FulfilmentOut.of(f) for f in found])
 
 
@@ -115,18 +109,11 @@ async def allocate(order_id: str, _staff: StaffUser, session: SessionDep) -> Ful
     ADMIN + "/orders/{order_id}/shipments", response_model=StaffShipmentOut, status_code=201
 )
 async def create_shipment(
-    order_id: str,
-    body: ShipmentIn,
-    staff: StaffUser,
-    session: SessionDep,
-    runtime: RuntimeDep,
+    order_id: str, body: ShipmentIn, staff: WorkflowStaff, runtime: RuntimeDep
 ) -> StaffShipmentOut:
     """Ship units of the order (``lines`` left out: all unshipped units). Their share of the
     payment is captured first: when the capture fails nothing ships (402 ``capture_failed``).
     The order becomes ``shipped`` once every unit has left."""
-    # The shipment runs its own short transactions around the payment provider call; the
-    # request's transaction (which only read who is asking) must not stay open meanwhile.
-    await session.commit()
     request = service.ShipmentRequest(
         carrier=body.carrier,
         service=body.service,
@@ -139,25 +126,19 @@ async def create_shipment(
         fulfilment_id=body.fulfilment_id,
         shipment_id=body.shipment_id,
     )
-    shipment = await service.create_shipment(
-        runtime.db, get_provider(runtime), order_id, request, actor=f"staff:{staff.id}"
-    )
+    shipment = await service.create_shipment(runtime, order_id, request, actor=f"staff:{staff.id}")
     return StaffShipmentOut.staff(shipment)
 
 
 @router.get(ADMIN + "/orders/{order_id}/shipments", response_model=StaffShipmentListOut)
-async def order_shipments(
-    order_id: str, _staff: StaffUser, session: SessionDep
-) -> StaffShipmentListOut:
-    found = await service.shipments_for_order(session, order_id, include_pending=True)
+async def order_shipments(order_id: str, _staff: StaffUser, uow: UowDep) -> StaffShipmentListOut:
+    found = await service.shipments_for_order(uow, order_id, include_pending=True)
     return StaffShipmentListOut(items=[StaffShipmentOut.staff(s) for s in found])
 
 
 @router.get(ADMIN + "/shipments/{shipment_id}", response_model=StaffShipmentOut)
-async def get_shipment(
-    shipment_id: str, _staff: StaffUser, session: SessionDep
-) -> StaffShipmentOut:
-    found = await service.get_shipment(session, shipment_id)
+async def get_shipment(shipment_id: str, _staff: StaffUser, uow: UowDep) -> StaffShipmentOut:
+    found = await service.get_shipment(uow, shipment_id)
     if found is None:
         raise not_found("Shipment", shipment_id)
     return StaffShipmentOut.staff(found)
@@ -165,17 +146,14 @@ async def get_shipment(
 
 @router.post(ADMIN + "/shipments/{shipment_id}/deliver", response_model=StaffShipmentOut)
 async def deliver(
-    shipment_id: str, staff: StaffUser, session: SessionDep, body: DeliverIn | None = None
+    shipment_id: str, staff: StaffUser, uow: UowDep, body: DeliverIn | None = None
 ) -> StaffShipmentOut:
     """The parcel arrived; the order is ``delivered`` once all its parcels have."""
     when = body.delivered_at if body is not None else None
-    if when is not None:
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if when > utcnow() + timedelta(minutes=5):
-            raise validation_problem("delivered_at", "cannot be in the future")
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     shipment = await service.deliver_shipment(
-        await session.connection(), shipment_id, actor=f"staff:{staff.id}", now=when
+        uow, shipment_id, actor=f"staff:{staff.id}", delivered_at=when
     )
     return StaffShipmentOut.staff(shipment)
 
@@ -188,25 +166,21 @@ async def list_carriers(
     currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "EUR",
 ) -> list[CarrierOut]:
     """The carriers a shipment can use, with their rate quotes for a parcel."""
-    found = []
-    for name in carriers.carrier_names():
-        carrier = carriers.get_carrier(name)
-        rates = carrier.quote(country=country.upper(), units=units, currency=currency)
-        found.append(
-            CarrierOut(
-                name=name,
-                services=list(carrier.services),
-                requires_tracking_number=carrier.requires_tracking_number,
-                rates=[
-                    RateQuoteOut(
-                        service=r.service,
-                        amount=format_minor(r.amount, r.currency),
-                        currency=r.currency,
-                        min_days=r.min_days,
-                        max_days=r.max_days,
-                    )
-                    for r in rates
-                ],
-            )
+    return [
+        CarrierOut(
+            name=carrier.name,
+            services=list(carrier.services),
+            requires_tracking_number=carrier.requires_tracking_number,
+            rates=[
+                RateQuoteOut(
+                    service=r.service,
+                    amount=format_minor(r.amount, r.currency),
+                    currency=r.currency,
+                    min_days=r.min_days,
+                    max_days=r.max_days,
+                )
+                for r in rates
+            ],
         )
-    return found
+        for carrier, rates in carriers.offers(country=country, units=units, currency=currency)
+    ]

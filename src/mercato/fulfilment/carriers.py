@@ -252,3 +252,17 @@ __all__ = [
     "get_carrier",
     "register_carrier",
 ]
+
+
+def carriers() -> list[Carrier]:
+    """Every carrier a shipment can use, by name."""
+    return [get_carrier(name) for name in carrier_names()]
+
+
+def offers(*, country: str, units: int, currency: str) -> list[tuple[Carrier, list[RateQuote]]]:
+    """Every carrier a shipment can use, with its rate quotes for a parcel of ``units``."""
+    found = []
+    for carrier in carriers():
+        rates = carrier.quote(country=country.upper(), units=units, currency=currency)
+        found.append((carrier, rates))
+    return found

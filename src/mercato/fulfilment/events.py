@@ -1,5 +1,7 @@
-"""The fulfilment worker: allocation when an order is placed, stopping the picking of a
-cancelled order, carriers' tracking updates, and shipments whose capture was left unresolved.
+"""What the fulfilment module declares to the worker: allocation when an order is placed,
+stopping the picking of a cancelled order, the carriers' tracking updates, and the
+ship-and-capture workflow (a shipment whose capture was left unknown waits on its run; the core
+job ``workflows.recover`` finishes it).
 
 The consumers are delivered at least once by the worker's outbox pass and are idempotent:
 allocation is unique per (order, warehouse), cancelling a cancelled fulfilment changes nothing.
@@ -9,12 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from mercato.db import utcnow
 from mercato.events import Consumer, Event, dispatcher
 from mercato.fulfilment import service
-from mercato.inventory import service as inventory
 from mercato.orders import service as orders
-from mercato.payments.service import get_provider
 from mercato.problems import Problem
 from mercato.runtime import Runtime
 from mercato.worker import Job
@@ -25,16 +24,13 @@ ALLOCATE_CONSUMER = "fulfilment-allocate"
 CANCEL_CONSUMER = "fulfilment-cancel"
 
 TRACKING_INTERVAL = 30.0
-FINISH_INTERVAL = 60.0
 
 
 async def allocate(runtime: Runtime, event: Event) -> None:
     """``OrderPlaced``: split the order over the warehouses that hold its units."""
     order_id = str(event.payload.get("order_id") or event.aggregate_id)
     try:
-        await inventory.in_transaction(
-            runtime.db, lambda conn: service.allocate_order(conn, order_id)
-        )
+        await runtime.db.run(lambda uow: service.allocate_order(uow, order_id))
     except Problem as exc:
         # Cancelled (or gone) before we got here: nothing to pick.
         log.info("order %s not allocated: %s", order_id, exc.code)
@@ -45,8 +41,8 @@ async def stop_cancelled(runtime: Runtime, event: Event) -> None:
     if event.payload.get("to") != "cancelled":
         return
     order_id = str(event.payload.get("order_id") or event.aggregate_id)
-    async with runtime.db.connect() as conn:
-        await service.cancel_fulfilments(conn, order_id)
+    async with runtime.db.transaction() as uow:
+        await service.cancel_fulfilments(uow, order_id)
 
 
 async def consume_outbox(runtime: Runtime) -> int:
@@ -56,21 +52,12 @@ async def consume_outbox(runtime: Runtime) -> int:
 
 async def advance_tracking(runtime: Runtime) -> int:
     """New tracking events from the carriers (the sandbox carrier's parcels move by themselves)."""
-    return await service.advance_tracking(runtime.db)
-
-
-async def finish_shipments(runtime: Runtime) -> int:
-    """Shipments whose capture was left unresolved: finish them or undo them."""
-    return await service.finish_pending_shipments(
-        runtime.db, get_provider(runtime), older_than=utcnow() - service.PENDING_GRACE
-    )
+    return await service.advance_tracking(runtime)
 
 
 CONSUMERS = (
     Consumer.of(ALLOCATE_CONSUMER, [orders.ORDER_PLACED], allocate),
     Consumer.of(CANCEL_CONSUMER, [orders.ORDER_STATUS_CHANGED], stop_cancelled),
 )
-JOBS = (
-    Job("fulfilment.advance_tracking", TRACKING_INTERVAL, advance_tracking),
-    Job("fulfilment.finish_shipments", FINISH_INTERVAL, finish_shipments),
-)
+JOBS = (Job("fulfilment.advance_tracking", TRACKING_INTERVAL, advance_tracking),)
+WORKFLOWS = (service.SHIP_AND_CAPTURE,)

@@ -1,5 +1,8 @@
 """The orders API: a customer's own orders under ``/api/orders``, the staff back office under
-``/api/admin/orders``. Someone else's order answers 404, exactly like an unknown one."""
+``/api/admin/orders``. Someone else's order answers 404, exactly like an unknown one.
+
+Cancelling and moving an order by hand start the cancellation workflow (or run a transition)
+in transactions of their own, so those endpoints take no request transaction."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from mercato.identity.deps import CurrentUser, StaffUser
+from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff, WorkflowUser
 from mercato.orders import service
 from mercato.orders.schemas import (
     CancelIn,
@@ -21,9 +23,8 @@ from mercato.orders.schemas import (
     order_out,
     staff_order_out,
 )
-from mercato.payments.service import get_provider
 from mercato.problems import not_found
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(tags=["orders"])
 
@@ -33,37 +34,15 @@ ADMIN = "/api/admin/orders"
 Cursor = Annotated[str | None, Query(max_length=1000)]
 
 
-async def _customer_view(session: AsyncSession, order: service.OrderInfo) -> OrderOut:
-    payment = await service.payment_summary(session, order)
-    return order_out(order, payment, await service.shipments_of(session, order))
-
-
-async def _staff_view(session: AsyncSession, order: service.OrderInfo) -> StaffOrderOut:
-    payment = await service.payment_summary(session, order)
-    return staff_order_out(order, payment, await service.shipments_of(session, order))
-
-
-async def _cancel(
-    session: AsyncSession,
-    runtime: Runtime,
-    order_id: str,
-    *,
-    actor: str,
-    user_id: str | None,
-    reason: str | None,
-) -> service.OrderInfo:
-    # The cancellation runs its own short transactions and calls the payment provider between
-    # them; the request's transaction (which only read who is asking) must not stay open
-    # meanwhile, or it would hold SQLite's write lock against them.
-    await session.commit()
-    return await service.cancel_order(
-        runtime.db,
-        get_provider(runtime),
-        order_id,
-        actor=actor,
-        user_id=user_id,
-        reason=reason,
-    )
+async def _detail(
+    runtime: Runtime, order_id: str, *, user_id: str | None = None
+) -> service.OrderDetail:
+    """The order's page after a change made in transactions of its own."""
+    async with runtime.db.transaction() as uow:
+        detail = await service.order_detail(uow, order_id, user_id=user_id)
+    if detail is None:
+        raise not_found("Order", order_id)
+    return detail
 
 
 # -- customers -------------------------------------------------------------------------------------
@@ -72,44 +51,42 @@ async def _cancel(
 @router.get(MINE, response_model=OrderPageOut)
 async def my_orders(
     user: CurrentUser,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 20,
 ) -> OrderPageOut:
     """The signed-in customer's orders, newest first, in keyset pages (``next_cursor``)."""
     page = await service.customer_orders(
-        session, user.id, secret_key=runtime.settings.secret_key, cursor=cursor, limit=limit
+        uow, user.id, secret_key=runtime.settings.secret_key, cursor=cursor, limit=limit
     )
     return OrderPageOut.of(page)
 
 
 @router.get(MINE + "/{order_id}", response_model=OrderOut)
-async def my_order(order_id: str, user: CurrentUser, session: SessionDep) -> OrderOut:
+async def my_order(order_id: str, user: CurrentUser, uow: UowDep) -> OrderOut:
     """One of the customer's orders: lines with the prices paid, totals, payment, shipments and
     the status timeline."""
-    order = await service.get_customer_order(session, order_id, user.id)
-    if order is None:
+    detail = await service.order_detail(uow, order_id, user_id=user.id)
+    if detail is None:
         raise not_found("Order", order_id)
-    return await _customer_view(session, order)
+    return order_out(detail)
 
 
 @router.post(MINE + "/{order_id}/cancel", response_model=OrderOut)
 async def cancel_my_order(
-    order_id: str,
-    user: CurrentUser,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    body: CancelIn | None = None,
+    order_id: str, user: WorkflowUser, runtime: RuntimeDep, body: CancelIn | None = None
 ) -> OrderOut:
     """Cancel an order that has not shipped: the payment is voided or refunded and the items go
     back in stock. 409 ``invalid_transition`` once it has shipped (or was cancelled already)."""
-    reason = body.reason if body is not None else None
-    order = await _cancel(
-        session, runtime, order_id, actor=f"customer:{user.id}", user_id=user.id, reason=reason
+    await service.cancel_order(
+        runtime,
+        order_id,
+        actor=f"customer:{user.id}",
+        user_id=user.id,
+        reason=body.reason if body is not None else None,
     )
-    async with runtime.db.session() as fresh:
-        return await _customer_view(fresh, order)
+    return order_out(await _detail(runtime, order_id, user_id=user.id))
 
 
 # -- staff -----------------------------------------------------------------------------------------
@@ -118,7 +95,7 @@ async def cancel_my_order(
 @router.get(ADMIN, response_model=StaffOrderPageOut)
 async def search_orders(
     _staff: StaffUser,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     status: Annotated[str | None, Query(max_length=24)] = None,
     email: Annotated[str | None, Query(max_length=254)] = None,
@@ -133,55 +110,40 @@ async def search_orders(
         status=status, email=email, created_from=created_from, created_to=created_to
     )
     page = await service.search_orders(
-        session, filters, secret_key=runtime.settings.secret_key, cursor=cursor, limit=limit
+        uow, filters, secret_key=runtime.settings.secret_key, cursor=cursor, limit=limit
     )
     return StaffOrderPageOut.of(page)
 
 
 @router.get(ADMIN + "/{order_id}", response_model=StaffOrderOut)
-async def staff_order(order_id: str, _staff: StaffUser, session: SessionDep) -> StaffOrderOut:
-    order = await service.get_order(session, order_id)
-    if order is None:
+async def staff_order(order_id: str, _staff: StaffUser, uow: UowDep) -> StaffOrderOut:
+    detail = await service.order_detail(uow, order_id)
+    if detail is None:
         raise not_found("Order", order_id)
-    return await _staff_view(session, order)
+    return staff_order_out(detail)
 
 
 @router.post(ADMIN + "/{order_id}/cancel", response_model=StaffOrderOut)
 async def staff_cancel(
-    order_id: str,
-    staff: StaffUser,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    body: CancelIn | None = None,
+    order_id: str, staff: WorkflowStaff, runtime: RuntimeDep, body: CancelIn | None = None
 ) -> StaffOrderOut:
     """Cancel any order that has not shipped (void or refund, restock), like a customer can."""
-    reason = body.reason if body is not None else None
-    order = await _cancel(
-        session, runtime, order_id, actor=f"staff:{staff.id}", user_id=None, reason=reason
+    await service.cancel_order(
+        runtime,
+        order_id,
+        actor=f"staff:{staff.id}",
+        reason=body.reason if body is not None else None,
     )
-    async with runtime.db.session() as fresh:
-        return await _staff_view(fresh, order)
+    return staff_order_out(await _detail(runtime, order_id))
 
 
 @router.post(ADMIN + "/{order_id}/transition", response_model=StaffOrderOut)
 async def staff_transition(
-    order_id: str,
-    body: TransitionIn,
-    staff: StaffUser,
-    session: SessionDep,
-    runtime: RuntimeDep,
+    order_id: str, body: TransitionIn, staff: WorkflowStaff, runtime: RuntimeDep
 ) -> StaffOrderOut:
     """Move an order by hand (manual operations); the state machine still decides. Moving it to
     ``cancelled`` runs the whole cancellation (money back, stock back)."""
-    actor = f"staff:{staff.id}"
-    service.check_status(body.to, "to")
-    if body.to == "cancelled":
-        order = await _cancel(
-            session, runtime, order_id, actor=actor, user_id=None, reason=body.reason
-        )
-        async with runtime.db.session() as fresh:
-            return await _staff_view(fresh, order)
-    order = await service.transition(
-        await session.connection(), order_id, body.to, actor=actor, reason=body.reason
+    await service.change_status(
+        runtime, order_id, body.to, actor=f"staff:{staff.id}", reason=body.reason
     )
-    return await _staff_view(session, order)
+    return staff_order_out(await _detail(runtime, order_id))

@@ -1,24 +1,28 @@
-"""The orders worker job: cancellations whose stock or money step did not finish."""
+"""What the orders module declares to the worker: its cancellation workflow, and the outbox
+consumer by which an order moved to ``cancelled`` without that workflow (a plain transition)
+still gets its stock and its money back.
+
+Cancellations the processor has not finished wait on their run; the core job
+``workflows.recover`` resumes them (no retry loop of this module's own).
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from mercato.db import utcnow
+from mercato.events import Consumer, Event
 from mercato.orders import service
-from mercato.payments.service import get_provider
 from mercato.runtime import Runtime
-from mercato.worker import Job
 
-# A cancel request finishes its own steps; the job only picks up what was left behind.
-GRACE = timedelta(seconds=30)
+CANCELLATION_CONSUMER = "orders-cancellation"
 
 
-async def finish_cancellations(runtime: Runtime) -> int:
-    """Restock and void/refund cancelled orders left unfinished; returns how many finished."""
-    return await service.finish_cancellations(
-        runtime.db, get_provider(runtime), older_than=utcnow() - GRACE
-    )
+async def take_over_cancellation(runtime: Runtime, event: Event) -> None:
+    """``OrderStatusChanged`` to ``cancelled``: the cancellation's run, if it has none yet."""
+    if event.payload.get("to") != "cancelled":
+        return
+    await service.take_over(runtime, str(event.payload.get("order_id") or event.aggregate_id))
 
 
-JOBS = (Job("orders.finish_cancellations", 60, finish_cancellations),)
+CONSUMERS = (
+    Consumer.of(CANCELLATION_CONSUMER, [service.ORDER_STATUS_CHANGED], take_over_cancellation),
+)
+WORKFLOWS = (service.CANCELLATION,)

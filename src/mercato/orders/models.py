@@ -5,6 +5,9 @@ conditional ``UPDATE`` that changes the status, and the history row carries that
 unique (order_id, seq) pair on ``orders_history`` therefore makes the database itself refuse two
 transitions out of the same state: one order, one state, one linear history.
 
+What a cancellation did (goods back on the shelf, money given back) is on its workflow run
+(``orders.cancellation``, keyed by the order id), not on the order.
+
 ``units_shipped`` mirrors the sum of the lines' ``quantity_shipped`` on the order row, so a
 cancellation's conditional ``UPDATE`` can see (and a shipment can lock) the one row it races on.
 """
@@ -27,10 +30,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, JSONType, UTCDateTime, utcnow
 
+# An order is created once its payment is authorized (the checkout), so it is born ``paid``:
+# there is no "pending" or "payment_failed" order (a declined checkout places none).
 ORDER_STATUSES: tuple[str, ...] = (
-    "pending",
     "paid",
-    "payment_failed",
     "cancelled",
     "fulfilling",
     "shipped",
@@ -78,9 +81,6 @@ class Order(Base):
     shipping_method: Mapped[str] = mapped_column(String(40))
     promo_code: Mapped[str | None] = mapped_column(String(40))
     payment_intent_id: Mapped[str] = mapped_column(String(40))
-    # Cancellation side effects, each done once: goods back on the shelf, money given back.
-    stock_returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    payment_released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -133,7 +133,7 @@ class OrderLine(Base):
 
 
 class OrderHistory(Base):
-    """One transition of an order (``from_status`` is None for its creation)."""
+    """One transition of an order (``from_status`` is None for its creation, as ``paid``)."""
 
     __tablename__ = "orders_history"
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from mercato.money import format_minor
 from mercato.orders.service import (
     HistoryEntry,
+    OrderDetail,
     OrderInfo,
     OrderLineInfo,
     OrderPage,
@@ -151,13 +152,8 @@ class StaffOrderOut(OrderOut):
     next_statuses: list[str]
 
 
-def _common(
-    order: OrderInfo,
-    payment: PaymentSummary | None,
-    shipments: list[dict[str, Any]],
-    *,
-    staff: bool,
-) -> dict[str, Any]:
+def _common(detail: OrderDetail, *, staff: bool) -> dict[str, Any]:
+    order, payment, shipments = detail.order, detail.payment, detail.shipments
     cancellation = None
     if order.status == "cancelled":
         cancellation = CancellationOut(
@@ -183,17 +179,14 @@ def _common(
     }
 
 
-def order_out(
-    order: OrderInfo, payment: PaymentSummary | None, shipments: list[dict[str, Any]]
-) -> OrderOut:
-    return OrderOut(**_common(order, payment, shipments, staff=False))
+def order_out(detail: OrderDetail) -> OrderOut:
+    return OrderOut(**_common(detail, staff=False))
 
 
-def staff_order_out(
-    order: OrderInfo, payment: PaymentSummary | None, shipments: list[dict[str, Any]]
-) -> StaffOrderOut:
+def staff_order_out(detail: OrderDetail) -> StaffOrderOut:
+    order = detail.order
     return StaffOrderOut(
-        **_common(order, payment, shipments, staff=True),
+        **_common(detail, staff=True),
         user_id=order.user_id,
         checkout_id=order.checkout_id,
         payment_intent_id=order.payment_intent_id,

@@ -3,7 +3,9 @@
 A capture, void or refund left pending (the process died, or the provider stayed silent through
 every retry) is looked up at the provider by its idempotency key and settled, or resent with the
 same key. Authorizations are left to their owner (the checkout saga), which decides whether to
-go on or to void; :func:`mercato.payments.service.recover` settles them when asked.
+go on or to void; :func:`mercato.payments.service.recover` settles them when asked. The
+workflows that move money (cancellation, ship-and-capture, return-and-refund) retry their own
+operations with the same keys; this job is the safety net under all of them.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ STALE_AFTER = timedelta(minutes=5)
 
 async def recover_pending_operations(runtime: Runtime) -> int:
     provider = service.get_provider(runtime)
-    intent_ids = await service.pending_intents(
-        runtime.db,
-        older_than=utcnow() - STALE_AFTER,
-        operations=("capture", "void", "refund"),
-    )
+    async with runtime.db.transaction() as uow:
+        intent_ids = await service.pending_intents(
+            uow,
+            older_than=utcnow() - STALE_AFTER,
+            operations=("capture", "void", "refund"),
+        )
     for intent_id in intent_ids:
         await service.recover(runtime.db, provider, intent_id)
     return len(intent_ids)

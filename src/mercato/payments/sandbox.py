@@ -26,9 +26,8 @@ from typing import Literal, cast
 from sqlalchemy import Insert, Table, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from mercato.db import Database, utcnow
+from mercato.db import Database, UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.payments import provider as p
 from mercato.payments.models import SandboxCharge, SandboxOperation
@@ -93,7 +92,7 @@ class _KeyTaken(Exception):
     """Another transaction stored this idempotency key first: read its answer."""
 
 
-Act = Callable[[AsyncConnection, int], Awaitable[ProviderResult]]
+Act = Callable[[UnitOfWork, int], Awaitable[ProviderResult]]
 
 _charges = cast(Table, SandboxCharge.__table__)
 _ops = cast(Table, SandboxOperation.__table__)
@@ -157,8 +156,8 @@ class SandboxProvider:
             return _failed("authorize", None, amount, currency, p.INVALID_TOKEN, "malformed token")
         card = TEST_TOKENS.get(token)
 
-        async def act(conn: AsyncConnection, attempt: int) -> ProviderResult:
-            return await self._authorize(conn, amount, currency, token, card, attempt)
+        async def act(uow: UnitOfWork, attempt: int) -> ProviderResult:
+            return await self._authorize(uow, amount, currency, token, card, attempt)
 
         fingerprint = f"authorize|{amount}|{currency}|{token}"
         result, fresh = await self._once("authorize", idempotency_key, fingerprint, None, act)
@@ -169,8 +168,8 @@ class SandboxProvider:
     async def capture(self, *, charge_id: str, amount: int, idempotency_key: str) -> ProviderResult:
         fault = self._before("capture")
 
-        async def act(conn: AsyncConnection, _attempt: int) -> ProviderResult:
-            return await self._capture(conn, charge_id, amount)
+        async def act(uow: UnitOfWork, _attempt: int) -> ProviderResult:
+            return await self._capture(uow, charge_id, amount)
 
         fingerprint = f"capture|{charge_id}|{amount}"
         result, _ = await self._once("capture", idempotency_key, fingerprint, charge_id, act)
@@ -179,8 +178,8 @@ class SandboxProvider:
     async def void(self, *, charge_id: str, idempotency_key: str) -> ProviderResult:
         fault = self._before("void")
 
-        async def act(conn: AsyncConnection, _attempt: int) -> ProviderResult:
-            return await self._void(conn, charge_id)
+        async def act(uow: UnitOfWork, _attempt: int) -> ProviderResult:
+            return await self._void(uow, charge_id)
 
         result, _ = await self._once("void", idempotency_key, f"void|{charge_id}", charge_id, act)
         return self._after("void", fault, result)
@@ -188,8 +187,8 @@ class SandboxProvider:
     async def refund(self, *, charge_id: str, amount: int, idempotency_key: str) -> ProviderResult:
         fault = self._before("refund")
 
-        async def act(conn: AsyncConnection, _attempt: int) -> ProviderResult:
-            return await self._refund(conn, charge_id, amount)
+        async def act(uow: UnitOfWork, _attempt: int) -> ProviderResult:
+            return await self._refund(uow, charge_id, amount)
 
         fingerprint = f"refund|{charge_id}|{amount}"
         result, _ = await self._once("refund", idempotency_key, fingerprint, charge_id, act)
@@ -197,8 +196,8 @@ class SandboxProvider:
 
     async def lookup(self, idempotency_key: str) -> ProviderResult | None:
         self._before("lookup")
-        async with self._db.connect() as conn:
-            stored = await conn.scalar(
+        async with self._db.transaction() as uow:
+            stored = await uow.scalar(
                 select(_ops.c.result).where(_ops.c.idempotency_key == idempotency_key)
             )
         return ProviderResult.from_dict(stored) if stored else None
@@ -220,23 +219,23 @@ class SandboxProvider:
         first = True
         for _ in range(_MAX_CLAIMS):
             try:
-                async with self._db.connect() as conn:
+                async with self._db.transaction() as uow:
                     if first:
                         # The usual case, a key never seen: act, then store the answer under the
                         # key in the same transaction. If the key was stored first (a retry, a
                         # concurrent duplicate), the insert does nothing and raising rolls back
                         # what this call did, so the ledger only ever holds answered operations.
-                        result = await act(conn, 1)
-                        if await self._store_first(conn, operation, key, fingerprint, result):
+                        result = await act(uow, 1)
+                        if await self._store_first(uow, operation, key, fingerprint, result):
                             return result, True
                         raise _KeyTaken
-                    claimed = await self._claim(conn, operation, key, fingerprint, charge_id)
+                    claimed = await self._claim(uow, operation, key, fingerprint, charge_id)
                     if isinstance(claimed, ProviderResult):
                         return claimed, False
                     if claimed is None:
                         continue  # another call is retrying this key right now; read again
-                    result = await act(conn, claimed)
-                    await conn.execute(
+                    result = await act(uow, claimed)
+                    await uow.execute(
                         update(_ops)
                         .where(_ops.c.idempotency_key == key)
                         .values(
@@ -251,12 +250,12 @@ class SandboxProvider:
 
     @staticmethod
     async def _store_first(
-        conn: AsyncConnection, operation: str, key: str, fingerprint: str, result: ProviderResult
+        uow: UnitOfWork, operation: str, key: str, fingerprint: str, result: ProviderResult
     ) -> bool:
         """Store the first answer under ``key``; False when the key is stored already."""
         now = utcnow()
-        stored = await conn.execute(
-            _first_answer_statement(conn.dialect.name),
+        stored = await uow.changed(
+            _first_answer_statement(uow.dialect.name),
             {
                 "id": new_id("sop"),
                 "idempotency_key": key,
@@ -269,15 +268,15 @@ class SandboxProvider:
                 "updated_at": now,
             },
         )
-        return bool(stored.rowcount == 1)
+        return stored == 1
 
     @staticmethod
     async def _claim(
-        conn: AsyncConnection, operation: str, key: str, fingerprint: str, charge_id: str | None
+        uow: UnitOfWork, operation: str, key: str, fingerprint: str, charge_id: str | None
     ) -> ProviderResult | int | None:
         """The stored answer, or the attempt number this call may act as (None: lost a race)."""
         row = (
-            await conn.execute(
+            await uow.execute(
                 select(_ops.c.fingerprint, _ops.c.attempts, _ops.c.result).where(
                     _ops.c.idempotency_key == key
                 )
@@ -286,7 +285,7 @@ class SandboxProvider:
         now = utcnow()
         if row is None:
             try:
-                await conn.execute(
+                await uow.execute(
                     insert(_ops).values(
                         id=new_id("sop"),
                         idempotency_key=key,
@@ -315,18 +314,18 @@ class SandboxProvider:
         stored = ProviderResult.from_dict(row.result)
         if not stored.retryable:
             return stored
-        taken = await conn.execute(
+        taken = await uow.changed(
             update(_ops)
             .where(_ops.c.idempotency_key == key, _ops.c.attempts == row.attempts)
             .values(attempts=row.attempts + 1, updated_at=now)
         )
-        return row.attempts + 1 if taken.rowcount == 1 else None
+        return row.attempts + 1 if taken == 1 else None
 
     # -- the operations, each inside the transaction that stores its answer -----------------
 
     @staticmethod
     async def _authorize(
-        conn: AsyncConnection,
+        uow: UnitOfWork,
         amount: int,
         currency: str,
         token: str,
@@ -351,7 +350,7 @@ class SandboxProvider:
         declined = {"decline": p.PAYMENT_DECLINED, "insufficient_funds": p.INSUFFICIENT_FUNDS}
         code = declined.get(card.behaviour)
         now = utcnow()
-        await conn.execute(
+        await uow.execute(
             _INSERT_CHARGE,
             {
                 "id": charge_id,
@@ -383,14 +382,14 @@ class SandboxProvider:
         )
 
     @staticmethod
-    async def _capture(conn: AsyncConnection, charge_id: str, amount: int) -> ProviderResult:
-        charge = await _charge(conn, charge_id)
+    async def _capture(uow: UnitOfWork, charge_id: str, amount: int) -> ProviderResult:
+        charge = await _charge(uow, charge_id)
         if charge is None:
             return _failed("capture", charge_id, amount, "", p.CHARGE_NOT_FOUND, "no such charge")
         if amount <= 0:
             return _result(charge, "capture", amount, p.INVALID_AMOUNT, "must be positive")
         c = _charges.c
-        done = await conn.execute(
+        done = await uow.changed(
             update(_charges)
             .where(
                 c.id == charge_id,
@@ -403,9 +402,9 @@ class SandboxProvider:
                 updated_at=utcnow(),
             )
         )
-        if done.rowcount == 1:
+        if done == 1:
             return _result(charge, "capture", amount)
-        charge = await _charge(conn, charge_id)
+        charge = await _charge(uow, charge_id)
         assert charge is not None
         if charge.status == "voided":
             return _result(charge, "capture", amount, p.ALREADY_VOIDED, "the charge was voided")
@@ -415,20 +414,20 @@ class SandboxProvider:
         return _result(charge, "capture", amount, p.AMOUNT_EXCEEDS_AUTHORIZED, message)
 
     @staticmethod
-    async def _void(conn: AsyncConnection, charge_id: str) -> ProviderResult:
-        charge = await _charge(conn, charge_id)
+    async def _void(uow: UnitOfWork, charge_id: str) -> ProviderResult:
+        charge = await _charge(uow, charge_id)
         if charge is None:
             return _failed("void", charge_id, 0, "", p.CHARGE_NOT_FOUND, "no such charge")
         c = _charges.c
-        done = await conn.execute(
+        done = await uow.changed(
             update(_charges)
             .where(c.id == charge_id, c.status == "authorized", c.amount_captured == 0)
             .values(status="voided", updated_at=utcnow())
         )
         amount = charge.amount_authorized
-        if done.rowcount == 1:
+        if done == 1:
             return _result(charge, "void", amount)
-        charge = await _charge(conn, charge_id)
+        charge = await _charge(uow, charge_id)
         assert charge is not None
         if charge.status == "voided":
             return _result(charge, "void", amount, p.ALREADY_VOIDED, "the charge was voided")
@@ -437,14 +436,14 @@ class SandboxProvider:
         return _result(charge, "void", amount, p.ALREADY_CAPTURED, "the charge was captured")
 
     @staticmethod
-    async def _refund(conn: AsyncConnection, charge_id: str, amount: int) -> ProviderResult:
-        charge = await _charge(conn, charge_id)
+    async def _refund(uow: UnitOfWork, charge_id: str, amount: int) -> ProviderResult:
+        charge = await _charge(uow, charge_id)
         if charge is None:
             return _failed("refund", charge_id, amount, "", p.CHARGE_NOT_FOUND, "no such charge")
         if amount <= 0:
             return _result(charge, "refund", amount, p.INVALID_AMOUNT, "must be positive")
         c = _charges.c
-        done = await conn.execute(
+        done = await uow.changed(
             update(_charges)
             .where(c.id == charge_id, c.amount_refunded + amount <= c.amount_captured)
             .values(
@@ -456,14 +455,14 @@ class SandboxProvider:
                 updated_at=utcnow(),
             )
         )
-        if done.rowcount == 1:
+        if done == 1:
             return _result(charge, "refund", amount)
         message = "the amount exceeds what remains captured"
         return _result(charge, "refund", amount, p.AMOUNT_EXCEEDS_CAPTURED, message)
 
 
-async def _charge(conn: AsyncConnection, charge_id: str) -> SandboxChargeInfo | None:
-    row = (await conn.execute(select(_charges).where(_charges.c.id == charge_id))).first()
+async def _charge(uow: UnitOfWork, charge_id: str) -> SandboxChargeInfo | None:
+    row = (await uow.execute(select(_charges).where(_charges.c.id == charge_id))).first()
     return SandboxChargeInfo(**row._asdict()) if row is not None else None
 
 
@@ -513,9 +512,7 @@ def _result(
 # -- the ledger, for tests, invariants and the back office ---------------------------------
 
 
-async def sandbox_charge_summary(
-    executor: AsyncSession | AsyncConnection, currency: str | None = None
-) -> SandboxSummary:
+async def sandbox_charge_summary(uow: UnitOfWork, currency: str | None = None) -> SandboxSummary:
     c = _charges.c
     made = (c.amount_authorized > 0) & (c.status != "voided")
     query = select(
@@ -528,14 +525,12 @@ async def sandbox_charge_summary(
     )
     if currency is not None:
         query = query.where(c.currency == currency)
-    row = (await executor.execute(query)).one()
+    row = (await uow.execute(query)).one()
     return SandboxSummary(*(int(v) for v in row))
 
 
-async def list_charges(
-    executor: AsyncSession | AsyncConnection, *, limit: int = 500
-) -> list[SandboxChargeInfo]:
-    rows = await executor.execute(
+async def list_charges(uow: UnitOfWork, *, limit: int = 500) -> list[SandboxChargeInfo]:
+    rows = await uow.execute(
         select(_charges).order_by(_charges.c.created_at.desc(), _charges.c.id.desc()).limit(limit)
     )
     return [SandboxChargeInfo(**row._asdict()) for row in rows]

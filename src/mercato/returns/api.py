@@ -1,5 +1,6 @@
 """The returns API: a customer's return requests under ``/api/orders/{id}/returns``, the staff
-queue under ``/api/admin/returns`` (approve, reject, receive, refund)."""
+queue under ``/api/admin/returns`` (approve, reject, receive, refund). Receiving and refunding
+start the return-and-refund workflow, so those endpoints take no request transaction."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from mercato.identity.deps import CurrentUser, StaffUser
-from mercato.orders import service as orders
-from mercato.payments.service import get_provider
+from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
 from mercato.problems import not_found
 from mercato.returns import service
 from mercato.returns.schemas import (
@@ -21,7 +20,7 @@ from mercato.returns.schemas import (
     StaffReturnListOut,
     StaffReturnOut,
 )
-from mercato.runtime import RuntimeDep, SessionDep
+from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter(tags=["returns"])
 
@@ -33,11 +32,11 @@ ADMIN = "/api/admin/returns"
 
 @router.post("/api/orders/{order_id}/returns", response_model=ReturnOut, status_code=201)
 async def request_return(
-    order_id: str, body: ReturnIn, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    order_id: str, body: ReturnIn, user: CurrentUser, uow: UowDep, runtime: RuntimeDep
 ) -> ReturnOut:
     """Ask to return units of delivered lines, with a reason, within the return window."""
     found = await service.request_return(
-        await session.connection(),
+        uow,
         order_id,
         user_id=user.id,
         lines=[(line.order_line_id, line.quantity) for line in body.lines],
@@ -48,10 +47,10 @@ async def request_return(
 
 
 @router.get("/api/orders/{order_id}/returns", response_model=ReturnListOut)
-async def my_returns(order_id: str, user: CurrentUser, session: SessionDep) -> ReturnListOut:
-    if await orders.get_customer_order(session, order_id, user.id) is None:
+async def my_returns(order_id: str, user: CurrentUser, uow: UowDep) -> ReturnListOut:
+    found = await service.customer_returns(uow, order_id, user.id)
+    if found is None:
         raise not_found("Order", order_id)
-    found = await service.returns_for_order(session, order_id)
     return ReturnListOut(items=[ReturnOut.of(r) for r in found])
 
 
@@ -61,62 +60,33 @@ async def my_returns(order_id: str, user: CurrentUser, session: SessionDep) -> R
 @router.get(ADMIN, response_model=StaffReturnListOut)
 async def list_returns(
     _staff: StaffUser,
-    session: SessionDep,
+    uow: UowDep,
     status: Annotated[str | None, Query(max_length=16)] = None,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> StaffReturnListOut:
     """Return requests by status, oldest first."""
-    found = await service.list_returns(session, status=status, order_id=order_id, limit=limit)
+    found = await service.list_returns(uow, status=status, order_id=order_id, limit=limit)
     return StaffReturnListOut(items=[StaffReturnOut.staff(r) for r in found])
 
 
 @router.get(ADMIN + "/{return_id}", response_model=StaffReturnOut)
-async def get_return(return_id: str, _staff: StaffUser, session: SessionDep) -> StaffReturnOut:
-    found = await service.get_return(session, return_id)
+async def get_return(return_id: str, _staff: StaffUser, uow: UowDep) -> StaffReturnOut:
+    found = await service.get_return(uow, return_id)
     if found is None:
         raise not_found("Return", return_id)
     return StaffReturnOut.staff(found)
 
 
-@router.post(ADMIN + "/{return_id}/approve", response_model=StaffReturnOut)
-async def approve(
-    return_id: str, staff: StaffUser, session: SessionDep, body: DecisionIn | None = None
-) -> StaffReturnOut:
-    found = await service.approve_return(
-        await session.connection(),
-        return_id,
-        actor=f"staff:{staff.id}",
-        note=body.note if body is not None else None,
-    )
-    return StaffReturnOut.staff(found)
-
-
-@router.post(ADMIN + "/{return_id}/reject", response_model=StaffReturnOut)
-async def reject(
-    return_id: str, staff: StaffUser, session: SessionDep, body: DecisionIn | None = None
-) -> StaffReturnOut:
-    found = await service.reject_return(
-        await session.connection(),
-        return_id,
-        actor=f"staff:{staff.id}",
-        note=body.note if body is not None else None,
-    )
-    return StaffReturnOut.staff(found)
-
-
 @router.post(ADMIN + "/{return_id}/receive", response_model=StaffReturnOut)
 async def receive(
-    return_id: str, body: ReceiveIn, staff: StaffUser, session: SessionDep, runtime: RuntimeDep
+    return_id: str, body: ReceiveIn, staff: WorkflowStaff, runtime: RuntimeDep
 ) -> StaffReturnOut:
     """The goods arrived: restock or write off each line, then refund. When the payment
     provider does not answer in time the return stays ``received`` with ``refund_pending``;
     calling this (or ``/refund``) again finishes it without refunding twice."""
-    # Own short transactions around the provider call: the request's must not stay open.
-    await session.commit()
     found = await service.receive_return(
-        runtime.db,
-        get_provider(runtime),
+        runtime,
         return_id,
         [
             service.Disposition(line.order_line_id, line.disposition, line.warehouse)
@@ -129,12 +99,27 @@ async def receive(
 
 
 @router.post(ADMIN + "/{return_id}/refund", response_model=StaffReturnOut)
-async def refund(
-    return_id: str, staff: StaffUser, session: SessionDep, runtime: RuntimeDep
-) -> StaffReturnOut:
+async def refund(return_id: str, staff: WorkflowStaff, runtime: RuntimeDep) -> StaffReturnOut:
     """Retry the refund of a received return (it is made once, whatever the retries)."""
-    await session.commit()
-    found = await service.refund_return(
-        runtime.db, get_provider(runtime), return_id, actor=f"staff:{staff.id}"
+    found = await service.refund_return(runtime, return_id, actor=f"staff:{staff.id}")
+    return StaffReturnOut.staff(found)
+
+
+# After /receive and /refund: a path that matches this one is never tried against those.
+@router.post(ADMIN + "/{return_id}/{decision}", response_model=StaffReturnOut)
+async def decide(
+    return_id: str,
+    decision: service.Decision,
+    staff: StaffUser,
+    uow: UowDep,
+    body: DecisionIn | None = None,
+) -> StaffReturnOut:
+    """Approve (the customer may send the goods) or reject the request."""
+    found = await service.decide_return(
+        uow,
+        return_id,
+        decision,
+        actor=f"staff:{staff.id}",
+        note=body.note if body is not None else None,
     )
     return StaffReturnOut.staff(found)

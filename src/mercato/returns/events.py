@@ -1,20 +1,9 @@
-"""The returns worker job: refunds of received returns that did not finish (the payment
-provider timed out or was down); each is retried with its own key, so it is made once."""
+"""What the returns module declares to the worker: its return-and-refund workflow. A refund the
+payment processor did not confirm waits on its run; the core job ``workflows.recover`` retries
+it with the same key, so it is made once."""
 
 from __future__ import annotations
 
-from mercato.db import utcnow
-from mercato.payments.service import get_provider
 from mercato.returns import service
-from mercato.runtime import Runtime
-from mercato.worker import Job
 
-
-async def finish_refunds(runtime: Runtime) -> int:
-    """Finish refunds left behind; returns how many are now done."""
-    return await service.finish_refunds(
-        runtime.db, get_provider(runtime), older_than=utcnow() - service.REFUND_GRACE
-    )
-
-
-JOBS = (Job("returns.finish_refunds", 60, finish_refunds),)
+WORKFLOWS = (service.RETURN_AND_REFUND,)

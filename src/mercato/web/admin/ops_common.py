@@ -12,8 +12,10 @@ from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
+from mercato.db import UnitOfWork
 from mercato.identity.service import UserInfo
 from mercato.problems import Problem
+from mercato.runtime import Runtime
 from mercato.web.templating import flash, redirect
 
 PASSED_THROUGH = frozenset({401, 403, 404})
@@ -39,7 +41,7 @@ async def run_action(
 ) -> Response:
     """Run ``action``; then go back to ``back`` with a success message, or with the refusal
     as an error message when a service said no. Nothing half-done stays: each service call
-    runs in its own transaction, rolled back when it raises."""
+    runs in its own unit of work (or workflow step), rolled back when it raises."""
     try:
         result = await action()
     except Problem as exc:
@@ -51,6 +53,18 @@ async def run_action(
     response = redirect(back)
     flash(request, response, done(result) if callable(done) else done, "success")
     return response
+
+
+async def run_in_unit(
+    request: Request,
+    back: str,
+    runtime: Runtime,
+    work: Callable[[UnitOfWork], Awaitable[Any]],
+    done: str | Callable[[Any], str],
+) -> Response:
+    """:func:`run_action` for a service that takes a unit of work: it runs in one of its own
+    (the page holds none), again if the database reports a deadlock."""
+    return await run_action(request, back, lambda: runtime.db.run(work), done)
 
 
 def parse_int(

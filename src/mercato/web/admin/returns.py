@@ -2,27 +2,25 @@
 ``/admin/returns/{id}`` approves or rejects a request, receives the goods (each line back on
 the shelf or written off, at a warehouse) and refunds them, through the returns service like
 the staff API. Receiving refunds at once; the refund button retries one the payment provider
-had not confirmed (it is never made twice)."""
+had not confirmed (it is never made twice). The receipt's checks are the service's: the page
+only reads the form and puts each problem next to its line."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from mercato.db import UnitOfWork
 from mercato.fulfilment import service as fulfilment
-from mercato.identity.service import UserInfo
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
-from mercato.payments.service import get_provider
 from mercato.problems import Problem, not_found
 from mercato.returns import service
-from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
-from mercato.web.admin.ops_common import actor_of, problem_message, run_action
+from mercato.runtime import RuntimeDep, UowDep
+from mercato.web.admin.ops_common import actor_of, problem_message, run_action, run_in_unit
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
 from mercato.web.templating import field_errors, flash, money, redirect, render
@@ -42,19 +40,19 @@ def _return_url(return_id: str) -> str:
 async def return_list(
     request: Request,
     staff: PageStaff,
-    session: SessionDep,
+    uow: UowDep,
     status: Annotated[str, Query(max_length=16)] = "",
 ) -> HTMLResponse:
-    chosen = status if status in RETURN_STATUSES else ""
-    found = await service.list_returns(session, status=chosen or None, limit=LIST_LIMIT)
-    counts = await service.count_by_status(session)
+    chosen = status if status in service.RETURN_STATUSES else ""
+    found = await service.list_returns(uow, status=chosen or None, limit=LIST_LIMIT)
+    counts = await service.count_by_status(uow)
     return render(
         request,
         "admin/returns/list.html",
         {
             "returns": found,
             "status": chosen,
-            "statuses": RETURN_STATUSES,
+            "statuses": service.RETURN_STATUSES,
             "counts": counts,
             "total": sum(counts.values()),
             "limit": LIST_LIMIT,
@@ -64,21 +62,21 @@ async def return_list(
 
 async def _detail(
     request: Request,
-    session: AsyncSession,
+    uow: UnitOfWork,
     return_id: str,
     *,
     receive_form: dict[str, str] | None = None,
     receive_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    found = await service.get_return(session, return_id)
+    found = await service.get_return(uow, return_id)
     if found is None:
         raise not_found("Return", return_id)
-    order = await orders.get_order(session, found.order_id)
+    order = await orders.get_order(uow, found.order_id)
     lines = {line.id: line for line in order.lines} if order else {}
     defaults: dict[str, str] = {}
     for line in found.lines:
-        code = await fulfilment.warehouse_of_line(session, found.order_id, line.order_line_id)
+        code = await fulfilment.warehouse_of_line(uow, found.order_id, line.order_line_id)
         defaults[f"disposition_{line.order_line_id}"] = "restock"
         defaults[f"warehouse_{line.order_line_id}"] = code or ""
     return render(
@@ -88,8 +86,8 @@ async def _detail(
             "ret": found,
             "order": order,
             "lines": lines,
-            "warehouses": await inventory.list_warehouses(session),
-            "dispositions": DISPOSITIONS,
+            "warehouses": await inventory.list_warehouses(uow),
+            "dispositions": service.DISPOSITIONS,
             "receive_form": receive_form or defaults,
             "receive_errors": receive_errors or {},
         },
@@ -99,77 +97,15 @@ async def _detail(
 
 @router.get("/returns/{return_id}", response_class=HTMLResponse)
 async def return_detail(
-    return_id: str, request: Request, staff: PageStaff, session: SessionDep
+    return_id: str, request: Request, staff: PageStaff, uow: UowDep
 ) -> HTMLResponse:
-    return await _detail(request, session, return_id)
+    return await _detail(request, uow, return_id)
 
 
-class Decision(Protocol):
-    """``returns.approve_return`` or ``returns.reject_return``."""
-
-    async def __call__(
-        self, conn: AsyncConnection, return_id: str, *, actor: str, note: str | None = None
-    ) -> service.ReturnInfo: ...
-
-
-async def _decide(
-    request: Request,
-    session: AsyncSession,
-    runtime: Runtime,
-    staff: UserInfo,
-    return_id: str,
-    note: str,
-    decision: Decision,
-    message: str,
-) -> Response:
-    """Approve or reject: the service's decision in a transaction of its own, then back to the
-    return with a flash (or the problem's message)."""
-    await session.commit()
-
-    async def work(conn: AsyncConnection) -> service.ReturnInfo:
-        return await decision(conn, return_id, actor=actor_of(staff), note=note or None)
-
-    return await run_action(
-        request,
-        _return_url(return_id),
-        lambda: inventory.in_transaction(runtime.db, work),
-        message,
-    )
-
-
-@router.post("/returns/{return_id}/approve", dependencies=[CsrfChecked])
-async def approve(
-    return_id: str,
-    request: Request,
-    staff: PageStaff,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    note: Note = "",
-) -> Response:
-    return await _decide(
-        request,
-        session,
-        runtime,
-        staff,
-        return_id,
-        note,
-        service.approve_return,
-        "Return approved: the customer may send the goods",
-    )
-
-
-@router.post("/returns/{return_id}/reject", dependencies=[CsrfChecked])
-async def reject(
-    return_id: str,
-    request: Request,
-    staff: PageStaff,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    note: Note = "",
-) -> Response:
-    return await _decide(
-        request, session, runtime, staff, return_id, note, service.reject_return, "Return rejected"
-    )
+DECIDED = {
+    "approve": "Return approved: the customer may send the goods",
+    "reject": "Return rejected",
+}
 
 
 def _refund_message(found: service.ReturnInfo) -> str:
@@ -179,20 +115,31 @@ def _refund_message(found: service.ReturnInfo) -> str:
     return f"Goods received; the refund of {amount} is not confirmed yet and will be retried"
 
 
+def _receipt(values: dict[str, str]) -> list[service.Disposition]:
+    """The form's lines (``disposition_<line id>``, ``warehouse_<line id>``), in form order."""
+    return [
+        service.Disposition(
+            key.removeprefix("disposition_"),
+            value,
+            values.get("warehouse_" + key.removeprefix("disposition_"), "").strip() or None,
+        )
+        for key, value in values.items()
+        if key.startswith("disposition_")
+    ]
+
+
 def _line_errors(
-    problem: Problem, found: service.ReturnInfo, form_keys: set[str]
+    problem: Problem, given: list[service.Disposition], form_keys: set[str]
 ) -> dict[str, str]:
-    """The receive form's fields are per line (``disposition_<line id>``); the service names
-    them ``lines[<n>].<field>`` in the order the lines were given."""
+    """The service names a line's problem ``lines[<n>].<field>``, n in the order the lines were
+    given; the form names its fields ``<field>_<line id>``."""
     errors: dict[str, str] = {}
     for name, message in field_errors(problem).items():
         match = _LINE_FIELD.match(name)
-        if match and int(match.group(1)) < len(found.lines):
-            line_id = found.lines[int(match.group(1))].order_line_id
+        if match and int(match.group(1)) < len(given):
+            line_id = given[int(match.group(1))].order_line_id
             key = f"{match.group(2)}_{line_id}"
             errors[key if key in form_keys else f"disposition_{line_id}"] = message
-        elif name == "warehouse":
-            errors["form"] = f"Warehouse: {message}"
         else:
             errors["form"] = f"{name}: {message}"
     return errors
@@ -200,52 +147,27 @@ def _line_errors(
 
 @router.post("/returns/{return_id}/receive", dependencies=[CsrfChecked])
 async def receive(
-    return_id: str, request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+    return_id: str, request: Request, staff: PageStaff, runtime: RuntimeDep
 ) -> Response:
     """The goods arrived: each line restocked or written off at a warehouse, then refunded."""
-    found = await service.get_return(session, return_id)
-    if found is None:
-        raise not_found("Return", return_id)
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
-    errors: dict[str, str] = {}
-    dispositions: list[service.Disposition] = []
-    known = {w.code for w in await inventory.list_warehouses(session)}
-    # Only an approved return has the form; otherwise the service says why it cannot be received.
-    for line in found.lines if found.status == "approved" else ():
-        choice = values.get(f"disposition_{line.order_line_id}", "")
-        if choice not in DISPOSITIONS:
-            errors[f"disposition_{line.order_line_id}"] = "choose restock or write off"
-        warehouse = values.get(f"warehouse_{line.order_line_id}", "").strip().upper()
-        if warehouse and warehouse not in known:
-            errors[f"warehouse_{line.order_line_id}"] = f"no warehouse with code {warehouse!r}"
-        dispositions.append(service.Disposition(line.order_line_id, choice, warehouse or None))
-    if errors:
-        return await _detail(
-            request,
-            session,
-            return_id,
-            receive_form=values,
-            receive_errors=errors,
-            status_code=422,
-        )
-    await session.commit()
+    given = _receipt(values)
     try:
         after = await service.receive_return(
-            runtime.db,
-            get_provider(runtime),
+            runtime,
             return_id,
-            dispositions,
+            given,
             actor=actor_of(staff),
             refund_shipping_on_full_return=runtime.settings.refund_shipping_on_full_return,
         )
     except Problem as exc:
-        line_errors = _line_errors(exc, found, set(values)) if exc.status == 422 else {}
+        line_errors = _line_errors(exc, given, set(values)) if exc.status == 422 else {}
         if line_errors:
-            async with runtime.db.session() as fresh:  # the request's session has ended
+            async with runtime.db.transaction() as uow:
                 return await _detail(
                     request,
-                    fresh,
+                    uow,
                     return_id,
                     receive_form=values,
                     receive_errors=line_errors,
@@ -268,16 +190,13 @@ async def receive(
 
 @router.post("/returns/{return_id}/refund", dependencies=[CsrfChecked])
 async def refund(
-    return_id: str, request: Request, staff: PageStaff, session: SessionDep, runtime: RuntimeDep
+    return_id: str, request: Request, staff: PageStaff, runtime: RuntimeDep
 ) -> Response:
     """Retry the refund of received goods (made once, whatever the retries)."""
-    await session.commit()
 
     async def act() -> service.ReturnInfo:
-        after = await service.refund_return(
-            runtime.db, get_provider(runtime), return_id, actor=actor_of(staff)
-        )
-        if after.status != "refunded":
+        after = await service.refund_return(runtime, return_id, actor=actor_of(staff))
+        if after.refund_pending:
             raise Problem(
                 503,
                 "refund_pending",
@@ -290,4 +209,26 @@ async def refund(
         _return_url(return_id),
         act,
         lambda r: f"Refunded {money(r.refund_amount, r.currency)}",
+    )
+
+
+# After /receive and /refund: a path that matches this one is never tried against those.
+@router.post("/returns/{return_id}/{decision}", dependencies=[CsrfChecked])
+async def decide(
+    return_id: str,
+    decision: service.Decision,
+    request: Request,
+    staff: PageStaff,
+    runtime: RuntimeDep,
+    note: Note = "",
+) -> Response:
+    """Approve or reject the request, with an optional note."""
+    return await run_in_unit(
+        request,
+        _return_url(return_id),
+        runtime,
+        lambda uow: service.decide_return(
+            uow, return_id, decision, actor=actor_of(staff), note=note or None
+        ),
+        DECIDED[decision],
     )

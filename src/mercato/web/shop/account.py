@@ -7,25 +7,20 @@ the customer's). A ``next`` target is only followed when it stays on this site."
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from mercato.db import utcnow
-from mercato.fulfilment import service as fulfilment
+from mercato.db import UnitOfWork
 from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME, delete_session_cookie, set_session_cookie
 from mercato.identity.service import UserInfo
 from mercato.orders import service as orders
-from mercato.orders.service import OrderInfo
-from mercato.payments.service import get_provider
 from mercato.problems import Problem, not_found
 from mercato.ratelimit import limiter_for
 from mercato.returns import service as returns
-from mercato.runtime import Runtime, RuntimeDep, SessionDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import PageUser, SignedInUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop.common import (
@@ -41,13 +36,11 @@ router = APIRouter(prefix="/account")
 
 ORDERS_PER_PAGE = 10
 STATUS_LABELS: dict[str, str] = {
-    "pending": "Waiting for payment",
     "paid": "Paid: we are preparing your order",
     "fulfilling": "Being packed",
     "shipped": "On its way",
     "delivered": "Delivered",
     "cancelled": "Cancelled",
-    "payment_failed": "Payment failed",
     "return_requested": "Return requested",
     "returned": "Returned",
     "refunded": "Refunded",
@@ -75,13 +68,13 @@ def client_ip(request: Request) -> str:
 
 
 async def _sign_in(
-    session: AsyncSession, runtime: Runtime, request: Request, response: Response, user: UserInfo
+    uow: UnitOfWork, runtime: Runtime, request: Request, response: Response, user: UserInfo
 ) -> None:
     ttl = runtime.settings.token_ttl_seconds
     issued = await identity.start_session(
-        session, user.id, ttl, user_agent=request.headers.get("user-agent"), ip=client_ip(request)
+        uow, user.id, ttl, user_agent=request.headers.get("user-agent"), ip=client_ip(request)
     )
-    await identity.run_login_hooks(session, request, response, user)
+    await identity.run_login_hooks(uow, request, response, user)
     set_session_cookie(response, issued.token, ttl, secure=runtime.settings.cookie_secure)
 
 
@@ -124,11 +117,11 @@ async def login(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respo
             capacity=settings.login_rate_capacity,
             refill_per_second=settings.login_rate_refill_per_second,
         )
-        async with runtime.db.session() as session:
-            found = await identity.authenticate_credentials(session, email, password[:1024])
+        async with runtime.db.transaction() as uow:
+            found = await identity.authenticate_credentials(uow, email, password[:1024])
             if found is None:
                 raise identity.invalid_credentials()
-            await _sign_in(session, runtime, request, response, found)
+            await _sign_in(uow, runtime, request, response, found)
     except Problem as exc:
         if exc.code == "rate_limited":
             context["message"] = "Too many attempts. Please wait a minute and try again."
@@ -161,15 +154,15 @@ async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Re
     response = redirect(target)
     errors: dict[str, str] = {}
     try:
-        async with runtime.db.session() as session:
+        async with runtime.db.transaction() as uow:
             created = await identity.create_user(
-                session,
+                uow,
                 email=values["email"],
                 password=password[: identity.PASSWORD_MAX_LENGTH + 1],
                 role="customer",
                 name=values["name"],
             )
-            await _sign_in(session, runtime, request, response, created)
+            await _sign_in(uow, runtime, request, response, created)
     except Problem as exc:
         if exc.code == "email_taken":
             errors["email"] = "An account with this e-mail address exists already: log in."
@@ -199,8 +192,8 @@ async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Re
 async def logout(request: Request, runtime: RuntimeDep) -> Response:
     token = request.cookies.get(COOKIE_NAME)
     if token:
-        async with runtime.db.session() as session:
-            await identity.revoke_token(session, token)
+        async with runtime.db.transaction() as uow:
+            await identity.revoke_token(uow, token)
     response = redirect("/")
     delete_session_cookie(response, secure=runtime.settings.cookie_secure)
     flash(request, response, "You have logged out.", "info")
@@ -214,7 +207,7 @@ async def logout(request: Request, runtime: RuntimeDep) -> Response:
 @router.get("/orders", response_class=HTMLResponse)
 async def order_history(
     request: Request,
-    session: SessionDep,
+    uow: UowDep,
     runtime: RuntimeDep,
     user: SignedInUser,
     cursor: str | None = None,
@@ -223,13 +216,13 @@ async def order_history(
     secret = runtime.settings.secret_key
     try:
         page = await orders.customer_orders(
-            session, user.id, secret_key=secret, cursor=cursor, limit=ORDERS_PER_PAGE
+            uow, user.id, secret_key=secret, cursor=cursor, limit=ORDERS_PER_PAGE
         )
     except Problem as exc:
         if not cursor or exc.status >= 500:
             raise
         page = await orders.customer_orders(
-            session, user.id, secret_key=secret, cursor=None, limit=ORDERS_PER_PAGE
+            uow, user.id, secret_key=secret, cursor=None, limit=ORDERS_PER_PAGE
         )
         cursor = None
     return render(
@@ -239,59 +232,31 @@ async def order_history(
     )
 
 
-async def _returnable(
-    session: AsyncSession, runtime: Runtime, order: OrderInfo
-) -> list[dict[str, Any]]:
-    """Lines that can still be returned: delivered within the return window, units not yet
-    in another return. Empty when the order cannot take a return now."""
-    if order.status != "return_requested" and not orders.can_transition(
-        order.status, "return_requested"
-    ):
-        return []
-    delivered = await fulfilment.delivered_units(session, order.id)
-    if not delivered:
-        return []
-    taken = await returns.units_spoken_for(session, order.id)
-    window = timedelta(days=runtime.settings.return_window_days)
-    now = utcnow()
-    found = []
-    for line in order.lines:
-        got = delivered.get(line.id)
-        if got is None or now - got.last_delivered_at > window:
-            continue
-        left = got.quantity - taken.get(line.id, 0)
-        if left > 0:
-            found.append({"line": line, "left": left})
-    return found
-
-
 @router.get("/orders/{order_id}", response_class=HTMLResponse)
 async def order_page(
-    order_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, user: SignedInUser
+    order_id: str, request: Request, uow: UowDep, runtime: RuntimeDep, user: SignedInUser
 ) -> Response:
     """One order: lines at the prices paid, totals, payment, the status timeline, shipments
     with tracking, cancelling, returns. Someone else's order is a 404, like an unknown one."""
-    order = await orders.get_customer_order(session, order_id, user.id)
-    if order is None:
+    detail = await orders.order_detail(uow, order_id, user_id=user.id)
+    if detail is None:
         raise not_found("Order", order_id)
-    payment = await orders.payment_summary(session, order)
-    shipments = await orders.shipments_of(session, order)
-    requested = await returns.returns_for_order(session, order.id)
-    titles = {line.id: line.title for line in order.lines}
+    order = detail.order
+    window_days = runtime.settings.return_window_days
     return render(
         request,
         "shop/order.html",
         {
             "order": order,
-            "payment": payment,
-            "shipments": shipments,
-            "returns": requested,
-            "returnable": await _returnable(session, runtime, order),
-            "titles": titles,
+            "payment": detail.payment,
+            "shipments": detail.shipments,
+            "returns": await returns.returns_for_order(uow, order.id),
+            "returnable": await returns.returnable_lines(uow, order, window_days=window_days),
+            "titles": {line.id: line.title for line in order.lines},
             "labels": STATUS_LABELS,
             "return_labels": RETURN_STATUS_LABELS,
             "reasons": RETURN_REASONS,
-            "window_days": runtime.settings.return_window_days,
+            "window_days": window_days,
             "country_name": country_name,
         },
     )
@@ -306,12 +271,7 @@ async def cancel(
     response = redirect(f"/account/orders/{order_id}")
     try:
         await orders.cancel_order(
-            runtime.db,
-            get_provider(runtime),
-            order_id,
-            actor=f"customer:{user.id}",
-            user_id=user.id,
-            reason=reason,
+            runtime, order_id, actor=f"customer:{user.id}", user_id=user.id, reason=reason
         )
     except Problem as exc:
         if exc.status == 404:
@@ -361,16 +321,19 @@ async def request_return(
     if not full_reason:
         flash(request, response, "Tell us why you are returning the items.", "error")
         return response
+
+    async def ask(uow: UnitOfWork) -> returns.ReturnInfo:
+        return await returns.request_return(
+            uow,
+            order_id,
+            user_id=user.id,
+            lines=lines,
+            reason=full_reason,
+            window_days=runtime.settings.return_window_days,
+        )
+
     try:
-        async with runtime.db.connect() as conn:
-            await returns.request_return(
-                conn,
-                order_id,
-                user_id=user.id,
-                lines=lines,
-                reason=full_reason,
-                window_days=runtime.settings.return_window_days,
-            )
+        await runtime.db.run(ask)
     except Problem as exc:
         if exc.status == 404:
             raise

@@ -1,0 +1,466 @@
+"""Reading orders: one order with its lines, history and payment, a customer's orders and the
+staff search in keyset pages, and the back office's figures.
+
+What a cancellation did (stock back, money back) lives on its workflow run, not on the order:
+:func:`get_order` reads it from there for a cancelled order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import Row, Select, Table, and_, func, or_, select
+
+from mercato import workflows
+from mercato.db import UnitOfWork
+from mercato.orders.machine import NOT_SOLD, TRANSITIONS, can_cancel, check_status
+from mercato.orders.models import Order, OrderHistory, OrderLine
+from mercato.payments import service as payments
+from mercato.problems import Problem, validation_problem
+
+ORDERS = cast(Table, Order.__table__)
+LINES = cast(Table, OrderLine.__table__)
+HISTORY = cast(Table, OrderHistory.__table__)
+
+CANCELLATION_WORKFLOW = "orders.cancellation"
+"""The workflow that cancels an order (:mod:`mercato.orders.cancellation`), keyed by order id."""
+
+
+# -- what callers get ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLineInfo:
+    id: str
+    position: int
+    variant_id: str
+    product_id: str
+    sku: str
+    title: str
+    options: dict[str, str]
+    quantity: int
+    unit_price: int
+    subtotal: int
+    discount: int
+    tax: int
+    total: int
+    quantity_shipped: int
+    quantity_returned: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    seq: int
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInfo:
+    id: str
+    checkout_id: str
+    user_id: str
+    email: str
+    status: str
+    version: int
+    currency: str
+    subtotal: int
+    shipping: int
+    discount: int
+    tax: int
+    total: int
+    refunded_total: int
+    units_shipped: int
+    shipping_address: dict[str, Any]
+    shipping_method: str
+    promo_code: str | None
+    payment_intent_id: str
+    stock_returned_at: datetime | None
+    """Cancelled orders: when the goods went back on the shelf (from the cancellation run)."""
+    payment_released_at: datetime | None
+    """Cancelled orders: when the money was given back (from the cancellation run)."""
+    created_at: datetime
+    updated_at: datetime
+    lines: tuple[OrderLineInfo, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def can_cancel(self) -> bool:
+        return can_cancel(self.status, self.units_shipped)
+
+    @property
+    def next_statuses(self) -> list[str]:
+        return sorted(TRANSITIONS[self.status])
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    id: str
+    user_id: str
+    email: str
+    status: str
+    currency: str
+    total: int
+    refunded_total: int
+    item_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilters:
+    """Staff search: every given filter must match (``created_to`` is exclusive)."""
+
+    status: str | None = None
+    email: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSummary:
+    intent_id: str
+    status: str
+    currency: str
+    card_brand: str | None
+    card_last4: str | None
+    authorized: int
+    captured: int
+    refunded: int
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _line_info(row: Row[Any]) -> OrderLineInfo:
+    return OrderLineInfo(
+        id=row.id,
+        position=row.position,
+        variant_id=row.variant_id,
+        product_id=row.product_id,
+        sku=row.sku,
+        title=row.title,
+        options=dict(row.options or {}),
+        quantity=row.quantity,
+        unit_price=row.unit_price,
+        subtotal=row.subtotal,
+        discount=row.discount,
+        tax=row.tax,
+        total=row.total,
+        quantity_shipped=row.quantity_shipped,
+        quantity_returned=row.quantity_returned,
+    )
+
+
+def _history_entry(row: Row[Any]) -> HistoryEntry:
+    return HistoryEntry(
+        seq=row.seq,
+        from_status=row.from_status,
+        to_status=row.to_status,
+        actor=row.actor,
+        reason=row.reason,
+        created_at=row.created_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What an order's cancellation has done so far."""
+
+    stock_returned_at: datetime | None = None
+    payment_released_at: datetime | None = None
+
+
+_NONE = Cancellation()
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _order_info(
+    row: Row[Any],
+    lines: Iterable[OrderLineInfo],
+    history: Iterable[HistoryEntry],
+    cancellation: Cancellation,
+) -> OrderInfo:
+    return OrderInfo(
+        id=row.id,
+        checkout_id=row.checkout_id,
+        user_id=row.user_id,
+        email=row.email,
+        status=row.status,
+        version=row.version,
+        currency=row.currency,
+        subtotal=row.subtotal,
+        shipping=row.shipping,
+        discount=row.discount,
+        tax=row.tax,
+        total=row.total,
+        refunded_total=row.refunded_total,
+        units_shipped=row.units_shipped,
+        shipping_address=dict(row.shipping_address or {}),
+        shipping_method=row.shipping_method,
+        promo_code=row.promo_code,
+        payment_intent_id=row.payment_intent_id,
+        stock_returned_at=cancellation.stock_returned_at,
+        payment_released_at=cancellation.payment_released_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        lines=tuple(lines),
+        history=tuple(history),
+    )
+
+
+async def order_row(uow: UnitOfWork, order_id: str) -> Row[Any] | None:
+    return (await uow.execute(select(ORDERS).where(ORDERS.c.id == order_id))).first()
+
+
+async def get_order(uow: UnitOfWork, order_id: str) -> OrderInfo | None:
+    """The order with its lines (in checkout order) and its history (oldest first)."""
+    row = await order_row(uow, order_id)
+    if row is None:
+        return None
+    lines = await uow.execute(
+        select(LINES).where(LINES.c.order_id == order_id).order_by(LINES.c.position)
+    )
+    history = await uow.execute(
+        select(HISTORY).where(HISTORY.c.order_id == order_id).order_by(HISTORY.c.seq)
+    )
+    cancellation = await _cancellation(uow, order_id) if row.status == "cancelled" else _NONE
+    return _order_info(row, map(_line_info, lines), map(_history_entry, history), cancellation)
+
+
+async def _cancellation(uow: UnitOfWork, order_id: str) -> Cancellation:
+    """How far the order's cancellation has got, from its run (none yet: an order moved to
+    ``cancelled`` by a plain transition, until the worker takes its cancellation over)."""
+    run = await workflows.find_run(uow, CANCELLATION_WORKFLOW, order_id)
+    if run is None:
+        return _NONE
+    return Cancellation(
+        _when(run.state.get("stock_returned_at")), _when(run.state.get("payment_released_at"))
+    )
+
+
+async def get_customer_order(uow: UnitOfWork, order_id: str, user_id: str) -> OrderInfo | None:
+    """The order if it belongs to ``user_id``; None otherwise (callers answer 404 either way,
+    so a customer cannot even learn that someone else's order exists)."""
+    order = await get_order(uow, order_id)
+    return order if order is not None and order.user_id == user_id else None
+
+
+async def payment_summary(uow: UnitOfWork, order: OrderInfo) -> PaymentSummary | None:
+    intent = await payments.get_intent(uow, order.payment_intent_id)
+    if intent is None:
+        return None
+    return PaymentSummary(
+        intent_id=intent.id,
+        status=intent.status,
+        currency=intent.currency,
+        card_brand=intent.card_brand,
+        card_last4=intent.card_last4,
+        authorized=intent.amount_authorized,
+        captured=intent.amount_captured,
+        refunded=intent.amount_refunded,
+    )
+
+
+# -- listings --------------------------------------------------------------------------------------
+
+MAX_PAGE = 100
+
+
+def _serializer(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt="orders-cursor")
+
+
+def _invalid_cursor() -> Problem:
+    return Problem(400, "invalid_cursor", "The cursor is invalid or was not issued for this list")
+
+
+def encode_cursor(secret_key: str, scope: str, created_at: datetime, order_id: str) -> str:
+    return str(
+        _serializer(secret_key).dumps({"s": scope, "k": created_at.isoformat(), "i": order_id})
+    )
+
+
+def decode_cursor(secret_key: str, token: str, scope: str) -> tuple[datetime, str]:
+    """The (created_at, id) of the last order of the previous page, or 400 ``invalid_cursor``."""
+    try:
+        data = _serializer(secret_key).loads(token)
+    except BadSignature as exc:
+        raise _invalid_cursor() from exc
+    if (
+        not isinstance(data, dict)
+        or data.get("s") != scope
+        or not isinstance(data.get("i"), str)
+        or not isinstance(data.get("k"), str)
+    ):
+        raise _invalid_cursor()
+    try:
+        when = datetime.fromisoformat(data["k"])
+    except ValueError as exc:
+        raise _invalid_cursor() from exc
+    if when.tzinfo is None:
+        raise _invalid_cursor()
+    return when, data["i"]
+
+
+def _summary_select() -> Select[Any]:
+    o = ORDERS.c
+    items = (
+        select(func.coalesce(func.sum(LINES.c.quantity), 0))
+        .where(LINES.c.order_id == o.id)
+        .scalar_subquery()
+    )
+    return select(
+        o.id,
+        o.user_id,
+        o.email,
+        o.status,
+        o.currency,
+        o.total,
+        o.refunded_total,
+        o.created_at,
+        o.updated_at,
+        items.label("item_count"),
+    )
+
+
+async def _page(
+    uow: UnitOfWork,
+    query: Select[Any],
+    *,
+    scope: str,
+    secret_key: str,
+    cursor: str | None,
+    limit: int,
+) -> OrderPage:
+    """Newest first, keyset on (created_at, id): orders placed while someone pages appear
+    before the cursor, so the pages after it never repeat or skip an order."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise validation_problem("limit", f"must be between 1 and {MAX_PAGE}")
+    o = ORDERS.c
+    if cursor is not None:
+        when, last_id = decode_cursor(secret_key, cursor, scope)
+        query = query.where(or_(o.created_at < when, and_(o.created_at == when, o.id < last_id)))
+    rows = (
+        await uow.execute(query.order_by(o.created_at.desc(), o.id.desc()).limit(limit + 1))
+    ).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(secret_key, scope, rows[-1].created_at, rows[-1].id)
+    items = [
+        OrderSummary(
+            id=r.id,
+            user_id=r.user_id,
+            email=r.email,
+            status=r.status,
+            currency=r.currency,
+            total=r.total,
+            refunded_total=r.refunded_total,
+            item_count=int(r.item_count),
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
+        for r in rows
+    ]
+    return OrderPage(items, next_cursor)
+
+
+async def customer_orders(
+    uow: UnitOfWork,
+    user_id: str,
+    *,
+    secret_key: str,
+    cursor: str | None = None,
+    limit: int = 20,
+) -> OrderPage:
+    """A customer's own orders, newest first, in keyset pages."""
+    query = _summary_select().where(ORDERS.c.user_id == user_id)
+    return await _page(
+        uow, query, scope="customer", secret_key=secret_key, cursor=cursor, limit=limit
+    )
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def search_orders(
+    uow: UnitOfWork,
+    filters: OrderFilters,
+    *,
+    secret_key: str,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> OrderPage:
+    """Staff search by status, customer e-mail (exact, case-insensitive) and creation time."""
+    o = ORDERS.c
+    query = _summary_select()
+    if filters.status is not None:
+        query = query.where(o.status == check_status(filters.status))
+    if filters.email is not None:
+        query = query.where(o.email == filters.email.strip().lower())
+    start = _as_utc(filters.created_from) if filters.created_from else None
+    end = _as_utc(filters.created_to) if filters.created_to else None
+    if start is not None and end is not None and end <= start:
+        raise validation_problem("created_to", "must be after created_from")
+    if start is not None:
+        query = query.where(o.created_at >= start)
+    if end is not None:
+        query = query.where(o.created_at < end)
+    return await _page(uow, query, scope="staff", secret_key=secret_key, cursor=cursor, limit=limit)
+
+
+# -- for tests and the back office -----------------------------------------------------------------
+
+
+async def count_by_status(uow: UnitOfWork) -> dict[str, int]:
+    rows = await uow.execute(select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status))
+    return {r[0]: int(r[1]) for r in rows}
+
+
+# -- the back office dashboard ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SalesFigure:
+    currency: str
+    orders: int
+    revenue: int  # the orders' totals less what was refunded on them, in minor units
+
+
+async def sales_between(uow: UnitOfWork, start: datetime, end: datetime) -> list[SalesFigure]:
+    """Orders placed in ``[start, end)`` and their revenue, per currency (by currency code).
+
+    Counted: every order that was paid and not cancelled, whatever happened after (shipped,
+    returned...); its revenue is its total less its refunds. Amounts of different currencies
+    are never added together.
+    """
+    o = ORDERS.c
+    rows = await uow.execute(
+        select(o.currency, func.count(), func.coalesce(func.sum(o.total - o.refunded_total), 0))
+        .where(
+            o.created_at >= _as_utc(start),
+            o.created_at < _as_utc(end),
+            o.status.not_in(sorted(NOT_SOLD)),
+        )
+        .group_by(o.currency)
+        .order_by(o.currency)
+    )
+    return [SalesFigure(r[0], int(r[1]), int(r[2])) for r in rows]

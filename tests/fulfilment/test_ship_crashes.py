@@ -11,6 +11,7 @@ from mercato import workflows
 from mercato.db import Database
 from mercato.events import OutboxEvent
 from mercato.fulfilment import service as fulfilment
+from mercato.orders import service as orders
 from mercato.payments import service as payments
 from mercato.payments.sandbox import SandboxProvider
 from mercato.problems import Problem
@@ -37,6 +38,9 @@ EXPECTED = {
     "after:capture": ("completed", "in_transit", 1),  # captured, not recorded: asked again
     "after:complete": ("completed", "in_transit", 0),
     "after_undo:claim": ("failed", None, 0),  # refused, claim given back: nothing left to do
+    # Captured, then the order was cancelled: the capture's refund was looked at (the
+    # cancellation had given it back already); recovery gives the claim back.
+    "after_undo:capture": ("failed", None, 1),
 }
 
 
@@ -81,7 +85,7 @@ async def check_shipped_once_or_not_at_all(
     await ledger_clean(db)
 
 
-@pytest.mark.parametrize("boundary", boundaries(WF))
+@pytest.mark.parametrize("boundary", [b for b in boundaries(WF) if b != "after_undo:capture"])
 async def test_a_crash_at_any_boundary_is_finished_or_undone_by_recovery(
     db: Database, provider: SandboxProvider, runtime: Runtime, boundary: str
 ) -> None:
@@ -132,3 +136,40 @@ async def test_a_runner_overtaken_by_recovery_ships_and_captures_once(
     await check_shipped_once_or_not_at_all(
         db, placed.order.id, placed.intent_id, shipment.id, shipped=True
     )
+
+
+async def test_a_shipment_whose_order_is_cancelled_after_its_capture_gives_the_money_back_once(
+    db: Database, provider: SandboxProvider, runtime: Runtime
+) -> None:
+    """The capture went through, then the order was cancelled before the parcel left: the
+    shipment is undone (crashed right after its capture was looked at, finished by recovery),
+    the cancellation refunds what was captured, and nothing is refunded twice."""
+    placed = await real_order(db, provider)
+    shipment_id = "shp_crash000000000000000000002"
+    request = fulfilment.ShipmentRequest(carrier="sandbox", shipment_id=shipment_id)
+
+    async def cancel_meanwhile() -> None:
+        await orders.cancel_order(runtime, placed.order.id, actor="staff:usr_2")
+
+    with (
+        at_boundary(db, WF, "after:capture", cancel_meanwhile),
+        crash_at(db, WF, "after_undo:capture") as reached,
+        pytest.raises(SimulatedCrash),
+    ):
+        await fulfilment.create_shipment(runtime, placed.order.id, request, actor="staff:usr_1")
+    assert reached == ["after_undo:capture"]
+    _, _, handled = EXPECTED["after_undo:capture"]
+    assert await recover_later(runtime) == handled
+    assert await recover_later(runtime) == 0
+    order = await get(db, placed.order.id)
+    async with db.transaction() as uow:
+        runs = await workflows.count_by_status(uow, WF.name)
+        shipments = await fulfilment.shipments_for_order(uow, order.id, include_pending=True)
+        intent = await payments.get_intent(uow, placed.intent_id)
+        charges = await payments.sandbox_charge_summary(uow)
+    assert runs == {"failed": 1}
+    assert order.status == "cancelled" and shipments == []
+    assert intent is not None and intent.amount_captured == intent.amount_refunded == order.total
+    assert (charges.amount_captured, charges.amount_refunded) == (order.total, order.total)
+    assert order.refunded_total == order.total
+    await ledger_clean(db)

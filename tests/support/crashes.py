@@ -89,6 +89,7 @@ def at_boundary(
         steps.append(step)
     original_steps = workflow.steps
     original_run = db.run
+    shadowed = db.__dict__.get("run")  # an outer boundary's wrapper, when nested
 
     async def run(work: Callable[[UnitOfWork], Awaitable[Any]], **kwargs: Any) -> Any:
         at.noted = None
@@ -104,7 +105,10 @@ def at_boundary(
         yield at.reached
     finally:
         object.__setattr__(workflow, "steps", original_steps)
-        del db.run
+        if shadowed is None:
+            del db.run
+        else:
+            db.run = shadowed  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

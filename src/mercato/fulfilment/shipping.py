@@ -14,7 +14,10 @@ Before it starts, the carrier makes the label (outside any transaction).
 2. **capture** (the payment processor, outside any transaction) the shipment's share, with the
    key ``ship:<shipment id>``. Refused: 402 ``capture_failed``, and the claim is undone (nothing
    shipped). Unknown (a timeout): 503 ``capture_pending``, the run waits, and the same request
-   again (same ``shipment_id``) or the worker finishes it with the same key.
+   again (same ``shipment_id``) or the worker finishes it with the same key. *Undone by*
+   refunding what this capture took (key ``ship-undo:<shipment id>``) when the shipment does not
+   leave after all — unless that money was given back already (a cancellation refunds
+   everything captured).
 3. **complete** (one transaction): the shipment goes ``in_transit``, the units count as shipped
    here and on the order (``orders.record_shipped``), the order moves to ``shipped`` once every
    unit has left (``fulfilling`` before that), the first tracking event is written and
@@ -314,6 +317,45 @@ async def capture(ctx: StepContext, st: ShipmentState) -> None:
         raise _capture_failed(st, outcome.code)
 
 
+async def give_capture_back(ctx: StepContext, st: ShipmentState) -> None:
+    """The shipment is not leaving after all: what its capture took goes back to the customer,
+    once (its own key), unless it already went back (the order's cancellation refunds all that
+    was captured, and then nothing is left to refund)."""
+    if st.capture_amount == 0 or not st.payment_intent_id:
+        return
+    key = capture_key(st.shipment_id)
+    async with ctx.db.transaction() as uow:
+        intent = await payments.get_intent(uow, st.payment_intent_id)
+        took = [
+            e
+            for e in await payments.intent_events(uow, st.payment_intent_id)
+            if e.operation == "capture" and e.idempotency_key == key and e.outcome == "succeeded"
+        ]
+    if intent is None or not took:
+        return  # nothing was captured under this shipment's key
+    amount = min(st.capture_amount, intent.net_paid)
+    if amount <= 0:
+        return  # given back already
+    try:
+        outcome = await payments.refund(
+            ctx.db,
+            payments.get_provider(ctx.runtime),
+            st.payment_intent_id,
+            amount,
+            f"ship-undo:{st.shipment_id}",
+        )
+    except Problem as refused:
+        if refused.code == "refund_exceeds_captured":
+            return  # another refund (a cancellation) gave it back meanwhile
+        raise
+    if outcome.pending:
+        raise RetryLater(
+            Problem(503, "refund_pending", "The refund of an undone shipment is not confirmed"),
+            delay=workflows.retry_delay(ctx.attempt),
+        )
+    log.info("shipment %s undone: its capture of %d refunded", st.shipment_id, amount)
+
+
 def _capture_failed(st: ShipmentState, code: str | None) -> Problem:
     return Problem(
         402,
@@ -403,7 +445,14 @@ SHIP_AND_CAPTURE: Workflow[ShipmentState] = Workflow(
         Step("claim", claim, release),
         # Recorded with the next step (one transaction less); after a crash it runs again with
         # the same key, which the payments module answers from its record.
-        Step("capture", capture, transactional=False, checkpoint=False),
+        Step(
+            "capture",
+            capture,
+            give_capture_back,
+            transactional=False,
+            checkpoint=False,
+            compensate_transactional=False,
+        ),
         Step("complete", complete),
     ),
     result=lambda st: {"shipment_id": st.shipment_id, "order_id": st.order_id},

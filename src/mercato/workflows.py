@@ -542,6 +542,17 @@ async def start(
     return await _drive(runtime, run, fingerprint)
 
 
+async def resume(runtime: Runtime, workflow: Workflow[Any], key: str) -> dict[str, Any] | None:
+    """Drive the run ``key`` names as far as it goes now: a waiting run is taken over and
+    resumed at once, a finished one answers from its row (its result, or its problem raised),
+    one its runner still holds is waited for a bounded time. None when the key has no run."""
+    async with runtime.db.transaction() as uow:
+        run = await find_run(uow, workflow.name, key)
+    if run is None:
+        return None
+    return await _replay(runtime, workflow, run, None)
+
+
 async def _record_refusal(
     runtime: Runtime, holder: Mapping[str, Any], problem: Problem, fingerprint: str | None
 ) -> dict[str, Any]:
@@ -918,6 +929,7 @@ __all__ = [
     "recover",
     "register",
     "registered",
+    "resume",
     "retry_delay",
     "start",
 ]

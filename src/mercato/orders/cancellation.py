@@ -212,14 +212,19 @@ async def finish_cancellation(
     or take over an order moved to ``cancelled`` without one. 409 ``not_cancelled`` for an
     order that is not cancelled."""
     check_actor(actor)
+    try:
+        resumed = await workflows.resume(runtime, CANCELLATION, order_id)
+    except Problem as exc:
+        if exc.code != RELEASE_PENDING:
+            raise
+        resumed = {}
+    if resumed is not None:
+        return await _order(runtime, order_id)
 
-    async def prepare(uow: UnitOfWork, run_id: str) -> CancellationState:
+    async def adopt(uow: UnitOfWork, run_id: str) -> CancellationState:
         row = await order_row(uow, order_id)
         if row is None:
             raise not_found("Order", order_id)
-        if await workflows.find_run(uow, CANCELLATION_WORKFLOW, order_id) is not None:
-            # Answered from the run: the engine replays (or resumes) it.
-            raise Problem(409, "cancellation_exists", "This order's cancellation has a run")
         if row.status != "cancelled":
             raise Problem(
                 409,
@@ -229,7 +234,7 @@ async def finish_cancellation(
             )
         return CancellationState(order_id=order_id, actor=actor, adopted=True)
 
-    return await _run(runtime, order_id, prepare)
+    return await _run(runtime, order_id, adopt)
 
 
 async def release_payment(runtime: Runtime, order_id: str, *, actor: str) -> OrderInfo:
@@ -287,6 +292,10 @@ async def _run(
     except Problem as exc:
         if exc.code != RELEASE_PENDING:
             raise
+    return await _order(runtime, order_id)
+
+
+async def _order(runtime: Runtime, order_id: str) -> OrderInfo:
     async with runtime.db.transaction() as uow:
         order = await get_order(uow, order_id)
     assert order is not None

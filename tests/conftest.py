@@ -196,11 +196,11 @@ async def user_headers(app: FastAPI, role: str, email: str) -> dict[str, str]:
     from mercato.identity import service as identity
 
     rt: Runtime = app.state.runtime
-    async with rt.db.session() as session:
+    async with rt.db.transaction() as uow:
         user = await identity.create_user(
-            session, email=email, password=TEST_PASSWORD, role=role, name=email.split("@")[0]
+            uow, email=email, password=TEST_PASSWORD, role=role, name=email.split("@")[0]
         )
-        token = await identity.issue_token(session, user.id, rt.settings.token_ttl_seconds)
+        token = await identity.issue_token(uow, user.id, rt.settings.token_ttl_seconds)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -281,10 +281,6 @@ class Database:
                 marker += [st.st_mtime_ns, st.st_size]
         return tuple(marker)
 
-    # Transitional names for :meth:`transaction`; every caller moves to it.
-    session = transaction
-    connect = transaction
-
     @asynccontextmanager
     async def raw_connection(self) -> AsyncIterator[AsyncConnection]:
         """A bare Core connection in one transaction, for migrations and maintenance only."""

@@ -55,4 +55,3 @@ async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
-SessionDep = UowDep  # transitional name

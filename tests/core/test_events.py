@@ -22,19 +22,19 @@ async def test_event_rolls_back_with_its_transaction(db: Database) -> None:
         pass
 
     try:
-        async with db.session() as session:
-            await publish(session, "ProductUpdated", "prd_1", {"title": "x"})
+        async with db.transaction() as uow:
+            await publish(uow, "ProductUpdated", "prd_1", {"title": "x"})
             raise Boom
     except Boom:
         pass
-    async with db.session() as session:
-        assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+    async with db.transaction() as uow:
+        assert await uow.scalar(select(func.count()).select_from(OutboxEvent)) == 0
 
 
 async def test_each_consumer_gets_each_event_once(runtime: Runtime, db: Database) -> None:
-    async with db.session() as session:
-        await publish(session, "A", "x1", {"n": 1})
-        await publish_many(session, [("A", "x2", {"n": 2}), ("B", "x3", {"n": 3})])
+    async with db.transaction() as uow:
+        await publish(uow, "A", "x1", {"n": 1})
+        await publish_many(uow, [("A", "x2", {"n": 2}), ("B", "x3", {"n": 3})])
 
     seen: dict[str, list[int]] = {"first": [], "second": []}
 
@@ -57,8 +57,8 @@ async def test_each_consumer_gets_each_event_once(runtime: Runtime, db: Database
 async def test_failing_consumer_retries_in_order_without_blocking_others(
     runtime: Runtime, db: Database
 ) -> None:
-    async with db.session() as session:
-        await publish_many(session, [("A", "x", {"n": n}) for n in range(3)])
+    async with db.transaction() as uow:
+        await publish_many(uow, [("A", "x", {"n": n}) for n in range(3)])
 
     flaky_seen: list[int] = []
     steady_seen: list[int] = []
@@ -82,6 +82,6 @@ async def test_failing_consumer_retries_in_order_without_blocking_others(
     assert steady_seen == [0, 1, 2]
     await dispatcher.dispatch_once(runtime)
     assert flaky_seen == [0, 1, 2]
-    async with db.session() as session:
-        delivered = await session.scalar(select(func.count()).select_from(OutboxDelivery))
+    async with db.transaction() as uow:
+        delivered = await uow.scalar(select(func.count()).select_from(OutboxDelivery))
     assert delivered == 6

@@ -74,7 +74,7 @@ def make_draft(
     order_id: str | None = None,
     currency: str = "EUR",
 ) -> OrderDraft:
-    """A draft like the checkout saga builds (no tax, no discount, flat shipping)."""
+    """A draft like the checkout workflow builds (no tax, no discount, flat shipping)."""
     specs = lines or [
         LineSpec("var_a", "prod_a", 2, 1999, "SKU-A"),
         LineSpec("var_b", "prod_b", 1, 4550, "SKU-B"),

@@ -66,9 +66,9 @@ async def stocked_variant(
 ) -> VariantInfo:
     """An active variant with at least ``units`` available at ``warehouse`` (the ``skip``-th
     such one, by SKU)."""
-    async with runtime.db.session() as session:
-        variants = [v for v in await catalog.variants_by_sku(session, limit=500) if v.active]
-        levels = await inventory.stock_for_variants(session, [v.id for v in variants])
+    async with runtime.db.transaction() as uow:
+        variants = [v for v in await catalog.variants_by_sku(uow, limit=500) if v.active]
+        levels = await inventory.stock_for_variants(uow, [v.id for v in variants])
     found = [
         v
         for v in variants

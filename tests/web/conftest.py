@@ -135,10 +135,10 @@ async def shop(app: FastAPI) -> Runtime:
     variant_ids = await seed_catalog(runtime.db, products=120, seed=7)
     await seed_inventory(runtime.db, variant_ids, seed=7)
     await seed_checkout(runtime.db)
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as uow:
         for email, role in ((STAFF_EMAIL, "staff"), (SHOPPER_EMAIL, "customer")):
             await identity.create_user(
-                session, email=email, password=TEST_PASSWORD, role=role, name=email.split("@")[0]
+                uow, email=email, password=TEST_PASSWORD, role=role, name=email.split("@")[0]
             )
     await search.reindex(runtime)
     await sync(app)

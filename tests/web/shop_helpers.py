@@ -65,11 +65,11 @@ def variant_label(title: str, options: dict[str, str]) -> str:
 
 async def products_in_stock(runtime: Runtime, *, min_variants: int = 1) -> list[ProductFact]:
     """Listed products whose every variant has at least two units available, oldest first."""
-    async with runtime.db.session() as session:
-        ids = await catalog.listed_product_ids(session, limit=1000)
-        views = await catalog.get_products(session, ids, include_inactive=False)
+    async with runtime.db.transaction() as uow:
+        ids = await catalog.listed_product_ids(uow, limit=1000)
+        views = await catalog.get_products(uow, ids, include_inactive=False)
         variant_ids = [v.id for view in views.values() for v in view.variants]
-        stock = await inventory.availability(session, variant_ids)
+        stock = await inventory.availability(uow, variant_ids)
     found = []
     for pid in sorted(views):
         view = views[pid]
@@ -154,9 +154,9 @@ async def client_log_in(client: httpx.AsyncClient, email: str) -> None:
 
 
 async def create_customer(runtime: Runtime, email: str) -> str:
-    async with runtime.db.session() as session:
+    async with runtime.db.transaction() as uow:
         user = await identity.create_user(
-            session, email=email, password=TEST_PASSWORD, role="customer", name=email.split("@")[0]
+            uow, email=email, password=TEST_PASSWORD, role="customer", name=email.split("@")[0]
         )
     return user.id
 
@@ -213,12 +213,12 @@ async def api_ship_and_deliver(client: httpx.AsyncClient, staff_email: str, orde
 
 async def set_stock(runtime: Runtime, variant_id: str, units: int) -> None:
     """Make ``units`` available for a variant: the first warehouse holds them, others none."""
-    async with runtime.db.connect() as conn:
-        levels = await inventory.stock_for_variant(conn, variant_id)
+    async with runtime.db.transaction() as uow:
+        levels = await inventory.stock_for_variant(uow, variant_id)
         assert levels, f"no stock rows for {variant_id}"
         for i, level in enumerate(levels):
             target = units if i == 0 else 0
             if level.available != target:
                 await inventory.adjust(
-                    conn, variant_id, level.warehouse_code, target - level.available, "test"
+                    uow, variant_id, level.warehouse_code, target - level.available, "test"
                 )

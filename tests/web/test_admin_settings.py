@@ -60,8 +60,8 @@ async def fill_cart(shop: Runtime, shopper: httpx.AsyncClient) -> None:
     await http_login(shopper, SHOPPER_EMAIL)
     products = (await shopper.get("/api/products", params={"limit": 1})).json()["items"]
     variant = products[0]["variants"][0]
-    async with shop.db.connect() as conn:
-        await inventory.receive(conn, variant["id"], "BER", 5)
+    async with shop.db.transaction() as uow:
+        await inventory.receive(uow, variant["id"], "BER", 5)
     r = await shopper.post("/api/cart/items", json={"variant_id": variant["id"], "quantity": 1})
     assert r.status_code == 201, r.text
 
@@ -131,8 +131,8 @@ async def test_create_a_promo_code_after_fixing_errors_then_switch_it_off(
     await row.get_by_role("button", name="Deactivate SPRING-25").click()
     await expect(page.locator(".flash-success")).to_contain_text("switched off")
     await expect(row.locator(".badge")).to_have_text("switched off")
-    async with shop.db.session() as session:
-        promo = await checkout.get_promo_by_code(session, "SPRING-25")
+    async with shop.db.transaction() as uow:
+        promo = await checkout.get_promo_by_code(uow, "SPRING-25")
     assert promo is not None
     assert (promo.kind, promo.value, promo.currency, promo.min_subtotal) == (
         "fixed",
@@ -151,17 +151,17 @@ async def test_create_a_promo_code_after_fixing_errors_then_switch_it_off(
 
 
 async def test_set_promo_active_switches_a_code_off_and_on(runtime: Runtime) -> None:
-    async with runtime.db.connect() as conn:
-        made = await checkout.create_promo_code(conn, code="PAUSE", kind="percent", value=500)
-        off = await checkout.set_promo_active(conn, made.id, False)
+    async with runtime.db.transaction() as uow:
+        made = await checkout.create_promo_code(uow, code="PAUSE", kind="percent", value=500)
+        off = await checkout.set_promo_active(uow, made.id, False)
         assert not off.active
         with pytest.raises(Problem) as refused:
             checkout.check_promo_usable(off, "PAUSE", currency="EUR", now=utcnow())
         assert refused.value.extra["reason"] == "inactive"
-        on = await checkout.set_promo_active(conn, made.id, True)
+        on = await checkout.set_promo_active(uow, made.id, True)
         assert on.active and on.used_count == 0
         with pytest.raises(Problem) as missing:
-            await checkout.set_promo_active(conn, "promo_nope", False)
+            await checkout.set_promo_active(uow, "promo_nope", False)
         assert missing.value.status == 404
 
 

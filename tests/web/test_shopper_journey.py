@@ -166,13 +166,13 @@ async def test_a_declined_card_makes_no_order_and_keeps_the_cart(
     await expect(page.get_by_label("Promo code (optional)")).to_have_value("WELCOME10")
     await screenshot(page, "shop-checkout-declined")
 
-    async with shop.db.session() as session:
-        user = await identity.get_user_by_email(session, SHOPPER_EMAIL)
+    async with shop.db.transaction() as uow:
+        user = await identity.get_user_by_email(uow, SHOPPER_EMAIL)
         assert user is not None
         history = await orders.customer_orders(
-            session, user.id, secret_key=shop.settings.secret_key, cursor=None, limit=10
+            uow, user.id, secret_key=shop.settings.secret_key, cursor=None, limit=10
         )
-        cart = await cart_service.get_cart_for(session, user.id, None)
+        cart = await cart_service.get_cart_for(uow, user.id, None)
     assert history.items == []
     assert cart is not None and [line.variant_id for line in cart.lines] == [product.variants[0].id]
 

@@ -14,10 +14,6 @@ rows and events in it; anything that locks stock rows belongs in a unit of work 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
-from mercato.db import Database, UnitOfWork
 from mercato.inventory.common import (
     DEFAULT_LOW_STOCK_THRESHOLD,
     DEFAULT_TTL_SECONDS,
@@ -100,7 +96,6 @@ __all__ = [
     "create_warehouse",
     "expire_due",
     "get_warehouse",
-    "in_transaction",
     "list_reservations",
     "list_warehouses",
     "low_stock",
@@ -118,13 +113,3 @@ __all__ = [
     "stock_notes",
     "sum_lines",
 ]
-
-T = TypeVar("T")
-
-
-async def in_transaction(
-    db: Database, work: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = 3
-) -> T:
-    """Deprecated: use :meth:`mercato.db.Database.run`, which this now is. Kept only while
-    callers in other modules move over; it goes once none is left."""
-    return await db.run(work, attempts=attempts)

@@ -62,7 +62,7 @@ class Order(Base):
     __tablename__ = "orders_orders"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    # The checkout saga that placed it; also the owner of its inventory reservations.
+    # The checkout that placed it; also the owner of its inventory reservations.
     checkout_id: Mapped[str] = mapped_column(String(40), unique=True)
     user_id: Mapped[str] = mapped_column(String(40))
     email: Mapped[str] = mapped_column(String(254))

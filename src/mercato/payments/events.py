@@ -2,7 +2,7 @@
 
 A capture, void or refund left pending (the process died, or the provider stayed silent through
 every retry) is looked up at the provider by its idempotency key and settled, or resent with the
-same key. Authorizations are left to their owner (the checkout saga), which decides whether to
+same key. Authorizations are left to their owner (the checkout workflow), which decides whether to
 go on or to void; :func:`mercato.payments.service.recover` settles them when asked. The
 workflows that move money (cancellation, ship-and-capture, return-and-refund) retry their own
 operations with the same keys; this job is the safety net under all of them.

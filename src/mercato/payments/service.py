@@ -41,6 +41,7 @@ from mercato.payments.provider import (
 )
 from mercato.payments.registry import get_provider, register_provider
 from mercato.payments.sandbox import (
+    TEST_TOKENS,
     SandboxChargeInfo,
     SandboxProvider,
     SandboxSummary,
@@ -56,6 +57,7 @@ __all__ = [
     "PROVIDER_TIMEOUT",
     "PROVIDER_UNAVAILABLE",
     "SEND_ATTEMPTS",
+    "TEST_TOKENS",
     "IntentEventInfo",
     "IntentInfo",
     "PaymentOutcome",

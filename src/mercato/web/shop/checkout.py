@@ -25,7 +25,7 @@ from mercato.checkout.schemas import CheckoutIn
 from mercato.db import UnitOfWork
 from mercato.identity.service import UserInfo
 from mercato.orders import service as orders
-from mercato.payments.sandbox import TEST_TOKENS
+from mercato.payments import service as payments
 from mercato.problems import Problem, not_found
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import SignedInUser
@@ -65,7 +65,7 @@ class TestCard:
 def test_cards() -> list[TestCard]:
     cards = []
     for token, outcome in CARD_EXPLANATIONS.items():
-        card = TEST_TOKENS.get(token)
+        card = payments.TEST_TOKENS.get(token)
         if card is not None:
             label = f"{card.brand.title()} ending {card.last4}"
             cards.append(TestCard(token, label, outcome))

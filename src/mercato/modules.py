@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -57,6 +58,16 @@ def routers() -> list[APIRouter]:
     return found
 
 
+def workflows_declared() -> dict[str, workflows.Workflow[Any]]:
+    """Every workflow the modules declare (``WORKFLOWS`` in their ``events.py``), by name."""
+    found: dict[str, workflows.Workflow[Any]] = {}
+    for module in MODULES:
+        declared = _import(f"mercato.{module}.events")
+        for workflow in getattr(declared, "WORKFLOWS", ()) if declared is not None else ():
+            found[workflow.name] = workflow
+    return found
+
+
 _wired = False
 
 
@@ -74,8 +85,8 @@ def wire() -> None:
             events.dispatcher.register(consumer)
         for job in getattr(declared, "JOBS", ()):
             worker.register(job)
-        for workflow in getattr(declared, "WORKFLOWS", ()):
-            workflows.register(workflow)
+    for workflow in workflows_declared().values():
+        workflows.register(workflow)
     _hooks()
     _wired = True
 

@@ -1,4 +1,4 @@
-"""Every workflow the shop registers, crashed at every one of its boundaries, on both backends.
+"""Every workflow the modules declare, crashed at every one of its boundaries, on both backends.
 
 A scenario per workflow builds what the flow needs through the real flows before it (a real
 checkout places the order that is then cancelled, shipped or returned), starts the flow, and
@@ -13,7 +13,8 @@ recovery runs until nothing is left, and the whole shop must tell one story:
   every authorization it still holds belongs to an order;
 * one order per checkout, and each order's history is one line of transitions.
 
-A workflow registered without a scenario here fails ``test_every_workflow_has_a_scenario``.
+A workflow a module declares without a scenario here fails
+``test_every_workflow_has_a_scenario``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mercato.checkout import service as checkout
 from mercato.db import utcnow
 from mercato.fulfilment import service as fulfilment
 from mercato.inventory import service as inventory
-from mercato.modules import wire
+from mercato.modules import workflows_declared
 from mercato.orders import service as orders
 from mercato.payments import service as payments
 from mercato.problems import Problem
@@ -49,8 +50,7 @@ from tests.checkout.conftest import (
 )
 from tests.support.crashes import SimulatedCrash, boundaries, crash_at
 
-wire()
-ALL = workflows.registered()
+ALL = workflows_declared()
 LATER = timedelta(hours=1)
 STAFF = "staff:test"
 

@@ -1,322 +1,46 @@
-"""Durable workflows: a business process as an ordered list of steps, each with its compensation.
-
-Every flow that spans steps or modules (checkout, cancellation, ship-and-capture,
-return-and-refund…) is a :class:`Workflow`: a name, a state model (Pydantic, stored as JSON) and
-an ordered tuple of :class:`Step` s. One file per workflow, read top to bottom like the business
-process. The engine gives every one of them the same guarantees:
-
-* **One row per run** (``workflow_runs``): status, the next step, the state, attempts, a lease
-  and a version. Unique per (workflow, key): the key is what makes starting it idempotent (a
-  customer's ``Idempotency-Key``, an order id, a shipment id).
-* **A transactional step** runs inside a unit of work, and its progress (the next step, the
-  state) is written *in that same transaction* by a conditional ``UPDATE … WHERE version = :v``.
-  A crash before the commit leaves nothing of the step; after it, the row says it is done.
-  The first step runs in the transaction that inserts the row, so starting a workflow costs one
-  transaction, not two.
-* **An external step** (a payment processor call) runs outside any transaction, and must be
-  idempotent by a key of its own. With ``checkpoint=False`` its outcome is recorded with the
-  next transactional step (one transaction less on the hot path); after a crash it simply runs
-  again, with ``ctx.resuming`` set so it can look its earlier outcome up instead of redoing it.
-* **A step fails** by raising a :class:`~mercato.problems.Problem`: the steps done so far are
-  compensated in reverse order, then the run is ``failed`` with that problem, and the caller gets
-  it. A step that cannot tell yet (a processor timeout) raises :class:`RetryLater`: the run waits
-  (``waiting``) and the worker resumes it after the delay, or sooner if the same key is started
-  again. Any other exception is a crash: the run stays where its row says, and recovery resumes
-  it once the lease has passed.
-* **Compensation** is durable too: the run is ``compensating`` (written before any external
-  compensation runs), each compensation is idempotent, and a transactional one writes the
-  progress in its own transaction. A compensation that fails is retried later; the run only
-  becomes ``failed`` when every compensation is done.
-* **Leases and fencing**: whoever runs a step holds the lease; :func:`recover` (the worker job
-  ``workflows.recover``) takes over runs whose lease has passed. Every write is conditional on
-  the version it read, so a runner whose run was taken over stops at its next write (its
-  transaction rolls back with everything the step did), compensates what it did outside the
-  database if the run is being undone, and answers with the run's outcome.
-* **Replays**: starting a key that already has a run answers from the row: the stored result
-  of a completed run, the stored problem of a failed one (``idempotency_conflict`` when the
-  request differs), or waits a bounded time for a running one.
-
-Tests crash a workflow at every step boundary by wrapping its steps (``tests/workflows``); no
-crash hook lives here.
-"""
+"""Running workflows: starting a run, driving its steps, compensating, replays and recovery
+(the rules are in the package's docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic
 
-from pydantic import BaseModel
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    Index,
-    Integer,
-    String,
-    Table,
-    UniqueConstraint,
-    bindparam,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, Database, JSONType, UnitOfWork, UTCDateTime, utcnow
+from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.problems import Problem
+from mercato.workflows.definitions import (
+    RetryLater,
+    S,
+    Step,
+    StepContext,
+    StepFunc,
+    Workflow,
+    definition,
+)
+from mercato.workflows.runs import (
+    ACTIVE,
+    RUNS,
+    RunInfo,
+    default_in_progress,
+    find_run,
+    get_run,
+    idempotency_conflict,
+    problem_from_json,
+    problem_to_json,
+)
 
 if TYPE_CHECKING:
     from mercato.runtime import Runtime
 
 log = logging.getLogger("mercato.workflows")
-
-S = TypeVar("S", bound=BaseModel)
-
-STATUSES = ("running", "waiting", "compensating", "completed", "failed")
-ACTIVE = ("running", "waiting", "compensating")
-
-
-class WorkflowRun(Base):
-    __tablename__ = "workflow_runs"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    workflow: Mapped[str] = mapped_column(String(60))
-    key: Mapped[str] = mapped_column(String(400))
-    status: Mapped[str] = mapped_column(String(20))
-    step: Mapped[str] = mapped_column(String(60))
-    state: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer)
-    version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (
-        UniqueConstraint("workflow", "key"),
-        Index("ix_workflow_runs_status_lease_until", "status", "lease_until"),
-        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status"),
-    )
-
-
-RUNS = cast(Table, WorkflowRun.__table__)
-
-
-# -- defining a workflow -----------------------------------------------------------------------
-
-
-class RetryLater(Exception):
-    """Raised by a step (or a compensation) that cannot finish yet, e.g. a payment processor
-    that has not answered: the run waits ``delay`` seconds, then the worker resumes it. The
-    live caller is answered with ``problem``."""
-
-    def __init__(self, problem: Problem, delay: float = 30.0) -> None:
-        super().__init__(problem.code)
-        self.problem = problem
-        self.delay = delay
-
-
-@dataclass
-class StepContext:
-    """What a step gets besides the run's state."""
-
-    runtime: Runtime
-    run_id: str
-    key: str
-    attempt: int
-    resuming: bool
-    """True when this is not the request that started the run (recovery, or a replay that took
-    over): in-memory inputs (``memo``) are gone, and an external step should look up what it
-    did before rather than assume it did nothing."""
-    memo: dict[str, Any]
-    """In-memory inputs of the live request that are never stored (a payment token)."""
-    _uow: UnitOfWork | None = None
-
-    @property
-    def uow(self) -> UnitOfWork:
-        """The step's unit of work (transactional steps only)."""
-        if self._uow is None:
-            raise RuntimeError("an external step has no unit of work; it runs between them")
-        return self._uow
-
-    @property
-    def db(self) -> Database:
-        return self.runtime.db
-
-
-StepFunc = Callable[[StepContext, S], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Step(Generic[S]):
-    name: str
-    run: StepFunc[S]
-    compensate: StepFunc[S] | None = None
-    transactional: bool = True
-    """Run inside a unit of work that also records the progress (False: an external call)."""
-    checkpoint: bool = True
-    """External steps only: record the progress in a transaction of its own right after the
-    step (False: with the next transactional step; after a crash the step runs again)."""
-    compensate_transactional: bool = True
-
-
-@dataclass(frozen=True)
-class Workflow(Generic[S]):
-    name: str
-    state: type[S]
-    steps: tuple[Step[S], ...]
-    result: Callable[[S], dict[str, Any]] = field(
-        default=lambda state: state.model_dump(mode="json")
-    )
-    """The answer of a completed run, stored on its row for replays."""
-    lease_seconds: float = 120.0
-    """How long a runner owns a run without writing to it before recovery may take it over."""
-    replay_wait_seconds: float = 15.0
-    remember_refusals: bool = False
-    """Record a run whose first step refused (``failed``, nothing done) so that a replay of its
-    key gets the same answer (a customer's Idempotency-Key); otherwise nothing is written."""
-    in_progress: Callable[[str], Problem] | None = None
-    """The problem for a replay that gave up waiting (default 409 ``workflow_in_progress``)."""
-    id_prefix: str = "wfr"
-    """The runs' ids start with this (``chk`` makes a checkout's run id its checkout id)."""
-
-    def __post_init__(self) -> None:
-        names = [s.name for s in self.steps]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"workflow {self.name}: steps need unique names")
-
-    def index(self, step: str) -> int:
-        for n, s in enumerate(self.steps):
-            if s.name == step:
-                return n
-        raise KeyError(f"workflow {self.name} has no step {step!r}")
-
-
-# -- the registry (wired in mercato.modules) ---------------------------------------------------
-
-_REGISTRY: dict[str, Workflow[Any]] = {}
-
-
-def register(workflow: Workflow[Any]) -> None:
-    _REGISTRY[workflow.name] = workflow
-
-
-def registered() -> dict[str, Workflow[Any]]:
-    return dict(_REGISTRY)
-
-
-def _definition(name: str) -> Workflow[Any]:
-    found = _REGISTRY.get(name)
-    if found is None:
-        raise LookupError(f"workflow {name!r} is not registered (see mercato.modules)")
-    return found
-
-
-# -- what callers see --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    id: str
-    workflow: str
-    key: str
-    status: str
-    step: str
-    state: dict[str, Any]
-    fingerprint: str | None
-    error: dict[str, Any] | None
-    result: dict[str, Any] | None
-    attempts: int
-    version: int
-    lease_until: datetime
-    created_at: datetime
-    updated_at: datetime
-
-
-def _info(row: Any) -> RunInfo:
-    return RunInfo(
-        id=row.id,
-        workflow=row.workflow,
-        key=row.key,
-        status=row.status,
-        step=row.step,
-        state=dict(row.state),
-        fingerprint=row.fingerprint,
-        error=dict(row.error) if row.error is not None else None,
-        result=dict(row.result) if row.result is not None else None,
-        attempts=row.attempts,
-        version=row.version,
-        lease_until=row.lease_until,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-async def get_run(uow: UnitOfWork, run_id: str) -> RunInfo | None:
-    row = (await uow.execute(select(RUNS).where(RUNS.c.id == run_id))).first()
-    return _info(row) if row is not None else None
-
-
-async def find_run(uow: UnitOfWork, workflow: str, key: str) -> RunInfo | None:
-    row = (
-        await uow.execute(select(RUNS).where(RUNS.c.workflow == workflow, RUNS.c.key == key))
-    ).first()
-    return _info(row) if row is not None else None
-
-
-async def count_by_status(uow: UnitOfWork, workflow: str | None = None) -> dict[str, int]:
-    query = select(RUNS.c.status, func.count()).group_by(RUNS.c.status)
-    if workflow is not None:
-        query = query.where(RUNS.c.workflow == workflow)
-    return {status: int(n) for status, n in await uow.execute(query)}
-
-
-def problem_to_json(problem: Problem) -> dict[str, Any]:
-    body = problem.body()
-    if problem.headers:
-        body["_headers"] = dict(problem.headers)
-    return body
-
-
-def problem_from_json(data: Mapping[str, Any]) -> Problem:
-    body = dict(data)
-    status = int(body.pop("status"))
-    code = str(body.pop("code"))
-    detail = str(body.pop("detail"))
-    title = body.pop("title", None)
-    headers = body.pop("_headers", None)
-    body.pop("type", None)
-    body.pop("instance", None)
-    return Problem(status, code, detail, title=title, headers=headers, **body)
-
-
-def idempotency_conflict() -> Problem:
-    return Problem(
-        422,
-        "idempotency_conflict",
-        "This Idempotency-Key was already used for a different request",
-        title="Idempotency conflict",
-    )
-
-
-def _default_in_progress(run_id: str) -> Problem:
-    return Problem(
-        409,
-        "workflow_in_progress",
-        "This request is still being processed; retry shortly",
-        headers={"Retry-After": "1"},
-        run_id=run_id,
-    )
-
-
-# -- running -----------------------------------------------------------------------------------
 
 
 class _Moved(Exception):
@@ -787,7 +511,7 @@ async def _replay(
             if resumed is not None:
                 return resumed
         elif loop.time() >= deadline:
-            maker = workflow.in_progress or _default_in_progress
+            maker = workflow.in_progress or default_in_progress
             raise maker(run.id)
         else:
             await asyncio.sleep(delay)
@@ -811,7 +535,7 @@ async def _claim(runtime: Runtime, run_id: str, now: datetime, force: bool) -> R
             return None
         if found.lease_until > now and not (force and found.status == "waiting"):
             return None
-        wf = _definition(found.workflow)
+        wf = definition(found.workflow)
         done = await uow.changed(
             update(RUNS)
             .where(RUNS.c.id == run_id, RUNS.c.version == found.version)
@@ -837,7 +561,7 @@ async def _resume(
     found = await _claim(runtime, run_id, now, force)
     if found is None:
         return None
-    wf = _definition(found.workflow)
+    wf = definition(found.workflow)
     state = wf.state.model_validate(found.state)
     run: _Run[Any] = _Run(
         workflow=wf,
@@ -896,40 +620,3 @@ async def recover(runtime: Runtime, *, now: datetime | None = None, limit: int =
             continue
         handled += 1
     return handled
-
-
-async def next_due(uow: UnitOfWork) -> datetime | None:
-    """When the earliest active run's lease passes (the worker sleeps until then)."""
-    return cast(
-        datetime | None,
-        await uow.scalar(select(func.min(RUNS.c.lease_until)).where(RUNS.c.status.in_(ACTIVE))),
-    )
-
-
-def retry_delay(attempt: int, *, base: float = 5.0, cap: float = 600.0) -> float:
-    """Exponential back-off for :class:`RetryLater`: 5 s, 10 s, 20 s … up to ten minutes."""
-    return float(min(cap, base * 2 ** max(attempt - 1, 0)))
-
-
-__all__ = [
-    "ACTIVE",
-    "STATUSES",
-    "RetryLater",
-    "RunInfo",
-    "Step",
-    "StepContext",
-    "Workflow",
-    "count_by_status",
-    "find_run",
-    "get_run",
-    "idempotency_conflict",
-    "next_due",
-    "problem_from_json",
-    "problem_to_json",
-    "recover",
-    "register",
-    "registered",
-    "resume",
-    "retry_delay",
-    "start",
-]

@@ -47,7 +47,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, machine, seed_hot_and_spread
+from bench.common import CURRENCY, ROOT, machine, seed_hot_and_spread
 
 SHOPPERS = (16, 64)
 SPREAD_VARIANTS = 5_000
@@ -123,9 +123,9 @@ async def seed(db: Any, products: int, customers: int) -> tuple[str, list[str], 
         spread_variants=SPREAD_VARIANTS,
         hot_stock=HOT_STOCK,
         spread_stock=SPREAD_STOCK,
-        currency="EUR",
+        currency=CURRENCY,
     )
-    await seed_checkout(db)
+    await seed_checkout(db, currency=CURRENCY)
     # Real argon2id with the smallest cost: the bench measures checkouts, not logins.
     identity.PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     tokens = []
@@ -155,6 +155,7 @@ def start_server(
         "MERCATO_DATABASE_URL": url,
         "MERCATO_REDIS_URL": redis_url,
         "MERCATO_SECRET_KEY": SECRET_KEY,
+        "MERCATO_CURRENCY": CURRENCY,
         "PYTHONPATH": str(ROOT / "src"),
     }
     command = [
@@ -332,7 +333,9 @@ async def profile(
     from mercato.checkout.workflow import CHECKOUT
     from mercato.settings import Settings
 
-    settings = Settings(database_url=url, redis_url=redis_url, secret_key=SECRET_KEY)
+    settings = Settings(
+        database_url=url, redis_url=redis_url, secret_key=SECRET_KEY, currency=CURRENCY
+    )
     app = create_app(settings)
     steps: list[tuple[str, float]] = []
     durations: dict[str, float] = defaultdict(float)

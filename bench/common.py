@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CURRENCY = "EUR"  # the benchmarks' shop, as a default `mercato demo` is
 
 
 def _first_field(path: str, key: str) -> str | None:
@@ -48,7 +49,7 @@ async def seed_hot_and_spread(
     from mercato.inventory import service as inventory
     from mercato.inventory.demo import receive_bulk
 
-    variant_ids = await seed_catalog(db, products, seed=seed)
+    variant_ids = await seed_catalog(db, products, seed=seed, currency=CURRENCY)
     async with db.transaction() as uow:
         infos = await catalog.get_variants(uow, variant_ids)
         sellable = [

@@ -72,6 +72,7 @@ console = Console()
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import CURRENCY  # noqa: E402
 from bench.reservations import machine  # noqa: E402
 from mercato.search.engine import ProductSource  # noqa: E402
 
@@ -251,6 +252,7 @@ class MercatoInProcess:
             ),
             sort=spec.sort,
             limit=HITS,
+            currency=CURRENCY,
         )
         return q.search(self.reader, request, secret_key=BENCH_SECRET).total
 
@@ -855,7 +857,7 @@ def load(size: int, seed: int) -> list[ProductSource]:
     from mercato.search.demo import generated_sources
 
     started = time.perf_counter()
-    sources = list(generated_sources(size, seed))
+    sources = list(generated_sources(size, seed, currency=CURRENCY))
     console.print(f"generated {size:,} products in {time.perf_counter() - started:.0f}s")
     return sources
 

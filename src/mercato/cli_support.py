@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from mercato import migrate as migrations
@@ -28,11 +29,27 @@ console = Console()
 DatabaseOption = Annotated[str | None, typer.Option(help="Database URL or SQLite file")]
 
 
+def environment_settings() -> Settings:
+    """The settings from the ``MERCATO_*`` environment; a value that cannot be used (a currency
+    that is not an ISO code, a port that is not a number) is printed and becomes exit code 2,
+    before anything starts."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "MERCATO_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if not message.startswith(name):
+                message = f"{name}: {message}"
+            console.print(f"[red]Invalid configuration: {message}[/red]")
+        raise typer.Exit(2) from exc
+
+
 def database_url(database: str | None) -> str:
     """A ``--database`` value as a URL: a URL as given, a file name as a SQLite URL, and the
     configured database when the option is absent."""
     if database is None:
-        return get_settings().database_url
+        return environment_settings().database_url
     if "://" in database:
         return database
     return f"sqlite+aiosqlite:///{Path(database).resolve()}"
@@ -40,7 +57,7 @@ def database_url(database: str | None) -> str:
 
 def settings_with(**overrides: object) -> Settings:
     """The environment's settings with the options the command was given (``None``: not given)."""
-    base = get_settings()
+    base = environment_settings()
     return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 

@@ -1,4 +1,5 @@
-"""The demo shop: logins, a generated catalog and stock, built once per database.
+"""The demo shop: logins, a generated catalog and stock, built once per database in the
+shop's currency (``MERCATO_CURRENCY``).
 
 Each module seeds its own tables through its own ``demo`` functions; this file only orders them
 and shows progress.
@@ -75,13 +76,17 @@ async def seed_if_empty(
         with _progress(console) as progress:
             task = progress.add_task("Catalog", total=products)
             variant_ids = await seed_catalog(
-                runtime.db, products, seed, lambda n: progress.advance(task, n)
+                runtime.db,
+                products,
+                seed,
+                lambda n: progress.advance(task, n),
+                currency=settings.currency,
             )
             stock_task = progress.add_task("Stock", total=len(variant_ids))
             await seed_inventory(
                 runtime.db, variant_ids, seed, lambda n: progress.advance(stock_task, n)
             )
-        await seed_checkout(runtime.db)
+        await seed_checkout(runtime.db, currency=settings.currency)
         return True
     finally:
         await runtime.close()

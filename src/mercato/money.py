@@ -14,6 +14,26 @@ from pydantic import AfterValidator, Field
 
 # Currencies whose minor unit is not 1/100.
 _EXPONENTS: dict[str, int] = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "BHD": 3, "KWD": 3, "JOD": 3}
+# About how many whole units of a currency a shopper pays where a euro shopper pays one, as a
+# round figure, for the currencies where that is far from one (a currency not listed counts as
+# one). It only chooses round figures in a currency, never converts money: whole multiples of
+# 100 for the currencies without decimals keep every scaled figure exact.
+_PRICE_LEVELS: dict[str, int] = {
+    "JPY": 100,
+    "KRW": 1000,
+    "ISK": 100,
+    "CLP": 1000,
+    "HUF": 100,
+    "INR": 100,
+    "CZK": 10,
+    "SEK": 10,
+    "NOK": 10,
+    "DKK": 10,
+    "CNY": 10,
+    "HKD": 10,
+    "MXN": 10,
+    "ZAR": 10,
+}
 _DECIMAL_RE = re.compile(r"^\d{1,16}(\.\d{1,3})?$")
 MAX_MINOR = 10**15
 
@@ -24,6 +44,22 @@ class MoneyError(ValueError):
 
 def exponent(currency: str) -> int:
     return _EXPONENTS.get(currency.upper(), 2)
+
+
+def round_unit(currency: str) -> int:
+    """Minor units in one round unit of ``currency``, what a whole euro is to euro prices: 100
+    for EUR, USD or GBP, 100 (yen) for JPY, 1000 for SEK (10 kronor), 1000 for BHD. Price
+    filter steps are counted in it, so that they suit the shop's currency."""
+    minor_per_whole: int = 10 ** exponent(currency)
+    return minor_per_whole * _PRICE_LEVELS.get(currency.upper(), 1)
+
+
+def local_figure(euro_cents: int, currency: str) -> int:
+    """A round figure chosen in euro cents (``499``: 4.99) as the like figure of ``currency``,
+    in its minor units: ``499`` for EUR, USD and GBP, ``499`` for JPY (¥499), ``4990`` for SEK
+    (49.90 kr), ``4990`` for BHD (4.990). For generated figures (the demo shop's prices, fees
+    and thresholds), never for money that changes hands."""
+    return euro_cents * round_unit(currency) // 100
 
 
 def to_minor(amount: str, currency: str) -> int:

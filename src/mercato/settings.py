@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_CURRENCY = re.compile(r"[A-Z]{3}")
 INSECURE_DEFAULT_SECRET = "insecure-development-secret-change-me"  # noqa: S105
 
 
@@ -28,6 +30,10 @@ class Settings(BaseSettings):
     demo_mode: bool = False
     embedded_worker: bool = Field(
         default=False, description="Run the background worker inside the API process"
+    )
+    currency: str = Field(
+        default="EUR",
+        description="The shop's ISO 4217 currency: prices, the demo shop and pages are in it",
     )
 
     db_pool_size: int = 10
@@ -71,6 +77,17 @@ class Settings(BaseSettings):
     # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
     # (a separate worker process on SQLite) it checks the outbox this often
     worker_idle_poll_seconds: float = 0.5
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        # Refused rather than normalised: a shop must not start in a currency it was not told.
+        if not _CURRENCY.fullmatch(value):
+            raise ValueError(
+                f"MERCATO_CURRENCY must be an ISO 4217 code of three upper-case letters, "
+                f"such as EUR, GBP or JPY; got {value!r}"
+            )
+        return value
 
     @property
     def is_sqlite(self) -> bool:

@@ -14,7 +14,7 @@ from mercato.events import OutboxEvent
 
 
 def _summary(products: int, seed: int) -> list[tuple[str, list[str], list[int]]]:
-    shop = ShopGenerator(products, seed)
+    shop = ShopGenerator(products, seed, currency="EUR")
     out = []
     for batch in shop.batches(size=7):
         by_product: dict[str, list[tuple[str, int]]] = {}
@@ -30,11 +30,14 @@ def test_same_seed_same_shop() -> None:
     first = _summary(40, seed=7)
     assert first == _summary(40, seed=7)
     assert first != _summary(40, seed=8)
-    assert ShopGenerator(5, 7).categories == ShopGenerator(5, 7).categories
+    assert (
+        ShopGenerator(5, 7, currency="EUR").categories
+        == ShopGenerator(5, 7, currency="EUR").categories
+    )
 
 
 def test_category_tree_is_deep_and_varied() -> None:
-    categories = ShopGenerator(1, 1).categories
+    categories = ShopGenerator(1, 1, currency="EUR").categories
     leaves = [c for c in categories if c.leaf is not None]
     assert len(leaves) >= 40
     assert max(c.depth for c in categories) >= 2
@@ -48,7 +51,7 @@ def test_category_tree_is_deep_and_varied() -> None:
 
 async def test_seed_catalog(db: Database) -> None:
     reported: list[int] = []
-    variant_ids = await seed_catalog(db, 120, seed=3, progress=reported.append)
+    variant_ids = await seed_catalog(db, 120, seed=3, progress=reported.append, currency="EUR")
     assert sum(reported) == 120
     assert len(variant_ids) == len(set(variant_ids))
     async with db.transaction() as session:

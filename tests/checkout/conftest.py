@@ -102,7 +102,7 @@ async def make_shop(db: Database) -> Shop:
         warehouse = await inventory.create_warehouse(
             uow, code="BER", name="Berlin", countries=["AT", "DE", "FR", "GB", "NL"]
         )
-    await seed_checkout(db)
+    await seed_checkout(db, currency="EUR")
     return Shop(db, warehouse)
 
 

@@ -109,7 +109,9 @@ async def truth(app: FastAPI) -> dict[str, Truth]:
 async def shop(app: FastAPI) -> dict[str, Truth]:
     """The demo catalog (a few hundred products with stock), indexed."""
     runtime = runtime_of(app)
-    variant_ids = await seed_catalog(runtime.db, PRODUCTS, seed=11)
+    variant_ids = await seed_catalog(
+        runtime.db, PRODUCTS, seed=11, currency=runtime.settings.currency
+    )
     await seed_inventory(runtime.db, variant_ids, seed=11)
     await reindex(app)
     return await truth(app)

@@ -34,7 +34,7 @@ SECRET = "cursor-key"
 def engine(tmp_path: Path) -> tuple[SearchEngine, list[ProductSource]]:
     store = IndexStore(tmp_path / "search")
     builder = VersionBuilder(store, memory=50_000_000, threads=1)
-    sources = list(generated_sources(300, seed=5))
+    sources = list(generated_sources(300, seed=5, currency="EUR"))
     for source in sources:
         builder.add(source)
     builder.finish(datetime.now(UTC))
@@ -42,7 +42,9 @@ def engine(tmp_path: Path) -> tuple[SearchEngine, list[ProductSource]]:
 
 
 def _browse(department: str, **filters: Any) -> q.SearchRequest:
-    return q.SearchRequest(filters=q.Filters(category=department, **filters), snippets=False)
+    return q.SearchRequest(
+        filters=q.Filters(category=department, **filters), snippets=False, currency="EUR"
+    )
 
 
 def _fresh(engine: SearchEngine, request: q.SearchRequest) -> q.SearchResult:
@@ -191,7 +193,7 @@ def test_attribute_counts_are_exact_with_more_attributes_than_slots(tmp_path: Pa
     six attributes (more than there are slots) still give exact counts."""
     store = IndexStore(tmp_path / "search")
     builder = VersionBuilder(store, memory=50_000_000, threads=1)
-    template = next(iter(generated_sources(1, seed=3)))
+    template = next(iter(generated_sources(1, seed=3, currency="EUR")))
     names = ["colour", "material", "size", "style", "finish", "origin"]
     sources = []
     for n in range(60):
@@ -204,7 +206,7 @@ def test_attribute_counts_are_exact_with_more_attributes_than_slots(tmp_path: Pa
     assert reader is not None
     assert q.has_more_attributes(reader.snapshot())
 
-    result = q.search(reader, q.SearchRequest(), secret_key=SECRET)
+    result = q.search(reader, q.SearchRequest(currency="EUR"), secret_key=SECRET)
     assert result.facets is not None and result.total == 60
     expected: dict[str, dict[str, int]] = {}
     for source in sources:
@@ -226,7 +228,7 @@ def test_the_overflow_column_is_skipped_when_no_product_needs_it(
     reader = search_engine.reader()
     assert reader is not None
     assert not q.has_more_attributes(reader.snapshot())
-    result = q.search(reader, q.SearchRequest(), secret_key=SECRET)
+    result = q.search(reader, q.SearchRequest(currency="EUR"), secret_key=SECRET)
     assert result.facets is not None and result.facets["attributes"]
     for name, values in result.facets["attributes"].items():  # the top names only
         for value in values:

@@ -116,6 +116,7 @@ def test_rating_and_stock_filters_match_the_values(
                 q=words,
                 filters=q.Filters(category=category, rating_gte=gte, in_stock=in_stock),
                 sort=sort,
+                currency="EUR",
             )
             ids, total = _ids(reader, request)
             assert ids == expected, (gte, in_stock, words, category, sort)
@@ -140,7 +141,7 @@ def test_stock_facet_counts_agree_with_the_stock_filters(
     edge_index: tuple[Reader, list[ProductSource]],
 ) -> None:
     reader, sources = edge_index
-    result = q.search(reader, q.SearchRequest(q="lamp"), secret_key="k")
+    result = q.search(reader, q.SearchRequest(q="lamp", currency="EUR"), secret_key="k")
     assert result.facets is not None
     lamps = [s for s in sources if "lamp" in s.title.lower()]
     assert result.facets["in_stock"] == {
@@ -148,7 +149,9 @@ def test_stock_facet_counts_agree_with_the_stock_filters(
         "out_of_stock": sum(1 for s in lamps if not s.in_stock),
     }
     for in_stock in (True, False):
-        _, total = _ids(reader, q.SearchRequest(q="lamp", filters=q.Filters(in_stock=in_stock)))
+        _, total = _ids(
+            reader, q.SearchRequest(q="lamp", filters=q.Filters(in_stock=in_stock), currency="EUR")
+        )
         assert total == result.facets["in_stock"]["in_stock" if in_stock else "out_of_stock"]
 
 

@@ -38,7 +38,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Reader, list[Prod
     store = IndexStore(Path(tmp_path_factory.mktemp("relevance")) / "search")
     builder = VersionBuilder(store)
     sources = []
-    for source in generated_sources(PRODUCTS, seed=42):
+    for source in generated_sources(PRODUCTS, seed=42, currency="EUR"):
         builder.add(source)
         sources.append(source)
     builder.finish(datetime.now(UTC))
@@ -58,7 +58,7 @@ def _recall(
     for text, is_target in queries:
         result = q.search(
             reader,
-            q.SearchRequest(q=text, limit=10, facets=frozenset(), snippets=False),
+            q.SearchRequest(q=text, limit=10, facets=frozenset(), snippets=False, currency="EUR"),
             secret_key="relevance",
             synonyms=synonyms,
         )

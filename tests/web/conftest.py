@@ -132,9 +132,10 @@ async def shop(app: FastAPI) -> Runtime:
     """A small demo shop: generated catalog with stock, shipping/tax/promo setup, a built
     search index, a staff user and a customer (password ``TEST_PASSWORD``)."""
     runtime = runtime_of(app)
-    variant_ids = await seed_catalog(runtime.db, products=120, seed=7)
+    currency = runtime.settings.currency
+    variant_ids = await seed_catalog(runtime.db, products=120, seed=7, currency=currency)
     await seed_inventory(runtime.db, variant_ids, seed=7)
-    await seed_checkout(runtime.db)
+    await seed_checkout(runtime.db, currency=currency)
     async with runtime.db.transaction() as uow:
         for email, role in ((STAFF_EMAIL, "staff"), (SHOPPER_EMAIL, "customer")):
             await identity.create_user(

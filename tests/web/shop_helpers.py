@@ -104,7 +104,9 @@ async def pick_journey(runtime: Runtime) -> JourneyPick:
             if not word.isalpha() or len(word) < 6 or word in brand_words:
                 continue
             typo = make_typo(word)
-            result = await search.search(runtime, q.SearchRequest(q=typo, limit=48))
+            result = await search.search(
+                runtime, q.SearchRequest(q=typo, limit=48, currency=runtime.settings.currency)
+            )
             brands = (result.facets or {}).get("brand") or []
             if (
                 result.showing_results_for

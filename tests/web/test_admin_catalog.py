@@ -338,6 +338,7 @@ async def test_staff_products_matches_title_or_sku_any_status_in_keyset_pages(
                 catalog.NewProduct(
                     title=f"Desk Lamp {i}" if i != 3 else "Floor light",
                     category_id=root.id,
+                    currency=runtime.settings.currency,
                     status=status,  # type: ignore[arg-type]
                     variants=[catalog.NewVariant(sku=f"LMP_{i}-X", price=1000 + i)],
                 ),

@@ -345,7 +345,9 @@ async def test_receive_and_adjust_stock_with_errors_next_to_the_fields(
 
 
 async def test_back_office_stock_queries(runtime: Runtime) -> None:
-    variant_ids = await seed_catalog(runtime.db, products=40, seed=3)
+    variant_ids = await seed_catalog(
+        runtime.db, products=40, seed=3, currency=runtime.settings.currency
+    )
     await seed_inventory(runtime.db, variant_ids, seed=3)
     threshold = runtime.settings.low_stock_threshold
     async with runtime.db.transaction() as session:

@@ -113,6 +113,7 @@ async def _script_product(shop: Runtime, app: FastAPI) -> str:
             catalog.NewProduct(
                 title=SCRIPT_TITLE,
                 category_id=leaf.category.id,
+                currency=shop.settings.currency,
                 status="active",
                 description='A lamp. <img src=x onerror="alert(2)">',
                 variants=[catalog.NewVariant(sku="XSS-LAMP-1", price=2999)],

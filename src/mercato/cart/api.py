@@ -74,6 +74,7 @@ async def _answer(
     view = await service.view_cart(
         uow,
         cart,
+        shop_currency=runtime.settings.currency,
         low_stock_threshold=runtime.settings.low_stock_threshold,
         known_variants=change.variants if change is not None else None,
         known_stock=change.stock if change is not None else None,

@@ -67,6 +67,7 @@ async def view_cart(
     uow: UnitOfWork,
     cart: CartInfo | None,
     *,
+    shop_currency: str,
     low_stock_threshold: int,
     known_variants: Mapping[str, catalog.VariantInfo] | None = None,
     known_stock: Mapping[str, int] | None = None,
@@ -77,10 +78,11 @@ async def view_cart(
     Sums are in integer minor units; a line whose variant is gone, inactive, or priced in another
     currency than the cart is shown but not purchasable and is left out of the subtotal.
     ``known_variants`` and ``known_stock`` are variants and units available the caller has just
-    read in this transaction; only the other lines' are read.
+    read in this transaction; only the other lines' are read. No cart at all is an empty one
+    whose zero subtotal is written in ``shop_currency``.
     """
     if cart is None:
-        return CartView(None, None, (), 0, 0, format_minor(0, "EUR"), ())
+        return CartView(None, None, (), 0, 0, format_minor(0, shop_currency), ())
     ids = [line.variant_id for line in cart.lines]
     variants = await _variants_of(uow, ids, known_variants or {})
     stock = await _stock_of(uow, ids, known_stock or {})

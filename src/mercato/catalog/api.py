@@ -31,7 +31,7 @@ from mercato.catalog.service import ProductView
 from mercato.db import UnitOfWork
 from mercato.identity.deps import require_role
 from mercato.problems import not_found
-from mercato.runtime import UowDep
+from mercato.runtime import RuntimeDep, UowDep
 
 public = APIRouter(prefix="/api", tags=["catalog"])
 admin = APIRouter(
@@ -95,8 +95,8 @@ async def create_brand(body: BrandIn, uow: UowDep) -> dict[str, Any]:
 
 
 @admin.post("/products", status_code=201)
-async def create_product(body: ProductIn, uow: UowDep) -> dict[str, Any]:
-    view = await service.create_product(uow, new_product(body))
+async def create_product(body: ProductIn, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
+    view = await service.create_product(uow, new_product(body, runtime.settings.currency))
     return await _answer(uow, view)
 
 

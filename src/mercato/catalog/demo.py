@@ -1,8 +1,11 @@
 """A believable demo catalog: a category tree, brands, and products with variants.
 
 Everything is derived from ``random.Random(seed)`` (ids and timestamps included), so the same
-seed always builds the same shop. Rows go in with Core ``insert()`` executemany in batches, one
-transaction per batch, and one ``ProductCreated`` outbox event per product.
+seed always builds the same shop. Prices are chosen as euro figures and stored as the like round
+figures of the shop's currency (:func:`mercato.money.local_figure`: 19.99 EUR is 19.99 GBP,
+¥1999, 199.90 SEK), so a shop in any currency gets sensible prices. Rows go in with Core
+``insert()`` executemany in batches, one transaction per batch, and one ``ProductCreated``
+outbox event per product.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from mercato import events
 from mercato.catalog.common import slugify
 from mercato.catalog.models import Brand, Category, Product, Variant
 from mercato.db import Database, UnitOfWork
+from mercato.money import local_figure
 
 BATCH = 2000
-CURRENCY = "EUR"
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 SPREAD = timedelta(days=365)
 
@@ -34,7 +37,7 @@ class Leaf:
 
     name: str
     noun: str  # what one product is called in a title: "Kettle"
-    price: tuple[int, int]  # whole euros, low and high
+    price: tuple[int, int]  # whole euros, low and high (scaled to the shop's currency)
     weight: tuple[int, int]  # grams
     attributes: dict[str, Sequence[str]]
     options: dict[str, Sequence[str]]
@@ -511,9 +514,10 @@ class Batch:
 class ShopGenerator:
     """The seeded shop: its categories and brands, and its products one by one."""
 
-    def __init__(self, products: int, seed: int) -> None:
+    def __init__(self, products: int, seed: int, *, currency: str) -> None:
         self.rng = random.Random(seed)
         self.products = products
+        self.currency = currency
         self.categories = category_rows(self.rng)
         self.brands = brand_rows(self.rng)
         roots = {c.id: i for i, c in enumerate(c for c in self.categories if c.depth == 0)}
@@ -561,7 +565,10 @@ class ShopGenerator:
         sku_stem = f"{_code(brand['slug'])}-{_code(leaf.slug)}-{index + 1:06d}"
         variants: list[dict[str, Any]] = []
         for position, options in enumerate(_variant_options(rng, leaf, count)):
+            # In euro cents until stored: the same draws whatever the currency.
             price = base + position * rng.choice((0, 0, 100, 200, 500))
+            # A crossed-out "was" price ending in .99, some 15-50 % above the price.
+            was = (price * markup // 10000) * 100 + 99 if markup else None
             variants.append(
                 {
                     "id": _seeded_id("var", created, rng),
@@ -569,10 +576,9 @@ class ShopGenerator:
                     "sku": f"{sku_stem}-{position + 1}",
                     "title": " / ".join(options.values()),
                     "options": options,
-                    "price": price,
-                    # A crossed-out "was" price ending in .99, some 15-50 % above the price.
-                    "compare_at": (price * markup // 10000) * 100 + 99 if markup else None,
-                    "currency": CURRENCY,
+                    "price": local_figure(price, self.currency),
+                    "compare_at": None if was is None else local_figure(was, self.currency),
+                    "currency": self.currency,
                     "weight_grams": rng.randint(*leaf.weight),
                     "active": True,
                     "position": position,
@@ -594,7 +600,7 @@ class ShopGenerator:
                 "attributes": attributes,
                 "media": [f"/static/img/{category.slug}.svg"],
                 "tax_class": "reduced" if category.path.startswith("books/") else "standard",
-                "currency": CURRENCY,
+                "currency": self.currency,
                 "min_price": min(prices),
                 "max_price": max(prices),
                 "created_at": created,
@@ -626,13 +632,16 @@ async def seed_catalog(
     products: int,
     seed: int,
     progress: Callable[[int], None] | None = None,
+    *,
+    currency: str,
 ) -> list[str]:
-    """Fill an empty catalog with ``products`` generated products; returns every variant id.
+    """Fill an empty catalog with ``products`` generated products priced in ``currency`` (the
+    shop's); returns every variant id.
 
     Categories and brands whose slug already exists are reused rather than duplicated.
     ``progress(n)`` is called after each committed batch of ``n`` products.
     """
-    shop = ShopGenerator(products, seed)
+    shop = ShopGenerator(products, seed, currency=currency)
     async with db.transaction() as uow:
         category_ids, brand_ids = await _seed_tree_and_brands(uow, shop)
     variant_ids: list[str] = []

@@ -81,7 +81,7 @@ class NewVariant:
 class NewProduct:
     title: str
     category_id: str
-    currency: str = "EUR"
+    currency: str  # the shop's, unless staff name another
     description: str = ""
     slug: str | None = None
     brand_id: str | None = None

@@ -148,9 +148,6 @@ class ProductPatch(_Patch):
     currency: CurrencyCode | None = None
 
 
-DEFAULT_CURRENCY = "EUR"
-
-
 # --------------------------------------------------------------------------------------------
 # Requests into the service's terms
 
@@ -184,11 +181,11 @@ def new_variant(body: VariantIn, currency: str, field_prefix: str = "") -> NewVa
     )
 
 
-def new_product(body: ProductIn) -> NewProduct:
+def new_product(body: ProductIn, shop_currency: str) -> NewProduct:
     """A new product as the service takes it: its currency is the one named, else its first
-    variant's, else the default; prices in minor units."""
+    variant's, else the shop's; prices in minor units."""
     currency = body.currency or next(
-        (v.currency for v in body.variants if v.currency), DEFAULT_CURRENCY
+        (v.currency for v in body.variants if v.currency), shop_currency
     )
     return NewProduct(
         title=body.title,

@@ -165,18 +165,20 @@ def _method_out(m: service.ShippingMethodInfo) -> dict[str, Any]:
     }
 
 
-def _promo_out(p: service.PromoInfo) -> dict[str, Any]:
+def _promo_out(p: service.PromoInfo, shop_currency: str) -> dict[str, Any]:
+    # A code without a currency (a percentage) has its minimum order in the shop's.
+    currency = p.currency or shop_currency
     if p.kind == "percent":
         value = service.percent_text(p.value)
     else:
-        value = format_minor(p.value, p.currency or "XXX")
+        value = format_minor(p.value, currency)
     return {
         "id": p.id,
         "code": p.code,
         "kind": p.kind,
         "value": value,
         "currency": p.currency,
-        "min_subtotal": format_minor(p.min_subtotal, p.currency or "XXX"),
+        "min_subtotal": format_minor(p.min_subtotal, currency),
         "starts_at": p.starts_at,
         "ends_at": p.ends_at,
         "usage_limit": p.usage_limit,
@@ -237,13 +239,17 @@ async def put_rate(body: TaxRateIn, _staff: StaffUser, uow: UowDep) -> dict[str,
 
 
 @admin.get("/promo-codes", response_model=list[PromoOut])
-async def list_promos(_staff: StaffUser, uow: UowDep) -> list[dict[str, Any]]:
-    return [_promo_out(p) for p in await service.list_promo_codes(uow)]
+async def list_promos(_staff: StaffUser, uow: UowDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    currency = runtime.settings.currency
+    return [_promo_out(p, currency) for p in await service.list_promo_codes(uow)]
 
 
 @admin.post("/promo-codes", response_model=PromoOut, status_code=status.HTTP_201_CREATED)
-async def create_promo(body: PromoIn, _staff: StaffUser, uow: UowDep) -> dict[str, Any]:
-    return _promo_out(await service.create_promo(uow, body))
+async def create_promo(
+    body: PromoIn, _staff: StaffUser, uow: UowDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    currency = runtime.settings.currency
+    return _promo_out(await service.create_promo(uow, body, currency), currency)
 
 
 @admin.get("/settings", response_model=SettingsOut)

@@ -1,10 +1,13 @@
 """Demo checkout setup: shipping zones and methods, tax rates, the price setting, promo codes.
 
-The demo shop sells in EUR with **tax-inclusive** prices (catalog prices are what a European
-shopper pays, VAT included). Every country the demo warehouses ship to gets ``standard``
-(4.90, free from 50.00) and ``express`` (by weight) shipping. Tax rates are the standard VAT
-rate of each country plus a ``reduced`` class, used for books, at that country's book rate;
-they are demonstration figures, to be checked before real use. Seeding twice changes nothing.
+The demo shop sells in the shop's currency (``MERCATO_CURRENCY``, EUR by default) with
+**tax-inclusive** prices (catalog prices are what a European shopper pays, VAT included). The
+figures below are euro figures, set up as the like round figures of the shop's currency
+(:func:`mercato.money.local_figure`: 4.90 EUR is 4.90 GBP or ¥490). Every country the demo
+warehouses ship to gets ``standard`` (4.90, free from 50.00) and ``express`` (by weight)
+shipping. Tax rates are the standard VAT rate of each country plus a ``reduced`` class, used
+for books, at that country's book rate; they are demonstration figures, to be checked before
+real use. Seeding twice changes nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from sqlalchemy import select
 from mercato.checkout import service
 from mercato.checkout.models import methods, zones
 from mercato.db import Database, utcnow
-
-CURRENCY = "EUR"
+from mercato.money import local_figure
 
 # Zone name → countries. Together: every country the demo warehouses ship to.
 ZONES: dict[str, tuple[str, ...]] = {
@@ -71,8 +73,14 @@ EXPRESS_BANDS: tuple[dict[str, Any], ...] = (
 )
 
 
-async def seed_checkout(db: Database) -> None:
-    """Create the demo shipping, tax and promo setup (what exists already is kept)."""
+async def seed_checkout(db: Database, *, currency: str) -> None:
+    """Create the demo shipping, tax and promo setup in ``currency``, the shop's (what exists
+    already is kept)."""
+
+    def amount(euro_cents: int) -> int:
+        return local_figure(euro_cents, currency)
+
+    bands = [{**band, "amount": amount(band["amount"])} for band in EXPRESS_BANDS]
     async with db.transaction() as uow:
         existing = {r.name: r.id for r in await uow.execute(select(zones.c.name, zones.c.id))}
         with_methods = {
@@ -90,9 +98,9 @@ async def seed_checkout(db: Database) -> None:
                     code="standard",
                     name="Standard delivery",
                     kind="free_over",
-                    amount=490,
-                    currency=CURRENCY,
-                    free_over=5000,
+                    amount=amount(490),
+                    currency=currency,
+                    free_over=amount(5000),
                     min_days=2,
                     max_days=5,
                     position=0,
@@ -105,8 +113,8 @@ async def seed_checkout(db: Database) -> None:
                     name="Express delivery",
                     kind="weight_band",
                     amount=0,
-                    currency=CURRENCY,
-                    weight_bands=EXPRESS_BANDS,
+                    currency=currency,
+                    weight_bands=bands,
                     min_days=1,
                     max_days=2,
                     position=1,
@@ -123,9 +131,9 @@ async def seed_checkout(db: Database) -> None:
             {
                 "code": "SAVE5",
                 "kind": "fixed",
-                "value": 500,
-                "currency": CURRENCY,
-                "min_subtotal": 3000,
+                "value": amount(500),
+                "currency": currency,
+                "min_subtotal": amount(3000),
             },
             {"code": "LIMITED", "kind": "percent", "value": 2000, "usage_limit": 100},
             {

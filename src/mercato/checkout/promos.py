@@ -84,11 +84,11 @@ class PromoAmounts:
     min_subtotal: int
 
 
-def check_promo(body: PromoIn) -> PromoAmounts:
+def check_promo(body: PromoIn, shop_currency: str) -> PromoAmounts:
     """Every rule a new code's figures must meet, as one 422 ``validation_error`` listing each
     failing field (staff see them all at once): a percentage above 0 and at most 100 with two
-    decimals, a fixed amount with its currency, amounts exact in that currency, times with a
-    time zone."""
+    decimals, a fixed amount with its currency, amounts exact in that currency (a minimum order
+    of a code without one in ``shop_currency``), times with a time zone."""
     errors: list[tuple[str, str]] = []
     value: int | None = None
     if body.kind == "percent":
@@ -103,7 +103,7 @@ def check_promo(body: PromoIn) -> PromoAmounts:
         errors.append(("currency", "a fixed-amount code needs a currency"))
     else:
         value = _collect(errors, body.value, body.currency, "value")
-    minimum = _collect(errors, body.min_subtotal, body.currency or "XXX", "min_subtotal")
+    minimum = _collect(errors, body.min_subtotal, body.currency or shop_currency, "min_subtotal")
     for name in ("starts_at", "ends_at"):
         moment: datetime | None = getattr(body, name)
         if moment is not None and moment.tzinfo is None:
@@ -133,10 +133,10 @@ def _invalid(errors: list[tuple[str, str]]) -> Problem:
     )
 
 
-async def create_promo(uow: UnitOfWork, body: PromoIn) -> PromoInfo:
+async def create_promo(uow: UnitOfWork, body: PromoIn, shop_currency: str) -> PromoInfo:
     """A code as staff send it (percentages and amounts as decimal strings), for the API and
-    the back office."""
-    amounts = check_promo(body)
+    the back office; a minimum order without a currency is read in ``shop_currency``."""
+    amounts = check_promo(body, shop_currency)
     return await create_promo_code(
         uow,
         code=body.code,

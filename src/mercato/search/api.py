@@ -99,7 +99,7 @@ async def search(
     counts for the whole match. ``attr.<name>=<value>`` filters by attribute or option value;
     ``facets=brand,price`` limits the facets (``facets=none`` for none)."""
     text = _text(q_, "q")
-    price_currency = currency or "EUR"
+    price_currency = currency or runtime.settings.currency
     low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
     brands = tuple(dict.fromkeys(b for b in brand or [] if b))
     if any(len(b) > 80 for b in brands):
@@ -115,7 +115,13 @@ async def search(
         attributes=catalog.attribute_filters(request.query_params.multi_items()),
     )
     request_ = q.SearchRequest(
-        q=text, filters=filters, sort=sort, limit=limit, cursor=cursor, facets=_facets(facets)
+        q=text,
+        filters=filters,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+        facets=_facets(facets),
+        currency=runtime.settings.currency,
     )
     result = await service.search(runtime, request_)
     # The answer is plain JSON data already: skip FastAPI's generic encoder (a millisecond).
@@ -165,7 +171,7 @@ async def list_products(
 
     Read from the search index (then hydrated by id); the catalog query answers while no index
     has been built, and continues pages whose cursor it issued."""
-    price_currency = currency or "EUR"
+    price_currency = currency or runtime.settings.currency
     low, high = _price_range(min_price, max_price, price_currency, "validation_error")
     query = catalog.ProductQuery(
         category_slug=category,

@@ -29,9 +29,10 @@ def _chains(shop: ShopGenerator) -> dict[str, tuple[tuple[str, str], ...]]:
     return chains
 
 
-def generated_sources(products: int, seed: int = 42) -> Iterator[ProductSource]:
-    """The demo catalog of ``products`` products for ``seed``, one index record each."""
-    shop = ShopGenerator(products, seed)
+def generated_sources(products: int, seed: int = 42, *, currency: str) -> Iterator[ProductSource]:
+    """The demo catalog of ``products`` products for ``seed`` priced in ``currency``, one index
+    record each."""
+    shop = ShopGenerator(products, seed, currency=currency)
     chains = _chains(shop)
     brands = {b["id"]: b for b in shop.brands}
     for batch in shop.batches():

@@ -39,7 +39,7 @@ from typing import Any
 
 import tantivy
 
-from mercato.money import exponent
+from mercato.money import round_unit
 
 log = logging.getLogger("mercato.search")
 
@@ -81,7 +81,8 @@ MORE_ATTRIBUTES = "attrs_more"
 PRICE_BITS = 40
 HASH_BITS = 24
 PRICE_STEPS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-"""Edges of the price facet's buckets, in whole units of the product's currency."""
+"""Edges of the price facet's buckets, in round units of the product's currency
+(:func:`mercato.money.round_unit`: whole euros, pounds or dollars, hundreds of yen)."""
 EPOCH_US = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
 
 
@@ -223,7 +224,7 @@ def sort_keys(src: ProductSource) -> dict[str, int]:
 
 def price_bucket(minor: int, currency: str) -> int:
     """Which price facet bucket an amount falls in: 0 below the first edge, 9 above the last."""
-    unit = 10 ** exponent(currency)
+    unit = round_unit(currency)
     return sum(1 for step in PRICE_STEPS if minor >= step * unit)
 
 

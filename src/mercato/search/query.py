@@ -30,7 +30,7 @@ import tantivy
 from itsdangerous import BadSignature, URLSafeSerializer
 from tantivy import FieldType, Occur, Order, Query
 
-from mercato.money import exponent, format_minor
+from mercato.money import format_minor, round_unit
 from mercato.problems import Problem
 from mercato.search.engine import (
     ATTRIBUTE_SLOTS,
@@ -576,6 +576,7 @@ def decode_cursor(secret_key: str, token: str, sort: str, fingerprint: str) -> C
 
 @dataclass(frozen=True)
 class SearchRequest:
+    currency: str = field(kw_only=True)  # the shop's: the price facet's, unless filters name one
     q: str = ""
     filters: Filters = field(default_factory=Filters)
     sort: str = "relevance"
@@ -814,7 +815,8 @@ def search(
             snapshot.results.put(key, counted)
     assert counted is not None
     raw, total = counted
-    facets = read_facets(raw, request.facets, request.filters.currency or "EUR") if raw else None
+    price_currency = request.filters.currency or request.currency
+    facets = read_facets(raw, request.facets, price_currency) if raw else None
     hits = present_hits(searcher, plan, page, request.snippets)
     corrected = [u for u in plan.units if u.correction]
     suggested = [u for u in plan.units if u.suggestion]
@@ -912,7 +914,7 @@ def read_facets(raw: Mapping[str, Any], wanted: Iterable[str], currency: str) ->
     if "category" in wanted:
         facets["category"] = _category_facet(_buckets(raw, "category"))
     if "price" in wanted:
-        unit = 10 ** exponent(currency)
+        unit = round_unit(currency)
         edges = [0, *(step * unit for step in PRICE_STEPS)]
         facets["price"] = [
             {
@@ -1010,7 +1012,7 @@ def present_hits(
         generator.set_max_num_chars(160)
     hits = []
     for doc in page.docs:
-        currency = _first(doc, "currency", "EUR")
+        currency = _first(doc, "currency")
         brand = _first(doc, "brand")
         category = _first(doc, "category", "")
         path, *names = category.split(SEP)

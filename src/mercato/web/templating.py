@@ -24,7 +24,7 @@ FLASH_COOKIE = "mercato_flash"
 _FLASH_SALT = "mercato.web.flash"
 
 
-def money(minor: int | None, currency: str = "EUR") -> str:
+def money(minor: int | None, currency: str) -> str:
     """``1999, "EUR"`` → ``€19.99``: minor units to a price a shopper reads."""
     if minor is None:
         return ""
@@ -37,7 +37,7 @@ def money(minor: int | None, currency: str = "EUR") -> str:
     return f"{symbol}{amount}"
 
 
-def decimal_money(amount: str | None, currency: str = "EUR") -> str:
+def decimal_money(amount: str | None, currency: str) -> str:
     """``"19.99", "EUR"`` → ``€19.99``: a decimal string (as the services answer) for a shopper."""
     if amount is None or amount == "":
         return ""
@@ -158,7 +158,8 @@ def render(
     headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     """Render ``template`` with what every page needs: the request, the signed-in user (when a
-    dependency looked them up), the CSRF token, the shop's name and pending flash messages."""
+    dependency looked them up), the CSRF token, the shop's name and currency (for amounts that
+    carry none of their own, such as an empty cart's) and pending flash messages."""
     runtime = runtime_of(request)
     settings = runtime.settings
     token = csrf_token(request, settings.secret_key)
@@ -168,6 +169,7 @@ def render(
         "user": getattr(request.state, "page_user", None),
         "csrf_token": token,
         "shop_name": settings.shop_name,
+        "shop_currency": settings.currency,
         "flashes": flashes,
         "current_path": request.url.path,
     }

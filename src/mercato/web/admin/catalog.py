@@ -31,7 +31,7 @@ from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.money import MoneyError, format_minor, to_minor
 from mercato.problems import Problem, not_found
-from mercato.runtime import UowDep
+from mercato.runtime import RuntimeDep, UowDep
 from mercato.web.admin.cfg_forms import (
     Errors,
     Rename,
@@ -133,8 +133,8 @@ def _product_data(values: dict[str, Any], errors: Errors, *, new: bool) -> dict[
         data["brand_id"] = values["brand_id"]
     elif not new:
         data["brand_id"] = None
-    if new:
-        data["currency"] = values["currency"] or "EUR"
+    if new and values["currency"]:
+        data["currency"] = values["currency"]  # else the shop's (see ``product_spec``)
     return data
 
 
@@ -378,7 +378,7 @@ async def blank_row(
 # Creating and editing products
 
 
-def _new_values() -> dict[str, Any]:
+def _new_values(currency: str) -> dict[str, Any]:
     return {
         "title": "",
         "slug": "",
@@ -387,20 +387,23 @@ def _new_values() -> dict[str, Any]:
         "brand_id": "",
         "status": "draft",
         "tax_class": "standard",
-        "currency": "EUR",
+        "currency": currency,
         "attributes": [],
         "media": "",
     }
 
 
 @router.get("/products/new")
-async def new_product(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
-    return await _product_page(request, uow, view=None, values=_new_values())
+async def new_product(
+    request: Request, uow: UowDep, runtime: RuntimeDep, _staff: PageStaff
+) -> HTMLResponse:
+    values = _new_values(runtime.settings.currency)
+    return await _product_page(request, uow, view=None, values=values)
 
 
 @router.post("/products", dependencies=[CsrfChecked], response_model=None)
 async def create_product(
-    request: Request, uow: UowDep, _staff: PageStaff
+    request: Request, uow: UowDep, runtime: RuntimeDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
     values = _product_values(await read_form(request))
     body, errors, rename = _read_product(ProductIn, values, new=True)
@@ -409,7 +412,10 @@ async def create_product(
             request, uow, view=None, values=values, errors=errors, status_code=422
         )
     view, found = await _saved(
-        uow, lambda: service.create_product(uow, product_spec(body)), rename, ("media",)
+        uow,
+        lambda: service.create_product(uow, product_spec(body, runtime.settings.currency)),
+        rename,
+        ("media",),
     )
     if view is None:
         return await _product_page(

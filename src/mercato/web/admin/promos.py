@@ -16,7 +16,7 @@ from mercato.checkout import service as checkout
 from mercato.checkout.schemas import PromoIn
 from mercato.money import format_minor
 from mercato.problems import Problem
-from mercato.runtime import UowDep
+from mercato.runtime import RuntimeDep, UowDep
 from mercato.web.admin.cfg_forms import (
     Errors,
     checked,
@@ -36,16 +36,20 @@ router = APIRouter()
 KINDS = [("percent", "Percentage off"), ("fixed", "Fixed amount off")]
 
 
-def _value_text(promo: checkout.PromoInfo) -> str:
+def _value_text(promo: checkout.PromoInfo, shop_currency: str) -> str:
     if promo.kind == "percent":
         return f"{checkout.percent_text(promo.value)} %"
-    return f"{format_minor(promo.value, promo.currency or 'XXX')} {promo.currency}"
+    currency = promo.currency or shop_currency  # a fixed amount always names one
+    return f"{format_minor(promo.value, currency)} {currency}"
 
 
 @router.get("/promos")
-async def promo_list(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
+async def promo_list(
+    request: Request, uow: UowDep, runtime: RuntimeDep, _staff: PageStaff
+) -> HTMLResponse:
+    currency = runtime.settings.currency
     rows = [
-        {"promo": row.promo, "value": _value_text(row.promo), "counts": row.counts}
+        {"promo": row.promo, "value": _value_text(row.promo, currency), "counts": row.counts}
         for row in await checkout.list_promos_with_uses(uow)
     ]
     return render(request, "admin/promos/list.html", {"rows": rows})
@@ -79,7 +83,9 @@ async def new_promo(request: Request, _staff: PageStaff) -> HTMLResponse:
 
 
 @router.post("/promos", dependencies=[CsrfChecked], response_model=None)
-async def create_promo(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse | Response:
+async def create_promo(
+    request: Request, uow: UowDep, runtime: RuntimeDep, _staff: PageStaff
+) -> HTMLResponse | Response:
     form = await read_form(request)
     values: dict[str, Any] = {
         "code": text(form, "code"),
@@ -116,9 +122,9 @@ async def create_promo(request: Request, uow: UowDep, _staff: PageStaff) -> HTML
         return _form_page(request, values, errors, status_code=422)
     try:
         if errors:
-            checkout.check_promo(body)  # its complaints shown with the form's own
+            checkout.check_promo(body, runtime.settings.currency)  # shown with the form's own
             return _form_page(request, values, errors, status_code=422)
-        promo = await checkout.create_promo(uow, body)
+        promo = await checkout.create_promo(uow, body, runtime.settings.currency)
     except Problem as problem:
         found = problem_errors(problem)
         if found is None and problem.code == "promo_code_exists":

@@ -30,7 +30,7 @@ from mercato.web.admin.cfg_forms import (
 )
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
-from mercato.web.templating import flash, redirect, render
+from mercato.web.templating import flash, redirect, render, runtime_of
 
 router = APIRouter()
 
@@ -49,29 +49,34 @@ def _zone_values(form: Any = None) -> dict[str, str]:
     return {"zone_name": text(form, "zone_name"), "countries": text(form, "countries")}
 
 
-def _method_values(form: Any = None) -> dict[str, str]:
-    names = (
-        "zone_id",
-        "code",
-        "method_name",
-        "kind",
-        "price",
-        "currency",
-        "free_over",
-        "weight_bands",
-        "min_days",
-        "max_days",
-        "position",
-    )
-    if form is None:
-        return {n: "" for n in names} | {
-            "kind": "flat",
-            "currency": "EUR",
-            "min_days": "2",
-            "max_days": "5",
-            "position": "0",
-        }
-    values = {n: text(form, n) for n in names}
+_METHOD_FIELDS = (
+    "zone_id",
+    "code",
+    "method_name",
+    "kind",
+    "price",
+    "currency",
+    "free_over",
+    "weight_bands",
+    "min_days",
+    "max_days",
+    "position",
+)
+
+
+def _blank_method(currency: str) -> dict[str, str]:
+    """The new-method form, priced in ``currency`` (the shop's) until staff change it."""
+    return {n: "" for n in _METHOD_FIELDS} | {
+        "kind": "flat",
+        "currency": currency,
+        "min_days": "2",
+        "max_days": "5",
+        "position": "0",
+    }
+
+
+def _method_values(form: Any) -> dict[str, str]:
+    values = {n: text(form, n) for n in _METHOD_FIELDS}
     values["currency"] = values["currency"].upper()
     return values
 
@@ -96,7 +101,7 @@ async def _shipping_page(
         "methods_by_zone": by_zone,
         "zone": zone or _zone_values(),
         "zone_errors": zone_errors or {},
-        "method": method or _method_values(),
+        "method": method or _blank_method(runtime_of(request).settings.currency),
         "method_errors": method_errors or {},
         "zone_options": [("", "Choose a zone"), *((z.id, z.name) for z in zones)],
         "kinds": METHOD_KINDS,

@@ -88,7 +88,12 @@ async def cart_page(
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     cart, stale = await owned_cart(uow, runtime, owner)
-    view = await cart_service.view_cart(uow, cart, low_stock_threshold=settings.low_stock_threshold)
+    view = await cart_service.view_cart(
+        uow,
+        cart,
+        shop_currency=settings.currency,
+        low_stock_threshold=settings.low_stock_threshold,
+    )
     countries = await checkout.ship_to_countries(uow) if view.lines else []
     chosen = checkout.choose_country(countries, country, DEFAULT_COUNTRY)
     purchasable = any(line.purchasable for line in view.lines)

@@ -152,7 +152,10 @@ async def form_context(
     method = form.shipping_method if form.shipping_method in codes else (codes or [""])[0]
     form = replace(form, country=country, shipping_method=method)
     view = await cart_service.view_cart(
-        uow, cart, low_stock_threshold=runtime.settings.low_stock_threshold
+        uow,
+        cart,
+        shop_currency=runtime.settings.currency,
+        low_stock_threshold=runtime.settings.low_stock_threshold,
     )
     quote: checkout.Quote | None = None
     quote_problem: Problem | None = None

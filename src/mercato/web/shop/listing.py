@@ -21,7 +21,6 @@ from mercato.money import MoneyError, format_minor, to_minor
 from mercato.search import service as search
 from mercato.web.templating import money
 
-CURRENCY = "EUR"
 PAGE_SIZE = 24
 MAX_BRANDS = 20
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
@@ -42,8 +41,10 @@ KEPT = ("q", "category", "brand", "min_price", "max_price", "rating_gte", "in_st
 
 @dataclass
 class Listing:
-    """The shopper's choices, as read from the query string."""
+    """The shopper's choices, as read from the query string; prices are in ``currency``, the
+    shop's."""
 
+    currency: str = field(kw_only=True)
     q: str = ""
     category: str | None = None
     brands: tuple[str, ...] = ()
@@ -74,7 +75,7 @@ class Listing:
             brands=self.brands,
             min_price=self.min_price,
             max_price=self.max_price,
-            currency=CURRENCY if priced else None,
+            currency=self.currency if priced else None,
             rating_gte=float(self.rating_gte) if self.rating_gte is not None else None,
             in_stock=self.in_stock,
             attributes={k: list(v) for k, v in self.attributes.items()},
@@ -90,6 +91,7 @@ class Listing:
             limit=limit,
             cursor=self.cursor,
             snippets=False,
+            currency=self.currency,
         )
 
     def pairs(self, *, with_category: bool = True) -> list[tuple[str, str]]:
@@ -101,9 +103,9 @@ class Listing:
             out.append(("category", self.category))
         out += [("brand", b) for b in self.brands]
         if self.min_price is not None:
-            out.append(("min_price", format_minor(self.min_price, CURRENCY)))
+            out.append(("min_price", format_minor(self.min_price, self.currency)))
         if self.max_price is not None:
-            out.append(("max_price", format_minor(self.max_price, CURRENCY)))
+            out.append(("max_price", format_minor(self.max_price, self.currency)))
         if self.rating_gte is not None:
             out.append(("rating_gte", str(self.rating_gte)))
         if self.in_stock is not None:
@@ -115,24 +117,25 @@ class Listing:
         return out
 
 
-def _price(value: str | None) -> int | None:
+def _price(value: str | None, currency: str) -> int | None:
     if not value:
         return None
     try:
-        minor = to_minor(value.strip(), CURRENCY)
+        minor = to_minor(value.strip(), currency)
     except MoneyError:
         return None
     return minor if minor >= 0 else None
 
 
-def parse_listing(params: QueryParams) -> Listing:
-    """Read the listing's choices; values that cannot be used are left out, never an error."""
+def parse_listing(params: QueryParams, currency: str) -> Listing:
+    """Read the listing's choices, prices in ``currency`` (the shop's); values that cannot be
+    used are left out, never an error."""
     text = (params.get("q") or "").strip()[: search.MAX_QUERY_CHARS]
     category = params.get("category")
     brands = tuple(dict.fromkeys(b for b in params.getlist("brand") if b and SLUG.fullmatch(b)))[
         :MAX_BRANDS
     ]
-    low, high = _price(params.get("min_price")), _price(params.get("max_price"))
+    low, high = _price(params.get("min_price"), currency), _price(params.get("max_price"), currency)
     if low is not None and high is not None and low > high:
         low, high = high, low
     rating: int | None = None
@@ -146,6 +149,7 @@ def parse_listing(params: QueryParams) -> Listing:
     sort = params.get("sort") or "relevance"
     cursor = params.get("cursor")
     return Listing(
+        currency=currency,
         q=text,
         category=category if category and SLUG.fullmatch(category) else None,
         brands=brands,
@@ -216,18 +220,18 @@ class Chip:
     href: str
 
 
-def _minus_one(amount: str) -> int | None:
-    minor = _price(amount)
+def _minus_one(amount: str, currency: str) -> int | None:
+    minor = _price(amount, currency)
     return None if minor is None else max(minor - 1, 0)
 
 
-def price_label(low: int | None, high: int | None) -> str:
+def price_label(low: int | None, high: int | None, currency: str) -> str:
     if low is not None and high is not None:
-        return f"{money(low, CURRENCY)} – {money(high, CURRENCY)}"
+        return f"{money(low, currency)} – {money(high, currency)}"
     if low is not None:
-        return f"{money(low, CURRENCY)} and up"
+        return f"{money(low, currency)} and up"
     if high is not None:
-        return f"Up to {money(high, CURRENCY)}"
+        return f"Up to {money(high, currency)}"
     return ""
 
 
@@ -265,17 +269,18 @@ def facet_groups(
         head, more = _split(brands, BRANDS_SHOWN)
         groups.append(FacetGroup("brand", "Brand", head, more))
     prices = []
+    currency = listing.currency
     for bucket in facets.get("price") or []:
-        low = _price(bucket["from"])
-        high = _minus_one(bucket["to"]) if bucket.get("to") else None
+        low = _price(bucket["from"], currency)
+        high = _minus_one(bucket["to"], currency) if bucket.get("to") else None
         selected = listing.min_price == low and listing.max_price == high
         target = {
             "min_price": None if selected else bucket["from"],
-            "max_price": None if selected or high is None else format_minor(high, CURRENCY),
+            "max_price": None if selected or high is None else format_minor(high, currency),
         }
         prices.append(
             FacetLink(
-                price_label(low, high),
+                price_label(low, high, currency),
                 int(bucket["count"]),
                 replaced(base, pairs, target),
                 selected,
@@ -361,7 +366,7 @@ def chips(
     if listing.min_price is not None or listing.max_price is not None:
         found.append(
             Chip(
-                f"Price: {price_label(listing.min_price, listing.max_price)}",
+                f"Price: {price_label(listing.min_price, listing.max_price, listing.currency)}",
                 replaced(base, pairs, {"min_price": None, "max_price": None}),
             )
         )

@@ -93,7 +93,11 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
         _search(
             runtime,
             search.SearchRequest(
-                sort="relevance", limit=BEST_SELLERS, facets=frozenset(), snippets=False
+                sort="relevance",
+                limit=BEST_SELLERS,
+                facets=frozenset(),
+                snippets=False,
+                currency=runtime.settings.currency,
             ),
         ),
         _search(
@@ -104,6 +108,7 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
                 limit=FEATURED,
                 facets=frozenset(),
                 snippets=False,
+                currency=runtime.settings.currency,
             ),
         ),
     )
@@ -180,7 +185,7 @@ def _listing_page(
 
 @router.get("/search", response_class=HTMLResponse)
 async def search_page(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
-    listing = lst.parse_listing(request.query_params)
+    listing = lst.parse_listing(request.query_params, runtime.settings.currency)
     result = await _search(runtime, listing.request())
     facets = result.facets if result else None
     base = "/search"
@@ -237,7 +242,7 @@ async def category_page(
     if path.strip("/") != category.path:
         query = request.url.query
         return redirect(base + (f"?{query}" if query else ""), status_code=308)
-    listing = lst.parse_listing(request.query_params)
+    listing = lst.parse_listing(request.query_params, runtime.settings.currency)
     listing.category = None  # the path says which category
     result = await _search(runtime, listing.request(category=category.slug))
     facets = result.facets if result else None

@@ -161,11 +161,14 @@ async def deliver(
 @router.get(ADMIN + "/carriers", response_model=list[CarrierOut])
 async def list_carriers(
     _staff: StaffUser,
+    runtime: RuntimeDep,
     country: Annotated[str, Query(min_length=2, max_length=2)] = "DE",
     units: Annotated[int, Query(ge=1, le=1000)] = 1,
-    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "EUR",
+    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
 ) -> list[CarrierOut]:
-    """The carriers a shipment can use, with their rate quotes for a parcel."""
+    """The carriers a shipment can use, with their rate quotes for a parcel (in ``currency``,
+    by default the shop's)."""
+    currency = currency or runtime.settings.currency
     return [
         CarrierOut(
             name=carrier.name,

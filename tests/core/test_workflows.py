@@ -391,3 +391,48 @@ async def test_a_runner_overtaken_while_it_fails_answers_with_the_runs_outcome(
     assert caught.value.code == "too_late"
     t = await check_invariants(runtime)
     assert t.runs == {"failed": 1} and t.released == 1 and t.live_charges == 0
+
+
+class NoteState(BaseModel):
+    notes: list[str] = []
+
+
+async def note_early(ctx: StepContext, state: NoteState) -> None:
+    state.notes.append("before")
+    await ctx.record_progress()  # the run's row now, as a step locking hot rows does
+    await _event(ctx.uow, "ToyHeld", ctx.run_id)
+    state.notes.append("after")
+
+
+async def note_last(ctx: StepContext, state: NoteState) -> None:
+    state.notes.append("last-before")
+    await ctx.record_progress()
+    state.notes.append("last-after")
+
+
+RECORDING = Workflow(
+    name="test.recording",
+    state=NoteState,
+    steps=(Step("first", note_early), Step("last", note_last)),
+    result=lambda st: {"notes": list(st.notes)},
+)
+workflows.register(RECORDING)
+
+
+async def test_a_step_may_record_its_progress_before_its_last_statements(
+    runtime: Runtime,
+) -> None:
+    """Recording early changes when the row is written, not what is kept: what the step
+    changed afterwards is written too, and the result of the last step is the state at the
+    moment it recorded."""
+
+    async def prepare(uow: UnitOfWork, run_id: str) -> NoteState:
+        return NoteState()
+
+    answer = await workflows.start(runtime, RECORDING, key="k1", prepare=prepare)
+    assert answer == {"notes": ["before", "after", "last-before"]}
+    async with runtime.db.transaction() as uow:
+        run = await workflows.find_run(uow, RECORDING.name, "k1")
+    assert run is not None and run.status == "completed"
+    assert run.state["notes"] == ["before", "after", "last-before", "last-after"]
+    assert run.result == answer

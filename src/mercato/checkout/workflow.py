@@ -265,6 +265,8 @@ async def prepare(
 
 async def reserve(ctx: StepContext, state: CheckoutState) -> None:
     first = not ctx.resuming  # the run's row is being inserted in this very transaction
+    # The run's row first: the stock rows locked below stay locked until the commit.
+    await ctx.record_progress()
     await inventory.reserve(
         ctx.uow,
         state.checkout_id,
@@ -379,7 +381,8 @@ async def place_order(ctx: StepContext, state: CheckoutState) -> None:
     if cache is not None:
         # Before answering, once committed: the shopper's next look at the cart finds it empty.
         uow.after_commit(partial(cache.delete, state.cart_id))
-    # The stock last: see the module docstring.
+    # The run's progress, then the stock last: see the module docstring.
+    await ctx.record_progress()
     sold = await inventory.commit(uow, state.checkout_id)
     missing = _missing(state.lines, sold)
     if missing:
@@ -399,26 +402,17 @@ async def _sell_again(
 ) -> None:
     """Part of the reservation expired before the order: hold and sell those units now."""
     log.warning("checkout %s: the reservation expired before the order", state.checkout_id)
-    try:
-        await inventory.reserve(
-            ctx.uow,
-            state.checkout_id,
-            missing,
-            country=state.country,
-            ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
-        )
-    except Problem:
-        if await _still_ours(ctx):
-            raise  # undone: the authorization is voided, the rest given back
-        # Recovery took the run over (which is why the reservation was gone): this step's
-        # transaction will not commit, and its runner undoes its own authorization.
-        return
+    # The run is still this runner's: recording the progress just now would have failed had
+    # recovery taken it over. Out of stock by now: the checkout is undone (the authorization
+    # voided, the rest given back).
+    await inventory.reserve(
+        ctx.uow,
+        state.checkout_id,
+        missing,
+        country=state.country,
+        ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
+    )
     await inventory.commit(ctx.uow, state.checkout_id)
-
-
-async def _still_ours(ctx: StepContext) -> bool:
-    run = await workflows.get_run(ctx.uow, ctx.run_id)
-    return run is not None and run.status == "running" and run.attempts == ctx.attempt
 
 
 def _order_draft(state: CheckoutState, priced: PricedCart) -> orders.OrderDraft:

@@ -43,6 +43,17 @@ class StepContext:
     memo: dict[str, Any]
     """In-memory inputs of the live request that are never stored (a payment token)."""
     _uow: UnitOfWork | None = None
+    _record: Callable[[], Awaitable[None]] | None = None
+
+    async def record_progress(self) -> None:
+        """Write this step's progress now, in its transaction, instead of after the step. A
+        step whose last statements lock rows every run queues for (a popular variant's stock)
+        calls this before them, so the lock is held up to the commit and not one statement
+        longer. The state as it is now is what the progress records (and, after the last step,
+        what the result is made of); a change made after this is written after the step."""
+        if self._record is not None:
+            record, self._record = self._record, None
+            await record()
 
     @property
     def uow(self) -> UnitOfWork:

@@ -234,23 +234,36 @@ async def start(
         )
         holder["run"] = run
         values: dict[str, Any] = {"fingerprint": fingerprint, "step": first.name}
+        inserted = False
+
+        async def insert() -> None:
+            nonlocal inserted
+            if first.transactional:
+                values.update(_progress_values(run, 1))
+                run.dumped = state.model_dump(mode="json")
+            if not await _insert(uow, run, values):
+                existing = await find_run(uow, workflow.name, run_key)
+                assert existing is not None, "the key's row was committed before it gave way"
+                raise _Replay(existing)
+            inserted = True
+
         if first.transactional:
+            ctx = run.context(runtime, uow)
+            ctx._record = insert
             try:
                 try:
-                    await first.run(run.context(runtime, uow), state)
+                    await first.run(ctx, state)
                 except RetryLater as later:
                     raise later.problem from None
             except Problem as problem:
                 if workflow.remember_refusals:
                     raise _Refused(problem) from problem
                 raise
-            values.update(_progress_values(run, 1))
-            run.dumped = state.model_dump(mode="json")
             run.index = 1
-        if not await _insert(uow, run, values):
-            existing = await find_run(uow, workflow.name, run_key)
-            assert existing is not None, "the key's row was committed before the insert gave way"
-            raise _Replay(existing)
+        if not inserted:
+            await insert()
+        elif state.model_dump(mode="json") != run.dumped:
+            await _write(uow, run)  # what the step changed after recording its progress
         run.status = values.get("status", "running")
         return run
 
@@ -312,8 +325,20 @@ async def _drive(runtime: Runtime, run: _Run[Any], fingerprint: str | None) -> d
             if step.transactional:
 
                 async def work(uow: UnitOfWork, step: Step[Any] = step, index: int = index) -> None:
-                    await step.run(run.context(runtime, uow), run.state)
-                    await _write(uow, run, **_progress_values(run, index + 1))
+                    recorded = False
+
+                    async def record() -> None:
+                        nonlocal recorded
+                        await _write(uow, run, **_progress_values(run, index + 1))
+                        recorded = True
+
+                    ctx = run.context(runtime, uow)
+                    ctx._record = record
+                    await step.run(ctx, run.state)
+                    if not recorded:
+                        await record()
+                    elif run.state.model_dump(mode="json") != run.dumped:
+                        await _write(uow, run)  # what the step changed after recording
 
                 await _attempt(runtime, run, work)
                 external_done.clear()

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from fastapi import Request
 from redis.asyncio import Redis
 
+from mercato.problems import Problem
 from mercato.runtime import Runtime
 
 Clock = Callable[[], float]
@@ -171,3 +173,51 @@ def limiter_for(runtime: Runtime) -> TokenBucketLimiter:
 def retry_after_header(seconds: float) -> str:
     """``Retry-After`` takes whole seconds; round up so a client that obeys it is let in."""
     return str(max(1, math.ceil(seconds)))
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A bucket's shape: a burst of ``capacity`` then ``refill_per_second`` in the long run."""
+
+    capacity: int
+    refill_per_second: float
+
+    @classmethod
+    def per_minute(cls, count: int, burst: int | None = None) -> Rate:
+        return cls(burst if burst is not None else count, count / 60)
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address for rate limiting: the socket peer.
+
+    Behind a proxy, run uvicorn with ``--proxy-headers`` and a trusted ``--forwarded-allow-ips``
+    so this is the real client. Reading X-Forwarded-For here instead would let any client choose
+    its own bucket.
+    """
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limited(wait: float, detail: str) -> Problem:
+    """The 429 problem every throttle answers, with ``Retry-After`` in whole seconds."""
+    retry_after = retry_after_header(wait)
+    return Problem(
+        429,
+        "rate_limited",
+        detail,
+        title="Too many requests",
+        headers={"Retry-After": retry_after},
+        retry_after=int(retry_after),
+    )
+
+
+async def throttle(limiter: TokenBucketLimiter, buckets: dict[str, Rate], *, detail: str) -> None:
+    """Take one token from each bucket (key → rate), in order; raise 429 at the first empty one.
+
+    Buckets after a refusing one are not charged: an attempt that was refused anyway must not
+    spend anyone else's allowance (a throttled client would otherwise drain the shared buckets
+    of the accounts or carts it names). Put the bucket the caller controls first (its IP).
+    """
+    for key, rate in buckets.items():
+        allowed, wait = await limiter.take(key, rate.capacity, rate.refill_per_second)
+        if not allowed:
+            raise rate_limited(wait, detail)

@@ -305,6 +305,9 @@ async def change_password(
     )
     if (message := password_problem(new_password)) is not None:
         raise validation_problem("new_password", message)
+    if new_password == current_password:
+        raise validation_problem("new_password", "must differ from the current password")
+    new_hash = await hash_password(new_password)  # before the row is read (and, on SQLite, locked)
     user = await uow.get(User, user_id)
     if user is None:
         raise Problem(404, "not_found", f"user {user_id!r} was not found", title="Not found")
@@ -312,9 +315,7 @@ async def change_password(
         user.password_hash, current_password
     ):
         raise validation_problem("current_password", "is not your current password")
-    if new_password == current_password:
-        raise validation_problem("new_password", "must differ from the current password")
-    user.password_hash = await hash_password(new_password)
+    user.password_hash = new_hash
     await uow.flush()
     await account_tokens.retire(uow, user_id, RESET_PASSWORD)
     others = update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))

@@ -31,6 +31,17 @@ class TokenBucketLimiter(Protocol):
         """Take ``cost`` tokens from bucket ``key``: (allowed, seconds until it would be)."""
         ...
 
+    async def refund(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        """Give ``cost`` tokens back to bucket ``key`` (never beyond its capacity).
+
+        For allowances that count only some outcomes (failed logins): take a token before the
+        attempt, so that concurrent attempts cannot all slip through a check that nothing has
+        charged yet, and give it back when the attempt turns out not to count.
+        """
+        ...
+
 
 def _check_arguments(capacity: int, refill_per_second: float, cost: float) -> None:
     if capacity <= 0 or refill_per_second <= 0:
@@ -91,6 +102,19 @@ class MemoryTokenBucket:
             self.prune(now)
         return allowed, retry_after
 
+    async def refund(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        _check_arguments(capacity, refill_per_second, cost)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return  # forgotten buckets are full
+        now = self._clock()
+        elapsed = max(0.0, now - bucket.updated)
+        tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second + cost)
+        full_at = now + (capacity - tokens) / refill_per_second
+        self._buckets[key] = _Bucket(tokens, now, full_at)
+
     def prune(self, now: float | None = None) -> int:
         """Forget full buckets (and the least recently used beyond ``max_keys``)."""
         now = self._clock() if now is None else now
@@ -137,6 +161,33 @@ redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
 return {allowed, tostring(retry)}
 """
 
+# The same refill, then ``cost`` tokens back; a bucket that is full again is simply deleted
+# (a missing bucket is a full one).
+_REFUND_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  return 0
+end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill + cost)
+if tokens >= capacity then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
+return 1
+"""
+
 
 class RedisTokenBucket:
     """Buckets as Redis hashes, shared by every process; each expires once it would be full."""
@@ -148,15 +199,25 @@ class RedisTokenBucket:
         self._prefix = prefix
         self._clock = clock
         self._script = redis.register_script(_TAKE_SCRIPT)
+        self._refund_script = redis.register_script(_REFUND_SCRIPT)
+
+    def _args(self, capacity: int, refill_per_second: float, cost: float) -> list[Any]:
+        _check_arguments(capacity, refill_per_second, cost)
+        now = "" if self._clock is None else repr(self._clock())
+        return [capacity, repr(float(refill_per_second)), repr(float(cost)), now]
 
     async def take(
         self, key: str, capacity: int, refill_per_second: float, cost: float = 1
     ) -> tuple[bool, float]:
-        _check_arguments(capacity, refill_per_second, cost)
-        now = "" if self._clock is None else repr(self._clock())
-        args: list[Any] = [capacity, repr(float(refill_per_second)), repr(float(cost)), now]
+        args = self._args(capacity, refill_per_second, cost)
         allowed, retry = await self._script(keys=[self._prefix + key], args=args)
         return bool(int(allowed)), float(retry)
+
+    async def refund(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        args = self._args(capacity, refill_per_second, cost)
+        await self._refund_script(keys=[self._prefix + key], args=args)
 
 
 def limiter_for(runtime: Runtime) -> TokenBucketLimiter:

@@ -42,9 +42,25 @@ class Settings(BaseSettings):
 
     # identity
     token_ttl_seconds: int = 14 * 24 * 3600
+    cookie_secure: bool = False
+    # Failed logins only (a success spends nothing): per client IP, per account from one IP,
+    # and per account from anywhere; once the last is spent only addresses that have not failed
+    # on the account may try (see identity/login_limits.py). Burst, then refill per second.
     login_rate_capacity: int = 10
     login_rate_refill_per_second: float = 10 / 60
-    cookie_secure: bool = False
+    login_account_ip_capacity: int = 5
+    login_account_ip_refill_per_second: float = 5 / 900
+    login_account_capacity: int = 20
+    login_account_refill_per_second: float = 20 / 3600
+    # Other account actions, as attempts per hour (also the burst)
+    register_per_ip_per_hour: int = 10
+    password_reset_per_ip_per_hour: int = 10
+    password_reset_per_address_per_hour: int = 3
+    password_change_per_user_per_hour: int = 10
+    verification_mail_per_user_per_hour: int = 3
+    account_link_per_ip_per_hour: int = 30  # reset and verification links redeemed per client IP
+    password_reset_ttl_seconds: int = 3600
+    email_verification_ttl_seconds: int = 3 * 24 * 3600
 
     # inventory and carts
     reservation_ttl_seconds: int = 600

@@ -1,8 +1,8 @@
-"""Identity test fixtures: a cheap argon2 cost and a small, slow login allowance."""
+"""Identity test fixtures: a cheap argon2 cost, small and slow allowances, a real SMTP server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -11,10 +11,17 @@ from fastapi import FastAPI
 
 from mercato.identity import service
 from mercato.settings import Settings
-from tests.identity.support import LOGIN_CAPACITY
+from tests.identity.support import (
+    ACCOUNT_CAPACITY,
+    ACCOUNT_IP_CAPACITY,
+    LOGIN_CAPACITY,
+    REGISTER_CAPACITY,
+)
+from tests.support.smtp import SmtpServer, running_smtp_server
 
 # Real argon2id, with the smallest cost it allows: the tests check behaviour, not hash strength.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+SLOW = 1 / 3600  # one token an hour: no test can see a bucket refill while it runs
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +31,23 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> PasswordHasher:
 
 
 @pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
 def settings(settings: Settings) -> Settings:
-    # A refill of one attempt per hour: no test can see a bucket refill while it runs.
     return settings.model_copy(
-        update={"login_rate_capacity": LOGIN_CAPACITY, "login_rate_refill_per_second": 1 / 3600}
+        update={
+            "login_rate_capacity": LOGIN_CAPACITY,
+            "login_rate_refill_per_second": SLOW,
+            "login_account_ip_capacity": ACCOUNT_IP_CAPACITY,
+            "login_account_ip_refill_per_second": SLOW,
+            "login_account_capacity": ACCOUNT_CAPACITY,
+            "login_account_refill_per_second": SLOW,
+            "register_per_ip_per_hour": REGISTER_CAPACITY,
+        }
     )
 
 

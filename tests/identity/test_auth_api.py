@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from http.cookies import SimpleCookie
 
@@ -25,6 +26,7 @@ from tests.identity.support import (
     assert_problem,
     bearer,
     counts,
+    page_post,
     plant_session_cookie,
     register,
 )
@@ -137,6 +139,63 @@ async def test_malformed_json_is_400(client: httpx.AsyncClient, app: FastAPI) ->
     )
     assert_problem(r, 400, "malformed_json")
     assert await counts(app) == before
+
+
+FULL_WIDTH_ADA = "\uff41\uff44\uff41@example.com"  # "ada" in full-width letters
+
+
+async def test_one_account_per_address_however_it_is_spelt(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Unicode compatibility forms and case fold to one address: registering again in
+    full-width letters, or with a capital sharp s, is the same account."""
+    registered = (await register(client, email="ada@example.com")).json()["user"]
+    before = await counts(app)
+    for spelling in (FULL_WIDTH_ADA, "ADA@EXAMPLE.COM", "\uff21da@example.com"):
+        r = await client.post(
+            "/api/auth/register", json={"email": spelling, "password": PASSWORD, "name": "Eve"}
+        )
+        assert_problem(r, 409, "email_taken")
+    assert await counts(app) == before
+    client.cookies.clear()
+    r = await client.post("/api/auth/login", json={"email": FULL_WIDTH_ADA, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["id"] == registered["id"]
+    async with app.state.runtime.db.transaction() as uow:
+        assert await service.get_user_by_email(uow, FULL_WIDTH_ADA) is not None
+    strasse = (await register(client, email="STRASSE@example.de")).json()["user"]
+    assert strasse["email"] == "strasse@example.de"
+    r = await client.post(
+        "/api/auth/register",
+        json={"email": "Stra\u00dfe@example.de", "password": PASSWORD, "name": "Eve"},
+    )
+    assert_problem(r, 409, "email_taken")
+
+
+async def test_registration_is_limited_per_ip(
+    client_from: Callable[[str], httpx.AsyncClient], app: FastAPI, settings: Settings
+) -> None:
+    rt: Runtime = app.state.runtime
+    rt.settings = settings.model_copy(update={"register_per_ip_per_hour": 3})
+    crowd = client_from("127.0.0.30")
+    for i in range(3):
+        await register(crowd, email=f"user{i}@example.com")
+    before = await counts(app)
+    payload = {"email": "user9@example.com", "password": PASSWORD, "name": "Nine"}
+    r = await crowd.post("/api/auth/register", json=payload)
+    body = assert_problem(r, 429, "rate_limited")
+    assert int(r.headers["retry-after"]) >= 1
+    assert body["retry_after"] == int(r.headers["retry-after"])
+    assert await counts(app) == before
+    # The page refuses the same address in the same way; another address registers.
+    form = {"name": "Nine", "email": "user9@example.com", "password": PASSWORD}
+    crowd.cookies.clear()  # signed out, or the page sends a signed-in visitor on
+    r = await page_post(crowd, "/account/register", "/account/register", form)
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) >= 1
+    assert await counts(app) == before
+    r = await page_post(client_from("127.0.0.31"), "/account/register", "/account/register", form)
+    assert r.status_code == 303, r.text
 
 
 # --- login ---------------------------------------------------------------------------------

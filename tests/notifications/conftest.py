@@ -1,5 +1,6 @@
-"""Notifications test helpers: a real SMTP server (aiosmtpd) and a real HTTP receiver on
-127.0.0.1 free ports, orders placed through the orders service, and event publishing."""
+"""Notifications test helpers: a real SMTP server (aiosmtpd, from tests/support/smtp.py) and a
+real HTTP receiver on 127.0.0.1 free ports, orders placed through the orders service, and event
+publishing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
 from sqlalchemy import delete, func, select
 
@@ -27,7 +25,7 @@ from mercato.notifications.service import DELIVERIES, EMAILS, ENDPOINTS
 from mercato.orders import service as orders
 from mercato.orders.service import OrderDraft, OrderInfo, OrderLineDraft
 from mercato.settings import Settings
-from tests.support.servers import free_port
+from tests.support.smtp import SmtpServer, running_smtp_server, with_smtp
 
 
 @pytest.fixture(autouse=True)
@@ -38,77 +36,18 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-# -- a real SMTP server ----------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    message: EmailMessage
-
-
-@dataclass
-class SmtpRecorder:
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
-        return "250 Message accepted for delivery"
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    recorder: SmtpRecorder
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        return [r.message for r in self.recorder.received]
+# -- a real SMTP server (shared: tests/support/smtp.py) -------------------------------------------
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    recorder = SmtpRecorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer(port, recorder)
-    finally:
-        controller.stop()
+    with running_smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
 def smtp_settings(settings: Settings, smtp_server: SmtpServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp_server.port,
-            "mail_from": "Test Shop <shop@shop.example>",
-            "shop_name": "Test Shop",
-            "public_url": "https://shop.example",
-        }
-    )
-
-
-def parts(message: EmailMessage) -> tuple[str, str]:
-    """(text, html) bodies of a multipart/alternative mail."""
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    assert text is not None and html is not None
-    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
-    return str(text.get_content()), str(html.get_content())
+    return with_smtp(settings, smtp_server)
 
 
 # -- a real HTTP receiver --------------------------------------------------------------------------

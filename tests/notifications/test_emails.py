@@ -16,16 +16,15 @@ from mercato.notifications.service import EMAILS
 from mercato.runtime import Runtime
 from mercato.settings import Settings
 from tests.notifications.conftest import (
-    SmtpServer,
     at,
     count,
     forget_deliveries,
-    parts,
     place_order,
     publish,
     rows,
 )
 from tests.support.servers import free_port
+from tests.support.smtp import SmtpServer, parts
 
 
 async def test_order_placed_mail_reaches_the_smtp_server(

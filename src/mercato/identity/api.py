@@ -1,4 +1,5 @@
-"""Identity endpoints: register, log in, log out, and who am I.
+"""Identity endpoints: register, log in, log out, who am I, and the account basics (change the
+password, reset a forgotten one by e-mail, verify the e-mail address).
 
 Login and registration answer with the token in the body (for API clients) and set the same
 token as an HttpOnly cookie (for the shop's pages); either form works on every endpoint.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from mercato.db import UnitOfWork
 from mercato.identity import service
 from mercato.identity.deps import (
     CurrentUser,
@@ -17,39 +17,34 @@ from mercato.identity.deps import (
     delete_session_cookie,
     set_session_cookie,
 )
-from mercato.identity.schemas import AuthOut, LoginIn, RegisterIn, UserOut
-from mercato.identity.service import UserInfo
-from mercato.ratelimit import limiter_for
+from mercato.identity.schemas import (
+    AcceptedOut,
+    AuthOut,
+    LoginIn,
+    PasswordChangeIn,
+    PasswordResetIn,
+    PasswordResetRequestIn,
+    RegisterIn,
+    UserOut,
+    VerifyEmailIn,
+)
+from mercato.ratelimit import client_ip, limiter_for
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(tags=["identity"])
 
-
-def client_ip(request: Request) -> str:
-    # The socket peer: behind a proxy, run uvicorn with --proxy-headers and a trusted
-    # --forwarded-allow-ips so this is the real client. Reading X-Forwarded-For here instead
-    # would let any client choose its own rate-limit bucket.
-    return request.client.host if request.client else "unknown"
+RESET_ACCEPTED = "If an account has this address, a link to set a new password is on its way to it"
 
 
-async def _sign_in(
-    uow: UnitOfWork,
-    runtime: Runtime,
-    request: Request,
-    response: Response,
-    user: UserInfo,
-) -> AuthOut:
-    ttl = runtime.settings.token_ttl_seconds
-    issued = await service.start_session(
-        uow,
-        user.id,
-        ttl,
-        user_agent=request.headers.get("user-agent"),
-        ip=client_ip(request),
+def _answer(runtime: Runtime, response: Response, signed_in: service.SignedIn) -> AuthOut:
+    settings = runtime.settings
+    session = signed_in.session
+    set_session_cookie(
+        response, session.token, settings.token_ttl_seconds, secure=settings.cookie_secure
     )
-    await service.run_login_hooks(uow, request, response, user)
-    set_session_cookie(response, issued.token, ttl, secure=runtime.settings.cookie_secure)
-    return AuthOut(user=UserOut.of(user), token=issued.token, expires_at=issued.expires_at)
+    return AuthOut(
+        user=UserOut.of(signed_in.user), token=session.token, expires_at=session.expires_at
+    )
 
 
 @router.post("/api/auth/register", status_code=201, response_model=AuthOut)
@@ -60,11 +55,19 @@ async def register(
     uow: UowDep,
     runtime: RuntimeDep,
 ) -> AuthOut:
-    """Create a customer account and sign it in."""
-    user = await service.create_user(
-        uow, email=body.email, password=body.password, role="customer", name=body.name
+    """Create a customer account, mail a link to verify its address, and sign it in
+    (rate-limited per client IP)."""
+    signed_in = await service.register(
+        uow,
+        limiter_for(runtime),
+        runtime.settings,
+        request,
+        response,
+        email=body.email,
+        password=body.password,
+        name=body.name,
     )
-    return await _sign_in(uow, runtime, request, response, user)
+    return _answer(runtime, response, signed_in)
 
 
 @router.post("/api/auth/login", response_model=AuthOut)
@@ -75,19 +78,18 @@ async def login(
     uow: UowDep,
     runtime: RuntimeDep,
 ) -> AuthOut:
-    """Exchange e-mail and password for a token (rate-limited per IP and per account)."""
-    settings = runtime.settings
-    await service.enforce_login_rate(
+    """Exchange e-mail and password for a token. Failed attempts are limited per client IP,
+    per account and IP, and per account (see the operations guide)."""
+    signed_in = await service.log_in(
+        uow,
         limiter_for(runtime),
-        ip=client_ip(request),
+        runtime.settings,
+        request,
+        response,
         email=body.email,
-        capacity=settings.login_rate_capacity,
-        refill_per_second=settings.login_rate_refill_per_second,
+        password=body.password,
     )
-    user = await service.authenticate_credentials(uow, body.email, body.password)
-    if user is None:
-        raise service.invalid_credentials()
-    return await _sign_in(uow, runtime, request, response, user)
+    return _answer(runtime, response, signed_in)
 
 
 @router.post("/api/auth/logout", status_code=204, response_class=Response)
@@ -116,3 +118,77 @@ async def logout_all(
 @router.get("/api/me", response_model=UserOut)
 async def me(user: CurrentUser) -> UserOut:
     return UserOut.of(user)
+
+
+@router.post("/api/auth/password", status_code=204, response_class=Response)
+async def change_password(
+    body: PasswordChangeIn,
+    user: CurrentUser,
+    credential: PresentedCredential,
+    uow: UowDep,
+    runtime: RuntimeDep,
+) -> None:
+    """Set a new password, proving the current one. Every other session of the user is
+    signed out; this one stays (rate-limited per user)."""
+    assert credential is not None  # CurrentUser has already insisted on one
+    await service.change_password(
+        uow,
+        limiter_for(runtime),
+        runtime.settings,
+        user.id,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        keep_token=credential.token,
+    )
+
+
+@router.post("/api/auth/password-reset", status_code=202, response_model=AcceptedOut)
+async def request_password_reset(
+    body: PasswordResetRequestIn, request: Request, uow: UowDep, runtime: RuntimeDep
+) -> AcceptedOut:
+    """Mail a single-use link to set a new password. The answer is the same whether or not
+    an account has the address (rate-limited per client IP and per address)."""
+    await service.request_password_reset(
+        uow, limiter_for(runtime), runtime.settings, email=body.email, ip=client_ip(request)
+    )
+    return AcceptedOut(message=RESET_ACCEPTED)
+
+
+@router.post("/api/auth/password-reset/confirm", status_code=204, response_class=Response)
+async def reset_password(
+    body: PasswordResetIn,
+    request: Request,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    response: Response,
+) -> None:
+    """Set a new password with the token of a reset link; every session of the user is
+    signed out (rate-limited per client IP)."""
+    await service.reset_password(
+        uow,
+        limiter_for(runtime),
+        runtime.settings,
+        token=body.token,
+        new_password=body.password,
+        ip=client_ip(request),
+    )
+    delete_session_cookie(response, secure=runtime.settings.cookie_secure)
+
+
+@router.post("/api/auth/verify-email", status_code=204, response_class=Response)
+async def verify_email(
+    body: VerifyEmailIn, request: Request, uow: UowDep, runtime: RuntimeDep
+) -> None:
+    """Mark the address as verified with the token of a verification link (rate-limited per
+    client IP)."""
+    await service.verify_email(
+        uow, limiter_for(runtime), runtime.settings, token=body.token, ip=client_ip(request)
+    )
+
+
+@router.post("/api/auth/verify-email/resend", status_code=202, response_model=AcceptedOut)
+async def resend_verification(user: CurrentUser, uow: UowDep, runtime: RuntimeDep) -> AcceptedOut:
+    """Mail a new verification link to the user's address (409 when it is verified already;
+    rate-limited per user)."""
+    await service.resend_verification(uow, limiter_for(runtime), runtime.settings, user.id)
+    return AcceptedOut(message=f"A verification link is on its way to {user.email}")

@@ -40,10 +40,39 @@ class RegisterIn(BaseModel):
     name: Name
 
 
+# No length policy beyond the cap for a password being checked: it may predate the policy.
+CurrentPassword = Annotated[str, Field(min_length=1, max_length=service.PASSWORD_MAX_LENGTH)]
+LinkToken = Annotated[
+    str,
+    Field(min_length=1, max_length=service.TOKEN_MAX_LENGTH, description="From the mailed link"),
+]
+
+
 class LoginIn(BaseModel):
     email: Email
-    # No length policy at login beyond the cap: the policy may have changed since sign-up.
-    password: Annotated[str, Field(min_length=1, max_length=service.PASSWORD_MAX_LENGTH)]
+    password: CurrentPassword
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: CurrentPassword
+    new_password: Password
+
+
+class PasswordResetRequestIn(BaseModel):
+    email: Email
+
+
+class PasswordResetIn(BaseModel):
+    token: LinkToken
+    password: Password
+
+
+class VerifyEmailIn(BaseModel):
+    token: LinkToken
+
+
+class AcceptedOut(BaseModel):
+    message: str
 
 
 class UserOut(BaseModel):
@@ -52,6 +81,9 @@ class UserOut(BaseModel):
     name: str
     role: Role
     created_at: datetime
+    email_verified_at: datetime | None = Field(
+        description="When the owner proved the address with a mailed link; null until then"
+    )
 
     @classmethod
     def of(cls, user: UserInfo) -> UserOut:
@@ -61,6 +93,7 @@ class UserOut(BaseModel):
             name=user.name,
             role=user.role,
             created_at=user.created_at,
+            email_verified_at=user.email_verified_at,
         )
 
 

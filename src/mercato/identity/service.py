@@ -1,4 +1,5 @@
-"""Identity rules: accounts, passwords, bearer tokens, login throttling.
+"""Identity rules: accounts, passwords, bearer tokens, login throttling, and the mailed links
+that reset a password or verify an address.
 
 Choices that matter for security, and why:
 
@@ -9,8 +10,15 @@ Choices that matter for security, and why:
   answer nor its timing tells whether an account exists.
 * Tokens are random (not signed): they can be revoked one by one, and the database stores only
   their SHA-256, so a copy of the table lets no one in.
-* Login attempts are throttled per client IP and per account *before* the password is checked,
-  so a throttled guesser learns nothing and costs us no argon2 work.
+* Only failed logins spend an allowance, and an attempt that a limit refuses is refused before
+  the password is looked at (no argon2 work, nothing learnt); the limits are such that no
+  stranger can lock an owner out (:mod:`~mercato.identity.login_limits`).
+* E-mail addresses are normalised (Unicode NFKC, case-folded) wherever one comes in, so that
+  an address typed in full-width letters and the same address in capitals are one account.
+* A password reset is asked for by address and answered the same way whether or not an account
+  has it; the link it mails is single-use, expires, and is never stored in clear
+  (:mod:`~mercato.identity.account_tokens`). Setting a password by any route signs the user
+  out everywhere else.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import enum
 import hashlib
 import re
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,10 +41,14 @@ from sqlalchemy.exc import IntegrityError
 
 from mercato import events
 from mercato.db import UnitOfWork, utcnow
+from mercato.identity import account_tokens, login_limits
+from mercato.identity.account_tokens import RESET_PASSWORD, VERIFY_EMAIL, AccountTokenInfo
+from mercato.identity.login_limits import LoginRates
 from mercato.identity.models import ROLES, Token, User
 from mercato.ids import new_id
 from mercato.problems import Problem, validation_problem
-from mercato.ratelimit import TokenBucketLimiter, retry_after_header
+from mercato.ratelimit import Rate, TokenBucketLimiter, client_ip, throttle
+from mercato.settings import Settings
 
 # OWASP's recommended argon2id floor (19 MiB, 2 passes, 1 lane): about 50 ms per hash on a
 # small server core, which keeps a login burst from starving the API. Raising it later is safe:
@@ -60,11 +73,33 @@ class UserInfo:
     name: str
     role: str
     created_at: datetime
+    # When the owner proved the address by a mailed link; None until then.
+    email_verified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A session just started: the user and the token (for the body and the cookie)."""
+
+    user: UserInfo
+    session: IssuedToken
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMail:
+    """What a mailed link needs (for the notifications module, which writes the mail)."""
+
+    token_id: str
+    purpose: str
+    user_id: str
+    name: str
+    email: str
     expires_at: datetime
 
 
@@ -90,14 +125,24 @@ after_login_hooks: list[LoginHook] = []
 
 
 def _info(user: User) -> UserInfo:
-    return UserInfo(user.id, user.email, user.name, user.role, user.created_at)
+    return UserInfo(
+        user.id, user.email, user.name, user.role, user.created_at, user.email_verified_at
+    )
+
+
+def _hourly(count: int) -> Rate:
+    return Rate(count, count / 3600)
 
 
 # --- input rules -------------------------------------------------------------------------
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """The one spelling of an address under which its account is stored and found: Unicode
+    NFKC (full-width letters, ligatures and the like become their plain forms), case-folded,
+    trimmed. Folding the local part too is a choice: no mail provider in use tells ``Ada`` from
+    ``ada``, and two accounts for them would only confuse their owner."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold()).strip()
 
 
 def email_problem(email: str) -> str | None:
@@ -237,36 +282,265 @@ async def set_password(uow: UnitOfWork, user_id: str, password: str) -> None:
     if changed == 0:
         raise Problem(404, "not_found", f"user {user_id!r} was not found", title="Not found")
     await revoke_user_tokens(uow, user_id)
+    await account_tokens.retire(uow, user_id, RESET_PASSWORD)
 
 
-async def enforce_login_rate(
+async def change_password(
+    uow: UnitOfWork,
     limiter: TokenBucketLimiter,
+    settings: Settings,
+    user_id: str,
     *,
-    ip: str,
-    email: str,
-    capacity: int,
-    refill_per_second: float,
-) -> None:
-    """Raise 429 ``rate_limited`` when this IP or this account has used up its attempts.
+    current_password: str,
+    new_password: str,
+    keep_token: str | None,
+) -> int:
+    """The signed-in user sets a new password, proving the current one (so a session left open
+    somewhere is not enough to take the account over). Every other session is signed out; the
+    one presenting ``keep_token`` stays. Returns how many sessions were signed out."""
+    await throttle(
+        limiter,
+        {f"password-change:user:{user_id}": _hourly(settings.password_change_per_user_per_hour)},
+        detail="Too many attempts to change the password; try again later",
+    )
+    if (message := password_problem(new_password)) is not None:
+        raise validation_problem("new_password", message)
+    if new_password == current_password:
+        raise validation_problem("new_password", "must differ from the current password")
+    new_hash = await hash_password(new_password)  # before the row is read (and, on SQLite, locked)
+    user = await uow.get(User, user_id)
+    if user is None:
+        raise Problem(404, "not_found", f"user {user_id!r} was not found", title="Not found")
+    if len(current_password) > PASSWORD_MAX_LENGTH or not await verify_password(
+        user.password_hash, current_password
+    ):
+        raise validation_problem("current_password", "is not your current password")
+    user.password_hash = new_hash
+    await uow.flush()
+    await account_tokens.retire(uow, user_id, RESET_PASSWORD)
+    others = update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
+    if keep_token:
+        others = others.where(Token.token_hash != hash_token(keep_token))
+    return await uow.changed(others.values(revoked_at=utcnow()))
 
-    Per IP stops one client spraying many accounts; per account stops many clients (a botnet)
-    guessing one password.
-    """
-    ip_ok, ip_wait = await limiter.take(f"login:ip:{ip}", capacity, refill_per_second)
-    acct_ok, acct_wait = await limiter.take(
-        f"login:acct:{normalize_email(email)}", capacity, refill_per_second
+
+# --- mailed links: password reset, e-mail verification --------------------------------------
+
+
+def invalid_link() -> Problem:
+    # One answer for unknown, used, expired and replaced links: which one it was helps no one.
+    return Problem(
+        400,
+        "invalid_token",
+        "This link is not valid: it has been used, has expired or was replaced by a newer one",
+        title="Invalid link",
     )
-    if ip_ok and acct_ok:
+
+
+async def request_password_reset(
+    uow: UnitOfWork, limiter: TokenBucketLimiter, settings: Settings, *, email: str, ip: str
+) -> None:
+    """Mail a password reset link to ``email`` if an account has that address.
+
+    The caller answers the same whether or not one does (this returns nothing that tells), and
+    neither path does slow work: the mail is written and sent by the worker. Throttled per
+    client IP and per address (so no one can flood someone's mailbox)."""
+    email = normalize_email(email)
+    address = hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    await throttle(
+        limiter,
+        {
+            f"reset:ip:{ip}": _hourly(settings.password_reset_per_ip_per_hour),
+            f"reset:addr:{address}": _hourly(settings.password_reset_per_address_per_hour),
+        },
+        detail="Too many password reset requests; try again later",
+    )
+    user = await uow.scalar(select(User).where(User.email == email))
+    if user is None:
         return
-    wait = max(ip_wait, acct_wait)
-    raise Problem(
-        429,
-        "rate_limited",
-        "Too many login attempts; try again later",
-        title="Too many requests",
-        headers={"Retry-After": retry_after_header(wait)},
-        retry_after=int(retry_after_header(wait)),
+    token = await account_tokens.issue(
+        uow,
+        secret_key=settings.secret_key,
+        user_id=user.id,
+        email=user.email,
+        purpose=RESET_PASSWORD,
+        ttl_seconds=settings.password_reset_ttl_seconds,
     )
+    await events.publish(
+        uow, "PasswordResetRequested", user.id, {"user_id": user.id, "token_id": token.id}
+    )
+
+
+async def _throttle_links(limiter: TokenBucketLimiter, settings: Settings, ip: str) -> None:
+    await throttle(
+        limiter,
+        {f"account-link:ip:{ip}": _hourly(settings.account_link_per_ip_per_hour)},
+        detail="Too many links tried from this address; try again later",
+    )
+
+
+async def _redeem_link(uow: UnitOfWork, token: str, purpose: str) -> User:
+    used = await account_tokens.redeem(uow, token, purpose)
+    user = None if used is None else await uow.get(User, used.user_id)
+    # A link proves the address it was mailed to, not whatever the account's address is now.
+    if used is None or user is None or user.email != used.email:
+        raise invalid_link()
+    return user
+
+
+async def reset_password(
+    uow: UnitOfWork,
+    limiter: TokenBucketLimiter,
+    settings: Settings,
+    *,
+    token: str,
+    new_password: str,
+    ip: str,
+) -> UserInfo:
+    """Set a new password with a mailed reset link (used up by this), and sign the user out
+    everywhere: whoever had the old password may hold a session. Following the link also
+    proves the address, so an unverified one becomes verified."""
+    if (message := password_problem(new_password)) is not None:
+        raise validation_problem("password", message)
+    await _throttle_links(limiter, settings, ip)
+    new_hash = await hash_password(new_password)  # before the write lock, not under it
+    user = await _redeem_link(uow, token, RESET_PASSWORD)
+    user.password_hash = new_hash
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+    await uow.flush()
+    await revoke_user_tokens(uow, user.id)
+    return _info(user)
+
+
+async def _mail_verification(uow: UnitOfWork, settings: Settings, user: UserInfo) -> None:
+    token = await account_tokens.issue(
+        uow,
+        secret_key=settings.secret_key,
+        user_id=user.id,
+        email=user.email,
+        purpose=VERIFY_EMAIL,
+        ttl_seconds=settings.email_verification_ttl_seconds,
+    )
+    await events.publish(
+        uow, "EmailVerificationRequested", user.id, {"user_id": user.id, "token_id": token.id}
+    )
+
+
+async def resend_verification(
+    uow: UnitOfWork, limiter: TokenBucketLimiter, settings: Settings, user_id: str
+) -> None:
+    """Mail a new verification link (the earlier ones stop working); 409 when the address is
+    verified already. Throttled per user."""
+    await throttle(
+        limiter,
+        {f"verify-mail:user:{user_id}": _hourly(settings.verification_mail_per_user_per_hour)},
+        detail="Too many verification mails asked for; try again later",
+    )
+    user = await get_user(uow, user_id)
+    if user is None:
+        raise Problem(404, "not_found", f"user {user_id!r} was not found", title="Not found")
+    if user.email_verified_at is not None:
+        raise Problem(
+            409, "already_verified", "This e-mail address is verified already", title="Conflict"
+        )
+    await _mail_verification(uow, settings, user)
+
+
+async def verify_email(
+    uow: UnitOfWork, limiter: TokenBucketLimiter, settings: Settings, *, token: str, ip: str
+) -> UserInfo:
+    """Mark the address a mailed verification link was sent to as verified (publishes
+    ``UserEmailVerified`` the first time)."""
+    await _throttle_links(limiter, settings, ip)
+    user = await _redeem_link(uow, token, VERIFY_EMAIL)
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        await uow.flush()
+        await events.publish(
+            uow, "UserEmailVerified", user.id, {"user_id": user.id, "email": user.email}
+        )
+    return _info(user)
+
+
+async def account_mail(uow: UnitOfWork, token_id: str) -> AccountMail | None:
+    """What the mail for token ``token_id`` needs; None when the token can no longer be used
+    (redeemed, expired, replaced) or its address is no longer the account's."""
+    token: AccountTokenInfo | None = await account_tokens.usable(uow, token_id)
+    user = None if token is None else await uow.get(User, token.user_id)
+    if token is None or user is None or user.email != token.email:
+        return None
+    return AccountMail(token.id, token.purpose, user.id, user.name, user.email, token.expires_at)
+
+
+def account_link_token(secret_key: str, token_id: str) -> str:
+    """The token a mailed link carries (derived again when the mail is sent)."""
+    return account_tokens.token_value(secret_key, token_id)
+
+
+async def log_in(
+    uow: UnitOfWork,
+    limiter: TokenBucketLimiter,
+    settings: Settings,
+    request: Request,
+    response: Response,
+    *,
+    email: str,
+    password: str,
+) -> SignedIn:
+    """Check e-mail and password under the failed-login limits, then start a session (and run
+    the login hooks). 429 ``rate_limited`` before any password work when a limit refuses, 401
+    ``invalid_credentials`` for a wrong password or an unknown address alike."""
+    email = normalize_email(email)
+    charges = await login_limits.admit(
+        limiter, LoginRates.of(settings), email=email, ip=client_ip(request)
+    )
+    user = None
+    if len(password) <= PASSWORD_MAX_LENGTH:
+        user = await authenticate_credentials(uow, email, password)
+    if user is None:
+        raise invalid_credentials()  # the charges stand: this is what the limits count
+    await login_limits.give_back(limiter, charges)
+    return await sign_in(uow, settings, request, response, user)
+
+
+async def sign_in(
+    uow: UnitOfWork, settings: Settings, request: Request, response: Response, user: UserInfo
+) -> SignedIn:
+    """Start a session for ``user`` (credentials already accepted) and run the login hooks."""
+    issued = await start_session(
+        uow,
+        user.id,
+        settings.token_ttl_seconds,
+        user_agent=request.headers.get("user-agent"),
+        ip=client_ip(request),
+    )
+    await run_login_hooks(uow, request, response, user)
+    return SignedIn(user, issued)
+
+
+async def register(
+    uow: UnitOfWork,
+    limiter: TokenBucketLimiter,
+    settings: Settings,
+    request: Request,
+    response: Response,
+    *,
+    email: str,
+    password: str,
+    name: str,
+) -> SignedIn:
+    """Self sign-up (always a customer), throttled per client IP: the account, a verification
+    mail for its address, and a session."""
+    ip = client_ip(request)
+    await throttle(
+        limiter,
+        {f"register:ip:{ip}": _hourly(settings.register_per_ip_per_hour)},
+        detail="Too many accounts created from this address; try again later",
+    )
+    user = await create_user(uow, email=email, password=password, role="customer", name=name)
+    await _mail_verification(uow, settings, user)
+    return await sign_in(uow, settings, request, response, user)
 
 
 async def run_login_hooks(
@@ -328,6 +602,7 @@ _TOKEN_CHECK = (
         _USERS.c.name,
         _USERS.c.role,
         _USERS.c.created_at,
+        _USERS.c.email_verified_at,
     )
     .join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
     .where(_TOKENS.c.token_hash == bindparam("token_hash"))
@@ -345,9 +620,8 @@ async def check_token(uow: UnitOfWork, token: str) -> TokenCheck:
         return TokenCheck(TokenStatus.REVOKED)
     if row.expires_at <= utcnow():
         return TokenCheck(TokenStatus.EXPIRED)
-    return TokenCheck(
-        TokenStatus.VALID, UserInfo(row.id, row.email, row.name, row.role, row.created_at)
-    )
+    user = UserInfo(row.id, row.email, row.name, row.role, row.created_at, row.email_verified_at)
+    return TokenCheck(TokenStatus.VALID, user)
 
 
 async def authenticate_token(uow: UnitOfWork, token: str) -> UserInfo | None:
@@ -374,5 +648,7 @@ async def revoke_user_tokens(uow: UnitOfWork, user_id: str) -> int:
 
 
 async def purge_tokens(uow: UnitOfWork, older_than: timedelta) -> int:
-    """Delete tokens that expired more than ``older_than`` ago (they can never be used)."""
-    return await uow.changed(delete(Token).where(Token.expires_at < utcnow() - older_than))
+    """Delete tokens (sessions and mailed links) that expired more than ``older_than`` ago
+    (they can never be used)."""
+    sessions = await uow.changed(delete(Token).where(Token.expires_at < utcnow() - older_than))
+    return sessions + await account_tokens.purge(uow, older_than)

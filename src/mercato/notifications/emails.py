@@ -1,9 +1,15 @@
 """Customer e-mails. Each event that concerns a customer (an order placed, shipped, delivered,
-a return received, a refund issued, an order cancelled) becomes one ``notifications_emails``
-row, rendered once when the event arrives and unique per (event, kind): the outbox delivers at
-least once, and a second delivery of the same event finds the row and adds nothing. The sender
-(:mod:`~mercato.notifications.senders`) then sends pending rows (SMTP, or ``.eml`` files when
-no SMTP server is configured) and records each outcome here."""
+a return received, a refund issued, an order cancelled; a password reset or an address to
+verify) becomes one ``notifications_emails`` row, rendered once when the event arrives and
+unique per (event, kind): the outbox delivers at least once, and a second delivery of the same
+event finds the row and adds nothing. The sender (:mod:`~mercato.notifications.senders`) then
+sends pending rows (SMTP, or ``.eml`` files when no SMTP server is configured) and records each
+outcome here.
+
+A mail with a link that proves the address (a password reset, an e-mail verification) is
+stored with a placeholder where the link's token goes; the token is derived from the identity
+token's id and the secret key only when the mail is sent, so it is never written down in clear:
+not in the outbox event (which names the token's id), not in this log (which staff can read)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from sqlalchemy import Row, select, update
 
 from mercato.db import UnitOfWork, utcnow
 from mercato.events import Event
+from mercato.identity import service as identity
 from mercato.ids import new_id
 from mercato.money import format_minor
 from mercato.notifications import mail
@@ -44,7 +51,19 @@ EMAIL_KINDS: dict[str, str] = {
     "ReturnReceived": "return_received",
     "RefundIssued": "refund_issued",
 }
-EMAIL_EVENT_TYPES: frozenset[str] = frozenset({*EMAIL_KINDS, "OrderStatusChanged"})
+# Mails with a link to prove the address, asked for by the identity module.
+ACCOUNT_EMAIL_KINDS: dict[str, str] = {
+    "PasswordResetRequested": "password_reset",
+    "EmailVerificationRequested": "email_verification",
+}
+# Which kind of link each is, and the page it opens.
+ACCOUNT_LINKS: dict[str, tuple[str, str]] = {
+    "password_reset": ("reset_password", "/account/reset-password"),
+    "email_verification": ("verify_email", "/account/verify-email"),
+}
+EMAIL_EVENT_TYPES: frozenset[str] = frozenset(
+    {*EMAIL_KINDS, *ACCOUNT_EMAIL_KINDS, "OrderStatusChanged"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +105,7 @@ def email_kind(event: Event) -> str | None:
     """The customer mail an event calls for, if any."""
     if event.type == "OrderStatusChanged":
         return "order_cancelled" if event.payload.get("to") == "cancelled" else None
-    return EMAIL_KINDS.get(event.type)
+    return EMAIL_KINDS.get(event.type) or ACCOUNT_EMAIL_KINDS.get(event.type)
 
 
 def _money(amount: int, currency: str) -> str:
@@ -201,6 +220,58 @@ def email_context(settings: Settings, order: OrderInfo, event: Event, kind: str)
     return context
 
 
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A mail about to be recorded: to whom, what its template gets, what it is about."""
+
+    to: str
+    context: dict[str, Any]
+    order_id: str | None = None
+    account_token_id: str | None = None
+
+
+def _valid_for(expires_at: datetime, now: datetime) -> str:
+    """How long a link works, in words ("1 hour", "3 days")."""
+    hours = max(1, round((expires_at - now).total_seconds() / 3600))
+    if hours < 48:
+        return "1 hour" if hours == 1 else f"{hours} hours"
+    return f"{round(hours / 24)} days"
+
+
+async def _order_draft(
+    uow: UnitOfWork, settings: Settings, event: Event, kind: str
+) -> _Draft | None:
+    order_id = event.payload.get("order_id") or event.aggregate_id
+    order = await orders.get_order(uow, str(order_id))
+    if order is None:
+        log.warning("event %s (%s): order %r not found; no mail", event.id, event.type, order_id)
+        return None
+    to = str(event.payload.get("email") or order.email).strip()
+    return _Draft(to, email_context(settings, order, event, kind), order_id=order.id)
+
+
+async def _account_draft(
+    uow: UnitOfWork, settings: Settings, event: Event, kind: str, now: datetime
+) -> _Draft | None:
+    purpose, path = ACCOUNT_LINKS[kind]
+    found = await identity.account_mail(uow, str(event.payload.get("token_id") or ""))
+    if found is None or found.purpose != purpose:
+        # Used, expired or replaced by a newer link before its mail was written: the newer
+        # link has a mail of its own.
+        log.info("event %s (%s): the link is no longer usable; no mail", event.id, event.type)
+        return None
+    base = settings.public_url.rstrip("/")
+    context = {
+        "shop_name": settings.shop_name,
+        "shop_url": base,
+        "name": found.name,
+        "email": found.email,
+        "link_url": f"{base}{path}?token={mail.LINK_TOKEN}",
+        "valid_for": _valid_for(found.expires_at, now),
+    }
+    return _Draft(found.email, context, account_token_id=found.token_id)
+
+
 async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str | None:
     """Render and store the mail ``event`` calls for; returns its id (None when the event
     needs no mail, or its mail is already recorded).
@@ -216,18 +287,19 @@ async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str
     )
     if existing is not None:
         return None
-    order_id = event.payload.get("order_id") or event.aggregate_id
-    order = await orders.get_order(uow, str(order_id))
-    if order is None:
-        log.warning("event %s (%s): order %r not found; no mail", event.id, event.type, order_id)
+    now = utcnow()
+    if kind in ACCOUNT_LINKS:
+        draft = await _account_draft(uow, settings, event, kind, now)
+    else:
+        draft = await _order_draft(uow, settings, event, kind)
+    if draft is None:
         return None
-    to = str(event.payload.get("email") or order.email).strip()
+    to = draft.to
     if not mail.is_deliverable_address(to):
         log.warning("event %s: %r is not a deliverable address; no mail", event.id, to)
         return None
-    now = utcnow()
     try:
-        subject, text, html = mail.render(kind, email_context(settings, order, event, kind))
+        subject, text, html = mail.render(kind, draft.context)
         message = mail.build_message(
             settings=settings,
             to=to,
@@ -250,7 +322,7 @@ async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str
             id=email_id,
             event_id=event.id,
             kind=kind,
-            order_id=order.id,
+            order_id=draft.order_id,
             to_address=to,
             subject=subject,
             message=message.as_string(),
@@ -258,6 +330,7 @@ async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str
             attempts=0,
             next_attempt_at=now,
             created_at=now,
+            account_token_id=draft.account_token_id,
         )
         .on_conflict_do_nothing(index_elements=["event_id", "kind"])
     )
@@ -265,12 +338,20 @@ async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str
 
 
 async def transport(settings: Settings, row: Row[Any]) -> str | None:
-    """Send one stored mail; returns the .eml file name when the file transport was used."""
+    """Send one stored mail; returns the .eml file name when the file transport was used.
+
+    A mail with a link gets its token here, derived again from the token's id: the message
+    sent (or the ``.eml`` file, which is the mailbox of a shop without SMTP) has it, the row
+    never does."""
+    message = row.message
+    if row.account_token_id:
+        token = identity.account_link_token(settings.secret_key, row.account_token_id)
+        message = mail.complete_link(message, token)
     if settings.smtp_host:
-        await mail.send_smtp(settings, row.message)
+        await mail.send_smtp(settings, message)
         return None
     name = row.file_name or mail.eml_file_name(row.created_at, row.kind, row.order_id, row.id)
-    await mail.write_eml(settings, name, row.message)
+    await mail.write_eml(settings, name, message)
     return name
 
 

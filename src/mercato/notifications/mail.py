@@ -34,9 +34,13 @@ SUBJECTS: dict[str, str] = {
     "return_received": "{shop_name}: we received your return for order {order_number}",
     "refund_issued": "{shop_name}: refund of {refund_amount} {currency} for order {order_number}",
     "order_cancelled": "{shop_name}: order {order_number} was cancelled",
+    "password_reset": "{shop_name}: set a new password",
+    "email_verification": "{shop_name}: confirm your e-mail address",
 }
 KINDS: tuple[str, ...] = tuple(SUBJECTS)
 SMTP_TIMEOUT_SECONDS = 30.0
+# Stands for the token in a mailed link until the mail is sent (see :func:`complete_link`).
+LINK_TOKEN = "MERCATO-LINK-TOKEN"  # noqa: S105  (a placeholder, not a secret)
 
 
 @lru_cache(maxsize=1)
@@ -97,6 +101,23 @@ def build_message(
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg
+
+
+def complete_link(raw: str, token: str) -> str:
+    """The stored message with :data:`LINK_TOKEN` replaced by ``token`` in its text parts.
+
+    Replaced in the decoded text and each part encoded again: a placeholder inside a
+    quoted-printable or base64 body is not a substring of the raw message."""
+    msg = parse_message(raw)
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        content = part.get_content()
+        if LINK_TOKEN in content:
+            part.set_content(content.replace(LINK_TOKEN, token), subtype=part.get_content_subtype())
+            if part is not msg:
+                del part["MIME-Version"]  # set_content adds it; it belongs on the message only
+    return msg.as_string()
 
 
 def is_deliverable_address(address: str) -> bool:

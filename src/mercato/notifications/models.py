@@ -58,6 +58,10 @@ class Email(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     # Under data_dir/mail when the file transport was used.
     file_name: Mapped[str | None] = mapped_column(String(200))
+    # A mail carrying a link to prove the address (password reset, e-mail verification): the
+    # identity token whose value replaces ``mail.LINK_TOKEN`` in ``message`` when it is sent.
+    # The token is derived then, so it is written nowhere (not here, not in the outbox).
+    account_token_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -1,9 +1,14 @@
-"""The shopper's account: register, log in, log out, order history, and one order's page with
-its timeline, shipments and tracking numbers, cancelling, and asking for a return.
+"""The shopper's account: register, log in, log out, the account page (verify the e-mail
+address, change the password), a forgotten password reset by e-mail, order history, and one
+order's page with its timeline, shipments and tracking numbers, cancelling, and asking for a
+return.
 
-Logging in does what ``POST /api/auth/login`` does: the same rate limit per address and per
-account, the same HttpOnly session cookie, and the same login hooks (the guest cart merges into
-the customer's). A ``next`` target is only followed when it stays on this site."""
+Each form calls the one identity service function its API twin calls (``log_in``,
+``register``, ``change_password``, ``request_password_reset``, ``reset_password``,
+``verify_email``): the same limits, the same rules, the same HttpOnly session cookie and login
+hooks (the guest cart merges into the customer's). A ``next`` target is only followed when it
+stays on this site. The pages a mailed link opens carry its token in their URL, so they ask
+browsers to send no ``Referer`` from them."""
 
 from __future__ import annotations
 
@@ -15,10 +20,9 @@ from fastapi.responses import HTMLResponse, Response
 from mercato.db import UnitOfWork
 from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME, delete_session_cookie, set_session_cookie
-from mercato.identity.service import UserInfo
 from mercato.orders import service as orders
 from mercato.problems import Problem, not_found
-from mercato.ratelimit import limiter_for
+from mercato.ratelimit import client_ip, limiter_for
 from mercato.returns import service as returns
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import PageUser, SignedInUser
@@ -35,6 +39,9 @@ from mercato.web.templating import field_errors, flash, redirect, render
 router = APIRouter(prefix="/account")
 
 ORDERS_PER_PAGE = 10
+TOO_MANY = "Too many attempts. Please wait a while and try again."
+# Pages opened from a mailed link have its token in their URL: no Referer may carry it away.
+LINK_PAGE_HEADERS = {"Referrer-Policy": "no-referrer"}
 STATUS_LABELS: dict[str, str] = {
     "paid": "Paid: we are preparing your order",
     "fulfilling": "Being packed",
@@ -62,20 +69,28 @@ RETURN_REASONS = (
 )
 
 
-def client_ip(request: Request) -> str:
-    # The socket peer, as the login API uses (see mercato.identity.api.client_ip).
-    return request.client.host if request.client else "unknown"
+def _password(form: Any, name: str) -> str:
+    # Cut just past the longest acceptable password: the service then refuses it as too long
+    # rather than hashing a megabyte.
+    value = form.get(name)
+    return value[: identity.PASSWORD_MAX_LENGTH + 1] if isinstance(value, str) else ""
 
 
-async def _sign_in(
-    uow: UnitOfWork, runtime: Runtime, request: Request, response: Response, user: UserInfo
-) -> None:
-    ttl = runtime.settings.token_ttl_seconds
-    issued = await identity.start_session(
-        uow, user.id, ttl, user_agent=request.headers.get("user-agent"), ip=client_ip(request)
+def _set_cookie(runtime: Runtime, response: Response, signed_in: identity.SignedIn) -> None:
+    settings = runtime.settings
+    set_session_cookie(
+        response,
+        signed_in.session.token,
+        settings.token_ttl_seconds,
+        secure=settings.cookie_secure,
     )
-    await identity.run_login_hooks(uow, request, response, user)
-    set_session_cookie(response, issued.token, ttl, secure=runtime.settings.cookie_secure)
+
+
+def _form_errors(exc: Problem) -> dict[str, str]:
+    return {
+        k: f"This {k.replace('_', ' ')} {v}."
+        for k, v in field_errors(exc, short_names=True, default="invalid").items()
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,8 +111,7 @@ async def login_page(request: Request, user: PageUser, next: str | None = None) 
 async def login(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
     form = await form_of(request)
     email = text_field(form, "email", 320)
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
+    password = _password(form, "password")
     target = safe_next(text_field(form, "next", 2000))
     errors: dict[str, str] = {}
     if not email:
@@ -107,28 +121,28 @@ async def login(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respo
     context: dict[str, Any] = {"next": target, "email": email, "errors": errors, "message": None}
     if errors:
         return render(request, "shop/login.html", context, status_code=422)
-    settings = runtime.settings
     response = redirect(target)
     try:
-        await identity.enforce_login_rate(
-            limiter_for(runtime),
-            ip=client_ip(request),
-            email=email,
-            capacity=settings.login_rate_capacity,
-            refill_per_second=settings.login_rate_refill_per_second,
-        )
         async with runtime.db.transaction() as uow:
-            found = await identity.authenticate_credentials(uow, email, password[:1024])
-            if found is None:
-                raise identity.invalid_credentials()
-            await _sign_in(uow, runtime, request, response, found)
+            signed_in = await identity.log_in(
+                uow,
+                limiter_for(runtime),
+                runtime.settings,
+                request,
+                response,
+                email=email,
+                password=password,
+            )
     except Problem as exc:
         if exc.code == "rate_limited":
-            context["message"] = "Too many attempts. Please wait a minute and try again."
+            context["message"] = TOO_MANY
             return render(request, "shop/login.html", context, status_code=429, headers=exc.headers)
+        if exc.code != "invalid_credentials":
+            raise
         context["message"] = "The e-mail address or password is incorrect."
         return render(request, "shop/login.html", context, status_code=422)
-    flash(request, response, f"Welcome back, {found.name}.", "success")
+    _set_cookie(runtime, response, signed_in)
+    flash(request, response, f"Welcome back, {signed_in.user.name}.", "success")
     return response
 
 
@@ -148,31 +162,31 @@ async def register_page(request: Request, user: PageUser, next: str | None = Non
 async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
     form = await form_of(request)
     values = {"name": text_field(form, "name", 200), "email": text_field(form, "email", 320)}
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
     target = safe_next(text_field(form, "next", 2000))
     response = redirect(target)
     errors: dict[str, str] = {}
+    status = 422
+    headers: dict[str, str] = {}
     try:
         async with runtime.db.transaction() as uow:
-            created = await identity.create_user(
+            signed_in = await identity.register(
                 uow,
+                limiter_for(runtime),
+                runtime.settings,
+                request,
+                response,
                 email=values["email"],
-                password=password[: identity.PASSWORD_MAX_LENGTH + 1],
-                role="customer",
+                password=_password(form, "password"),
                 name=values["name"],
             )
-            await _sign_in(uow, runtime, request, response, created)
     except Problem as exc:
         if exc.code == "email_taken":
             errors["email"] = "An account with this e-mail address exists already: log in."
+        elif exc.code == "rate_limited":
+            errors["email"] = TOO_MANY
+            status, headers = 429, dict(exc.headers or {})
         else:
-            errors = {
-                k: f"This {k.replace('_', ' ')} {v}."
-                for k, v in field_errors(exc, short_names=True, default="invalid").items()
-            }
-            if not errors:
-                errors["email"] = exc.detail
+            errors = _form_errors(exc) or {"email": exc.detail}
         return render(
             request,
             "shop/register.html",
@@ -182,9 +196,17 @@ async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Re
                 "errors": errors,
                 "min_password": identity.PASSWORD_MIN_LENGTH,
             },
-            status_code=422,
+            status_code=status,
+            headers=headers,
         )
-    flash(request, response, f"Welcome, {created.name}: your account is ready.", "success")
+    _set_cookie(runtime, response, signed_in)
+    flash(
+        request,
+        response,
+        f"Welcome, {signed_in.user.name}: your account is ready. "
+        f"We sent a link to {signed_in.user.email} to confirm the address.",
+        "success",
+    )
     return response
 
 
@@ -197,6 +219,219 @@ async def logout(request: Request, runtime: RuntimeDep) -> Response:
     response = redirect("/")
     delete_session_cookie(response, secure=runtime.settings.cookie_secure)
     flash(request, response, "You have logged out.", "info")
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# The account page: the e-mail address (verified?) and the password
+
+
+@router.get("", response_class=HTMLResponse)
+async def account_page(request: Request, user: SignedInUser) -> Response:
+    return render(request, "shop/account.html", {"account": user})
+
+
+@router.post("/verify-email/resend", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def resend_verification(
+    request: Request, runtime: RuntimeDep, user: BriefSignedIn
+) -> Response:
+    response = redirect("/account")
+    try:
+        async with runtime.db.transaction() as uow:
+            await identity.resend_verification(uow, limiter_for(runtime), runtime.settings, user.id)
+    except Problem as exc:
+        if exc.code == "already_verified":
+            flash(request, response, "Your e-mail address is confirmed already.", "info")
+            return response
+        if exc.code != "rate_limited":
+            raise
+        flash(request, response, TOO_MANY, "error")
+        return response
+    flash(request, response, f"We sent a new link to {user.email}.", "success")
+    return response
+
+
+def _password_page(
+    request: Request, errors: dict[str, str], *, status_code: int = 200, **extra: Any
+) -> HTMLResponse:
+    context = {"errors": errors, "min_password": identity.PASSWORD_MIN_LENGTH}
+    return render(request, "shop/password.html", context, status_code=status_code, **extra)
+
+
+@router.get("/password", response_class=HTMLResponse)
+async def password_page(request: Request, user: SignedInUser) -> Response:
+    return _password_page(request, {})
+
+
+@router.post("/password", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def change_password(request: Request, runtime: RuntimeDep, user: BriefSignedIn) -> Response:
+    """Change the password; every other session is signed out, this browser's stays."""
+    form = await form_of(request)
+    new_password = _password(form, "new_password")
+    if new_password != _password(form, "new_password_again"):
+        return _password_page(
+            request, {"new_password_again": "The two new passwords differ."}, status_code=422
+        )
+    try:
+        async with runtime.db.transaction() as uow:
+            await identity.change_password(
+                uow,
+                limiter_for(runtime),
+                runtime.settings,
+                user.id,
+                current_password=_password(form, "current_password"),
+                new_password=new_password,
+                keep_token=request.cookies.get(COOKIE_NAME),
+            )
+    except Problem as exc:
+        if exc.code == "rate_limited":
+            return _password_page(
+                request, {"current_password": TOO_MANY}, status_code=429, headers=exc.headers
+            )
+        if exc.status != 422:
+            raise
+        return _password_page(request, _form_errors(exc), status_code=422)
+    response = redirect("/account")
+    flash(
+        request,
+        response,
+        "Your password is changed. Every other device you were logged in on is logged out.",
+        "success",
+    )
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# A forgotten password, and the pages the mailed links open
+
+
+@router.get("/forgot-password", response_class=HTMLResponse)
+async def forgot_password_page(request: Request) -> Response:
+    return render(request, "shop/forgot_password.html", {"email": "", "errors": {}})
+
+
+@router.post("/forgot-password", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def forgot_password(request: Request, runtime: RuntimeDep) -> Response:
+    """Mail a reset link. The answer is the same whether or not an account has the address."""
+    form = await form_of(request)
+    email = text_field(form, "email", 320)
+    context: dict[str, Any] = {"email": email, "errors": {}}
+    if identity.email_problem(identity.normalize_email(email)) is not None:
+        context["errors"] = {"email": "Enter the e-mail address of your account."}
+        return render(request, "shop/forgot_password.html", context, status_code=422)
+    try:
+        async with runtime.db.transaction() as uow:
+            await identity.request_password_reset(
+                uow, limiter_for(runtime), runtime.settings, email=email, ip=client_ip(request)
+            )
+    except Problem as exc:
+        if exc.code != "rate_limited":
+            raise
+        context["errors"] = {"email": TOO_MANY}
+        return render(
+            request, "shop/forgot_password.html", context, status_code=429, headers=exc.headers
+        )
+    return render(request, "shop/forgot_password_sent.html", {"email": email})
+
+
+def _reset_page(
+    request: Request, token: str, errors: dict[str, str], *, status_code: int = 200
+) -> HTMLResponse:
+    return render(
+        request,
+        "shop/reset_password.html",
+        {"token": token, "errors": errors, "min_password": identity.PASSWORD_MIN_LENGTH},
+        status_code=status_code,
+        headers=LINK_PAGE_HEADERS,
+    )
+
+
+@router.get("/reset-password", response_class=HTMLResponse)
+async def reset_password_page(request: Request, token: str = "") -> Response:
+    return _reset_page(request, token[: identity.TOKEN_MAX_LENGTH + 1], {})
+
+
+@router.post("/reset-password", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def reset_password(request: Request, runtime: RuntimeDep) -> Response:
+    """Set the new password; every session of the account (this browser's too) ends."""
+    form = await form_of(request)
+    token = text_field(form, "token", identity.TOKEN_MAX_LENGTH + 1)
+    password = _password(form, "password")
+    if password != _password(form, "password_again"):
+        return _reset_page(
+            request, token, {"password_again": "The two passwords differ."}, status_code=422
+        )
+    try:
+        async with runtime.db.transaction() as uow:
+            await identity.reset_password(
+                uow,
+                limiter_for(runtime),
+                runtime.settings,
+                token=token,
+                new_password=password,
+                ip=client_ip(request),
+            )
+    except Problem as exc:
+        if exc.code == "rate_limited":
+            return _reset_page(request, token, {"password": TOO_MANY}, status_code=429)
+        if exc.code == "invalid_token":
+            return render(
+                request,
+                "shop/link_invalid.html",
+                {"what": "password reset"},
+                status_code=400,
+                headers=LINK_PAGE_HEADERS,
+            )
+        if exc.status != 422:
+            raise
+        return _reset_page(request, token, _form_errors(exc), status_code=422)
+    response = redirect("/account/login")
+    delete_session_cookie(response, secure=runtime.settings.cookie_secure)
+    flash(request, response, "Your new password is set. Log in with it.", "success")
+    return response
+
+
+@router.get("/verify-email", response_class=HTMLResponse)
+async def verify_email_page(request: Request, token: str = "") -> Response:
+    # A button to press rather than a change made by opening the link: mail scanners open
+    # links too, and a GET must not change anything.
+    return render(
+        request,
+        "shop/verify_email.html",
+        {"token": token[: identity.TOKEN_MAX_LENGTH + 1], "message": None},
+        headers=LINK_PAGE_HEADERS,
+    )
+
+
+@router.post("/verify-email", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def verify_email(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+    form = await form_of(request)
+    token = text_field(form, "token", identity.TOKEN_MAX_LENGTH + 1)
+    try:
+        async with runtime.db.transaction() as uow:
+            verified = await identity.verify_email(
+                uow, limiter_for(runtime), runtime.settings, token=token, ip=client_ip(request)
+            )
+    except Problem as exc:
+        if exc.code == "rate_limited":
+            return render(
+                request,
+                "shop/verify_email.html",
+                {"token": token, "message": TOO_MANY},
+                status_code=429,
+                headers={**LINK_PAGE_HEADERS, **(exc.headers or {})},
+            )
+        if exc.code != "invalid_token":
+            raise
+        return render(
+            request,
+            "shop/link_invalid.html",
+            {"what": "confirmation"},
+            status_code=400,
+            headers=LINK_PAGE_HEADERS,
+        )
+    response = redirect("/account" if user is not None else "/")
+    flash(request, response, f"Thank you: {verified.email} is confirmed.", "success")
     return response
 
 

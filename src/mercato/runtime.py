@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from mercato.db import Database, UnitOfWork
 from mercato.settings import Settings
@@ -29,7 +29,16 @@ class Runtime:
             max_overflow=settings.db_max_overflow,
             echo=settings.db_echo,
         )
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = None
+        if settings.redis_url:
+            # A blocking pool: past ``redis_max_connections`` concurrent calls a request waits
+            # for a connection (up to ``redis_pool_timeout``) instead of failing at once.
+            pool = BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=settings.redis_max_connections,
+                timeout=settings.redis_pool_timeout,
+            )
+            redis = Redis.from_pool(pool)
         return cls(settings=settings, db=db, redis=redis)
 
     async def close(self) -> None:

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL: sqlite+aiosqlite:///file.db or postgresql+asyncpg://...",
     )
     redis_url: str | None = Field(default=None, description="redis://host:port/db; optional")
+    redis_max_connections: int = Field(
+        default=100, ge=1, description="Redis connections per process"
+    )
+    redis_pool_timeout: float = Field(
+        default=10.0, gt=0, description="How long a call waits for a free Redis connection (s)"
+    )
     secret_key: str = INSECURE_DEFAULT_SECRET
     host: str = "127.0.0.1"
     port: int = 8000

@@ -19,6 +19,7 @@ from mercato.ratelimit import (
     retry_after_header,
 )
 from mercato.runtime import Runtime
+from mercato.settings import Settings
 
 
 class FakeClock:
@@ -136,6 +137,23 @@ async def test_redis_buckets_expire_when_full_again(backend: str, runtime: Runti
     assert 0 < ttl <= 11  # one token at 0.1/s refills in 10 s
     await limiter.refund("ttl", 10, 0.1)
     assert not await runtime.redis.exists("mercato:ratelimit:ttl")  # full again: forgotten
+
+
+async def test_more_concurrent_callers_than_redis_connections_wait_for_one(
+    backend: str, settings: Settings
+) -> None:
+    """A burst beyond the pool's size queues for a connection instead of failing (a 500)."""
+    if backend != "postgresql":
+        pytest.skip("Redis runs with the postgresql backend")
+    runtime = Runtime.from_settings(settings.model_copy(update={"redis_max_connections": 4}))
+    try:
+        limiter = limiter_for(runtime)
+        results = await asyncio.gather(*(limiter.take("crowd", 1000, 1e-6) for _ in range(300)))
+        assert all(allowed for allowed, _ in results)
+        assert not (await limiter.take("crowd", 1000, 1e-6, cost=701))[0]  # exactly 300 taken
+        assert (await limiter.take("crowd", 1000, 1e-6, cost=700))[0]
+    finally:
+        await runtime.close()
 
 
 async def test_memory_buckets_are_pruned(clock: FakeClock) -> None:

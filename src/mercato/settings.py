@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         description="The shop's ISO 4217 currency: prices, the demo shop and pages are in it",
     )
 
+    max_body_bytes: int = Field(
+        default=1024 * 1024, description="Largest request body accepted (413 beyond)"
+    )
+
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_echo: bool = False

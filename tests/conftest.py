@@ -29,6 +29,9 @@ from mercato.settings import Settings
 from tests.support.servers import PostgresServer, RedisServer
 
 TEST_PASSWORD = "correct horse battery staple"
+# The test clients stand for a browser on the shop's own pages, which sends its Origin with
+# every unsafe request (an API call signed in by the cookie needs it; see identity.deps).
+BROWSER_HEADERS = {"origin": "http://testserver"}
 ALL_BACKENDS = ("sqlite", "postgresql")
 _db_counter = itertools.count()
 
@@ -172,7 +175,9 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=BROWSER_HEADERS
+    ) as c:
         yield c
 
 
@@ -182,7 +187,11 @@ async def make_client(app: FastAPI) -> AsyncIterator[Callable[[], httpx.AsyncCli
     clients: list[httpx.AsyncClient] = []
 
     def factory() -> httpx.AsyncClient:
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        c = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers=BROWSER_HEADERS,
+        )
         clients.append(c)
         return c
 

@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from mercato import problems
+from mercato.middleware import BodySizeLimit, ResponseHeaders
 from mercato.migrate import ensure_migrated
 from mercato.modules import load_models, routers, wire
 from mercato.runtime import Runtime
-from mercato.settings import INSECURE_DEFAULT_SECRET, Settings, get_settings
+from mercato.settings import Settings, get_settings
 from mercato.web.assets import static_app
+from mercato.web.security import SECURITY_HEADERS
 
 log = logging.getLogger("mercato")
 
@@ -47,8 +49,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         try:
             if check_migrations:
                 await ensure_migrated(runtime.db)
-            if settings.secret_key == INSECURE_DEFAULT_SECRET and not settings.demo_mode:
-                log.warning("MERCATO_SECRET_KEY is not set: tokens are signed with a public key")
+            if (refusal := settings.secret_key_refusal()) is not None:
+                log.warning(refusal)  # `mercato serve` and app_factory() refuse to start
             app.state.runtime = runtime
             async with _embedded_worker(runtime):
                 yield
@@ -59,11 +61,13 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         title="Mercato",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served by the web module from the package's own files
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
     problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ResponseHeaders, headers=SECURITY_HEADERS)  # outermost: on every answer
     for router in routers():
         app.include_router(router)
     # After the routers: a page route may answer under /static (the demo's generated images).
@@ -77,5 +81,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
 
 
 def app_factory() -> FastAPI:
-    """Entry point for ``uvicorn --factory mercato.app:app_factory`` (settings from env)."""
-    return create_app()
+    """Entry point for ``uvicorn --factory mercato.app:app_factory`` (settings from env);
+    refuses a secret key anyone could know, outside demo mode."""
+    settings = get_settings()
+    if (refusal := settings.secret_key_refusal()) is not None:
+        raise RuntimeError(refusal)
+    return create_app(settings)

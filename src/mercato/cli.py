@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from rich.markup import escape
 
 from mercato import migrate as migrations
 from mercato.cli_support import (
@@ -41,6 +42,15 @@ def migrate(
     url = database_url(database)
     migrations.upgrade(url)
     console.print(f"[green]Database is at revision {migrations.head_revision()}[/green]")
+
+
+def refuse_public_secret(settings: Settings) -> None:
+    """Exit with code 2 when the secret key is the public default (or too short) outside demo
+    mode: guest-cart and form tokens signed with it could be forged offline."""
+    refusal = settings.secret_key_refusal()
+    if refusal is not None:
+        console.print(f"[red]{escape(refusal)}[/red]")
+        raise typer.Exit(2)
 
 
 def _export_env(settings: Settings) -> None:
@@ -78,6 +88,7 @@ def serve(
 ) -> None:
     """Serve the API (and the shop pages) with uvicorn."""
     settings = settings_with(host=host, port=port, database_url=database_url(database))
+    refuse_public_secret(settings)
     refuse_unmigrated(settings)
     _serve(settings, workers, with_worker)
 
@@ -93,6 +104,7 @@ def worker(
 
     wire()
     settings = settings_with(database_url=database_url(database))
+    refuse_public_secret(settings)
     refuse_unmigrated(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 INSECURE_DEFAULT_SECRET = "insecure-development-secret-change-me"  # noqa: S105
+SECRET_KEY_MIN_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -29,7 +30,10 @@ class Settings(BaseSettings):
     redis_pool_timeout: float = Field(
         default=10.0, gt=0, description="How long a call waits for a free Redis connection (s)"
     )
-    secret_key: str = INSECURE_DEFAULT_SECRET
+    secret_key: str = Field(
+        default=INSECURE_DEFAULT_SECRET,
+        description="Signs tokens, guest carts and forms; a long random value outside demo mode",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("./mercato-data")
@@ -40,6 +44,10 @@ class Settings(BaseSettings):
     currency: str = Field(
         default="EUR",
         description="The shop's ISO 4217 currency: prices, the demo shop and pages are in it",
+    )
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024, description="Largest request body accepted (413 beyond)"
     )
 
     db_pool_size: int = 10
@@ -110,6 +118,25 @@ class Settings(BaseSettings):
                 f"such as EUR, GBP or JPY; got {value!r}"
             )
         return value
+
+    def secret_key_refusal(self) -> str | None:
+        """Why this process must not serve with its secret key (``None``: it may). Anyone who
+        knows the key can forge guest-cart tokens and form tokens offline, and the default is
+        public; the demo shop, on a laptop, may keep it."""
+        if self.demo_mode:
+            return None
+        if self.secret_key == INSECURE_DEFAULT_SECRET:
+            return (
+                "MERCATO_SECRET_KEY is not set: it signs tokens and the default is public. "
+                'Set it to a long random value, such as the output of python3 -c "import '
+                'secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if len(self.secret_key) < SECRET_KEY_MIN_LENGTH:
+            return (
+                f"MERCATO_SECRET_KEY is too short to sign tokens safely: use at least "
+                f"{SECRET_KEY_MIN_LENGTH} random characters"
+            )
+        return None
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,11 +12,17 @@ from typer.testing import CliRunner
 
 from mercato.app import create_app
 from mercato.cli import app as cli
-from mercato.settings import Settings
+from mercato.settings import Settings, get_settings
+
+A_SECRET = "a-long-random-secret-key-for-the-cli-tests-only"
 
 
-def _invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args))
+def _invoke(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]:
+    get_settings.cache_clear()  # the settings come from the environment given here
+    try:
+        result = CliRunner().invoke(cli, list(args), env=env)
+    finally:
+        get_settings.cache_clear()
     return result.exit_code, result.output
 
 
@@ -60,10 +66,47 @@ async def test_serve_refuses_an_unmigrated_database(tmp_path: Path, backend: str
     if backend != "sqlite":
         pytest.skip("one backend is enough to show the refusal")
     code, output = await asyncio.to_thread(
-        _invoke, "serve", "--database", str(tmp_path / "empty.db"), "--port", "1"
+        _invoke,
+        "serve",
+        "--database",
+        str(tmp_path / "empty.db"),
+        "--port",
+        "1",
+        env={"MERCATO_SECRET_KEY": A_SECRET},
     )
     assert code == 1
     assert "mercato migrate" in output
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize("secret", [None, "short"])
+def test_serve_and_worker_refuse_a_public_or_short_secret_key(
+    tmp_path: Path, backend: str, command: str, secret: str | None
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("a refusal before any database is touched")
+    # No MERCATO_SECRET_KEY (the public default), or one too short to be random enough.
+    env = {"MERCATO_SECRET_KEY": secret, "MERCATO_DEMO_MODE": None}
+    code, output = _invoke(command, "--database", str(tmp_path / "m.db"), env=env)
+    assert code == 2, output
+    assert "MERCATO_SECRET_KEY" in output
+    assert not (tmp_path / "m.db").exists()  # refused before touching the database
+
+
+def test_app_factory_refuses_the_public_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mercato.app import app_factory
+
+    monkeypatch.delenv("MERCATO_SECRET_KEY", raising=False)
+    monkeypatch.delenv("MERCATO_DEMO_MODE", raising=False)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="MERCATO_SECRET_KEY"):
+            app_factory()
+        monkeypatch.setenv("MERCATO_DEMO_MODE", "true")  # the demo shop may keep it
+        get_settings.cache_clear()
+        assert app_factory().title == "Mercato"
+    finally:
+        get_settings.cache_clear()
 
 
 async def test_migrate_then_serve_check_passes(tmp_path: Path, backend: str) -> None:

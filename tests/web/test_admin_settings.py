@@ -279,7 +279,11 @@ async def test_webhook_delivery_log_and_the_order_confirmation_mail(
     endpoint_url = page.url
 
     # An order placed through the API: the worker sends the webhook and the mail.
-    shopper = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop")
+    shopper = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://shop",
+        headers={"origin": "http://shop"},  # as a browser on the shop sends
+    )
     async with shopper:
         order_id = await place_order(shop, shopper, promo_code="WELCOME10")
     await sync(app)

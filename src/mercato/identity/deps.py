@@ -9,16 +9,31 @@ cookie is also cleared, so the browser stops sending it.
 :data:`OptionalUser` treats a stale *cookie* as "signed out" rather than an error: a shopper
 whose uow expired must still be able to browse and fill a guest cart. A bad *bearer* token
 is always an error, because the client explicitly claimed an identity.
+
+A browser sends the cookie with every request to the shop, whoever's page made it, so an unsafe
+request (POST, PUT, PATCH, DELETE) signed in by the *cookie* must also show that it came from
+the shop's own pages: a same-origin ``Origin`` (or ``Sec-Fetch-Site: same-origin``) or the pages'
+CSRF token in ``X-CSRF-Token``; a foreign ``Origin`` is refused whatever else it carries (403
+``csrf_failed``). Bearer tokens are never sent by a browser on its own, so they need neither.
+
+The CSRF token is the browser's random ``mercato_csrf`` cookie and a digest of its session
+cookie, signed with the shop's secret key: a token learnt in one browser, or before logging in,
+is worthless in another session. Setting or clearing the session cookie forgets the CSRF cookie,
+so the next page makes a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from fastapi import Depends, Response
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from mercato.identity import service
 from mercato.identity.models import ROLES
@@ -27,6 +42,10 @@ from mercato.problems import Problem
 from mercato.runtime import RuntimeDep, UowDep
 
 COOKIE_NAME = "mercato_session"
+CSRF_COOKIE = "mercato_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_CSRF_SALT = "mercato.web.csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 _bearer = HTTPBearer(auto_error=False, description="A token from /api/auth/login")
 _cookie = APIKeyCookie(
@@ -47,13 +66,109 @@ class Credential:
     source: Literal["bearer", "cookie"]
 
 
+# --------------------------------------------------------------------------------------------
+# Requests signed in by the cookie: did they come from the shop's own pages?
+
+
+def _default_port(netloc: str, scheme: str) -> str:
+    suffix = {"http": ":80", "https": ":443"}.get(scheme, "")
+    return netloc[: -len(suffix)] if suffix and netloc.endswith(suffix) else netloc
+
+
+def _same_origin(origin: str, request: Request, public_url: str) -> bool:
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False  # "null" (sandboxed frames, some redirects) or garbage
+    netloc = _default_port(parts.netloc.lower(), parts.scheme)
+    # The host this request was sent to (the scheme may differ behind a TLS-ending proxy) or
+    # the shop's configured public address.
+    host = _default_port(request.headers.get("host", "").lower(), request.url.scheme)
+    public = urlsplit(public_url)
+    return (netloc == host) or (
+        parts.scheme == public.scheme
+        and netloc == _default_port(public.netloc.lower(), public.scheme)
+    )
+
+
+def request_origin(request: Request, public_url: str) -> Literal["same", "foreign", "unknown"]:
+    """Where a request says it comes from: ``Origin`` (sent by browsers on every unsafe
+    request), else ``Sec-Fetch-Site``; ``unknown`` when it says nothing (a non-browser client)."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return "same" if _same_origin(origin, request, public_url) else "foreign"
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return "same" if site == "same-origin" else "foreign"
+    return "unknown"
+
+
+def _csrf_serializer(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt=_CSRF_SALT)
+
+
+def _session_digest(session_token: str | None) -> str:
+    if not session_token:
+        return ""
+    return hashlib.sha256(session_token.encode()).hexdigest()[:32]
+
+
+def make_csrf_token(secret_key: str, browser_secret: str, session_token: str | None) -> str:
+    """The token a page embeds: the browser's CSRF cookie and its session, signed."""
+    signed = _csrf_serializer(secret_key).dumps([browser_secret, _session_digest(session_token)])
+    return str(signed)
+
+
+def csrf_token_valid(token: str | None, request: Request, secret_key: str) -> bool:
+    """True when ``token`` signs this request's CSRF cookie and session cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if not token or not cookie:
+        return False
+    try:
+        signed = _csrf_serializer(secret_key).loads(token)
+    except BadSignature:
+        return False
+    if not (isinstance(signed, list) and len(signed) == 2):
+        return False
+    browser, session = signed
+    if not isinstance(browser, str) or not isinstance(session, str):
+        return False
+    expected = _session_digest(request.cookies.get(COOKIE_NAME))
+    return hmac.compare_digest(browser, cookie) and hmac.compare_digest(session, expected)
+
+
+def cross_site_refused() -> Problem:
+    return Problem(
+        403,
+        "csrf_failed",
+        "A change signed in by the session cookie must come from this shop's pages: send the "
+        f"{CSRF_HEADER} header of a page, or authenticate with a bearer token",
+        title="Cross-site request refused",
+    )
+
+
+def check_cookie_request(request: Request, secret_key: str, public_url: str) -> None:
+    """Refuse an unsafe request signed in by the cookie unless it came from the shop's pages."""
+    if request.method in SAFE_METHODS:
+        return
+    where = request_origin(request, public_url)
+    if where == "foreign":
+        raise cross_site_refused()
+    if where == "same" or csrf_token_valid(request.headers.get(CSRF_HEADER), request, secret_key):
+        return
+    raise cross_site_refused()
+
+
 async def presented_credential(
+    request: Request,
+    runtime: RuntimeDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_cookie)],
 ) -> Credential | None:
     if bearer is not None and bearer.credentials:
         return Credential(bearer.credentials, "bearer")
     if cookie:
+        settings = runtime.settings
+        check_cookie_request(request, settings.secret_key, settings.public_url)
         return Credential(cookie, "cookie")
     return None
 
@@ -80,10 +195,17 @@ def set_session_cookie(response: Response, token: str, max_age: int, *, secure: 
         samesite="lax",
         secure=secure,
     )
+    forget_csrf_cookie(response, secure=secure)
 
 
 def delete_session_cookie(response: Response, *, secure: bool = False) -> None:
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=secure)
+    forget_csrf_cookie(response, secure=secure)
+
+
+def forget_csrf_cookie(response: Response, *, secure: bool = False) -> None:
+    """A new session gets a new CSRF secret: one planted or seen before it is worth nothing."""
+    response.delete_cookie(CSRF_COOKIE, path="/", httponly=True, samesite="lax", secure=secure)
 
 
 def unauthorized(

@@ -8,11 +8,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mercato import problems
-from mercato.web import admin, shop
+from mercato.web import admin, apidocs, shop
 from mercato.web.templating import render_problem
 
 router = APIRouter(include_in_schema=False)
 router.include_router(shop.router)
 router.include_router(admin.router)
+router.include_router(apidocs.router)
 
 problems.set_page_renderer(render_problem)

@@ -18,7 +18,13 @@ from mercato.money import MoneyError, format_minor, to_minor
 from mercato.problems import Problem, problem_response
 from mercato.runtime import Runtime
 from mercato.web.assets import static_url
-from mercato.web.security import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, csrf_token
+from mercato.web.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SECURITY_HEADERS,
+    csrf_token,
+)
 
 FLASH_COOKIE = "mercato_flash"
 _FLASH_SALT = "mercato.web.flash"
@@ -179,6 +185,9 @@ def render(
     response = HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
     # Pages hold per-user data: never let a shared cache keep them.
     response.headers.setdefault("Cache-Control", "no-store")
+    # The app adds these to every answer; an error page rendered outside it (a 500) too.
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     if getattr(request.state, "csrf_new", False):
         response.set_cookie(
             CSRF_COOKIE,

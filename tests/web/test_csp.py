@@ -89,7 +89,15 @@ async def test_no_page_breaks_the_content_security_policy(
     box = page.get_by_label("Search products")
     await box.press_sequentially(product.title.split()[0][:4].lower(), delay=30)
     await expect(page.get_by_test_id("suggestion").first).to_be_visible()
-    for path in ("/account/login", "/account/register", f"/c/{category}", "/search?q=a"):
+    for path in (
+        "/account/login",
+        "/account/register",
+        "/account/forgot-password",
+        "/account/reset-password?token=x",
+        "/account/verify-email?token=x",
+        f"/c/{category}",
+        "/search?q=a",
+    ):
         await watch.visit(page, path)
 
     await browser_login(shopper, SHOPPER_EMAIL)
@@ -103,6 +111,8 @@ async def test_no_page_breaks_the_content_security_policy(
     await page.get_by_label("Country").select_option("GB")
     await expect(page.get_by_test_id("order-summary")).to_be_visible()
     for path in (
+        "/account",
+        "/account/password",
         "/account/orders",
         f"/account/orders/{order_id}",
         f"/checkout/confirmation/{order_id}",

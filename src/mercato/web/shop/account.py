@@ -40,8 +40,6 @@ router = APIRouter(prefix="/account")
 
 ORDERS_PER_PAGE = 10
 TOO_MANY = "Too many attempts. Please wait a while and try again."
-# Pages opened from a mailed link have its token in their URL: no Referer may carry it away.
-LINK_PAGE_HEADERS = {"Referrer-Policy": "no-referrer"}
 STATUS_LABELS: dict[str, str] = {
     "paid": "Paid: we are preparing your order",
     "fulfilling": "Being packed",
@@ -342,7 +340,6 @@ def _reset_page(
         "shop/reset_password.html",
         {"token": token, "errors": errors, "min_password": identity.PASSWORD_MIN_LENGTH},
         status_code=status_code,
-        headers=LINK_PAGE_HEADERS,
     )
 
 
@@ -380,7 +377,6 @@ async def reset_password(request: Request, runtime: RuntimeDep) -> Response:
                 "shop/link_invalid.html",
                 {"what": "password reset"},
                 status_code=400,
-                headers=LINK_PAGE_HEADERS,
             )
         if exc.status != 422:
             raise
@@ -399,7 +395,6 @@ async def verify_email_page(request: Request, token: str = "") -> Response:
         request,
         "shop/verify_email.html",
         {"token": token[: identity.TOKEN_MAX_LENGTH + 1], "message": None},
-        headers=LINK_PAGE_HEADERS,
     )
 
 
@@ -419,7 +414,7 @@ async def verify_email(request: Request, runtime: RuntimeDep, user: BriefUser) -
                 "shop/verify_email.html",
                 {"token": token, "message": TOO_MANY},
                 status_code=429,
-                headers={**LINK_PAGE_HEADERS, **(exc.headers or {})},
+                headers=exc.headers,
             )
         if exc.code != "invalid_token":
             raise
@@ -428,7 +423,6 @@ async def verify_email(request: Request, runtime: RuntimeDep, user: BriefUser) -
             "shop/link_invalid.html",
             {"what": "confirmation"},
             status_code=400,
-            headers=LINK_PAGE_HEADERS,
         )
     response = redirect("/account" if user is not None else "/")
     flash(request, response, f"Thank you: {verified.email} is confirmed.", "success")

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 5.0
     webhook_disable_after_failures: int = 20
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private and link-local addresses",
+    )
 
     # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
     # (a separate worker process on SQLite) it checks the outbox this often

@@ -31,6 +31,12 @@ class TokenBucketLimiter(Protocol):
         """Take ``cost`` tokens from bucket ``key``: (allowed, seconds until it would be)."""
         ...
 
+    async def give_back(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        """Return ``cost`` tokens taken from bucket ``key`` (never above its capacity)."""
+        ...
+
 
 def _check_arguments(capacity: int, refill_per_second: float, cost: float) -> None:
     if capacity <= 0 or refill_per_second <= 0:
@@ -91,6 +97,18 @@ class MemoryTokenBucket:
             self.prune(now)
         return allowed, retry_after
 
+    async def give_back(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        _check_arguments(capacity, refill_per_second, cost)
+        bucket = self._buckets.get(key)
+        if bucket is None:  # forgotten once full: nothing to return
+            return
+        now = self._clock()
+        elapsed = max(0.0, now - bucket.updated)
+        tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second + cost)
+        self._buckets[key] = _Bucket(tokens, now, now + (capacity - tokens) / refill_per_second)
+
     def prune(self, now: float | None = None) -> int:
         """Forget full buckets (and the least recently used beyond ``max_keys``)."""
         now = self._clock() if now is None else now
@@ -138,6 +156,29 @@ return {allowed, tostring(retry)}
 """
 
 
+# The same bucket, given tokens back; a bucket that expired was full and stays so.
+_GIVE_BACK_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  return 0
+end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill + cost)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
+return 1
+"""
+
+
 class RedisTokenBucket:
     """Buckets as Redis hashes, shared by every process; each expires once it would be full."""
 
@@ -148,6 +189,7 @@ class RedisTokenBucket:
         self._prefix = prefix
         self._clock = clock
         self._script = redis.register_script(_TAKE_SCRIPT)
+        self._give_back = redis.register_script(_GIVE_BACK_SCRIPT)
 
     async def take(
         self, key: str, capacity: int, refill_per_second: float, cost: float = 1
@@ -157,6 +199,14 @@ class RedisTokenBucket:
         args: list[Any] = [capacity, repr(float(refill_per_second)), repr(float(cost)), now]
         allowed, retry = await self._script(keys=[self._prefix + key], args=args)
         return bool(int(allowed)), float(retry)
+
+    async def give_back(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        _check_arguments(capacity, refill_per_second, cost)
+        now = "" if self._clock is None else repr(self._clock())
+        args: list[Any] = [capacity, repr(float(refill_per_second)), repr(float(cost)), now]
+        await self._give_back(keys=[self._prefix + key], args=args)
 
 
 def limiter_for(runtime: Runtime) -> TokenBucketLimiter:
@@ -185,6 +235,10 @@ class Rate:
     @classmethod
     def per_minute(cls, count: int, burst: int | None = None) -> Rate:
         return cls(burst if burst is not None else count, count / 60)
+
+    @classmethod
+    def per_hour(cls, count: int, burst: int | None = None) -> Rate:
+        return cls(burst if burst is not None else count, count / 3600)
 
 
 def client_ip(request: Request) -> str:
@@ -221,3 +275,12 @@ async def throttle(limiter: TokenBucketLimiter, buckets: dict[str, Rate], *, det
         allowed, wait = await limiter.take(key, rate.capacity, rate.refill_per_second)
         if not allowed:
             raise rate_limited(wait, detail)
+
+
+async def give_back(limiter: TokenBucketLimiter, buckets: dict[str, Rate]) -> None:
+    """Return the token :func:`throttle` took from each bucket, for an attempt that turned out
+    not to count (a promo code that applied). Checking the allowance *before* the attempt and
+    returning it after keeps a throttled caller from learning anything: a refused attempt is
+    refused whatever its outcome would have been."""
+    for key, rate in buckets.items():
+        await limiter.give_back(key, rate.capacity, rate.refill_per_second)

@@ -88,7 +88,7 @@ async def quote(
     """Price the caller's cart (customer or guest) for a destination, shipping method and promo
     code, at current prices, with what every other shipping method would cost it. No side
     effects: nothing is reserved or used up. A guest's quotes count against its address's
-    allowance of writes, and promo codes that do not apply against the cart's and the
+    allowance of writes, and promo codes that do not exist against the cart's and the
     address's allowance of guesses (429 ``rate_limited`` with ``Retry-After``)."""
     ip = client_ip(request)
     owner = cart_service.CartOwner(user_id=user.id if user is not None else None)

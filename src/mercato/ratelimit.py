@@ -247,6 +247,10 @@ class Rate:
     def per_minute(cls, count: int, burst: int | None = None) -> Rate:
         return cls(burst if burst is not None else count, count / 60)
 
+    @classmethod
+    def per_hour(cls, count: int, burst: int | None = None) -> Rate:
+        return cls(burst if burst is not None else count, count / 3600)
+
 
 def client_ip(request: Request) -> str:
     """The caller's address for rate limiting: the socket peer.
@@ -282,3 +286,12 @@ async def throttle(limiter: TokenBucketLimiter, buckets: dict[str, Rate], *, det
         allowed, wait = await limiter.take(key, rate.capacity, rate.refill_per_second)
         if not allowed:
             raise rate_limited(wait, detail)
+
+
+async def give_back(limiter: TokenBucketLimiter, buckets: dict[str, Rate]) -> None:
+    """Return the token :func:`throttle` took from each bucket, for an attempt that turned out
+    not to count (a promo code that applied). Checking the allowance *before* the attempt and
+    returning it after keeps a throttled caller from learning anything: a refused attempt is
+    refused whatever its outcome would have been."""
+    for key, rate in buckets.items():
+        await limiter.refund(key, rate.capacity, rate.refill_per_second)

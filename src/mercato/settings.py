@@ -84,6 +84,20 @@ class Settings(BaseSettings):
     guest_cart_ttl_seconds: int = 30 * 24 * 3600
     cart_cache_ttl_seconds: int = 3600
 
+    # guessing and flooding: each limit is a burst of that many, then that many per period
+    promo_failures_per_cart_per_hour: int = Field(
+        default=10, ge=1, description="Promo codes that do not exist a cart may try"
+    )
+    promo_failures_per_ip_per_hour: int = Field(
+        default=30, ge=1, description="Promo codes that do not exist one client IP may try"
+    )
+    guest_writes_per_ip_per_minute: int = Field(
+        default=120, ge=1, description="Cart changes and quotes by guests from one client IP"
+    )
+    guest_carts_per_ip_per_hour: int = Field(
+        default=100, ge=1, description="Guest carts one client IP may create"
+    )
+
     # payments
     payment_provider: str = Field(default="sandbox", description="sandbox, or a registered name")
 
@@ -103,6 +117,10 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 5.0
     webhook_disable_after_failures: int = 20
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private and link-local addresses",
+    )
 
     # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
     # (a separate worker process on SQLite) it checks the outbox this often

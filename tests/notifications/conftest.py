@@ -28,6 +28,13 @@ from mercato.settings import Settings
 from tests.support.smtp import SmtpServer, running_smtp_server, with_smtp
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # The test receivers listen on 127.0.0.1, a private target that a shop refuses by default
+    # (tests/notifications/test_egress.py checks that refusal with the default settings).
+    return settings.model_copy(update={"webhook_allow_private_targets": True})
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     # Real argon2id at its smallest cost: these tests sign in, they do not test hash strength.

@@ -34,7 +34,10 @@ from tests.notifications.conftest import (
 async def endpoint(db: Database, url: str, types: list[str] | None = None) -> tuple[str, str]:
     async with db.transaction() as conn:
         info, secret = await service.create_endpoint(
-            conn, url=url, event_types=types or ["OrderPlaced", "ShipmentCreated"]
+            conn,
+            url=url,
+            event_types=types or ["OrderPlaced", "ShipmentCreated"],
+            allow_private_targets=True,
         )
     return info.id, secret
 

@@ -20,6 +20,7 @@ from mercato.identity import service as identity
 from mercato.inventory import service as inventory
 from mercato.problems import Problem
 from mercato.runtime import Runtime
+from mercato.settings import Settings
 from tests.notifications.conftest import Receiver
 from tests.web.conftest import SHOPPER_EMAIL, screenshot, sync
 from tests.web.test_admin_catalog import browser_login, http_login
@@ -39,6 +40,12 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         identity, "PASSWORD_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     )
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # The webhook receiver listens on 127.0.0.1, a private target refused by default.
+    return settings.model_copy(update={"webhook_allow_private_targets": True})
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from mercato.db import UnitOfWork
 from mercato.identity.deps import OptionalUser
 from mercato.identity.service import UserInfo
 from mercato.problems import Problem
+from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.settings import Settings
 
@@ -33,6 +34,7 @@ router = APIRouter(prefix="/api/cart", tags=["cart"])
 @dataclass(frozen=True, slots=True)
 class Caller:
     owner: CartOwner
+    ip: str
     token_from_cookie: bool = False
 
 
@@ -50,15 +52,16 @@ def _stale_cookie_cleared(caller: Caller, settings: Settings) -> Iterator[None]:
 async def get_caller(request: Request, runtime: RuntimeDep, user: OptionalUser) -> Caller:
     """Signed-in customers use their own cart (a guest token is then ignored); guests the cart
     their token names. A forged token is a 400 ``invalid_cart_token``."""
+    ip = client_ip(request)
     if user is not None:
-        return Caller(CartOwner(user_id=user.id))
+        return Caller(CartOwner(user_id=user.id), ip)
     token, from_cookie = presented_token(request)
     if token is None:
-        return Caller(CartOwner())
-    caller = Caller(CartOwner(), token_from_cookie=from_cookie)
+        return Caller(CartOwner(), ip)
+    caller = Caller(CartOwner(), ip, token_from_cookie=from_cookie)
     with _stale_cookie_cleared(caller, runtime.settings):
         cart_id = service.read_cart_token(runtime.settings.secret_key, token)
-    return Caller(CartOwner(guest_cart_id=cart_id), token_from_cookie=from_cookie)
+    return Caller(CartOwner(guest_cart_id=cart_id), ip, token_from_cookie=from_cookie)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -90,8 +93,11 @@ async def _answer(
 async def _edit(
     uow: UnitOfWork, runtime: Runtime, caller: Caller, response: Response, edit: Edit
 ) -> CartOut:
-    """Every change to the caller's cart: made by the service, then answered with the cart as
-    the change handed it over (else read again by id)."""
+    """Every change to the caller's cart (a guest's counted against its IP first): made by the
+    service, then answered with the cart as the change handed it over (else read again by
+    id)."""
+    guard = service.GuestThrottle.for_caller(runtime, caller.ip)
+    await service.throttle_guest(guard, caller.owner, edit)
     with _stale_cookie_cleared(caller, runtime.settings):
         change = await service.edit_cart(
             uow,

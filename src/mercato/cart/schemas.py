@@ -5,17 +5,20 @@ share with the API, so both see one cart)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.cart.service import CART_COOKIE, CART_HEADER
 from mercato.settings import Settings
+from mercato.text import PlainLine
 
 
 class AddItemIn(BaseModel):
-    variant_id: str = Field(min_length=1, max_length=40, examples=["var_01hx..."])
+    variant_id: Annotated[
+        str, PlainLine(min_length=1, max_length=40), Field(examples=["var_01hx..."])
+    ]
     quantity: int = Field(default=1, ge=1, strict=True, examples=[1])
 
 

@@ -8,7 +8,8 @@ modules import this file only; the rules live by family in
 * :mod:`~mercato.cart.view`: the cart as a shopper sees it;
 * :mod:`~mercato.cart.merge`: a guest cart joining the customer's, and expiry;
 * :mod:`~mercato.cart.cache`: the Redis copy;
-* :mod:`~mercato.cart.common`: limits, owners, guest tokens and what callers see.
+* :mod:`~mercato.cart.common`: limits, owners, guest tokens and what callers see;
+* :mod:`~mercato.cart.guests`: guests' writes, throttled per client IP.
 
 Every function takes the caller's :class:`~mercato.db.UnitOfWork` first.
 """
@@ -39,6 +40,7 @@ from mercato.cart.common import (
     read_cart_token,
     sign_cart_token,
 )
+from mercato.cart.guests import GuestThrottle, throttle_guest
 from mercato.cart.merge import expire_guest_carts, merge_carts
 from mercato.cart.storage import cart_lines_for_checkout, get_cart, get_cart_for, load_cart
 from mercato.cart.view import CartLineView, CartView, view_cart
@@ -55,6 +57,7 @@ __all__ = [
     "CartOwner",
     "CartView",
     "Edit",
+    "GuestThrottle",
     "StockStatus",
     "accept_price",
     "add_item",
@@ -74,5 +77,6 @@ __all__ = [
     "remove_item",
     "set_quantity",
     "sign_cart_token",
+    "throttle_guest",
     "view_cart",
 ]

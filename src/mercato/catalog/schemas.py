@@ -23,18 +23,29 @@ from mercato.catalog.service import (
 )
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
 from mercato.problems import validation_problem
+from mercato.text import PlainLine, PlainText
 
 Slug = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
-Name = Annotated[str, Field(min_length=1, max_length=120)]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-Description = Annotated[str, Field(max_length=20_000)]
+Name = Annotated[str, PlainLine(min_length=1, max_length=120)]
+Title = Annotated[str, PlainLine(min_length=1, max_length=200)]
+Description = Annotated[str, PlainText(max_length=20_000)]
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
-EntityId = Annotated[str, Field(min_length=1, max_length=40)]
+EntityId = Annotated[str, PlainLine(min_length=1, max_length=40)]
 AttributeName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
-AttributeValue = Annotated[str, Field(max_length=200)] | int | bool
-OptionName = Annotated[str, Field(min_length=1, max_length=40)]
-OptionValue = Annotated[str, Field(min_length=1, max_length=100)]
-MediaUrl = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^(https?://|/)[^\s]*$")]
+AttributeValue = Annotated[str, PlainLine(max_length=200)] | int | bool
+OptionName = Annotated[str, PlainLine(min_length=1, max_length=40)]
+OptionValue = Annotated[str, PlainLine(min_length=1, max_length=100)]
+# No whitespace, and none of the characters mercato.text refuses in free text (the class reads
+# the same in the Rust, Python and ECMA 262 regular expressions).
+MediaUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^(https?://|/)[^\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e"
+        r"\u2060-\u206f\ufeff]*$",
+    ),
+]
 TaxClass = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
 Position = Annotated[int, Field(ge=0, le=100_000)]
 Weight = Annotated[int, Field(ge=0, le=10_000_000)]
@@ -99,7 +110,7 @@ class VariantIn(_Strict):
     price: DecimalStr
     currency: CurrencyCode | None = None
     compare_at_price: DecimalStr | None = None
-    title: Annotated[str, Field(max_length=200)] = ""
+    title: Annotated[str, PlainLine(max_length=200)] = ""
     options: Options = Field(default_factory=dict)
     weight_grams: Weight = 0
     active: bool = True
@@ -112,7 +123,7 @@ class VariantPatch(_Patch):
     sku: Sku | None = None
     price: DecimalStr | None = None
     compare_at_price: DecimalStr | None = None
-    title: Annotated[str, Field(max_length=200)] | None = None
+    title: Annotated[str, PlainLine(max_length=200)] | None = None
     options: Options | None = None
     weight_grams: Weight | None = None
     active: bool | None = None

@@ -39,6 +39,7 @@ from mercato.identity.deps import (
 from mercato.identity.service import UserInfo
 from mercato.money import format_minor
 from mercato.problems import not_found
+from mercato.ratelimit import client_ip
 from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter()
@@ -86,7 +87,12 @@ async def quote(
 ) -> dict[str, Any]:
     """Price the caller's cart (customer or guest) for a destination, shipping method and promo
     code, at current prices, with what every other shipping method would cost it. No side
-    effects: nothing is reserved or used up."""
+    effects: nothing is reserved or used up. A guest's quotes count against its address's
+    allowance of writes, and promo codes that do not exist against the cart's and the
+    address's allowance of guesses (429 ``rate_limited`` with ``Retry-After``)."""
+    ip = client_ip(request)
+    owner = cart_service.CartOwner(user_id=user.id if user is not None else None)
+    await cart_service.throttle_guest(cart_service.GuestThrottle.for_caller(runtime, ip), owner)
     cart = await _quote_cart(request, uow, runtime, user)
     found = await service.quote_cart(
         uow,
@@ -95,6 +101,7 @@ async def quote(
         region=body.shipping_address.region,
         shipping_method=body.shipping_method,
         promo_code=body.promo_code,
+        promo_guard=service.PromoGuard.for_caller(runtime, ip),
     )
     options = service.shipping_options(found.methods, found)
     return {
@@ -112,6 +119,7 @@ async def quote(
 )
 async def checkout(
     body: CheckoutIn,
+    request: Request,
     runtime: RuntimeDep,
     credential: PresentedCredential,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -132,13 +140,15 @@ async def checkout(
             raise unauthorized(check.status, presented, secure_cookie=secure)
         return check.user
 
-    request = service.CheckoutRequest(
+    wanted = service.CheckoutRequest(
         shipping_address=body.shipping_address.model_dump(),
         shipping_method=body.shipping_method,
         payment_token=body.payment_token,
         promo_code=body.promo_code,
     )
-    answer = await service.checkout_as(runtime, authenticate, idempotency_key, request)
+    answer = await service.checkout_as(
+        runtime, authenticate, idempotency_key, wanted, ip=client_ip(request)
+    )
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 
 

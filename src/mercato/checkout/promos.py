@@ -7,11 +7,21 @@ the database decides who gets the last use, and the row lock that UPDATE takes s
 per-customer count that follows in the same transaction. A use is given back (or made final) by
 flipping the redemption row's state with a conditional UPDATE, so each use is counted and
 returned at most once.
+
+Guessing codes is slowed down by :class:`PromoGuard`: a shopper who names a code spends one of
+the cart's allowance and one of the client IP's before the code is looked up, and gets it back
+unless there is no such code. So only guesses that missed count: a valid code can be quoted any
+number of times, and a real code that is used up or expired costs nothing (fifty shoppers
+behind one address racing for a code's last uses are not guessing). A cart that keeps sending
+the same wrong code is charged once, and a caller whose allowance is spent is refused (429)
+before anything is looked up: a refusal never tells whether the code would have worked.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -27,6 +37,8 @@ from mercato.checkout.schemas import PromoIn, percent_to_bps
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.problems import Problem, validation_problem
+from mercato.ratelimit import Rate, TokenBucketLimiter, give_back, limiter_for, throttle
+from mercato.runtime import Runtime
 
 _PROMO_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
 
@@ -441,3 +453,74 @@ async def release_promo_use(uow: UnitOfWork, checkout_id: str) -> bool:
         return False
     await uow.execute(_GIVE_USE_BACK, {"b_promo": released.promo_id, "b_now": now})
     return True
+
+
+# --------------------------------------------------------------------------------------------
+# Guessing
+
+# How long a cart's failed code is remembered, so that sending it again is not charged again.
+_TRIED = Rate.per_hour(1)
+TOO_MANY_ATTEMPTS = "Too many unknown promo codes were tried; try again later"
+
+
+@dataclass(frozen=True, slots=True)
+class PromoGuard:
+    """The guessing throttle for one caller: its client IP, and the allowances of failed
+    codes per cart and per IP (``MERCATO_PROMO_FAILURES_PER_*``)."""
+
+    limiter: TokenBucketLimiter
+    per_cart: Rate
+    per_ip: Rate
+    ip: str
+
+    @classmethod
+    def for_caller(cls, runtime: Runtime, ip: str) -> PromoGuard:
+        settings = runtime.settings
+        return cls(
+            limiter=limiter_for(runtime),
+            per_cart=Rate.per_hour(settings.promo_failures_per_cart_per_hour),
+            per_ip=Rate.per_hour(settings.promo_failures_per_ip_per_hour),
+            ip=ip,
+        )
+
+    async def take(self, cart_id: str) -> dict[str, Rate]:
+        """One of the IP's allowance, then one of the cart's; 429 ``rate_limited`` when either
+        is spent (a refused attempt keeps nothing it took). The buckets taken from."""
+        taken: dict[str, Rate] = {}
+        wanted = {f"promo:ip:{self.ip}": self.per_ip, f"promo:cart:{cart_id}": self.per_cart}
+        try:
+            for key, rate in wanted.items():
+                await throttle(self.limiter, {key: rate}, detail=TOO_MANY_ATTEMPTS)
+                taken[key] = rate
+        except Problem:
+            await give_back(self.limiter, taken)
+            raise
+        return taken
+
+    async def first_failure(self, cart_id: str, code: str) -> bool:
+        """Whether ``code`` failed for this cart for the first time (in the last hour)."""
+        key = f"promo:tried:{cart_id}:{code}"
+        allowed, _ = await self.limiter.take(key, _TRIED.capacity, _TRIED.refill_per_second)
+        return allowed
+
+
+@asynccontextmanager
+async def promo_attempt(guard: PromoGuard | None, cart_id: str, code: str) -> AsyncIterator[None]:
+    """Around looking up and checking ``code`` for a cart: 429 ``rate_limited`` first when the
+    cart or the caller's IP has tried too many codes that do not exist. The attempt is charged
+    only when it raises ``invalid_promo_code`` (reason ``unknown``) for a code this cart had not
+    tried yet."""
+    if guard is None:
+        yield
+        return
+    taken = await guard.take(cart_id)
+    counted = False
+    try:
+        yield
+    except Problem as problem:
+        if problem.code == "invalid_promo_code" and problem.extra.get("reason") == "unknown":
+            counted = await guard.first_failure(cart_id, code)
+        raise
+    finally:
+        if not counted:
+            await give_back(guard.limiter, taken)

@@ -27,10 +27,12 @@ from mercato.checkout.pricing import (
     shipping_cost,
 )
 from mercato.checkout.promos import (
+    PromoGuard,
     PromoInfo,
     check_promo_usable,
     get_promo_by_code,
     normalize_promo_code,
+    promo_attempt,
 )
 from mercato.checkout.setup_cache import PricingSetup, PricingSetupCache
 from mercato.checkout.shipping import (
@@ -240,9 +242,13 @@ async def load_pricing_context(
     currency: str,
     now: datetime | None = None,
     cache: PricingSetupCache | None = None,
+    promo_guard: PromoGuard | None = None,
+    cart_id: str | None = None,
 ) -> PricingContext:
     """The pricing inputs for a destination. With ``cache`` (the checkout's), the shipping
-    methods, tax rates and price setting may come from this process's recent copy."""
+    methods, tax rates and price setting may come from this process's recent copy. With
+    ``promo_guard``, a promo code counts against the guessing allowance of the caller and of
+    ``cart_id`` (see :class:`~mercato.checkout.promos.PromoGuard`)."""
     country = normalize_country(country, "shipping_address.country")
     region_key = normalize_region(region, "shipping_address.region")
     code = shipping_method.strip().lower()
@@ -258,12 +264,15 @@ async def load_pricing_context(
     promo = None
     if promo_code is not None and promo_code.strip():
         code_norm = normalize_promo_code(promo_code)
-        promo = check_promo_usable(
-            await get_promo_by_code(uow, code_norm),
-            code_norm,
-            currency=currency,
-            now=now or utcnow(),
-        )
+        if promo_guard is not None and cart_id is None:
+            raise ValueError("a promo guard counts per cart: pass the cart's id")
+        async with promo_attempt(promo_guard, cart_id or "", code_norm):
+            promo = check_promo_usable(
+                await get_promo_by_code(uow, code_norm),
+                code_norm,
+                currency=currency,
+                now=now or utcnow(),
+            )
     return PricingContext(
         destination=Destination(country, region_key or None),
         method=method,
@@ -399,10 +408,12 @@ async def quote_cart(
     region: str | None,
     shipping_method: str,
     promo_code: str | None,
+    promo_guard: PromoGuard | None = None,
 ) -> Quote:
     """Price a cart at current catalog prices, without side effects. Lines whose variant is no
     longer on sale are a 409 ``variant_unavailable``; changed prices are listed, not refused
-    (the shopper is looking at the cart; checkout itself refuses them)."""
+    (the shopper is looking at the cart; checkout itself refuses them). A shopper's promo
+    code goes through ``promo_guard`` (429 ``rate_limited`` once too many did not apply)."""
     if cart is None or not cart.lines:
         raise cart_empty()
     items = await cart_items(uow, cart.lines)
@@ -416,6 +427,8 @@ async def quote_cart(
         shipping_method=shipping_method,
         promo_code=promo_code,
         currency=cart.currency,
+        promo_guard=promo_guard,
+        cart_id=cart.id,
     )
     priced = price_items(items, ctx, cart.currency)
     others = tuple(m for m in ctx.methods if m.currency == cart.currency)

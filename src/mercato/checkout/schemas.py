@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mercato.money import CurrencyCode, DecimalStr
+from mercato.text import PlainLine
 
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,18}\d")
 
@@ -28,8 +29,8 @@ PaymentToken = Annotated[
     Field(min_length=5, max_length=68, pattern=r"^tok_[A-Za-z0-9_]+$", examples=["tok_visa"]),
     AfterValidator(_no_card_number),
 ]
-MethodCode = Annotated[str, Field(min_length=1, max_length=32, examples=["standard"])]
-PromoCodeText = Annotated[str, Field(max_length=32, examples=["WELCOME10"])]
+MethodCode = Annotated[str, PlainLine(min_length=1, max_length=32), Field(examples=["standard"])]
+PromoCodeText = Annotated[str, PlainLine(max_length=32), Field(examples=["WELCOME10"])]
 
 
 class _In(BaseModel):
@@ -37,11 +38,11 @@ class _In(BaseModel):
 
 
 class AddressIn(_In):
-    name: str = Field(min_length=1, max_length=100)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
+    name: Annotated[str, PlainLine(min_length=1, max_length=100)]
+    line1: Annotated[str, PlainLine(min_length=1, max_length=200)]
+    line2: Annotated[str, PlainLine(max_length=200)] | None = None
+    city: Annotated[str, PlainLine(min_length=1, max_length=100)]
+    postal_code: Annotated[str, PlainLine(min_length=1, max_length=20)]
     region: Region | None = None
     country: Country = Field(description="ISO 3166-1 alpha-2")
 
@@ -206,7 +207,7 @@ Timestamp = Annotated[datetime, Field(strict=False, examples=["2026-01-01T00:00:
 
 
 class ZoneIn(_In):
-    name: str = Field(min_length=1, max_length=80)
+    name: Annotated[str, PlainLine(min_length=1, max_length=80)]
     countries: list[Country] = Field(min_length=1, max_length=250)
 
 
@@ -222,9 +223,9 @@ class WeightBandIn(_In):
 
 
 class ShippingMethodIn(_In):
-    zone_id: str = Field(min_length=1, max_length=40)
+    zone_id: Annotated[str, PlainLine(min_length=1, max_length=40)]
     code: MethodCode
-    name: str = Field(min_length=1, max_length=80)
+    name: Annotated[str, PlainLine(min_length=1, max_length=80)]
     kind: Literal["flat", "weight_band", "free_over"]
     price: DecimalStr = "0.00"
     currency: CurrencyCode
@@ -260,8 +261,7 @@ class TaxRateOut(BaseModel):
 class PromoIn(_In):
     code: str = Field(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]+$")
     kind: Literal["percent", "fixed"]
-    value: str = Field(
-        max_length=20,
+    value: Annotated[str, PlainLine(max_length=20)] = Field(
         description='percent: a percentage ("10"); fixed: an amount ("5.00") in currency',
         examples=["10"],
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 from mercato.checkout.common import percent_text
 from mercato.checkout.promos import (
     PromoAmounts,
+    PromoGuard,
     PromoInfo,
     PromoRow,
     check_promo,
@@ -104,6 +105,7 @@ __all__ = [
     "PricingContext",
     "PricingSetupCache",
     "PromoAmounts",
+    "PromoGuard",
     "PromoInfo",
     "PromoRow",
     "Quote",

@@ -52,6 +52,7 @@ from mercato import workflows
 from mercato.cart import service as cart_service
 from mercato.checkout.pricing import PricedCart
 from mercato.checkout.promos import (
+    PromoGuard,
     PromoInfo,
     commit_promo_use,
     get_promo,
@@ -218,6 +219,7 @@ async def prepare(
     checkout_id: str,
     memo: dict[str, Any],
     cache: PricingSetupCache | None = None,
+    promo_guard: PromoGuard | None = None,
 ) -> CheckoutState:
     address = dict(request.shipping_address)
     cart = await cart_service.get_cart_for(uow, user.id, None)
@@ -233,6 +235,8 @@ async def prepare(
         promo_code=request.promo_code,
         currency=cart.currency,
         cache=cache,
+        promo_guard=promo_guard,
+        cart_id=cart.id,
     )
     # Pricing refuses what cannot be priced (a promo's minimum, a parcel too heavy) before
     # anything is written.
@@ -516,11 +520,18 @@ Authenticate = Callable[[UnitOfWork], Awaitable[UserInfo]]
 
 
 async def checkout(
-    runtime: Runtime, user: UserInfo, idempotency_key: str | None, request: CheckoutRequest
+    runtime: Runtime,
+    user: UserInfo,
+    idempotency_key: str | None,
+    request: CheckoutRequest,
+    *,
+    ip: str = "unknown",
 ) -> dict[str, Any]:
-    """Run (or replay) the checkout of ``user``'s cart; the 201 body, or a Problem raised."""
+    """Run (or replay) the checkout of ``user``'s cart; the 201 body, or a Problem raised.
+    ``ip`` is the caller's address: its promo codes count against the guessing allowance of
+    that address and of the cart (:class:`~mercato.checkout.promos.PromoGuard`)."""
     check_idempotency_key(idempotency_key)
-    return await _start(runtime, user, idempotency_key, request)
+    return await _start(runtime, user, idempotency_key, request, ip)
 
 
 async def checkout_as(
@@ -528,11 +539,13 @@ async def checkout_as(
     authenticate: Authenticate,
     idempotency_key: str | None,
     request: CheckoutRequest,
+    *,
+    ip: str = "unknown",
 ) -> dict[str, Any]:
     """:func:`checkout` for a caller not authenticated yet: ``authenticate`` runs first in the
     checkout's first transaction (one transaction fewer than authenticating on its own) and
     raises its problem for a bad credential before the key is looked at."""
-    return await _start(runtime, authenticate, idempotency_key, request)
+    return await _start(runtime, authenticate, idempotency_key, request, ip)
 
 
 async def _start(
@@ -540,8 +553,10 @@ async def _start(
     caller: UserInfo | Authenticate,
     idempotency_key: str | None,
     request: CheckoutRequest,
+    ip: str,
 ) -> dict[str, Any]:
     cache = pricing_setup_cache(runtime.extras)
+    guard = PromoGuard.for_caller(runtime, ip) if request.promo_code else None
     memo: dict[str, Any] = {"token": request.payment_token}
     found: dict[str, UserInfo] = {}
 
@@ -551,7 +566,7 @@ async def _start(
         return f"{user.id}:{check_idempotency_key(idempotency_key)}"
 
     async def start(uow: UnitOfWork, run_id: str) -> CheckoutState:
-        return await prepare(uow, found["user"], request, run_id, memo, cache)
+        return await prepare(uow, found["user"], request, run_id, memo, cache, guard)
 
     return await workflows.start(
         runtime,

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.fulfilment.service import FulfilmentInfo, ShipmentInfo
 from mercato.money import format_minor
+from mercato.text import PlainLine
 
 
 class ShipmentLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    order_line_id: str = Field(min_length=1, max_length=40)
+    order_line_id: Annotated[str, PlainLine(min_length=1, max_length=40)]
     quantity: int = Field(ge=1, le=100_000)
 
 
@@ -24,12 +25,12 @@ class ShipmentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    carrier: str = Field(min_length=1, max_length=40, examples=["sandbox"])
-    service: str | None = Field(default=None, max_length=40)
-    tracking_number: str | None = Field(default=None, max_length=80)
+    carrier: Annotated[str, PlainLine(min_length=1, max_length=40), Field(examples=["sandbox"])]
+    service: Annotated[str, PlainLine(max_length=40)] | None = None
+    tracking_number: Annotated[str, PlainLine(max_length=80)] | None = None
     lines: list[ShipmentLineIn] | None = Field(default=None, min_length=1, max_length=500)
-    fulfilment_id: str | None = Field(default=None, max_length=40)
-    shipment_id: str | None = Field(default=None, max_length=40)
+    fulfilment_id: Annotated[str, PlainLine(max_length=40)] | None = None
+    shipment_id: Annotated[str, PlainLine(max_length=40)] | None = None
 
 
 class DeliverIn(BaseModel):

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field
 
 from mercato.identity import service
 from mercato.identity.service import UserInfo
+from mercato.text import PlainLine
 
 Role = Literal["customer", "staff", "seller"]
 
@@ -30,7 +31,7 @@ Password = Annotated[
     Field(min_length=service.PASSWORD_MIN_LENGTH, max_length=service.PASSWORD_MAX_LENGTH),
 ]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=service.NAME_MAX_LENGTH)
+    str, PlainLine(strip_whitespace=True, min_length=1, max_length=service.NAME_MAX_LENGTH)
 ]
 
 

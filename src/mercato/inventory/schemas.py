@@ -14,14 +14,14 @@ from mercato.inventory.service import (
     StockLevel,
     WarehouseInfo,
 )
+from mercato.text import PlainLine
 
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-WarehouseCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16)
-]
+Sku = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=64)]
+WarehouseCode = Annotated[str, PlainLine(strip_whitespace=True, min_length=2, max_length=16)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$")]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+Reference = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=80)]
+Reason = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class WarehouseIn(BaseModel):
@@ -31,9 +31,9 @@ class WarehouseIn(BaseModel):
             strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"
         ),
     ]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    name: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=120)]
     countries: Annotated[list[Country], Field(max_length=250)] = []
-    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] | None = None
+    region: Annotated[str, PlainLine(strip_whitespace=True, max_length=80)] | None = None
 
 
 class WarehouseOut(BaseModel):
@@ -67,7 +67,7 @@ class AdjustIn(BaseModel):
     sku: Sku
     warehouse: WarehouseCode
     delta: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True)]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    reason: Reason
 
 
 class StockLevelOut(BaseModel):
@@ -141,7 +141,7 @@ class ReserveLineIn(BaseModel):
 class ReserveIn(BaseModel):
     """A manual hold (a phone order, a showroom customer) placed by staff."""
 
-    owner: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    owner: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=80)]
     lines: Annotated[list[ReserveLineIn], Field(min_length=1, max_length=100)]
     country: Country | None = None
     warehouse: WarehouseCode | None = None
@@ -149,9 +149,7 @@ class ReserveIn(BaseModel):
 
 
 class ReleaseIn(BaseModel):
-    reason: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ] = "released by staff"
+    reason: Reason = "released by staff"
 
 
 class LedgerDifferenceOut(BaseModel):

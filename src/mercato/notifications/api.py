@@ -22,7 +22,7 @@ from mercato.notifications.schemas import (
     WebhookPatch,
 )
 from mercato.problems import not_found
-from mercato.runtime import UowDep
+from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter(tags=["notifications"])
 
@@ -80,14 +80,22 @@ async def download_email(email_id: str, _staff: StaffUser, uow: UowDep) -> Respo
 
 
 @router.post(WEBHOOKS, status_code=201, response_model=WebhookCreatedOut)
-async def create_webhook(body: WebhookIn, _staff: StaffUser, uow: UowDep) -> WebhookCreatedOut:
+async def create_webhook(
+    body: WebhookIn, _staff: StaffUser, uow: UowDep, runtime: RuntimeDep
+) -> WebhookCreatedOut:
     """Register an endpoint. The answer carries its signing secret, which is never shown again.
 
-    Deliveries are POSTed from the shop's worker: in production, restrict the worker's outbound
-    network access so that endpoints cannot reach internal services.
+    Deliveries are POSTed from the shop's worker, to public addresses only: a URL naming this
+    machine or a loopback, private or link-local address is a 422 ``invalid_webhook_url``
+    (unless the shop allows private targets), and a name that resolves to one is refused when
+    a delivery connects.
     """
     endpoint, secret = await service.create_endpoint(
-        uow, url=body.url, event_types=body.event_types, description=body.description
+        uow,
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
+        allow_private_targets=runtime.settings.webhook_allow_private_targets,
     )
     return WebhookCreatedOut.with_secret(endpoint, secret)
 
@@ -111,7 +119,7 @@ async def get_webhook(endpoint_id: str, _staff: StaffUser, uow: UowDep) -> Webho
 
 @router.patch(WEBHOOKS + "/{endpoint_id}", response_model=WebhookOut)
 async def update_webhook(
-    endpoint_id: str, body: WebhookPatch, _staff: StaffUser, uow: UowDep
+    endpoint_id: str, body: WebhookPatch, _staff: StaffUser, uow: UowDep, runtime: RuntimeDep
 ) -> WebhookOut:
     """Change the URL, event types, description, or switch the endpoint off and on (switching
     it on clears its failure count)."""
@@ -122,6 +130,7 @@ async def update_webhook(
         event_types=body.event_types,
         url=body.url,
         description=body.description,
+        allow_private_targets=runtime.settings.webhook_allow_private_targets,
     )
     return WebhookOut.of(endpoint)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from mercato.notifications.service import DeliveryInfo, EmailInfo, EndpointInfo
+from mercato.text import PlainLine
 
 
 class EmailOut(BaseModel):
@@ -51,17 +52,23 @@ class EmailPageOut(BaseModel):
     next_before: str | None = Field(description="Pass as ``before`` for the next (older) page")
 
 
+Url = Annotated[
+    str, PlainLine(max_length=4000), Field(examples=["https://example.com/hooks/mercato"])
+]
+Description = Annotated[str, PlainLine(max_length=200)]
+
+
 class WebhookIn(BaseModel):
-    url: str = Field(max_length=4000, examples=["https://example.com/hooks/mercato"])
+    url: Url
     event_types: list[str] = Field(max_length=50, examples=[["OrderPlaced", "ShipmentCreated"]])
-    description: str | None = Field(default=None, max_length=200)
+    description: Description | None = None
 
 
 class WebhookPatch(BaseModel):
-    url: str | None = Field(default=None, max_length=4000)
+    url: Url | None = None
     event_types: list[str] | None = Field(default=None, max_length=50)
     active: bool | None = None
-    description: str | None = Field(default=None, max_length=200)
+    description: Description | None = None
 
 
 class WebhookOut(BaseModel):

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import Row, select
 
 from mercato.db import Database, utcnow
-from mercato.notifications import emails, webhooks
+from mercato.notifications import egress, emails, webhooks
 from mercato.notifications.common import (
     BACKOFF_BASE_SECONDS,
     CLAIM_BATCH,
@@ -179,10 +179,9 @@ async def deliver_webhooks(
             if not rows:
                 break
             if http is None:
-                http = httpx.AsyncClient(
+                http = egress.webhook_client(
                     timeout=settings.webhook_timeout_seconds,
-                    follow_redirects=False,
-                    trust_env=False,
+                    allow_private_targets=settings.webhook_allow_private_targets,
                 )
             claimed += len(rows)
             async with db.transaction() as uow:

@@ -6,8 +6,11 @@ failure is retried with exponential backoff and jitter; after the maximum number
 row is ``dead`` (staff may retry it). An endpoint that keeps failing is disabled; one success
 resets its count.
 
-Webhook URLs are called from the worker process: in production restrict the worker's egress
-(a firewall or an egress proxy) so that an endpoint cannot be pointed at internal services.
+Webhook URLs are called from the worker process, so an endpoint must not be a way into the
+shop's own network: loopback, private and link-local targets are refused when an endpoint is
+registered and again when each delivery connects (see :mod:`~mercato.notifications.egress`),
+unless ``MERCATO_WEBHOOK_ALLOW_PRIVATE_TARGETS`` allows them. A firewall on the worker's egress
+is still a good second wall.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy import Row, delete, func, select, update
 from mercato.db import UnitOfWork, utcnow
 from mercato.events import Event
 from mercato.ids import new_id
-from mercato.notifications import signing
+from mercato.notifications import egress, signing
 from mercato.notifications.common import (
     DELIVERIES,
     ENDPOINTS,
@@ -38,6 +41,7 @@ from mercato.notifications.common import (
 )
 from mercato.problems import Problem, not_found, validation_problem
 from mercato.settings import Settings
+from mercato.text import check_plain, refused_character
 
 log = logging.getLogger("mercato.notifications")
 
@@ -96,13 +100,14 @@ def _bad_url(message: str) -> Problem:
     return validation_problem("url", message, code="invalid_webhook_url")
 
 
-def check_webhook_url(url: str) -> str:
-    """An absolute http(s) URL with a host, no credentials, no fragment, no whitespace;
+def check_webhook_url(url: str, *, allow_private_targets: bool = False) -> str:
+    """An absolute http(s) URL with a host, no credentials, no fragment, no whitespace, and
+    (unless ``allow_private_targets``) no host that is this machine or a non-public address;
     else 422 ``invalid_webhook_url``."""
     url = url.strip()
     if not url or len(url) > MAX_URL_LENGTH:
         raise _bad_url(f"must be 1 to {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+    if any(ch.isspace() for ch in url) or refused_character(url) is not None:
         raise _bad_url("must not contain whitespace or control characters")
     try:
         parts = urlsplit(url)
@@ -117,6 +122,8 @@ def check_webhook_url(url: str) -> str:
         raise _bad_url("must not contain credentials")
     if parts.fragment:
         raise _bad_url("must not contain a fragment")
+    if not allow_private_targets and (problem := egress.url_host_problem(parts.hostname)):
+        raise _bad_url(problem)
     return url
 
 
@@ -141,6 +148,7 @@ def _check_description(description: str | None) -> str | None:
     if description is None:
         return None
     description = description.strip()
+    check_plain("description", description)
     if len(description) > 200:
         raise validation_problem("description", "must be at most 200 characters")
     return description or None
@@ -152,9 +160,10 @@ async def create_endpoint(
     url: str,
     event_types: Collection[str],
     description: str | None = None,
+    allow_private_targets: bool = False,
 ) -> tuple[EndpointInfo, str]:
     """Register an endpoint; returns it and its signing secret (shown to staff only now)."""
-    url = check_webhook_url(url)
+    url = check_webhook_url(url, allow_private_targets=allow_private_targets)
     types = check_event_types(event_types)
     description = _check_description(description)
     secret = signing.new_secret()
@@ -199,12 +208,13 @@ async def update_endpoint(
     event_types: Collection[str] | None = None,
     url: str | None = None,
     description: str | None = None,
+    allow_private_targets: bool = False,
 ) -> EndpointInfo:
     """Change an endpoint. Turning it back on also clears its failure count, so a disabled
     endpoint gets a fresh start (its pending deliveries resume)."""
     values: dict[str, Any] = {}
     if url is not None:
-        values["url"] = check_webhook_url(url)
+        values["url"] = check_webhook_url(url, allow_private_targets=allow_private_targets)
     if event_types is not None:
         values["event_types"] = check_event_types(event_types)
     if description is not None:

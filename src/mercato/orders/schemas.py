@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from mercato.money import format_minor
 from mercato.orders.service import (
@@ -17,6 +17,7 @@ from mercato.orders.service import (
     OrderSummary,
     PaymentSummary,
 )
+from mercato.text import PlainLine, PlainText
 
 
 class OrderLineOut(BaseModel):
@@ -254,9 +255,9 @@ class StaffOrderPageOut(BaseModel):
 
 
 class CancelIn(BaseModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, PlainText(max_length=500)] | None = None
 
 
 class TransitionIn(BaseModel):
-    to: str = Field(min_length=1, max_length=24)
-    reason: str | None = Field(default=None, max_length=500)
+    to: Annotated[str, PlainLine(min_length=1, max_length=24)]
+    reason: Annotated[str, PlainText(max_length=500)] | None = None

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.money import format_minor
 from mercato.returns.service import ReturnInfo
+from mercato.text import PlainLine, PlainText
+
+LineId = Annotated[str, PlainLine(min_length=1, max_length=40)]
 
 
 class ReturnLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    order_line_id: str = Field(min_length=1, max_length=40)
+    order_line_id: LineId
     quantity: int = Field(ge=1, le=100_000)
 
 
@@ -22,21 +25,21 @@ class ReturnIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Annotated[str, PlainText(min_length=1, max_length=500)]
 
 
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=500)
+    note: Annotated[str, PlainText(max_length=500)] | None = None
 
 
 class ReceiveLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    order_line_id: str = Field(min_length=1, max_length=40)
+    order_line_id: LineId
     disposition: Literal["restock", "write_off"]
-    warehouse: str | None = Field(default=None, max_length=16)
+    warehouse: Annotated[str, PlainLine(max_length=16)] | None = None
 
 
 class ReceiveIn(BaseModel):

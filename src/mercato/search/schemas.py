@@ -7,7 +7,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Term = Annotated[str, Field(min_length=1, max_length=60)]
+from mercato.text import PlainLine
+
+Term = Annotated[str, PlainLine(min_length=1, max_length=60)]
 
 
 class SynonymsIn(BaseModel):

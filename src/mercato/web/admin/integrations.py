@@ -16,7 +16,7 @@ from mercato.notifications import service as notifications
 from mercato.notifications.schemas import EmailOut
 from mercato.notifications.service import DeliveryInfo, EndpointInfo
 from mercato.problems import Problem, not_found
-from mercato.runtime import UowDep
+from mercato.runtime import RuntimeDep, UowDep
 from mercato.web.admin.cfg_forms import Errors, problem_errors, read_form, text, texts
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
@@ -81,7 +81,9 @@ def _secret_page(
 
 
 @router.post("/webhooks", dependencies=[CsrfChecked], response_model=None)
-async def create_webhook(request: Request, uow: UowDep, _staff: PageStaff) -> HTMLResponse:
+async def create_webhook(
+    request: Request, uow: UowDep, runtime: RuntimeDep, _staff: PageStaff
+) -> HTMLResponse:
     values = _endpoint_values(await read_form(request))
     try:
         async with uow.begin_nested():
@@ -90,6 +92,7 @@ async def create_webhook(request: Request, uow: UowDep, _staff: PageStaff) -> HT
                 url=values["url"],
                 event_types=values["event_types"],
                 description=values["description"] or None,
+                allow_private_targets=runtime.settings.webhook_allow_private_targets,
             )
     except Problem as problem:
         found = problem_errors(problem)
@@ -154,7 +157,7 @@ async def webhook_detail(
 
 @router.post("/webhooks/{endpoint_id}", dependencies=[CsrfChecked], response_model=None)
 async def update_webhook(
-    endpoint_id: str, request: Request, uow: UowDep, _staff: PageStaff
+    endpoint_id: str, request: Request, uow: UowDep, runtime: RuntimeDep, _staff: PageStaff
 ) -> HTMLResponse | Response:
     endpoint = await _endpoint_or_404(uow, endpoint_id)
     values = _endpoint_values(await read_form(request))
@@ -166,6 +169,7 @@ async def update_webhook(
                 url=values["url"],
                 event_types=values["event_types"],
                 description=values["description"],
+                allow_private_targets=runtime.settings.webhook_allow_private_targets,
             )
     except Problem as problem:
         found = problem_errors(problem)

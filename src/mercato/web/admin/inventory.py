@@ -19,6 +19,7 @@ from mercato.db import UnitOfWork
 from mercato.inventory import service
 from mercato.problems import Problem
 from mercato.runtime import Runtime, RuntimeDep, UowDep
+from mercato.text import PlainLine
 from mercato.web.admin.ops_common import parse_int, problem_message, with_query
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
@@ -31,7 +32,8 @@ RESERVATIONS_SHOWN = 50
 MAX_REFERENCE = 80
 MAX_REASON = 200
 
-Field = Annotated[str, Form(max_length=300)]
+# Free text refuses control characters (mercato.text): a 422 page naming the field.
+Field = Annotated[str, PlainLine(max_length=300), Form()]
 
 
 async def _index(

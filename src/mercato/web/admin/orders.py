@@ -25,6 +25,7 @@ from mercato.payments import service as payments
 from mercato.problems import Problem, not_found
 from mercato.returns import service as returns
 from mercato.runtime import RuntimeDep, UowDep
+from mercato.text import PlainLine, PlainText
 from mercato.web.admin.ops_common import (
     actor_of,
     day_start,
@@ -44,7 +45,9 @@ PAGE_SIZE = 25
 SHIP_FIELDS = ("carrier", "service", "tracking_number", "fulfilment_id")
 STEPS: dict[str, fulfilment.FulfilmentStep] = {"pick": "picked", "pack": "packed"}
 
-Text = Annotated[str, Form(max_length=500)]
+# Free text refuses control characters (mercato.text): a 422 page naming the field.
+Text = Annotated[str, PlainText(max_length=500), Form()]
+Line = Annotated[str, PlainLine(max_length=40), Form()]
 
 
 def _order_url(order_id: str) -> str:
@@ -223,10 +226,10 @@ async def ship(
     request: Request,
     staff: PageStaff,
     runtime: RuntimeDep,
-    carrier: Annotated[str, Form(max_length=40)] = "",
-    service: Annotated[str, Form(max_length=40)] = "",
-    tracking_number: Annotated[str, Form(max_length=200)] = "",
-    fulfilment_id: Annotated[str, Form(max_length=40)] = "",
+    carrier: Line = "",
+    service: Line = "",
+    tracking_number: Annotated[str, PlainLine(max_length=200), Form()] = "",
+    fulfilment_id: Line = "",
 ) -> Response:
     """Ship every unshipped unit (of one fulfilment, when chosen). The payment share is
     captured first; a refused capture ships nothing and says so on the page."""
@@ -351,7 +354,7 @@ async def manual_transition(
     request: Request,
     staff: PageStaff,
     runtime: RuntimeDep,
-    to: Annotated[str, Form(max_length=24)] = "",
+    to: Annotated[str, PlainLine(max_length=24), Form()] = "",
     reason: Text = "",
 ) -> Response:
     """Move the order by hand (manual operations); the state machine still decides, and

@@ -20,6 +20,7 @@ from mercato.orders import service as orders
 from mercato.problems import Problem, not_found
 from mercato.returns import service
 from mercato.runtime import RuntimeDep, UowDep
+from mercato.text import PlainText
 from mercato.web.admin.ops_common import actor_of, problem_message, run_action, run_in_unit
 from mercato.web.deps import PageStaff
 from mercato.web.security import CsrfChecked
@@ -28,7 +29,8 @@ from mercato.web.templating import field_errors, flash, money, redirect, render
 router = APIRouter()
 
 LIST_LIMIT = 100
-Note = Annotated[str, Form(max_length=1000)]
+# Free text refuses control characters (mercato.text): a 422 page naming the field.
+Note = Annotated[str, PlainText(max_length=1000), Form()]
 _LINE_FIELD = re.compile(r"^lines\[(\d+)\]\.(\w+)$")
 
 

@@ -25,6 +25,7 @@ from mercato.problems import Problem, not_found
 from mercato.ratelimit import client_ip, limiter_for
 from mercato.returns import service as returns
 from mercato.runtime import Runtime, RuntimeDep, UowDep
+from mercato.text import check_plain, plain_errors
 from mercato.web.deps import PageUser, SignedInUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop.common import (
@@ -166,6 +167,7 @@ async def register(request: Request, runtime: RuntimeDep, user: BriefUser) -> Re
     status = 422
     headers: dict[str, str] = {}
     try:
+        check_plain("name", values["name"])
         async with runtime.db.transaction() as uow:
             signed_in = await identity.register(
                 uow,
@@ -499,6 +501,7 @@ async def cancel(
     reason = text_field(form, "reason", 500) or None
     response = redirect(f"/account/orders/{order_id}")
     try:
+        check_plain("reason", reason, multiline=True)
         await orders.cancel_order(
             runtime, order_id, actor=f"customer:{user.id}", user_id=user.id, reason=reason
         )
@@ -549,6 +552,10 @@ async def request_return(
         return response
     if not full_reason:
         flash(request, response, "Tell us why you are returning the items.", "error")
+        return response
+    if problem := plain_errors({"reason": reason, "details": details}, multiline={"details"}):
+        field, message = next(iter(problem.items()))
+        flash(request, response, f"The {field} {message}.", "error")
         return response
 
     async def ask(uow: UnitOfWork) -> returns.ReturnInfo:

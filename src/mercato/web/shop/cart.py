@@ -17,6 +17,7 @@ from mercato.cart.service import CartChange, CartInfo, CartLimits, CartOwner, Ed
 from mercato.checkout import service as checkout
 from mercato.db import UnitOfWork
 from mercato.problems import Problem
+from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import PageUser
 from mercato.web.security import CsrfChecked, safe_next
@@ -123,18 +124,21 @@ async def _change(
     back: str,
     success: str | Callable[[CartChange], str] | None,
 ) -> Response:
-    """Make one change to the shopper's cart in a transaction of its own; back to ``back``
-    with a message (what the service refused, or ``success``)."""
+    """Make one change to the shopper's cart in a transaction of its own (a guest's counted
+    against its address first); back to ``back`` with a message (what the service refused,
+    or ``success``)."""
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     limits = CartLimits.from_settings(settings)
     cache = cart_service.cache_for(runtime)
+    guard = cart_service.GuestThrottle.for_caller(runtime, client_ip(request))
     response = redirect(back)
 
     async def attempt(uow: UnitOfWork) -> CartChange | None:
         return await cart_service.edit_cart(uow, owner, edit, limits=limits, cache=cache)
 
     try:
+        await cart_service.throttle_guest(guard, owner, edit)
         try:
             done = await runtime.db.run(attempt)
         except Problem as exc:
@@ -143,6 +147,7 @@ async def _change(
             # The cookie names a cart that is gone (merged, expired): start a new one.
             owner = CartOwner()
             clear_cart_cookie(response, settings)
+            await cart_service.throttle_guest(guard, owner, edit)
             done = await runtime.db.run(attempt)
     except Problem as exc:
         flash(request, response, friendly(exc), "error")

@@ -27,6 +27,7 @@ from mercato.identity.service import UserInfo
 from mercato.orders import service as orders
 from mercato.payments import service as payments
 from mercato.problems import Problem, not_found
+from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import SignedInUser
 from mercato.web.security import CsrfChecked
@@ -51,7 +52,8 @@ CARD_EXPLANATIONS: dict[str, str] = {
     "tok_chargeDeclinedInsufficientFunds": "declined: insufficient funds",
     "tok_processingError": "fails with a processing error",
 }
-PROMO_CODES = frozenset({"invalid_promo_code"})
+# A code that does not apply, or too many such codes tried (rate_limited, from the promo guard).
+PROMO_CODES = frozenset({"invalid_promo_code", "rate_limited"})
 ADDRESS_PROBLEMS = frozenset({"unknown_shipping_method", "shipping_method_unavailable"})
 
 
@@ -141,9 +143,12 @@ async def form_context(
     cart: CartInfo,
     form: CheckoutForm,
     errors: dict[str, str] | None = None,
+    *,
+    ip: str,
 ) -> dict[str, Any]:
     """Countries, the shipping methods for the chosen one with their prices for this cart, the
-    priced summary (a quote: nothing reserved), and the cart's notices."""
+    priced summary (a quote: nothing reserved), and the cart's notices. The promo code counts
+    against the guessing allowance of ``ip`` and of the cart, as in the API."""
     errors = dict(errors or {})
     countries = await checkout.ship_to_countries(uow)
     country = checkout.choose_country(countries, form.country, DEFAULT_COUNTRY)
@@ -169,6 +174,7 @@ async def form_context(
                 region=form.region or None,
                 shipping_method=method,
                 promo_code=promo,
+                promo_guard=checkout.PromoGuard.for_caller(runtime, ip),
             )
             break
         except Problem as exc:
@@ -256,7 +262,7 @@ async def checkout_page(
         return response
     form = CheckoutForm.read(request.query_params, name=user.name)
     form = replace(form, idempotency_key=new_key())
-    context = await form_context(uow, runtime, cart, form)
+    context = await form_context(uow, runtime, cart, form, ip=client_ip(request))
     return render(request, "shop/checkout.html", {**context, "failure": None})
 
 
@@ -270,7 +276,7 @@ async def checkout_summary(
     if cart is None or not cart.lines:
         return render(request, "shop/_checkout_empty.html")
     form = CheckoutForm.read(request.query_params)
-    context = await form_context(uow, runtime, cart, form)
+    context = await form_context(uow, runtime, cart, form, ip=client_ip(request))
     return render(request, "shop/_checkout_dynamic.html", context)
 
 
@@ -290,7 +296,7 @@ async def _form_again(
             response = redirect("/cart")
             flash(request, response, "Your cart is empty.")
             return response
-        context = await form_context(uow, runtime, cart, form, errors)
+        context = await form_context(uow, runtime, cart, form, errors, ip=client_ip(request))
     context["failure"] = failure
     return render(request, "shop/checkout.html", context, status_code=status_code)
 
@@ -321,7 +327,9 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
         promo_code=body.promo_code,
     )
     try:
-        answer = await checkout.checkout(runtime, user, form.idempotency_key, order_request)
+        answer = await checkout.checkout(
+            runtime, user, form.idempotency_key, order_request, ip=client_ip(request)
+        )
     except Problem as exc:
         # A new key for the next attempt: this one's outcome is kept with the checkout.
         again = replace(form, idempotency_key=new_key())

@@ -42,6 +42,16 @@ class TokenBucketLimiter(Protocol):
         """
         ...
 
+    async def peek(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        """Whether :meth:`take` would allow ``cost`` now, and the wait if not; takes nothing.
+
+        For allowances spent only by an outcome known afterwards, where many honest attempts
+        may be in flight at once (promo codes from one office): check before, take after.
+        """
+        ...
+
 
 def _check_arguments(capacity: int, refill_per_second: float, cost: float) -> None:
     if capacity <= 0 or refill_per_second <= 0:
@@ -114,6 +124,19 @@ class MemoryTokenBucket:
         tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second + cost)
         full_at = now + (capacity - tokens) / refill_per_second
         self._buckets[key] = _Bucket(tokens, now, full_at)
+
+    async def peek(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        _check_arguments(capacity, refill_per_second, cost)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return True, 0.0
+        elapsed = max(0.0, self._clock() - bucket.updated)
+        tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second)
+        if tokens >= cost:
+            return True, 0.0
+        return False, (cost - tokens) / refill_per_second
 
     def prune(self, now: float | None = None) -> int:
         """Forget full buckets (and the least recently used beyond ``max_keys``)."""
@@ -188,6 +211,29 @@ redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
 return 1
 """
 
+# The take's arithmetic without the write.
+_PEEK_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  return {1, '0'}
+end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
+if tokens >= cost then
+  return {1, '0'}
+end
+return {0, tostring((cost - tokens) / refill)}
+"""
+
 
 class RedisTokenBucket:
     """Buckets as Redis hashes, shared by every process; each expires once it would be full."""
@@ -200,6 +246,7 @@ class RedisTokenBucket:
         self._clock = clock
         self._script = redis.register_script(_TAKE_SCRIPT)
         self._refund_script = redis.register_script(_REFUND_SCRIPT)
+        self._peek_script = redis.register_script(_PEEK_SCRIPT)
 
     def _args(self, capacity: int, refill_per_second: float, cost: float) -> list[Any]:
         _check_arguments(capacity, refill_per_second, cost)
@@ -218,6 +265,13 @@ class RedisTokenBucket:
     ) -> None:
         args = self._args(capacity, refill_per_second, cost)
         await self._refund_script(keys=[self._prefix + key], args=args)
+
+    async def peek(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        args = self._args(capacity, refill_per_second, cost)
+        allowed, retry = await self._peek_script(keys=[self._prefix + key], args=args)
+        return bool(int(allowed)), float(retry)
 
 
 def limiter_for(runtime: Runtime) -> TokenBucketLimiter:
@@ -286,12 +340,3 @@ async def throttle(limiter: TokenBucketLimiter, buckets: dict[str, Rate], *, det
         allowed, wait = await limiter.take(key, rate.capacity, rate.refill_per_second)
         if not allowed:
             raise rate_limited(wait, detail)
-
-
-async def give_back(limiter: TokenBucketLimiter, buckets: dict[str, Rate]) -> None:
-    """Return the token :func:`throttle` took from each bucket, for an attempt that turned out
-    not to count (a promo code that applied). Checking the allowance *before* the attempt and
-    returning it after keeps a throttled caller from learning anything: a refused attempt is
-    refused whatever its outcome would have been."""
-    for key, rate in buckets.items():
-        await limiter.refund(key, rate.capacity, rate.refill_per_second)

@@ -37,7 +37,7 @@ from mercato.checkout.schemas import PromoIn, percent_to_bps
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.problems import Problem, validation_problem
-from mercato.ratelimit import Rate, TokenBucketLimiter, give_back, limiter_for, throttle
+from mercato.ratelimit import Rate, TokenBucketLimiter, limiter_for, rate_limited, throttle
 from mercato.runtime import Runtime
 
 _PROMO_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
@@ -483,19 +483,38 @@ class PromoGuard:
             ip=ip,
         )
 
-    async def take(self, cart_id: str) -> dict[str, Rate]:
-        """One of the IP's allowance, then one of the cart's; 429 ``rate_limited`` when either
-        is spent (a refused attempt keeps nothing it took). The buckets taken from."""
-        taken: dict[str, Rate] = {}
-        wanted = {f"promo:ip:{self.ip}": self.per_ip, f"promo:cart:{cart_id}": self.per_cart}
-        try:
-            for key, rate in wanted.items():
-                await throttle(self.limiter, {key: rate}, detail=TOO_MANY_ATTEMPTS)
-                taken[key] = rate
-        except Problem:
-            await give_back(self.limiter, taken)
-            raise
-        return taken
+    async def take(self, cart_id: str) -> None:
+        """Before a code is looked up: 429 ``rate_limited`` when the IP's or the cart's
+        allowance is spent, whatever the code, so a throttled caller learns nothing about it.
+
+        The cart's token is taken now (given back by :meth:`settle` unless the code turns out
+        not to exist), so concurrent guesses on one cart get exactly its allowance. The IP's is
+        only looked at, and spent afterwards: fifty shoppers behind one office address using a
+        real code at once must not be refused while their attempts are in flight; concurrent
+        failures from one address may overdraw it by as many as were in flight.
+        """
+        ip_key = f"promo:ip:{self.ip}"
+        allowed, wait = await self.limiter.peek(
+            ip_key, self.per_ip.capacity, self.per_ip.refill_per_second
+        )
+        if allowed:
+            await throttle(
+                self.limiter, {f"promo:cart:{cart_id}": self.per_cart}, detail=TOO_MANY_ATTEMPTS
+            )
+        else:
+            raise rate_limited(wait, TOO_MANY_ATTEMPTS)
+
+    async def settle(self, cart_id: str, *, counted: bool) -> None:
+        """After the attempt: a failure that counts spends the IP's token; anything else gives
+        the cart's back."""
+        if counted:
+            await self.limiter.take(
+                f"promo:ip:{self.ip}", self.per_ip.capacity, self.per_ip.refill_per_second
+            )
+        else:
+            await self.limiter.refund(
+                f"promo:cart:{cart_id}", self.per_cart.capacity, self.per_cart.refill_per_second
+            )
 
     async def first_failure(self, cart_id: str, code: str) -> bool:
         """Whether ``code`` failed for this cart for the first time (in the last hour)."""
@@ -513,7 +532,7 @@ async def promo_attempt(guard: PromoGuard | None, cart_id: str, code: str) -> As
     if guard is None:
         yield
         return
-    taken = await guard.take(cart_id)
+    await guard.take(cart_id)
     counted = False
     try:
         yield
@@ -522,5 +541,4 @@ async def promo_attempt(guard: PromoGuard | None, cart_id: str, code: str) -> As
             counted = await guard.first_failure(cart_id, code)
         raise
     finally:
-        if not counted:
-            await give_back(guard.limiter, taken)
+        await guard.settle(cart_id, counted=counted)

@@ -130,6 +130,12 @@ async def write(
     )
 
 
+def client_at(app: FastAPI, ip: str) -> httpx.AsyncClient:
+    """A client calling from ``ip`` (the abuse filter counts reviews per address)."""
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
 async def staff_post(
     client: httpx.AsyncClient, staff: Shopper, review_id: str, action: str, body: Any = None
 ) -> httpx.Response:

@@ -16,7 +16,14 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork
 from mercato.problems import Problem, not_found, validation_problem
-from mercato.reviews.common import MAX_PAGE, REVIEWS, ReviewInfo, received, review_info
+from mercato.reviews.common import (
+    MAX_PAGE,
+    REVIEWS,
+    ReviewInfo,
+    auto_approve_star_only,
+    received,
+    review_info,
+)
 from mercato.reviews.models import STATES
 from mercato.reviews.ratings import RatingSummary, rating
 from mercato.reviews.writing import own_review_of
@@ -221,3 +228,27 @@ async def count_by_state(uow: UnitOfWork) -> dict[str, int]:
     """How many reviews are in each state (the queue's length is ``pending``)."""
     rows = await uow.execute(select(REVIEWS.c.state, func.count()).group_by(REVIEWS.c.state))
     return {state: int(n) for state, n in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationQueue:
+    """The back office's review page: a page of reviews, how many are in each state, the
+    titles of their products, and whether star-only reviews are published at once."""
+
+    page: ReviewPage
+    counts: dict[str, int]
+    product_titles: dict[str, str]
+    auto_approve_star_only: bool
+
+
+async def moderation_queue(
+    uow: UnitOfWork, filters: StaffFilters, *, cursor: str | None, limit: int, secret_key: str
+) -> ModerationQueue:
+    page = await staff_reviews(uow, filters, cursor=cursor, limit=limit, secret_key=secret_key)
+    products = await catalog.get_products(uow, {r.product_id for r in page.items})
+    return ModerationQueue(
+        page=page,
+        counts=await count_by_state(uow),
+        product_titles={pid: view.title for pid, view in products.items()},
+        auto_approve_star_only=await auto_approve_star_only(uow),
+    )

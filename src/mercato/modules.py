@@ -20,6 +20,7 @@ MODULES: tuple[str, ...] = (
     "identity",
     "catalog",
     "inventory",
+    "reviews",
     "cart",
     "payments",
     "orders",
@@ -99,6 +100,7 @@ def _hooks() -> None:
     from mercato.identity import service as identity
     from mercato.inventory import service as inventory
     from mercato.orders import service as orders
+    from mercato.reviews import service as reviews
 
     # Logging in: the guest cart the request carries joins the customer's cart.
     identity.after_login_hooks.append(cart_api.merge_guest_cart_on_login)
@@ -106,3 +108,5 @@ def _hooks() -> None:
     catalog.stock_readers.append(inventory.stock_notes)
     # An order's page shows its shipments, which live in the fulfilment module.
     orders.shipment_readers.append(fulfilment.order_shipments)
+    # A review is a verified purchase when the product was delivered, which fulfilment knows.
+    reviews.purchase_checks.append(fulfilment.received_product)

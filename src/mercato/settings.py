@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     return_window_days: int = 30
     refund_shipping_on_full_return: bool = True
 
+    # reviews: the abuse filter (a burst of reviews from one customer or address, a new account
+    # giving extreme ratings to many products) and how fast one customer may write or vote
+    review_burst_count: int = 4
+    review_burst_window_seconds: int = 3600
+    review_new_account_days: int = 7
+    review_extreme_count: int = 3
+    review_write_rate_per_hour: int = 20
+    review_vote_rate_per_minute: int = 60
+
     # notifications: with no SMTP host, mails are written as .eml files under data_dir/mail
     smtp_host: str | None = None
     smtp_port: int = 25

@@ -131,6 +131,7 @@ async def test_no_page_breaks_the_content_security_policy(
         "/admin/orders",
         f"/admin/orders/{order_id}",
         "/admin/returns",
+        "/admin/reviews",
         "/admin/inventory",
         "/admin/products",
         "/admin/products/new",

@@ -346,6 +346,26 @@ async def delivered_units(uow: UnitOfWork, order_id: str) -> dict[str, Delivered
     return found
 
 
+async def received_product(uow: UnitOfWork, user_id: str, product_id: str) -> bool:
+    """Whether a parcel holding this product reached this customer (a line of one of their
+    orders, in a delivered shipment): what makes their review a verified purchase."""
+    lines = await orders.customer_product_lines(uow, user_id, product_id)
+    if not lines:
+        return False
+    s, i = SHIPMENTS.c, SHIPMENT_ITEMS.c
+    found = await uow.scalar(
+        select(i.id)
+        .join(SHIPMENTS, s.id == i.shipment_id)
+        .where(
+            s.order_id.in_({order_id for order_id, _ in lines}),
+            s.status == "delivered",
+            i.order_line_id.in_([line_id for _, line_id in lines]),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def warehouse_of_line(uow: UnitOfWork, order_id: str, order_line_id: str) -> str | None:
     """The warehouse that sent (most of) this order line: where a return goes back by default."""
     row = (

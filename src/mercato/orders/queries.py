@@ -464,3 +464,17 @@ async def sales_between(uow: UnitOfWork, start: datetime, end: datetime) -> list
         .order_by(o.currency)
     )
     return [SalesFigure(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+async def customer_product_lines(
+    uow: UnitOfWork, user_id: str, product_id: str
+) -> list[tuple[str, str]]:
+    """(order id, line id) of every line of this product in the customer's orders, whatever
+    became of them: what the fulfilment module checks deliveries against."""
+    o, line = ORDERS.c, LINES.c
+    rows = await uow.execute(
+        select(o.id, line.id)
+        .join(LINES, line.order_id == o.id)
+        .where(o.user_id == user_id, line.product_id == product_id)
+    )
+    return [(str(order_id), str(line_id)) for order_id, line_id in rows]

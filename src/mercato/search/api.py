@@ -21,6 +21,8 @@ from mercato.catalog.schemas import product_json
 from mercato.identity.deps import OptionalUser, StaffUser
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, to_minor
 from mercato.problems import Problem, not_found, validation_problem
+from mercato.reviews import service as reviews
+from mercato.reviews.schemas import rating_json
 from mercato.runtime import RuntimeDep, UowDep
 from mercato.search import query as q
 from mercato.search import service
@@ -192,12 +194,16 @@ async def list_products(
 
 @router.get("/api/products/{product_id}")
 async def product_detail(product_id: str, uow: UowDep, user: OptionalUser) -> dict[str, Any]:
-    """A product with its variants; drafts and archived products are visible to staff only."""
+    """A product with its variants and its rating (``{average, count, histogram}`` of its
+    approved reviews); drafts and archived products are visible to staff only."""
     staff = user is not None and user.role == "staff"
     found = await service.product(uow, product_id, include_inactive=staff)
     if found is None:
         raise not_found("Product", product_id)
-    return product_json(found.items[0], detail=True, stock=found.stock)
+    view = found.items[0]
+    body = product_json(view, detail=True, stock=found.stock)
+    body["rating"] = rating_json(found.ratings.get(view.id, reviews.NOT_RATED))
+    return body
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ opens an index first replays the events delivered since that index's last commit
 database in a short unit of work per batch (never one transaction across a whole rebuild) and
 write the index in between, so they take the process's runtime rather than a unit of work.
 
-Ratings and units sold: the reviews and orders modules do not publish them yet, so every product
-has rating 0 ("not rated") and 0 units sold, except in demo mode where both are derived from the
-product id (``engine.demo_signals``) so that facets and sorts have something to show.
+Ratings come from the reviews module (its figures of approved reviews; a ``ProductRatingChanged``
+event re-projects the product). Units sold are not published yet, so every product has 0 units
+sold, except in demo mode where they (and the rating of a product no approved review rates yet)
+are derived from the product id (``engine.demo_signals``) so that sorts have something to show.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mercato.catalog import service as catalog
 from mercato.db import Database, UnitOfWork, utcnow
 from mercato.events import OutboxDelivery, OutboxEvent
 from mercato.inventory import service as inventory
+from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
 from mercato.search.engine import (
     IndexBusy,
@@ -54,6 +56,7 @@ EVENT_TYPES = (
     "VariantUpdated",
     "StockChanged",
     "CategoryUpdated",
+    reviews.PRODUCT_RATING_CHANGED,
 )
 REPLAY_MARGIN = timedelta(seconds=60)
 BATCH = 1000
@@ -84,6 +87,7 @@ async def load_sources(
     products = await catalog.listed_products(uow, product_ids)
     variant_ids = [v.id for p in products.values() for v in p.variants]
     stock = await inventory.availability(uow, variant_ids) if variant_ids else {}
+    rated = await reviews.ratings(uow, products.keys())
     found: dict[str, ProductSource] = {}
     for p in products.values():
         slugs = p.category_path.split("/")
@@ -93,6 +97,9 @@ async def load_sources(
         ]
         categories[-1] = (slugs[-1], p.category_name)
         rating, rating_count, sales = demo_signals(p.id) if demo else (0.0, 0, 0)
+        figures = rated.get(p.id)
+        if figures is not None and figures.average is not None:
+            rating, rating_count = figures.average, figures.count
         options = dict.fromkeys(
             (name, value) for v in p.variants for name, value in v.options.items()
         )

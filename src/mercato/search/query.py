@@ -1049,7 +1049,7 @@ def present_hits(
                 "min_price": _money(int(_first(doc, "price_min", 0)), currency),
                 "max_price": _money(int(_first(doc, "price_max", 0)), currency),
                 "currency": currency,
-                "rating": rating if rating > 0 else None,
+                "rating": round(rating, 2) if rating > 0 else None,
                 "rating_count": int(_first(doc, "rating_count", 0)),
                 "in_stock": bool(_first(doc, "in_stock", 0)),
                 "image": _first(doc, "image"),

@@ -1,6 +1,6 @@
 """The storefront's reads: searching and suggesting from the index, the product listing (from
 the index, or the catalog while none is built), products with what shoppers may know of their
-stock, and ratings as the index holds them.
+stock, the product page with its reviews, and ratings as the index holds them.
 
 These compose the catalog, the stock and the index, which is why they live here rather than in
 the catalog (which sits below inventory and search)."""
@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mercato.catalog import service as catalog
@@ -20,6 +20,7 @@ from mercato.catalog.service import ProductView, StockNote
 from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.problems import validation_problem
+from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
 from mercato.search import query as q
 from mercato.search.replica import consumer_name, engine_for, unavailable
@@ -108,6 +109,8 @@ class StockedProducts:
     items: list[ProductView]
     next_cursor: str | None
     stock: dict[str, StockNote]
+    ratings: dict[str, reviews.RatingSummary] = field(default_factory=dict)
+    """The figures of their approved reviews (a single product's answer only)."""
 
 
 async def _stock(uow: UnitOfWork, products: Sequence[ProductView]) -> dict[str, StockNote]:
@@ -131,12 +134,14 @@ async def list_products(
 async def product(
     uow: UnitOfWork, product_id: str, *, include_inactive: bool = False
 ) -> StockedProducts | None:
-    """A product with its variants' stock; drafts and archived products (and inactive
-    variants) only with ``include_inactive`` (staff). None when there is none to show."""
+    """A product with its variants' stock and its rating; drafts and archived products (and
+    inactive variants) only with ``include_inactive`` (staff). None when there is none to
+    show."""
     view = await catalog.get_product(uow, product_id, include_inactive=include_inactive)
     if view is None:
         return None
-    return StockedProducts([view], None, await _stock(uow, [view]))
+    ratings = await reviews.ratings(uow, [view.id])
+    return StockedProducts([view], None, await _stock(uow, [view]), ratings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,8 +168,8 @@ class VariantChoice:
 @dataclass(frozen=True, slots=True)
 class ProductDetail:
     """A product as its page shows it: the variants to choose from with their stock, the one
-    chosen first, the option names in order, its rating, and the category path as
-    (name, path) from the root."""
+    chosen first, the option names in order, its rating (average, count), the category path
+    as (name, path) from the root, and its reviews."""
 
     product: ProductView
     choices: list[VariantChoice]
@@ -172,6 +177,7 @@ class ProductDetail:
     option_names: list[str]
     rating: tuple[float, int] | None
     breadcrumb: list[tuple[str, str]]
+    reviews: reviews.ReviewSection
 
     @property
     def in_stock(self) -> bool:
@@ -224,15 +230,33 @@ async def product_detail(
     *,
     variant: str | None = None,
     threshold: int,
+    review_query: reviews.ReviewQuery | None = None,
+    viewer_id: str | None = None,
 ) -> ProductDetail | None:
     """The product page's content; ``variant`` is the one asked for, else the first in stock,
-    else the first. None when the URL names no product a shopper may see."""
+    else the first; the reviews as ``review_query`` asks, with what ``viewer_id`` (signed in)
+    may do. None when the URL names no product a shopper may see.
+
+    The rating is the reviews' own figures, current at once; in demo mode a product no
+    approved review rates yet shows the demo figure the index holds for it."""
     view = await find_product(uow, ident)
     if view is None:
         return None
     available = await inventory.availability(uow, [v.id for v in view.variants])
     names = await catalog.category_names_by_path(uow)
-    ratings = await product_ratings(runtime, [view.id])
+    section = await reviews.review_section(
+        uow,
+        view.id,
+        review_query or reviews.ReviewQuery(),
+        viewer_id=viewer_id,
+        secret_key=runtime.settings.secret_key,
+    )
+    figures = section.summary
+    rating: tuple[float, int] | None = None
+    if figures.rounded is not None:
+        rating = (figures.rounded, figures.count)
+    elif runtime.settings.demo_mode:
+        rating = (await product_ratings(runtime, [view.id])).get(view.id)
     choices = [_choice(v, available.get(v.id, 0), threshold) for v in view.variants]
     chosen = next((c for c in choices if c.id == variant), None)
     chosen = chosen or next((c for c in choices if c.in_stock), None)
@@ -245,8 +269,9 @@ async def product_detail(
         choices=choices,
         chosen=chosen,
         option_names=option_names,
-        rating=ratings.get(view.id),
+        rating=rating,
         breadcrumb=_breadcrumb(view, names),
+        reviews=section,
     )
 
 

@@ -14,6 +14,7 @@ from mercato.web.admin import (
     orders,
     promos,
     returns,
+    reviews,
     settings,
 )
 from mercato.web.deps import staff_user
@@ -22,5 +23,15 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(staff_user)])
 # /admin itself (the dashboard also answers /admin/): an included router cannot hold an empty
 # path, the prefixed one can.
 router.add_api_route("", dashboard.dashboard, methods=["GET"], response_class=HTMLResponse)
-for part in (dashboard, orders, returns, inventory, catalog, promos, settings, integrations):
+for part in (
+    dashboard,
+    orders,
+    returns,
+    reviews,
+    inventory,
+    catalog,
+    promos,
+    settings,
+    integrations,
+):
     router.include_router(part.router)

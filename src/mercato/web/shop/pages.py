@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from mercato.catalog import service as catalog
 from mercato.problems import Problem, not_found
+from mercato.reviews import service as reviews
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.search import service as search
 from mercato.web.deps import PageUser
@@ -306,14 +307,44 @@ async def product_page(
     runtime: RuntimeDep,
     user: PageUser,
     variant: str | None = None,
+    rsort: str | None = None,
+    rstars: str | None = None,
+    rcursor: str | None = None,
 ) -> Response:
-    """A product: images, price, rating, the variant picker and "Add to cart"."""
-    detail = await search.product_detail(
-        uow, runtime, ident, variant=variant, threshold=runtime.settings.low_stock_threshold
+    """A product: images, price, rating, the variant picker and "Add to cart", then its
+    reviews (``rsort``, ``rstars`` and ``rcursor`` choose their order, stars and page)."""
+    sort = rsort if rsort in reviews.SORTS else "helpful"
+    stars = int(rstars) if rstars in ("1", "2", "3", "4", "5") else None
+    query = reviews.ReviewQuery(
+        sort=sort,  # type: ignore[arg-type]
+        stars=stars,
+        limit=REVIEWS_PER_PAGE,
+        cursor=rcursor[:1000] if rcursor else None,
     )
+    try:
+        detail = await search.product_detail(
+            uow,
+            runtime,
+            ident,
+            variant=variant,
+            threshold=runtime.settings.low_stock_threshold,
+            review_query=query,
+            viewer_id=user.id if user else None,
+        )
+    except Problem as exc:
+        if exc.code != "invalid_cursor":
+            raise
+        # A stale or foreign page link: the first page of the same reviews.
+        return redirect(_reviews_href(ident, sort, stars, None), status_code=303)
     if detail is None:
         raise not_found("Product", ident)
     view = detail.product
+    section = detail.reviews
+    next_href = (
+        _reviews_href(view.id, sort, stars, section.page.next_cursor)
+        if section.page.next_cursor
+        else None
+    )
     return render(
         request,
         "shop/product.html",
@@ -327,5 +358,31 @@ async def product_page(
             "in_stock": detail.in_stock,
             "max_quantity": runtime.settings.cart_max_line_quantity,
             "self_url": f"/p/{quote(view.id)}",
+            "reviews": section,
+            "review_sorts": REVIEW_SORTS,
+            "review_stars": stars,
+            "reviews_next": next_href,
+            "reviews_first": _reviews_href(view.id, sort, stars, None) if rcursor else None,
+            "report_reasons": REPORT_REASONS,
+            "login_href": "/account/login?next=" + quote(f"/p/{view.id}#reviews", safe="/"),
         },
     )
+
+
+REVIEWS_PER_PAGE = 10
+REVIEW_SORTS = (
+    ("helpful", "Most helpful"),
+    ("newest", "Newest"),
+    ("highest", "Highest rating"),
+    ("lowest", "Lowest rating"),
+)
+REPORT_REASONS = (("spam", "Spam"), ("offensive", "Offensive"), ("off_topic", "Off-topic"))
+
+
+def _reviews_href(product: str, sort: str, stars: int | None, cursor: str | None) -> str:
+    params = [("rsort", sort)]
+    if stars is not None:
+        params.append(("rstars", str(stars)))
+    if cursor:
+        params.append(("rcursor", cursor))
+    return f"/p/{quote(product, safe='')}?{urlencode(params)}#reviews"

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mercato import problems
+from mercato import openapi, problems
 from mercato.migrate import ensure_migrated
 from mercato.modules import load_models, routers, wire
 from mercato.runtime import Runtime
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         redoc_url=None,
     )
     problems.install(app)
+    openapi.install(app)
     for router in routers():
         app.include_router(router)
     # After the routers: a page route may answer under /static (the demo's generated images).

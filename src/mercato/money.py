@@ -35,6 +35,8 @@ _PRICE_LEVELS: dict[str, int] = {
     "ZAR": 10,
 }
 _DECIMAL_RE = re.compile(r"^\d{1,16}(\.\d{1,3})?$")
+# The same rule as a JSON Schema pattern for what clients send (surrounding spaces are trimmed).
+DECIMAL_PATTERN = r"^\s*\d{1,16}(\.\d{1,3})?\s*$"
 MAX_MINOR = 10**15
 
 
@@ -123,7 +125,14 @@ def _check_decimal(value: str) -> str:
 
 # What a client sends for an amount: a JSON string, never a JSON number (floats are refused).
 DecimalStr = Annotated[
-    str, Field(strict=True, max_length=20, examples=["19.99"]), AfterValidator(_check_decimal)
+    str,
+    Field(
+        strict=True,
+        max_length=20,
+        examples=["19.99"],
+        json_schema_extra={"pattern": DECIMAL_PATTERN},
+    ),
+    AfterValidator(_check_decimal),
 ]
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]

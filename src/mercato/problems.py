@@ -5,17 +5,59 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from re import Pattern
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 log = logging.getLogger("mercato.problems")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://mercato.dev/problems/"
+
+# What every problem answer carries, as the OpenAPI document describes it (mercato.openapi).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": (
+        "An error, as RFC 9457 problem details. `code` is stable and is what a client should "
+        "act on; other members (`reason`, `retry_after`, `required_roles`…) are extensions "
+        "that some codes add."
+    ),
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "description": "Identifies the code"},
+        "title": {"type": "string", "description": "A short summary of the kind of problem"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "What went wrong this time, for people"},
+        "instance": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "The path the request was made to",
+        },
+        "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "examples": ["not_found"]},
+        "errors": {
+            "type": "array",
+            "description": "On validation problems: each failing field, and why",
+            "items": {
+                "type": "object",
+                "required": ["field", "message", "type"],
+                "properties": {
+                    "field": {"type": "string", "examples": ["lines.0.quantity"]},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
 
 
 class Problem(Exception):
@@ -70,7 +112,8 @@ def validation_problem(field: str, message: str, code: str = "validation_error")
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
-    instance = request.url.path if request is not None else None
+    # A URI reference, as RFC 9457 wants it: the path as sent, percent-encoded.
+    instance = quote(request.url.path, safe="/:@!$&'()*+,;=~") if request is not None else None
     return JSONResponse(
         problem.body(instance),
         status_code=problem.status,
@@ -137,6 +180,24 @@ async def _respond(problem: Problem, request: Request) -> Response:
     return problem_response(problem, request)
 
 
+@lru_cache(maxsize=1024)
+def _path_regex(path: str) -> Pattern[str]:
+    return compile_path(path)[0]
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods of the resource at this path. Starlette's 405 names only the first route
+    whose path matched, while each of our routes handles one method. Where a literal path also
+    fits a template (``/api/checkout/quote`` and ``/api/checkout/{checkout_id}``), the literal
+    resource is the one meant."""
+    by_params: dict[int, set[str]] = {}
+    for route in routing.iter_route_contexts(request.app.routes):
+        methods = getattr(route, "methods", None)
+        if methods and route.path and _path_regex(route.path).match(request.url.path):
+            by_params.setdefault(route.path.count("{"), set()).update(methods)
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
+
+
 def install(app: FastAPI) -> None:
     """Route every error the app can raise into problem+json (or an HTML page, for pages)."""
 
@@ -155,6 +216,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}"
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return await _respond(Problem(exc.status_code, code, detail, headers=headers), request)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:

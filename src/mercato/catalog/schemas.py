@@ -22,6 +22,7 @@ from mercato.catalog.service import (
     VariantView,
 )
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
+from mercato.openapi import Integer, WholeNumber
 from mercato.problems import validation_problem
 
 Slug = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
@@ -31,13 +32,13 @@ Description = Annotated[str, Field(max_length=20_000)]
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 EntityId = Annotated[str, Field(min_length=1, max_length=40)]
 AttributeName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
-AttributeValue = Annotated[str, Field(max_length=200)] | int | bool
+AttributeValue = Annotated[str, Field(max_length=200)] | Integer | bool
 OptionName = Annotated[str, Field(min_length=1, max_length=40)]
 OptionValue = Annotated[str, Field(min_length=1, max_length=100)]
 MediaUrl = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^(https?://|/)[^\s]*$")]
 TaxClass = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
-Position = Annotated[int, Field(ge=0, le=100_000)]
-Weight = Annotated[int, Field(ge=0, le=10_000_000)]
+Position = Annotated[int, Field(ge=0, le=100_000), WholeNumber]
+Weight = Annotated[int, Field(ge=0, le=10_000_000), WholeNumber]
 Status = Literal["draft", "active", "archived"]
 
 Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=50)]

@@ -19,6 +19,7 @@ from mercato.identity.deps import (
 )
 from mercato.identity.schemas import AuthOut, LoginIn, RegisterIn, UserOut
 from mercato.identity.service import UserInfo
+from mercato.openapi import problems
 from mercato.ratelimit import limiter_for
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 
@@ -52,7 +53,9 @@ async def _sign_in(
     return AuthOut(user=UserOut.of(user), token=issued.token, expires_at=issued.expires_at)
 
 
-@router.post("/api/auth/register", status_code=201, response_model=AuthOut)
+@router.post(
+    "/api/auth/register", status_code=201, response_model=AuthOut, responses=problems(409, 429)
+)
 async def register(
     body: RegisterIn,
     request: Request,
@@ -67,7 +70,7 @@ async def register(
     return await _sign_in(uow, runtime, request, response, user)
 
 
-@router.post("/api/auth/login", response_model=AuthOut)
+@router.post("/api/auth/login", response_model=AuthOut, responses=problems(401, 429))
 async def login(
     body: LoginIn,
     request: Request,

@@ -14,8 +14,9 @@ from mercato.inventory.service import (
     StockLevel,
     WarehouseInfo,
 )
+from mercato.openapi import WholeNumber
 
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True), WholeNumber]
 Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 WarehouseCode = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16)
@@ -66,7 +67,7 @@ class ReceiveIn(BaseModel):
 class AdjustIn(BaseModel):
     sku: Sku
     warehouse: WarehouseCode
-    delta: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True)]
+    delta: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True), WholeNumber]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -145,7 +146,9 @@ class ReserveIn(BaseModel):
     lines: Annotated[list[ReserveLineIn], Field(min_length=1, max_length=100)]
     country: Country | None = None
     warehouse: WarehouseCode | None = None
-    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True)] | None = None
+    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True), WholeNumber] | None = (
+        None
+    )
 
 
 class ReleaseIn(BaseModel):

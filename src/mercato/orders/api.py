@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff, WorkflowUser
+from mercato.openapi import problems
 from mercato.orders import service
 from mercato.orders.schemas import (
     CancelIn,
@@ -48,7 +49,7 @@ async def _detail(
 # -- customers -------------------------------------------------------------------------------------
 
 
-@router.get(MINE, response_model=OrderPageOut)
+@router.get(MINE, response_model=OrderPageOut, responses=problems(400))
 async def my_orders(
     user: CurrentUser,
     uow: UowDep,
@@ -73,7 +74,7 @@ async def my_order(order_id: str, user: CurrentUser, uow: UowDep) -> OrderOut:
     return order_out(detail)
 
 
-@router.post(MINE + "/{order_id}/cancel", response_model=OrderOut)
+@router.post(MINE + "/{order_id}/cancel", response_model=OrderOut, responses=problems(409))
 async def cancel_my_order(
     order_id: str, user: WorkflowUser, runtime: RuntimeDep, body: CancelIn | None = None
 ) -> OrderOut:
@@ -92,7 +93,7 @@ async def cancel_my_order(
 # -- staff -----------------------------------------------------------------------------------------
 
 
-@router.get(ADMIN, response_model=StaffOrderPageOut)
+@router.get(ADMIN, response_model=StaffOrderPageOut, responses=problems(400))
 async def search_orders(
     _staff: StaffUser,
     uow: UowDep,
@@ -123,7 +124,7 @@ async def staff_order(order_id: str, _staff: StaffUser, uow: UowDep) -> StaffOrd
     return staff_order_out(detail)
 
 
-@router.post(ADMIN + "/{order_id}/cancel", response_model=StaffOrderOut)
+@router.post(ADMIN + "/{order_id}/cancel", response_model=StaffOrderOut, responses=problems(409))
 async def staff_cancel(
     order_id: str, staff: WorkflowStaff, runtime: RuntimeDep, body: CancelIn | None = None
 ) -> StaffOrderOut:
@@ -137,7 +138,9 @@ async def staff_cancel(
     return staff_order_out(await _detail(runtime, order_id))
 
 
-@router.post(ADMIN + "/{order_id}/transition", response_model=StaffOrderOut)
+@router.post(
+    ADMIN + "/{order_id}/transition", response_model=StaffOrderOut, responses=problems(409)
+)
 async def staff_transition(
     order_id: str, body: TransitionIn, staff: WorkflowStaff, runtime: RuntimeDep
 ) -> StaffOrderOut:

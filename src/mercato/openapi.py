@@ -21,18 +21,29 @@ documents ``WWW-Authenticate`` and a 429 ``Retry-After``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from mercato.problems import PROBLEM_JSON, PROBLEM_SCHEMA
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Patterns the document states are read by three regex engines (the server's Python re,
+# Pydantic's Rust regex, JSON Schema's ECMAScript), whose \s and \d differ at the edges (NEL,
+# BOM, Unicode digits): spell them with explicit classes. Spaces around a value are ASCII ones;
+# inside, no space or control character of any kind.
+SPACE = r"[ \t\n\r\f\v]"
+NO_SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+ASCII_SPACES = " \t\n\r\f\v"
+
+_DATE_START = re.compile(r"\d{4}-")
 _STATUSES = "__mercato_problem_statuses__"
 _GUESTS = "__mercato_guest_allowed__"
 
@@ -75,6 +86,19 @@ def _whole_number(value: Any) -> Any:
 # keeps stating them.
 WholeNumber = BeforeValidator(_whole_number)
 Integer = Annotated[int, WholeNumber]
+
+
+def _iso_date_time(value: Any) -> Any:
+    # Pydantic's lax mode reads a number, or a string of one, as a Unix time.
+    if not isinstance(value, datetime) and not (
+        isinstance(value, str) and _DATE_START.match(value)
+    ):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+# A date-time in a request, as the document's ``date-time`` means it: an ISO 8601 string.
+DateTime = Annotated[datetime, Field(strict=False), BeforeValidator(_iso_date_time)]
 
 
 def raises(*statuses: int) -> Callable[[F], F]:

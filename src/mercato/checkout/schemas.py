@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mercato.money import CurrencyCode, DecimalStr
-from mercato.openapi import Integer, WholeNumber
+from mercato.openapi import SPACE, DateTime, Integer, WholeNumber
 
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,18}\d")
 
@@ -196,20 +196,27 @@ def percent_to_bps(value: str) -> int:
     return int(bps)
 
 
+# 0 to 100 with at most two decimals, as the document states it.
+PERCENT_PATTERN = rf"^{SPACE}*(100(\.0{{1,2}})?|[0-9]{{1,2}}(\.[0-9]{{1,2}})?){SPACE}*$"
+_PERCENT = re.compile(PERCENT_PATTERN)
+
+
 def _check_percent(value: str) -> str:
+    if not _PERCENT.match(value):
+        raise ValueError('must be a percentage from 0 to 100, such as "19" or "5.5"')
     percent_to_bps(value)
     return value.strip()
 
 
 Percent = Annotated[
     str,
-    Field(strict=True, max_length=8, examples=["19"]),
+    Field(strict=True, examples=["19"], json_schema_extra={"pattern": PERCENT_PATTERN}),
     AfterValidator(_check_percent),
 ]
 
 
 # JSON carries timestamps as ISO 8601 strings; strict mode would refuse any string.
-Timestamp = Annotated[datetime, Field(strict=False, examples=["2026-01-01T00:00:00Z"])]
+Timestamp = Annotated[DateTime, Field(examples=["2026-01-01T00:00:00Z"])]
 
 
 class ZoneIn(_In):

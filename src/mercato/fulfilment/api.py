@@ -60,7 +60,9 @@ async def list_fulfilments(
     _staff: StaffUser,
     uow: UowDep,
     warehouse: Annotated[str | None, Query(max_length=16)] = None,
-    status: Annotated[str | None, Query(max_length=24)] = None,
+    status: Annotated[
+        str | None, Query(max_length=24, json_schema_extra={"enum": [*service.FULFILMENT_STATUSES]})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> FulfilmentListOut:
     """Fulfilments by warehouse and status, oldest first: the pick list."""

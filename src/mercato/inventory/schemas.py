@@ -67,7 +67,13 @@ class ReceiveIn(BaseModel):
 class AdjustIn(BaseModel):
     sku: Sku
     warehouse: WarehouseCode
-    delta: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True), WholeNumber]
+    delta: Annotated[
+        int,
+        Field(
+            ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True, json_schema_extra={"not": {"const": 0}}
+        ),
+        WholeNumber,
+    ]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 

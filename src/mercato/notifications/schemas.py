@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from mercato.notifications.service import DeliveryInfo, EmailInfo, EndpointInfo
+from mercato.notifications.service import (
+    WEBHOOK_EVENT_TYPES,
+    DeliveryInfo,
+    EmailInfo,
+    EndpointInfo,
+)
 
 
 class EmailOut(BaseModel):
@@ -51,15 +56,21 @@ class EmailPageOut(BaseModel):
     next_before: str | None = Field(description="Pass as ``before`` for the next (older) page")
 
 
+# The document lists the event types; the service answers an unknown one with its own code.
+EventType = Annotated[str, Field(json_schema_extra={"enum": [*WEBHOOK_EVENT_TYPES]})]
+
+
 class WebhookIn(BaseModel):
     url: str = Field(max_length=4000, examples=["https://example.com/hooks/mercato"])
-    event_types: list[str] = Field(max_length=50, examples=[["OrderPlaced", "ShipmentCreated"]])
+    event_types: list[EventType] = Field(
+        min_length=1, max_length=50, examples=[["OrderPlaced", "ShipmentCreated"]]
+    )
     description: str | None = Field(default=None, max_length=200)
 
 
 class WebhookPatch(BaseModel):
     url: str | None = Field(default=None, max_length=4000)
-    event_types: list[str] | None = Field(default=None, max_length=50)
+    event_types: list[EventType] | None = Field(default=None, min_length=1, max_length=50)
     active: bool | None = None
     description: str | None = Field(default=None, max_length=200)
 

@@ -6,13 +6,12 @@ in transactions of their own, so those endpoints take no request transaction."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff, WorkflowUser
-from mercato.openapi import problems
+from mercato.openapi import DateTime, problems
 from mercato.orders import service
 from mercato.orders.schemas import (
     CancelIn,
@@ -98,10 +97,12 @@ async def search_orders(
     _staff: StaffUser,
     uow: UowDep,
     runtime: RuntimeDep,
-    status: Annotated[str | None, Query(max_length=24)] = None,
+    status: Annotated[
+        str | None, Query(max_length=24, json_schema_extra={"enum": [*service.STATUSES]})
+    ] = None,
     email: Annotated[str | None, Query(max_length=254)] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: DateTime | None = None,
+    created_to: DateTime | None = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> StaffOrderPageOut:

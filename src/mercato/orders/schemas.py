@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mercato.money import format_minor
+from mercato.orders.service import STATUSES as ORDER_STATUSES
 from mercato.orders.service import (
     HistoryEntry,
     OrderDetail,
@@ -258,5 +259,5 @@ class CancelIn(BaseModel):
 
 
 class TransitionIn(BaseModel):
-    to: str = Field(min_length=1, max_length=24)
+    to: str = Field(min_length=1, max_length=24, json_schema_extra={"enum": [*ORDER_STATUSES]})
     reason: str | None = Field(default=None, max_length=500)

@@ -67,7 +67,9 @@ async def my_returns(order_id: str, user: CurrentUser, uow: UowDep) -> ReturnLis
 async def list_returns(
     _staff: StaffUser,
     uow: UowDep,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[
+        str | None, Query(max_length=16, json_schema_extra={"enum": [*service.RETURN_STATUSES]})
+    ] = None,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> StaffReturnListOut:

@@ -20,7 +20,7 @@ from mercato.catalog import service as catalog
 from mercato.catalog.schemas import product_json
 from mercato.identity.deps import OptionalUser, StaffUser
 from mercato.money import DECIMAL_PATTERN, CurrencyCode, DecimalStr, MoneyError, to_minor
-from mercato.openapi import problems
+from mercato.openapi import ASCII_SPACES, SPACE, problems
 from mercato.problems import Problem, not_found, validation_problem
 from mercato.runtime import RuntimeDep, UowDep
 from mercato.search import query as q
@@ -36,10 +36,12 @@ Slug = Annotated[str, Query(max_length=80)]
 Amount = Query(max_length=40, json_schema_extra={"pattern": DECIMAL_PATTERN})
 # Comma-separated facet names (or ``none``), blanks ignored: what ``_facets`` accepts.
 _FACET = "|".join(q.FACETS)
+_S = SPACE
 Facets = Query(
     max_length=200,
     json_schema_extra={
-        "pattern": rf"^(\s*(({_FACET})\s*)?(,\s*(({_FACET})\s*)?)*|\s*(none\s*)?(,\s*(none\s*)?)*)$"
+        "pattern": rf"^({_S}*(({_FACET}){_S}*)?(,{_S}*(({_FACET}){_S}*)?)*"
+        rf"|{_S}*(none{_S}*)?(,{_S}*(none{_S}*)?)*)$"
     },
 )
 QueryText = Annotated[str, Query(alias="q", json_schema_extra={"maxLength": q.MAX_QUERY_CHARS})]
@@ -76,7 +78,7 @@ def _price_range(
 def _facets(value: str | None) -> frozenset[str]:
     if value is None:
         return frozenset(q.FACETS)
-    names = {n.strip() for n in value.split(",") if n.strip()}
+    names = {n.strip(ASCII_SPACES) for n in value.split(",") if n.strip(ASCII_SPACES)}
     if names == {"none"}:
         return frozenset()
     unknown = sorted(names - set(q.FACETS))

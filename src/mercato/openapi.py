@@ -29,7 +29,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from mercato.problems import PROBLEM_JSON, PROBLEM_SCHEMA
 
@@ -42,6 +42,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 SPACE = r"[ \t\n\r\f\v]"
 NO_SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 ASCII_SPACES = " \t\n\r\f\v"
+
+# Somewhere a character that is not a space (what Python's str.strip() would leave): a
+# required text field must have one. Unanchored, as JSON Schema and Pydantic read patterns.
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def _trim(value: str) -> str:
+    return value.strip()
+
+
+# Trims a text after its lengths and pattern were checked on what the client sent, so that the
+# document's minLength/maxLength mean what the server applies (Pydantic's strip_whitespace
+# strips first, which a JSON Schema cannot say).
+Trimmed = AfterValidator(_trim)
 
 _DATE_START = re.compile(r"\d{4}-")
 _STATUSES = "__mercato_problem_statuses__"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field
 
 from mercato.inventory.service import (
     MAX_QUANTITY,
@@ -14,27 +14,22 @@ from mercato.inventory.service import (
     StockLevel,
     WarehouseInfo,
 )
-from mercato.openapi import WholeNumber
+from mercato.openapi import NOT_BLANK, Trimmed, WholeNumber
 
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True), WholeNumber]
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-WarehouseCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16)
-]
-Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$")]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK), Trimmed]
+WarehouseCode = Annotated[str, Field(min_length=2, max_length=16, pattern=NOT_BLANK), Trimmed]
+Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
+Reference = Annotated[str, Field(min_length=1, max_length=80, pattern=NOT_BLANK), Trimmed]
 
 
 class WarehouseIn(BaseModel):
     code: Annotated[
-        str,
-        StringConstraints(
-            strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"
-        ),
+        str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"), AfterValidator(str.upper)
     ]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    name: Annotated[str, Field(min_length=1, max_length=120, pattern=NOT_BLANK), Trimmed]
     countries: Annotated[list[Country], Field(max_length=250)] = []
-    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] | None = None
+    region: Annotated[str, Field(max_length=80), Trimmed] | None = None
 
 
 class WarehouseOut(BaseModel):
@@ -74,7 +69,7 @@ class AdjustIn(BaseModel):
         ),
         WholeNumber,
     ]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), Trimmed]
 
 
 class StockLevelOut(BaseModel):
@@ -148,7 +143,7 @@ class ReserveLineIn(BaseModel):
 class ReserveIn(BaseModel):
     """A manual hold (a phone order, a showroom customer) placed by staff."""
 
-    owner: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    owner: Annotated[str, Field(min_length=1, max_length=80, pattern=NOT_BLANK), Trimmed]
     lines: Annotated[list[ReserveLineIn], Field(min_length=1, max_length=100)]
     country: Country | None = None
     warehouse: WarehouseCode | None = None
@@ -158,9 +153,9 @@ class ReserveIn(BaseModel):
 
 
 class ReleaseIn(BaseModel):
-    reason: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ] = "released by staff"
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), Trimmed] = (
+        "released by staff"
+    )
 
 
 class LedgerDifferenceOut(BaseModel):

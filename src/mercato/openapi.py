@@ -83,7 +83,7 @@ _DESCRIPTIONS = {
     404: "Not found (someone else's resource answers the same)",
     409: "Conflicts with the current state",
     413: "The request body is too large",
-    422: "Invalid input: ``errors`` names each failing field",
+    422: "Invalid input: ``errors`` names each failing field (no text may hold a NUL character)",
     429: "Too many requests: wait ``Retry-After`` seconds",
 }
 

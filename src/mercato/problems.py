@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from re import Pattern
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from fastapi import FastAPI, Request, Response, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("mercato.problems")
 
@@ -198,6 +201,90 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
 
 
+# A NUL escaped in JSON text: "\u0000" after an even number of backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """Where the first NUL is in a JSON value (``lines.0.sku``), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if not isinstance(value, dict | list):
+        return None
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        here = f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            return here
+        if (found := _nul_in(item, here)) is not None:
+            return found
+    return None
+
+
+def _nul_in_json(body: bytes) -> str | None:
+    if not _JSON_NUL.search(body):
+        return None
+    try:
+        return _nul_in(json.loads(body), "") or "body"
+    except ValueError:
+        return "body"
+
+
+def _nul_in_form(body: bytes) -> str | None:
+    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "body"
+    return None
+
+
+class RefuseNul:
+    """Refuse text with NUL characters anywhere in a request (path, query, JSON body) with a
+    422 ``nul_character`` naming where: no text field holds one, and PostgreSQL cannot even
+    compare one, so a lookup by such an id would otherwise fail with a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        field = "path" if "\x00" in scope["path"] else None
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, value in parse_qsl(query, keep_blank_values=True) if field is None else ():
+            if "\x00" in name or "\x00" in value:
+                field = name.replace("\x00", "") or "query"
+                break
+        messages: list[Message] = []
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        form = content_type.startswith(b"application/x-www-form-urlencoded")
+        if field is None and (b"json" in content_type or form):
+            body, more = b"", True
+            while more:
+                message = await receive()
+                messages.append(message)
+                body += message.get("body", b"")
+                more = message["type"] == "http.request" and message.get("more_body", False)
+            field = _nul_in_form(body) if form else _nul_in_json(body)
+        if field is not None:
+            why = "must not contain NUL characters"
+            problem = Problem(
+                422,
+                "nul_character",
+                f"{field}: {why}",
+                title="Invalid request",
+                errors=[{"field": field, "message": why, "type": "nul_character"}],
+            )
+            response = await _respond(problem, Request(scope))
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
 def install(app: FastAPI) -> None:
     """Route every error the app can raise into problem+json (or an HTML page, for pages)."""
 
@@ -231,6 +318,7 @@ def install(app: FastAPI) -> None:
             log.exception("the error page for %s failed", request.url.path)
             return problem_response(problem, request)
 
+    app.add_middleware(RefuseNul)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -58,6 +58,9 @@ RULES = frozenset(
         # tokens and cursors only the server issues
         "invalid_cursor",
         "invalid_cart_token",
+        # no text holds a NUL character (the 422 description says so; a pattern on every
+        # string of the document would say it too, at the cost of reading it)
+        "nul_character",
         # credentials that do not match an account
         "invalid_credentials",
     }

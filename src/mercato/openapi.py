@@ -17,6 +17,12 @@ than from a list kept by hand beside it:
 A dependency marked :func:`guest_allowed` (who is calling, when signing in is optional) makes
 the operation's security optional. Each problem answer carries the ``Problem`` schema; a 401
 documents ``WWW-Authenticate`` and a 429 ``Retry-After``.
+
+The other half of telling the truth is that request models check what the document states,
+no more and no less. The types here keep them in step where Pydantic and JSON Schema read a
+rule differently: ``Integer``/``WholeNumber`` (``2.0`` is an integer), ``DateTime`` (a number is
+not a date-time), ``Trimmed`` with ``NOT_BLANK`` (lengths apply to what was sent), and pattern
+classes (``SPACE``, ``NO_SPACE_OR_CONTROL``) that every regex engine involved reads alike.
 """
 
 from __future__ import annotations
@@ -57,11 +63,13 @@ def _trim(value: str) -> str:
 # strips first, which a JSON Schema cannot say).
 Trimmed = AfterValidator(_trim)
 
-_DATE_START = re.compile(r"\d{4}-")
+_DATE_START = re.compile(r"[0-9]{4}-")
 _STATUSES = "__mercato_problem_statuses__"
 _GUESTS = "__mercato_guest_allowed__"
 
 _REF = "#/components/schemas/Problem"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_COOKIE: dict[str, list[str]] = {"APIKeyCookie": []}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {
         "WWW-Authenticate": {
@@ -79,7 +87,8 @@ _HEADERS: dict[int, dict[str, Any]] = {
 _DESCRIPTIONS = {
     400: "Bad request: malformed JSON, or a token or cursor this server did not issue",
     401: "Not signed in, or the token is invalid, expired or revoked",
-    403: "Signed in without the role this needs",
+    403: "Signed in without the role this needs, or a request authenticated by the session "
+    "cookie without the CSRF header (or from another origin)",
     404: "Not found (someone else's resource answers the same)",
     409: "Conflicts with the current state",
     413: "The request body is too large",
@@ -166,17 +175,19 @@ def refine(app: FastAPI, schema: dict[str, Any]) -> None:
         for method in api_route.methods:
             operation = paths.get(api_route.path_format, {}).get(method.lower())
             if operation is not None:
-                _document(operation, api_route.dependant, api_route.responses)
+                _document(operation, method, api_route.dependant, api_route.responses)
     for unused in ("HTTPValidationError", "ValidationError"):
         if not _referenced(schema, f"#/components/schemas/{unused}"):
             components["schemas"].pop(unused, None)
 
 
 def _document(
-    operation: dict[str, Any], dependant: Dependant, declared: dict[int | str, Any]
+    operation: dict[str, Any], method: str, dependant: Dependant, declared: dict[int | str, Any]
 ) -> None:
     statuses = set(_statuses(dependant))
     statuses.update(s for s in declared if isinstance(s, int) and s >= 400)
+    if method not in _SAFE and _COOKIE in operation.get("security", []):
+        statuses.add(403)  # a cookie without the CSRF header, or from another origin
     responses = operation.setdefault("responses", {})
     for status in sorted(statuses):
         answer = responses.setdefault(str(status), {})

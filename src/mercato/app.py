@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mercato import problems
+from mercato import openapi, problems
 from mercato.middleware import BodySizeLimit, ResponseHeaders
 from mercato.migrate import ensure_migrated
 from mercato.modules import load_models, routers, wire
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         redoc_url=None,
     )
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ResponseHeaders, headers=SECURITY_HEADERS)  # outermost: on every answer
     for router in routers():

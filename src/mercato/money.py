@@ -34,7 +34,10 @@ _PRICE_LEVELS: dict[str, int] = {
     "MXN": 10,
     "ZAR": 10,
 }
-_DECIMAL_RE = re.compile(r"^\d{1,16}(\.\d{1,3})?$")
+_DECIMAL_RE = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,3})?$")
+_SPACES = " \t\n\r\f\v"
+# The same rule as a JSON Schema pattern for what clients send (ASCII spaces around trimmed).
+DECIMAL_PATTERN = r"^[ \t\n\r\f\v]*[0-9]{1,16}(\.[0-9]{1,3})?[ \t\n\r\f\v]*$"
 MAX_MINOR = 10**15
 
 
@@ -64,7 +67,7 @@ def local_figure(euro_cents: int, currency: str) -> int:
 
 def to_minor(amount: str, currency: str) -> int:
     """Parse a non-negative decimal string (``"19.99"``) into minor units, exactly or not at all."""
-    text = amount.strip()
+    text = amount.strip(_SPACES)
     if not _DECIMAL_RE.match(text):
         raise MoneyError('must be a non-negative decimal string such as "19.99"')
     try:
@@ -116,14 +119,22 @@ class Money:
 
 
 def _check_decimal(value: str) -> str:
-    if not _DECIMAL_RE.match(value.strip()):
+    if not _DECIMAL_RE.match(value.strip(_SPACES)):
         raise ValueError('must be a non-negative decimal string such as "19.99"')
-    return value.strip()
+    return value.strip(_SPACES)
 
 
 # What a client sends for an amount: a JSON string, never a JSON number (floats are refused).
+# The pattern bounds it (no length limit of its own: some models trim spaces before checking
+# lengths, which the document could not say).
 DecimalStr = Annotated[
-    str, Field(strict=True, max_length=20, examples=["19.99"]), AfterValidator(_check_decimal)
+    str,
+    Field(
+        strict=True,
+        examples=["19.99"],
+        json_schema_extra={"pattern": DECIMAL_PATTERN},
+    ),
+    AfterValidator(_check_decimal),
 ]
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]

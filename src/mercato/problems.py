@@ -3,19 +3,64 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from re import Pattern
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("mercato.problems")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://mercato.dev/problems/"
+
+# What every problem answer carries, as the OpenAPI document describes it (mercato.openapi).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": (
+        "An error, as RFC 9457 problem details. `code` is stable and is what a client should "
+        "act on; other members (`reason`, `retry_after`, `required_roles`…) are extensions "
+        "that some codes add."
+    ),
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "description": "Identifies the code"},
+        "title": {"type": "string", "description": "A short summary of the kind of problem"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "What went wrong this time, for people"},
+        "instance": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "The path the request was made to",
+        },
+        "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "examples": ["not_found"]},
+        "errors": {
+            "type": "array",
+            "description": "On validation problems: each failing field, and why",
+            "items": {
+                "type": "object",
+                "required": ["field", "message", "type"],
+                "properties": {
+                    "field": {"type": "string", "examples": ["lines.0.quantity"]},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
 
 
 class Problem(Exception):
@@ -70,7 +115,8 @@ def validation_problem(field: str, message: str, code: str = "validation_error")
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
-    instance = request.url.path if request is not None else None
+    # A URI reference, as RFC 9457 wants it: the path as sent, percent-encoded.
+    instance = quote(request.url.path, safe="/:@!$&'()*+,;=~") if request is not None else None
     return JSONResponse(
         problem.body(instance),
         status_code=problem.status,
@@ -137,6 +183,108 @@ async def _respond(problem: Problem, request: Request) -> Response:
     return problem_response(problem, request)
 
 
+@lru_cache(maxsize=1024)
+def _path_regex(path: str) -> Pattern[str]:
+    return compile_path(path)[0]
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods of the resource at this path. Starlette's 405 names only the first route
+    whose path matched, while each of our routes handles one method. Where a literal path also
+    fits a template (``/api/checkout/quote`` and ``/api/checkout/{checkout_id}``), the literal
+    resource is the one meant."""
+    by_params: dict[int, set[str]] = {}
+    for route in routing.iter_route_contexts(request.app.routes):
+        methods = getattr(route, "methods", None)
+        if methods and route.path and _path_regex(route.path).match(request.url.path):
+            by_params.setdefault(route.path.count("{"), set()).update(methods)
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
+
+
+# A NUL escaped in JSON text: "\u0000" after an even number of backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """Where the first NUL is in a JSON value (``lines.0.sku``), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if not isinstance(value, dict | list):
+        return None
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        here = f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            return here
+        if (found := _nul_in(item, here)) is not None:
+            return found
+    return None
+
+
+def _nul_in_json(body: bytes) -> str | None:
+    if not _JSON_NUL.search(body):
+        return None
+    try:
+        return _nul_in(json.loads(body), "") or "body"
+    except ValueError:
+        return "body"
+
+
+def _nul_in_form(body: bytes) -> str | None:
+    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "body"
+    return None
+
+
+class RefuseNul:
+    """Refuse text with NUL characters anywhere in a request (path, query, JSON body) with a
+    422 ``nul_character`` naming where: no text field holds one, and PostgreSQL cannot even
+    compare one, so a lookup by such an id would otherwise fail with a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        field = "path" if "\x00" in scope["path"] else None
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, value in parse_qsl(query, keep_blank_values=True) if field is None else ():
+            if "\x00" in name or "\x00" in value:
+                field = name.replace("\x00", "") or "query"
+                break
+        messages: list[Message] = []
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        form = content_type.startswith(b"application/x-www-form-urlencoded")
+        if field is None and (b"json" in content_type or form):
+            body, more = b"", True
+            while more:
+                message = await receive()
+                messages.append(message)
+                body += message.get("body", b"")
+                more = message["type"] == "http.request" and message.get("more_body", False)
+            field = _nul_in_form(body) if form else _nul_in_json(body)
+        if field is not None:
+            why = "must not contain NUL characters"
+            problem = Problem(
+                422,
+                "nul_character",
+                f"{field}: {why}",
+                title="Invalid request",
+                errors=[{"field": field, "message": why, "type": "nul_character"}],
+            )
+            response = await _respond(problem, Request(scope))
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
 def install(app: FastAPI) -> None:
     """Route every error the app can raise into problem+json (or an HTML page, for pages)."""
 
@@ -155,6 +303,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}"
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return await _respond(Problem(exc.status_code, code, detail, headers=headers), request)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -168,6 +318,7 @@ def install(app: FastAPI) -> None:
             log.exception("the error page for %s failed", request.url.path)
             return problem_response(problem, request)
 
+    app.add_middleware(RefuseNul)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

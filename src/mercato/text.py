@@ -104,6 +104,11 @@ LINE_PATTERN = f"^[^{_LINE_CLASS}]*$"
 TEXT_PATTERN = f"^[^{_TEXT_CLASS}]*$"
 """What a multi-line field accepts, likewise."""
 
+# What Python's str.strip() removes (the "blank" of a trimmed field), as a class's inside.
+_BLANK_CLASS = (
+    "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+
 _REFUSED_IN_LINE = frozenset(
     chr(code) for first, last in REFUSED_RANGES for code in range(first, last + 1)
 )
@@ -178,21 +183,35 @@ class _Plain:
         schema = handler(source)
         if schema["type"] != "str":
             raise TypeError(f"{type(self).__name__} annotates a str, not {source!r}")
-        # The constraints go on the str schema itself (not around it), so that their errors are
-        # pydantic's usual ``string_too_long`` and so on.
+        # The lengths go on the str schema itself (not around it), so that their errors are
+        # pydantic's usual ``string_too_long`` and so on. They apply to what the client sent:
+        # ``strip_whitespace`` trims *after* the checks (pydantic's own strips first, which the
+        # OpenAPI document's minLength/maxLength could not say).
         constraints = {
             key: value
-            for key in ("min_length", "max_length", "strip_whitespace")
+            for key in ("min_length", "max_length")
             if (value := getattr(self, key)) is not None
         }
         constrained = cast(CoreSchema, {**schema, **constraints})
         return core_schema.no_info_after_validator_function(self._validate, constrained)
 
+    @property
+    def _needs_text(self) -> bool:
+        """A trimmed field with a minimum length must hold something besides spaces."""
+        return bool(self.strip_whitespace and self.min_length)
+
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema.setdefault("pattern", TEXT_PATTERN if self.multiline else LINE_PATTERN)
+        refused = _TEXT_CLASS if self.multiline else _LINE_CLASS
+        if self._needs_text:
+            # Allowed characters, at least one of them not a space: one anchored pattern with
+            # no look-around, read alike by ECMA 262, Python and Rust regular expressions.
+            pattern = f"^[^{refused}]*[^{refused}{_BLANK_CLASS}][^{refused}]*$"
+        else:
+            pattern = f"^[^{refused}]*$"
+        json_schema.setdefault("pattern", pattern)
         return json_schema
 
     def _validate(self, value: str) -> str:
@@ -205,6 +224,10 @@ class _Plain:
             )
         if self.multiline and "\r" in value:
             value = value.replace("\r\n", "\n").replace("\r", "\n")
+        if self.strip_whitespace:
+            value = value.strip()
+            if self._needs_text and not value:
+                raise PydanticCustomError("blank", "must not be blank")
         return value
 
 

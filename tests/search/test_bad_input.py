@@ -23,11 +23,15 @@ async def _seed(app: FastAPI) -> None:
 
 async def test_query_syntax_is_just_text(app: FastAPI, client: httpx.AsyncClient) -> None:
     await _seed(app)
-    for text in SYNTAX + [f"kettle{c}" for c in SYNTAX] + ["\x00kettle\x1f", "ケトル", "😀"]:
+    for text in SYNTAX + [f"kettle{c}" for c in SYNTAX] + ["\x1bkettle\x1f", "ケトル", "😀"]:
         r = await client.get("/api/search", params={"q": text})
         assert r.status_code == 200, (text, r.text)
         r = await client.get("/api/search/suggest", params={"q": text})
         assert r.status_code == 200, (text, r.text)
+    # No text anywhere may hold a NUL (the app refuses it before any module sees it).
+    for path in ("/api/search", "/api/search/suggest"):
+        r = await client.get(path, params={"q": "\x00kettle"})
+        assert (r.status_code, r.json()["code"]) == (422, "nul_character")
     body = (await client.get("/api/search", params={"q": 'title:"kettle*" ~acme'})).json()
     assert body["total"] == 5
 

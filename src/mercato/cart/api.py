@@ -23,6 +23,7 @@ from mercato.cart.service import CartLimits, CartOwner, Edit
 from mercato.db import UnitOfWork
 from mercato.identity.deps import OptionalUser
 from mercato.identity.service import UserInfo
+from mercato.openapi import problems, raises
 from mercato.problems import Problem
 from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
@@ -49,6 +50,7 @@ def _stale_cookie_cleared(caller: Caller, settings: Settings) -> Iterator[None]:
         raise
 
 
+@raises(400)  # invalid_cart_token
 async def get_caller(request: Request, runtime: RuntimeDep, user: OptionalUser) -> Caller:
     """Signed-in customers use their own cart (a guest token is then ignored); guests the cart
     their token names. A forged token is a 400 ``invalid_cart_token``."""
@@ -120,7 +122,9 @@ async def show_cart(uow: UowDep, runtime: RuntimeDep, caller: CallerDep) -> Cart
     return await _answer(uow, runtime, cart)
 
 
-@router.post("/items", response_model=CartOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/items", response_model=CartOut, status_code=status.HTTP_201_CREATED, responses=problems(409)
+)
 async def add_item(
     body: AddItemIn, uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
 ) -> CartOut:
@@ -128,7 +132,7 @@ async def add_item(
     return await _edit(uow, runtime, caller, response, Edit.add(body.variant_id, body.quantity))
 
 
-@router.patch("/items/{line_id}", response_model=CartOut)
+@router.patch("/items/{line_id}", response_model=CartOut, responses=problems(409))
 async def set_quantity(
     line_id: str,
     body: SetQuantityIn,

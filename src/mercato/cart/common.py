@@ -126,8 +126,9 @@ def out_of_stock(variant_id: str, sku: str, available: int, requested: int) -> P
 
 def check_quantity(quantity: int, limits: CartLimits) -> None:
     if not 1 <= quantity <= limits.max_line_quantity:
+        # The shop's limit, a setting: the same code as when a growing line reaches it.
         raise problems.validation_problem(
-            "quantity", f"must be between 1 and {limits.max_line_quantity}"
+            "quantity", f"must be between 1 and {limits.max_line_quantity}", code="quantity_limit"
         )
 
 

@@ -11,6 +11,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.cart.service import CART_COOKIE, CART_HEADER
+from mercato.openapi import Integer
 from mercato.settings import Settings
 from mercato.text import PlainLine
 
@@ -19,11 +20,11 @@ class AddItemIn(BaseModel):
     variant_id: Annotated[
         str, PlainLine(min_length=1, max_length=40), Field(examples=["var_01hx..."])
     ]
-    quantity: int = Field(default=1, ge=1, strict=True, examples=[1])
+    quantity: Integer = Field(default=1, ge=1, strict=True, examples=[1])
 
 
 class SetQuantityIn(BaseModel):
-    quantity: int = Field(ge=1, strict=True, examples=[2])
+    quantity: Integer = Field(ge=1, strict=True, examples=[2])
 
 
 class CartLineOut(BaseModel):

@@ -30,6 +30,7 @@ from mercato.catalog.schemas import (
 from mercato.catalog.service import ProductView
 from mercato.db import UnitOfWork
 from mercato.identity.deps import require_role
+from mercato.openapi import problems
 from mercato.problems import not_found
 from mercato.runtime import RuntimeDep, UowDep
 
@@ -75,7 +76,7 @@ async def brands(uow: UowDep) -> dict[str, Any]:
 # Staff changes
 
 
-@admin.post("/categories", status_code=201)
+@admin.post("/categories", status_code=201, responses=problems(409))
 async def create_category(body: CategoryIn, uow: UowDep) -> dict[str, Any]:
     category = await service.create_category(
         uow, name=body.name, slug=body.slug, parent_id=body.parent_id, position=body.position
@@ -83,18 +84,18 @@ async def create_category(body: CategoryIn, uow: UowDep) -> dict[str, Any]:
     return category_json(category)
 
 
-@admin.patch("/categories/{category_id}")
+@admin.patch("/categories/{category_id}", responses=problems(409))
 async def update_category(category_id: str, body: CategoryPatch, uow: UowDep) -> dict[str, Any]:
     changes = service.CategoryChanges(**body.model_dump(exclude_unset=True))
     return category_json(await service.update_category(uow, category_id, changes))
 
 
-@admin.post("/brands", status_code=201)
+@admin.post("/brands", status_code=201, responses=problems(409))
 async def create_brand(body: BrandIn, uow: UowDep) -> dict[str, Any]:
     return brand_json(await service.create_brand(uow, name=body.name, slug=body.slug))
 
 
-@admin.post("/products", status_code=201)
+@admin.post("/products", status_code=201, responses=problems(409))
 async def create_product(body: ProductIn, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
     view = await service.create_product(uow, new_product(body, runtime.settings.currency))
     return await _answer(uow, view)
@@ -108,7 +109,7 @@ async def admin_product_detail(product_id: str, uow: UowDep) -> dict[str, Any]:
     return await _answer(uow, view)
 
 
-@admin.patch("/products/{product_id}")
+@admin.patch("/products/{product_id}", responses=problems(409))
 async def update_product(product_id: str, body: ProductPatch, uow: UowDep) -> dict[str, Any]:
     view = await service.update_product(uow, product_id, product_changes(body))
     return await _answer(uow, view)
@@ -119,7 +120,7 @@ async def archive_product(product_id: str, uow: UowDep) -> dict[str, Any]:
     return await _answer(uow, await service.archive_product(uow, product_id))
 
 
-@admin.post("/products/{product_id}/variants", status_code=201)
+@admin.post("/products/{product_id}/variants", status_code=201, responses=problems(409))
 async def add_variant(product_id: str, body: VariantIn, uow: UowDep) -> dict[str, Any]:
     product = await service.get_product(uow, product_id, include_inactive=True)
     if product is None:
@@ -128,7 +129,7 @@ async def add_variant(product_id: str, body: VariantIn, uow: UowDep) -> dict[str
     return variant_json(variant)
 
 
-@admin.patch("/variants/{variant_id}")
+@admin.patch("/variants/{variant_id}", responses=problems(409))
 async def update_variant(variant_id: str, body: VariantPatch, uow: UowDep) -> dict[str, Any]:
     current = (await service.get_variants(uow, [variant_id])).get(variant_id)
     if current is None:

@@ -22,6 +22,7 @@ from mercato.catalog.service import (
     VariantView,
 )
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
+from mercato.openapi import Integer, WholeNumber
 from mercato.problems import validation_problem
 from mercato.text import PlainLine, PlainText
 
@@ -32,7 +33,7 @@ Description = Annotated[str, PlainText(max_length=20_000)]
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 EntityId = Annotated[str, PlainLine(min_length=1, max_length=40)]
 AttributeName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
-AttributeValue = Annotated[str, PlainLine(max_length=200)] | int | bool
+AttributeValue = Annotated[str, PlainLine(max_length=200)] | Integer | bool
 OptionName = Annotated[str, PlainLine(min_length=1, max_length=40)]
 OptionValue = Annotated[str, PlainLine(min_length=1, max_length=100)]
 # No whitespace, and none of the characters mercato.text refuses in free text (the class reads
@@ -47,11 +48,15 @@ MediaUrl = Annotated[
     ),
 ]
 TaxClass = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
-Position = Annotated[int, Field(ge=0, le=100_000)]
-Weight = Annotated[int, Field(ge=0, le=10_000_000)]
+Position = Annotated[int, Field(ge=0, le=100_000), WholeNumber]
+Weight = Annotated[int, Field(ge=0, le=10_000_000), WholeNumber]
 Status = Literal["draft", "active", "archived"]
 
-Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=50)]
+# additionalProperties: names that do not match AttributeName's pattern are refused.
+Attributes = Annotated[
+    dict[AttributeName, AttributeValue],
+    Field(max_length=50, json_schema_extra={"additionalProperties": False}),
+]
 Options = Annotated[dict[OptionName, OptionValue], Field(max_length=10)]
 Media = Annotated[list[MediaUrl], Field(max_length=20)]
 
@@ -60,9 +65,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _null_only_where_nullable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The document of a patch: fields are optional, but ``null`` only where it clears."""
+    nullable: frozenset[str] = getattr(model, "nullable", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if name in nullable or not isinstance(options, list):
+            continue
+        kept = [o for o in options if o != {"type": "null"}]
+        if len(kept) == 1:
+            del prop["anyOf"]
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
 class _Patch(_Strict):
     """A partial update: absent fields stay as they are; ``null`` only where it means "clear"."""
 
+    model_config = ConfigDict(json_schema_extra=_null_only_where_nullable)
     nullable: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")

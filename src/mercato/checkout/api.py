@@ -38,6 +38,7 @@ from mercato.identity.deps import (
 )
 from mercato.identity.service import UserInfo
 from mercato.money import format_minor
+from mercato.openapi import problems
 from mercato.problems import not_found
 from mercato.ratelimit import client_ip
 from mercato.runtime import RuntimeDep, UowDep
@@ -49,6 +50,20 @@ admin = APIRouter(prefix="/api/admin/checkout", tags=["checkout admin"])
 
 # --------------------------------------------------------------------------------------------
 # Shoppers
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": "A unique key per order attempt: the same key and body return the same "
+    "order. Missing: 400 `idempotency_key_required`; malformed: 400 `invalid_idempotency_key`.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": service.MAX_IDEMPOTENCY_KEY_LENGTH,
+        "pattern": service.IDEMPOTENCY_KEY_PATTERN,
+    },
+}
 
 
 @public.get("/shipping-methods", response_model=ShippingMethodsOut)
@@ -77,7 +92,7 @@ async def _quote_cart(
     return await cart_service.get_cart_for(uow, None, cart_id)
 
 
-@public.post("/quote", response_model=QuoteOut)
+@public.post("/quote", response_model=QuoteOut, responses=problems(400, 409, 429))
 async def quote(
     body: QuoteIn,
     request: Request,
@@ -114,15 +129,20 @@ async def quote(
 @public.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={201: {"model": CheckoutOut}},
+    responses={201: {"model": CheckoutOut}, **problems(400, 401, 402, 409, 429)},
     response_model=None,
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
 )
 async def checkout(
     body: CheckoutIn,
     request: Request,
     runtime: RuntimeDep,
     credential: PresentedCredential,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    # Checked by the checkout after the credential (a bad token is refused first), so it is
+    # described to the document by hand: required, with the rule the checkout applies.
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", include_in_schema=False)
+    ] = None,
 ) -> JSONResponse:
     """Place the order for the signed-in customer's cart: stock is reserved, the payment
     authorized and the order created (status ``paid``). Send a unique ``Idempotency-Key`` per
@@ -213,7 +233,9 @@ async def list_zones(_staff: StaffUser, uow: UowDep) -> list[service.ZoneInfo]:
     return await service.list_zones(uow)
 
 
-@admin.post("/zones", response_model=ZoneOut, status_code=status.HTTP_201_CREATED)
+@admin.post(
+    "/zones", response_model=ZoneOut, status_code=status.HTTP_201_CREATED, responses=problems(409)
+)
 async def create_zone(body: ZoneIn, _staff: StaffUser, uow: UowDep) -> service.ZoneInfo:
     return await service.create_zone(uow, name=body.name, countries=body.countries)
 
@@ -227,6 +249,7 @@ async def list_methods(_staff: StaffUser, uow: UowDep) -> list[dict[str, Any]]:
     "/shipping-methods",
     response_model=AdminShippingMethodOut,
     status_code=status.HTTP_201_CREATED,
+    responses=problems(409),
 )
 async def create_method(body: ShippingMethodIn, _staff: StaffUser, uow: UowDep) -> dict[str, Any]:
     return _method_out(await service.add_shipping_method(uow, body))
@@ -254,7 +277,12 @@ async def list_promos(_staff: StaffUser, uow: UowDep, runtime: RuntimeDep) -> li
     return [_promo_out(p, currency) for p in await service.list_promo_codes(uow)]
 
 
-@admin.post("/promo-codes", response_model=PromoOut, status_code=status.HTTP_201_CREATED)
+@admin.post(
+    "/promo-codes",
+    response_model=PromoOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(409),
+)
 async def create_promo(
     body: PromoIn, _staff: StaffUser, uow: UowDep, runtime: RuntimeDep
 ) -> dict[str, Any]:

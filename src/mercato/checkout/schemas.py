@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mercato.money import CurrencyCode, DecimalStr
+from mercato.openapi import SPACE, DateTime, Integer, WholeNumber
 from mercato.text import PlainLine
 
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,18}\d")
@@ -26,7 +27,13 @@ Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$", examples=["DE"])]
 Region = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
 PaymentToken = Annotated[
     str,
-    Field(min_length=5, max_length=68, pattern=r"^tok_[A-Za-z0-9_]+$", examples=["tok_visa"]),
+    Field(
+        min_length=5,
+        max_length=68,
+        pattern=r"^tok_[A-Za-z0-9_]+$",
+        examples=["tok_visa"],
+        json_schema_extra={"not": {"pattern": _CARD_NUMBER.pattern}},
+    ),
     AfterValidator(_no_card_number),
 ]
 MethodCode = Annotated[str, PlainLine(min_length=1, max_length=32), Field(examples=["standard"])]
@@ -190,20 +197,27 @@ def percent_to_bps(value: str) -> int:
     return int(bps)
 
 
+# 0 to 100 with at most two decimals, as the document states it.
+PERCENT_PATTERN = rf"^{SPACE}*(100(\.0{{1,2}})?|[0-9]{{1,2}}(\.[0-9]{{1,2}})?){SPACE}*$"
+_PERCENT = re.compile(PERCENT_PATTERN)
+
+
 def _check_percent(value: str) -> str:
+    if not _PERCENT.match(value):
+        raise ValueError('must be a percentage from 0 to 100, such as "19" or "5.5"')
     percent_to_bps(value)
     return value.strip()
 
 
 Percent = Annotated[
     str,
-    Field(strict=True, max_length=8, examples=["19"]),
+    Field(strict=True, examples=["19"], json_schema_extra={"pattern": PERCENT_PATTERN}),
     AfterValidator(_check_percent),
 ]
 
 
 # JSON carries timestamps as ISO 8601 strings; strict mode would refuse any string.
-Timestamp = Annotated[datetime, Field(strict=False, examples=["2026-01-01T00:00:00Z"])]
+Timestamp = Annotated[DateTime, Field(examples=["2026-01-01T00:00:00Z"])]
 
 
 class ZoneIn(_In):
@@ -218,7 +232,7 @@ class ZoneOut(BaseModel):
 
 
 class WeightBandIn(_In):
-    up_to_grams: int | None = Field(ge=1, le=10_000_000)
+    up_to_grams: Annotated[int, Field(ge=1, le=10_000_000), WholeNumber] | None
     price: DecimalStr
 
 
@@ -231,9 +245,9 @@ class ShippingMethodIn(_In):
     currency: CurrencyCode
     free_over: DecimalStr | None = None
     weight_bands: list[WeightBandIn] = Field(default_factory=list, max_length=20)
-    min_days: int = Field(default=2, ge=0, le=365)
-    max_days: int = Field(default=5, ge=0, le=365)
-    position: int = Field(default=0, ge=0, le=10_000)
+    min_days: Integer = Field(default=2, ge=0, le=365)
+    max_days: Integer = Field(default=5, ge=0, le=365)
+    position: Integer = Field(default=0, ge=0, le=10_000)
 
 
 class AdminShippingMethodOut(ShippingMethodOut):
@@ -269,8 +283,8 @@ class PromoIn(_In):
     min_subtotal: DecimalStr = "0"
     starts_at: Timestamp | None = None
     ends_at: Timestamp | None = None
-    usage_limit: int | None = Field(default=None, ge=0, le=100_000_000)
-    per_customer_limit: int | None = Field(default=None, ge=1, le=1_000)
+    usage_limit: Annotated[int, Field(ge=0, le=100_000_000), WholeNumber] | None = None
+    per_customer_limit: Annotated[int, Field(ge=1, le=1_000), WholeNumber] | None = None
     active: bool = True
 
 

@@ -88,6 +88,12 @@ from mercato.checkout.tax import (
     tax_table_for,
 )
 from mercato.checkout.workflow import (
+    KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN,
+)
+from mercato.checkout.workflow import (
+    MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH,
+)
+from mercato.checkout.workflow import (
     CheckoutRequest,
     CheckoutStatus,
     checkout,
@@ -98,6 +104,8 @@ from mercato.checkout.workflow import (
 
 __all__ = [
     "DEFAULT_PRICES_INCLUDE_TAX",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "PRICING_SETUP_TTL_SECONDS",
     "CartItem",
     "CheckoutRequest",

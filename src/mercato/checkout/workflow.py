@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -85,6 +86,9 @@ from mercato.workflows import RetryLater, Step, StepContext, Workflow
 log = logging.getLogger("mercato.checkout")
 
 MAX_KEY_LENGTH = 255
+# Visible ASCII, spaces inside: a UUID or any key the client makes up.
+KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,11 +173,11 @@ def check_idempotency_key(key: str | None) -> str:
             "attempt, e.g. a UUID)",
             title="Idempotency key required",
         )
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
         raise Problem(
             400,
             "invalid_idempotency_key",
-            f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters",
             title="Invalid idempotency key",
         )
     return key

@@ -27,6 +27,7 @@ from mercato.fulfilment.schemas import (
 )
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
 from mercato.money import format_minor
+from mercato.openapi import problems
 from mercato.problems import not_found
 from mercato.runtime import RuntimeDep, UowDep
 
@@ -59,7 +60,9 @@ async def list_fulfilments(
     _staff: StaffUser,
     uow: UowDep,
     warehouse: Annotated[str | None, Query(max_length=16)] = None,
-    status: Annotated[str | None, Query(max_length=24)] = None,
+    status: Annotated[
+        str | None, Query(max_length=24, json_schema_extra={"enum": [*service.FULFILMENT_STATUSES]})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> FulfilmentListOut:
     """Fulfilments by warehouse and status, oldest first: the pick list."""
@@ -78,7 +81,11 @@ async def get_fulfilment(fulfilment_id: str, _staff: StaffUser, uow: UowDep) -> 
 _STEPS: dict[str, service.FulfilmentStep] = {"pick": "picked", "pack": "packed"}
 
 
-@router.post(ADMIN + "/fulfilments/{fulfilment_id}/{step}", response_model=FulfilmentOut)
+@router.post(
+    ADMIN + "/fulfilments/{fulfilment_id}/{step}",
+    response_model=FulfilmentOut,
+    responses=problems(409),
+)
 async def pick_or_pack(
     fulfilment_id: str, step: Literal["pick", "pack"], staff: StaffUser, uow: UowDep
 ) -> FulfilmentOut:
@@ -95,7 +102,9 @@ async def order_fulfilments(order_id: str, _staff: StaffUser, uow: UowDep) -> Fu
     return FulfilmentListOut(items=[FulfilmentOut.of(f) for f in found])
 
 
-@router.post(ADMIN + "/orders/{order_id}/allocate", response_model=FulfilmentListOut)
+@router.post(
+    ADMIN + "/orders/{order_id}/allocate", response_model=FulfilmentListOut, responses=problems(409)
+)
 async def allocate(order_id: str, _staff: StaffUser, uow: UowDep) -> FulfilmentListOut:
     """Allocate the order to warehouses now (normally done as soon as it is placed)."""
     found = await service.allocate_order(uow, order_id)
@@ -106,7 +115,10 @@ async def allocate(order_id: str, _staff: StaffUser, uow: UowDep) -> FulfilmentL
 
 
 @router.post(
-    ADMIN + "/orders/{order_id}/shipments", response_model=StaffShipmentOut, status_code=201
+    ADMIN + "/orders/{order_id}/shipments",
+    response_model=StaffShipmentOut,
+    status_code=201,
+    responses=problems(402, 409, 503),
 )
 async def create_shipment(
     order_id: str, body: ShipmentIn, staff: WorkflowStaff, runtime: RuntimeDep
@@ -144,7 +156,11 @@ async def get_shipment(shipment_id: str, _staff: StaffUser, uow: UowDep) -> Staf
     return StaffShipmentOut.staff(found)
 
 
-@router.post(ADMIN + "/shipments/{shipment_id}/deliver", response_model=StaffShipmentOut)
+@router.post(
+    ADMIN + "/shipments/{shipment_id}/deliver",
+    response_model=StaffShipmentOut,
+    responses=problems(409),
+)
 async def deliver(
     shipment_id: str, staff: StaffUser, uow: UowDep, body: DeliverIn | None = None
 ) -> StaffShipmentOut:

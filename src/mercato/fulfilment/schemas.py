@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.fulfilment.service import FulfilmentInfo, ShipmentInfo
 from mercato.money import format_minor
+from mercato.openapi import DateTime
 from mercato.text import PlainLine
 
 
@@ -36,7 +37,7 @@ class ShipmentIn(BaseModel):
 class DeliverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delivered_at: datetime | None = None
+    delivered_at: DateTime | None = None
 
 
 class FulfilmentItemOut(BaseModel):

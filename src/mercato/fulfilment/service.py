@@ -17,6 +17,7 @@ from mercato.fulfilment.allocation import (
     mark_fulfilment,
 )
 from mercato.fulfilment.carriers import Carrier, carriers, offers
+from mercato.fulfilment.models import FULFILMENT_STATUSES
 from mercato.fulfilment.queries import (
     FULFILMENTS,
     ITEMS,
@@ -60,6 +61,7 @@ from mercato.fulfilment.tracking import SHIPMENT_DELIVERED, advance_tracking, de
 
 __all__ = [
     "FULFILMENTS",
+    "FULFILMENT_STATUSES",
     "ITEMS",
     "MAX_ACTOR",
     "MAX_PAGE",

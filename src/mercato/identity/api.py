@@ -28,6 +28,7 @@ from mercato.identity.schemas import (
     UserOut,
     VerifyEmailIn,
 )
+from mercato.openapi import problems
 from mercato.ratelimit import client_ip, limiter_for
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 
@@ -47,7 +48,9 @@ def _answer(runtime: Runtime, response: Response, signed_in: service.SignedIn) -
     )
 
 
-@router.post("/api/auth/register", status_code=201, response_model=AuthOut)
+@router.post(
+    "/api/auth/register", status_code=201, response_model=AuthOut, responses=problems(409, 429)
+)
 async def register(
     body: RegisterIn,
     request: Request,
@@ -70,7 +73,7 @@ async def register(
     return _answer(runtime, response, signed_in)
 
 
-@router.post("/api/auth/login", response_model=AuthOut)
+@router.post("/api/auth/login", response_model=AuthOut, responses=problems(401, 429))
 async def login(
     body: LoginIn,
     request: Request,
@@ -120,7 +123,9 @@ async def me(user: CurrentUser) -> UserOut:
     return UserOut.of(user)
 
 
-@router.post("/api/auth/password", status_code=204, response_class=Response)
+@router.post(
+    "/api/auth/password", status_code=204, response_class=Response, responses=problems(429)
+)
 async def change_password(
     body: PasswordChangeIn,
     user: CurrentUser,
@@ -142,7 +147,12 @@ async def change_password(
     )
 
 
-@router.post("/api/auth/password-reset", status_code=202, response_model=AcceptedOut)
+@router.post(
+    "/api/auth/password-reset",
+    status_code=202,
+    response_model=AcceptedOut,
+    responses=problems(429),
+)
 async def request_password_reset(
     body: PasswordResetRequestIn, request: Request, uow: UowDep, runtime: RuntimeDep
 ) -> AcceptedOut:
@@ -154,7 +164,12 @@ async def request_password_reset(
     return AcceptedOut(message=RESET_ACCEPTED)
 
 
-@router.post("/api/auth/password-reset/confirm", status_code=204, response_class=Response)
+@router.post(
+    "/api/auth/password-reset/confirm",
+    status_code=204,
+    response_class=Response,
+    responses=problems(400, 429),
+)
 async def reset_password(
     body: PasswordResetIn,
     request: Request,
@@ -175,7 +190,12 @@ async def reset_password(
     delete_session_cookie(response, secure=runtime.settings.cookie_secure)
 
 
-@router.post("/api/auth/verify-email", status_code=204, response_class=Response)
+@router.post(
+    "/api/auth/verify-email",
+    status_code=204,
+    response_class=Response,
+    responses=problems(400, 429),
+)
 async def verify_email(
     body: VerifyEmailIn, request: Request, uow: UowDep, runtime: RuntimeDep
 ) -> None:
@@ -186,7 +206,12 @@ async def verify_email(
     )
 
 
-@router.post("/api/auth/verify-email/resend", status_code=202, response_model=AcceptedOut)
+@router.post(
+    "/api/auth/verify-email/resend",
+    status_code=202,
+    response_model=AcceptedOut,
+    responses=problems(409, 429),
+)
 async def resend_verification(user: CurrentUser, uow: UowDep, runtime: RuntimeDep) -> AcceptedOut:
     """Mail a new verification link to the user's address (409 when it is verified already;
     rate-limited per user)."""

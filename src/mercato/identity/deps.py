@@ -38,6 +38,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from mercato.identity import service
 from mercato.identity.models import ROLES
 from mercato.identity.service import TokenStatus, UserInfo
+from mercato.openapi import guest_allowed, raises
 from mercato.problems import Problem
 from mercato.runtime import RuntimeDep, UowDep
 
@@ -228,6 +229,7 @@ def unauthorized(
     )
 
 
+@raises(401)
 async def current_user(
     uow: UowDep, runtime: RuntimeDep, credential: PresentedCredential
 ) -> UserInfo:
@@ -239,6 +241,8 @@ async def current_user(
     return check.user
 
 
+@guest_allowed
+@raises(401)  # a bad bearer token: the client claimed an identity
 async def optional_user(
     uow: UowDep, runtime: RuntimeDep, credential: PresentedCredential, response: Response
 ) -> UserInfo | None:
@@ -254,6 +258,7 @@ async def optional_user(
     raise unauthorized(check.status, credential, secure_cookie=secure)
 
 
+@raises(401)
 async def workflow_user(runtime: RuntimeDep, credential: PresentedCredential) -> UserInfo:
     """The signed-in caller, checked in a short transaction of its own, for endpoints that
     start a workflow: those run their steps in transactions of their own and must not sit
@@ -267,6 +272,7 @@ async def workflow_user(runtime: RuntimeDep, credential: PresentedCredential) ->
     return check.user
 
 
+@raises(403)
 async def workflow_staff(user: Annotated[UserInfo, Depends(workflow_user)]) -> UserInfo:
     return _with_role(user, frozenset({"staff"}))
 
@@ -288,6 +294,7 @@ def require_role(*roles: str) -> Callable[[UserInfo], Awaitable[UserInfo]]:
         raise ValueError(f"require_role needs roles among {ROLES}; got {roles!r}")
     allowed = frozenset(roles)
 
+    @raises(403)
     async def role_checked_user(user: CurrentUser) -> UserInfo:
         return _with_role(user, allowed)
 

@@ -6,6 +6,7 @@ address into a 422 that names the ``email`` field instead of a later, vaguer fai
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -13,19 +14,34 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from mercato.identity import service
 from mercato.identity.service import UserInfo
+from mercato.openapi import NO_SPACE_OR_CONTROL, SPACE
 from mercato.text import PlainLine
 
 Role = Literal["customer", "staff", "seller"]
 
 
+# An address as the API takes it, the document's pattern: spaces around are trimmed, control
+# characters refused (the service's shape check alone would let them through). The service
+# then normalises it and applies its rule.
+_CHARS = rf"[^@{NO_SPACE_OR_CONTROL}"
+EMAIL_PATTERN = rf"^{SPACE}*{_CHARS}]+@{_CHARS}.]+(\.{_CHARS}.]+)+{SPACE}*$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
 def _valid_email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("is not a valid e-mail address")
     email = service.normalize_email(value)
     if (message := service.email_problem(email)) is not None:
         raise ValueError(message)
     return email
 
 
-Email = Annotated[str, Field(max_length=320), AfterValidator(_valid_email)]
+Email = Annotated[
+    str,
+    Field(max_length=service.EMAIL_MAX_LENGTH, json_schema_extra={"pattern": EMAIL_PATTERN}),
+    AfterValidator(_valid_email),
+]
 Password = Annotated[
     str,
     Field(min_length=service.PASSWORD_MIN_LENGTH, max_length=service.PASSWORD_MAX_LENGTH),

@@ -24,16 +24,22 @@ from mercato.inventory.schemas import (
     WarehouseIn,
     WarehouseOut,
 )
-from mercato.problems import Problem, not_found, validation_problem
+from mercato.openapi import problems
+from mercato.problems import Problem, not_found
 from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter(tags=["inventory"])
 
 ADMIN = "/api/admin/inventory"
 MAX_AVAILABILITY_IDS = 100
+# 1 to 100 comma-separated ids of 1 to 40 characters, no spaces or control characters.
+_ID = r"[^,\x00-\x20]{1,40}"
+VARIANT_ID_LIST = rf"^{_ID}(,{_ID}){{0,{MAX_AVAILABILITY_IDS - 1}}}$"
 
 
-@router.post(f"{ADMIN}/warehouses", status_code=201, response_model=WarehouseOut)
+@router.post(
+    f"{ADMIN}/warehouses", status_code=201, response_model=WarehouseOut, responses=problems(409)
+)
 async def create_warehouse(body: WarehouseIn, uow: UowDep, _: StaffUser) -> WarehouseOut:
     """Create a warehouse and the countries it ships to."""
     created = await service.create_warehouse(
@@ -59,7 +65,7 @@ async def receive(body: ReceiveIn, uow: UowDep, _: StaffUser) -> StockChangeOut:
     return StockChangeOut(variant_id=variant.id, sku=variant.sku, stock=StockLevelOut.of(level))
 
 
-@router.post(f"{ADMIN}/adjust", response_model=StockChangeOut)
+@router.post(f"{ADMIN}/adjust", response_model=StockChangeOut, responses=problems(409))
 async def adjust(body: AdjustIn, uow: UowDep, _: StaffUser) -> StockChangeOut:
     """Correct the shelf count by ``delta`` (never below what is reserved), with a reason."""
     variant = await service.resolve_variant(uow, body.sku)
@@ -86,7 +92,12 @@ async def list_reservations(
     return [ReservationOut.of(r) for r in found]
 
 
-@router.post(f"{ADMIN}/reservations", status_code=201, response_model=list[ReservationOut])
+@router.post(
+    f"{ADMIN}/reservations",
+    status_code=201,
+    response_model=list[ReservationOut],
+    responses=problems(409),
+)
 async def reserve(
     body: ReserveIn, uow: UowDep, runtime: RuntimeDep, _: StaffUser
 ) -> list[ReservationOut]:
@@ -159,15 +170,10 @@ async def variant_stock(sku: str, uow: UowDep, _: StaffUser) -> VariantStockOut:
 async def availability(
     uow: UowDep,
     runtime: RuntimeDep,
-    variant_ids: Annotated[str, Query(min_length=1, max_length=4200)],
+    variant_ids: Annotated[str, Query(pattern=VARIANT_ID_LIST, examples=["var_1,var_2"])],
 ) -> dict[str, AvailabilityOut]:
     """``{variant_id: {in_stock, available_hint}}`` for up to 100 comma-separated ids."""
-    ids = [v.strip() for v in variant_ids.split(",") if v.strip()]
-    if not ids or len(ids) > MAX_AVAILABILITY_IDS or any(len(v) > 40 for v in ids):
-        raise validation_problem(
-            "variant_ids", f"1 to {MAX_AVAILABILITY_IDS} comma-separated variant ids"
-        )
-    counts = await service.availability(uow, ids)
+    counts = await service.availability(uow, variant_ids.split(","))
     threshold = runtime.settings.low_stock_threshold
     return {
         v: AvailabilityOut(in_stock=n > 0, available_hint=service.low_stock_hint(n, threshold))

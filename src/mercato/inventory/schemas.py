@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field
 
 from mercato.inventory.service import (
     MAX_QUANTITY,
@@ -14,22 +14,20 @@ from mercato.inventory.service import (
     StockLevel,
     WarehouseInfo,
 )
+from mercato.openapi import WholeNumber
 from mercato.text import PlainLine
 
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True), WholeNumber]
 Sku = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=64)]
 WarehouseCode = Annotated[str, PlainLine(strip_whitespace=True, min_length=2, max_length=16)]
-Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$")]
+Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
 Reference = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=80)]
 Reason = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class WarehouseIn(BaseModel):
     code: Annotated[
-        str,
-        StringConstraints(
-            strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"
-        ),
+        str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,15}$"), AfterValidator(str.upper)
     ]
     name: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=120)]
     countries: Annotated[list[Country], Field(max_length=250)] = []
@@ -66,7 +64,13 @@ class ReceiveIn(BaseModel):
 class AdjustIn(BaseModel):
     sku: Sku
     warehouse: WarehouseCode
-    delta: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True)]
+    delta: Annotated[
+        int,
+        Field(
+            ge=-MAX_QUANTITY, le=MAX_QUANTITY, strict=True, json_schema_extra={"not": {"const": 0}}
+        ),
+        WholeNumber,
+    ]
     reason: Reason
 
 
@@ -145,7 +149,9 @@ class ReserveIn(BaseModel):
     lines: Annotated[list[ReserveLineIn], Field(min_length=1, max_length=100)]
     country: Country | None = None
     warehouse: WarehouseCode | None = None
-    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True)] | None = None
+    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True), WholeNumber] | None = (
+        None
+    )
 
 
 class ReleaseIn(BaseModel):

@@ -21,6 +21,7 @@ from mercato.notifications.schemas import (
     WebhookOut,
     WebhookPatch,
 )
+from mercato.openapi import problems
 from mercato.problems import not_found
 from mercato.runtime import RuntimeDep, UowDep
 
@@ -170,7 +171,11 @@ async def list_deliveries(
     )
 
 
-@router.post(WEBHOOKS + "/{endpoint_id}/deliveries/{delivery_id}/retry", response_model=DeliveryOut)
+@router.post(
+    WEBHOOKS + "/{endpoint_id}/deliveries/{delivery_id}/retry",
+    response_model=DeliveryOut,
+    responses=problems(409),
+)
 async def retry_delivery(
     endpoint_id: str, delivery_id: str, _staff: StaffUser, uow: UowDep
 ) -> DeliveryOut:

@@ -7,7 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from mercato.notifications.service import DeliveryInfo, EmailInfo, EndpointInfo
+from mercato.notifications.service import (
+    WEBHOOK_EVENT_TYPES,
+    DeliveryInfo,
+    EmailInfo,
+    EndpointInfo,
+)
 from mercato.text import PlainLine
 
 
@@ -56,17 +61,21 @@ Url = Annotated[
     str, PlainLine(max_length=4000), Field(examples=["https://example.com/hooks/mercato"])
 ]
 Description = Annotated[str, PlainLine(max_length=200)]
+# The document lists the event types; the service answers an unknown one with its own code.
+EventType = Annotated[str, Field(json_schema_extra={"enum": [*WEBHOOK_EVENT_TYPES]})]
 
 
 class WebhookIn(BaseModel):
     url: Url
-    event_types: list[str] = Field(max_length=50, examples=[["OrderPlaced", "ShipmentCreated"]])
+    event_types: list[EventType] = Field(
+        min_length=1, max_length=50, examples=[["OrderPlaced", "ShipmentCreated"]]
+    )
     description: Description | None = None
 
 
 class WebhookPatch(BaseModel):
     url: Url | None = None
-    event_types: list[str] | None = Field(default=None, max_length=50)
+    event_types: list[EventType] | None = Field(default=None, min_length=1, max_length=50)
     active: bool | None = None
     description: Description | None = None
 

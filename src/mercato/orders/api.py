@@ -6,12 +6,12 @@ in transactions of their own, so those endpoints take no request transaction."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff, WorkflowUser
+from mercato.openapi import DateTime, problems
 from mercato.orders import service
 from mercato.orders.schemas import (
     CancelIn,
@@ -48,7 +48,7 @@ async def _detail(
 # -- customers -------------------------------------------------------------------------------------
 
 
-@router.get(MINE, response_model=OrderPageOut)
+@router.get(MINE, response_model=OrderPageOut, responses=problems(400))
 async def my_orders(
     user: CurrentUser,
     uow: UowDep,
@@ -73,7 +73,7 @@ async def my_order(order_id: str, user: CurrentUser, uow: UowDep) -> OrderOut:
     return order_out(detail)
 
 
-@router.post(MINE + "/{order_id}/cancel", response_model=OrderOut)
+@router.post(MINE + "/{order_id}/cancel", response_model=OrderOut, responses=problems(409))
 async def cancel_my_order(
     order_id: str, user: WorkflowUser, runtime: RuntimeDep, body: CancelIn | None = None
 ) -> OrderOut:
@@ -92,15 +92,17 @@ async def cancel_my_order(
 # -- staff -----------------------------------------------------------------------------------------
 
 
-@router.get(ADMIN, response_model=StaffOrderPageOut)
+@router.get(ADMIN, response_model=StaffOrderPageOut, responses=problems(400))
 async def search_orders(
     _staff: StaffUser,
     uow: UowDep,
     runtime: RuntimeDep,
-    status: Annotated[str | None, Query(max_length=24)] = None,
+    status: Annotated[
+        str | None, Query(max_length=24, json_schema_extra={"enum": [*service.STATUSES]})
+    ] = None,
     email: Annotated[str | None, Query(max_length=254)] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: DateTime | None = None,
+    created_to: DateTime | None = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> StaffOrderPageOut:
@@ -123,7 +125,7 @@ async def staff_order(order_id: str, _staff: StaffUser, uow: UowDep) -> StaffOrd
     return staff_order_out(detail)
 
 
-@router.post(ADMIN + "/{order_id}/cancel", response_model=StaffOrderOut)
+@router.post(ADMIN + "/{order_id}/cancel", response_model=StaffOrderOut, responses=problems(409))
 async def staff_cancel(
     order_id: str, staff: WorkflowStaff, runtime: RuntimeDep, body: CancelIn | None = None
 ) -> StaffOrderOut:
@@ -137,7 +139,9 @@ async def staff_cancel(
     return staff_order_out(await _detail(runtime, order_id))
 
 
-@router.post(ADMIN + "/{order_id}/transition", response_model=StaffOrderOut)
+@router.post(
+    ADMIN + "/{order_id}/transition", response_model=StaffOrderOut, responses=problems(409)
+)
 async def staff_transition(
     order_id: str, body: TransitionIn, staff: WorkflowStaff, runtime: RuntimeDep
 ) -> StaffOrderOut:

@@ -419,7 +419,7 @@ async def search_orders(
     start = _as_utc(filters.created_from) if filters.created_from else None
     end = _as_utc(filters.created_to) if filters.created_to else None
     if start is not None and end is not None and end <= start:
-        raise validation_problem("created_to", "must be after created_from")
+        raise validation_problem("created_to", "must be after created_from", code="invalid_range")
     if start is not None:
         query = query.where(o.created_at >= start)
     if end is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mercato.money import format_minor
+from mercato.orders.service import STATUSES as ORDER_STATUSES
 from mercato.orders.service import (
     HistoryEntry,
     OrderDetail,
@@ -17,7 +18,7 @@ from mercato.orders.service import (
     OrderSummary,
     PaymentSummary,
 )
-from mercato.text import PlainLine, PlainText
+from mercato.text import PlainText
 
 
 class OrderLineOut(BaseModel):
@@ -259,5 +260,5 @@ class CancelIn(BaseModel):
 
 
 class TransitionIn(BaseModel):
-    to: Annotated[str, PlainLine(min_length=1, max_length=24)]
+    to: str = Field(min_length=1, max_length=24, json_schema_extra={"enum": [*ORDER_STATUSES]})
     reason: Annotated[str, PlainText(max_length=500)] | None = None

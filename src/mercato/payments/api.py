@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mercato.identity.deps import StaffUser
+from mercato.openapi import problems
 from mercato.payments import service
 from mercato.payments.schemas import IntentOut, SandboxChargeOut, SandboxLedgerOut
 from mercato.problems import Problem, not_found
@@ -16,7 +17,7 @@ from mercato.runtime import RuntimeDep, UowDep
 router = APIRouter(prefix="/api/admin/payments", tags=["payments"])
 
 
-@router.get("/sandbox/charges", response_model=SandboxLedgerOut)
+@router.get("/sandbox/charges", response_model=SandboxLedgerOut, responses=problems(404))
 async def sandbox_ledger(
     _staff: StaffUser,
     runtime: RuntimeDep,

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
+from mercato.openapi import problems
 from mercato.problems import not_found
 from mercato.returns import service
 from mercato.returns.schemas import (
@@ -30,7 +31,12 @@ ADMIN = "/api/admin/returns"
 # -- customers -------------------------------------------------------------------------------------
 
 
-@router.post("/api/orders/{order_id}/returns", response_model=ReturnOut, status_code=201)
+@router.post(
+    "/api/orders/{order_id}/returns",
+    response_model=ReturnOut,
+    status_code=201,
+    responses=problems(409),
+)
 async def request_return(
     order_id: str, body: ReturnIn, user: CurrentUser, uow: UowDep, runtime: RuntimeDep
 ) -> ReturnOut:
@@ -61,7 +67,9 @@ async def my_returns(order_id: str, user: CurrentUser, uow: UowDep) -> ReturnLis
 async def list_returns(
     _staff: StaffUser,
     uow: UowDep,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[
+        str | None, Query(max_length=16, json_schema_extra={"enum": [*service.RETURN_STATUSES]})
+    ] = None,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> StaffReturnListOut:
@@ -78,7 +86,9 @@ async def get_return(return_id: str, _staff: StaffUser, uow: UowDep) -> StaffRet
     return StaffReturnOut.staff(found)
 
 
-@router.post(ADMIN + "/{return_id}/receive", response_model=StaffReturnOut)
+@router.post(
+    ADMIN + "/{return_id}/receive", response_model=StaffReturnOut, responses=problems(409, 503)
+)
 async def receive(
     return_id: str, body: ReceiveIn, staff: WorkflowStaff, runtime: RuntimeDep
 ) -> StaffReturnOut:
@@ -98,7 +108,9 @@ async def receive(
     return StaffReturnOut.staff(found)
 
 
-@router.post(ADMIN + "/{return_id}/refund", response_model=StaffReturnOut)
+@router.post(
+    ADMIN + "/{return_id}/refund", response_model=StaffReturnOut, responses=problems(409, 503)
+)
 async def refund(return_id: str, staff: WorkflowStaff, runtime: RuntimeDep) -> StaffReturnOut:
     """Retry the refund of a received return (it is made once, whatever the retries)."""
     found = await service.refund_return(runtime, return_id, actor=f"staff:{staff.id}")
@@ -106,7 +118,9 @@ async def refund(return_id: str, staff: WorkflowStaff, runtime: RuntimeDep) -> S
 
 
 # After /receive and /refund: a path that matches this one is never tried against those.
-@router.post(ADMIN + "/{return_id}/{decision}", response_model=StaffReturnOut)
+@router.post(
+    ADMIN + "/{return_id}/{decision}", response_model=StaffReturnOut, responses=problems(409)
+)
 async def decide(
     return_id: str,
     decision: service.Decision,

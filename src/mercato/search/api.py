@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from mercato.catalog import service as catalog
 from mercato.catalog.schemas import product_json
 from mercato.identity.deps import OptionalUser, StaffUser
-from mercato.money import CurrencyCode, DecimalStr, MoneyError, to_minor
+from mercato.money import DECIMAL_PATTERN, CurrencyCode, DecimalStr, MoneyError, to_minor
+from mercato.openapi import ASCII_SPACES, SPACE, problems
 from mercato.problems import Problem, not_found, validation_problem
 from mercato.reviews import service as reviews
 from mercato.reviews.schemas import rating_json
@@ -31,6 +32,21 @@ from mercato.search.schemas import SynonymList, SynonymsIn, SynonymsOut
 router = APIRouter(tags=["search"])
 
 Slug = Annotated[str, Query(max_length=80)]
+# The words searched for. Longer is refused by ``_text`` with its own code, ``query_too_long``;
+# the document states the same limit.
+# A price bound; one that does not read as an amount is refused with ``invalid_price_range``.
+Amount = Query(max_length=40, json_schema_extra={"pattern": DECIMAL_PATTERN})
+# Comma-separated facet names (or ``none``), blanks ignored: what ``_facets`` accepts.
+_FACET = "|".join(q.FACETS)
+_S = SPACE
+Facets = Query(
+    max_length=200,
+    json_schema_extra={
+        "pattern": rf"^({_S}*(({_FACET}){_S}*)?(,{_S}*(({_FACET}){_S}*)?)*"
+        rf"|{_S}*(none{_S}*)?(,{_S}*(none{_S}*)?)*)$"
+    },
+)
+QueryText = Annotated[str, Query(alias="q", json_schema_extra={"maxLength": q.MAX_QUERY_CHARS})]
 
 
 def _text(value: str, field: str) -> str:
@@ -64,7 +80,7 @@ def _price_range(
 def _facets(value: str | None) -> frozenset[str]:
     if value is None:
         return frozenset(q.FACETS)
-    names = {n.strip() for n in value.split(",") if n.strip()}
+    names = {n.strip(ASCII_SPACES) for n in value.split(",") if n.strip(ASCII_SPACES)}
     if names == {"none"}:
         return frozenset()
     unknown = sorted(names - set(q.FACETS))
@@ -80,22 +96,22 @@ def _facets(value: str | None) -> frozenset[str]:
     return frozenset(names)
 
 
-@router.get("/api/search", response_class=JSONResponse)
+@router.get("/api/search", response_class=JSONResponse, responses=problems(400, 503))
 async def search(
     request: Request,
     runtime: RuntimeDep,
-    q_: Annotated[str, Query(alias="q", max_length=100_000)] = "",
+    q_: QueryText = "",
     category: Slug | None = None,
     brand: Annotated[list[str] | None, Query(max_length=20)] = None,
-    min_price: Annotated[str | None, Query(max_length=40)] = None,
-    max_price: Annotated[str | None, Query(max_length=40)] = None,
+    min_price: Annotated[str | None, Amount] = None,
+    max_price: Annotated[str | None, Amount] = None,
     currency: Annotated[CurrencyCode | None, Query()] = None,
     rating_gte: Annotated[float | None, Query(ge=0, le=5)] = None,
     in_stock: bool | None = None,
     sort: q.Sort = "relevance",
     cursor: Annotated[str | None, Query(max_length=8000)] = None,
     limit: Annotated[int, Query(ge=1, le=q.MAX_LIMIT)] = 24,
-    facets: Annotated[str | None, Query(max_length=200)] = None,
+    facets: Annotated[str | None, Facets] = None,
 ) -> JSONResponse:
     """Products matching the words (typos forgiven, synonyms applied) and filters, with facet
     counts for the whole match. ``attr.<name>=<value>`` filters by attribute or option value;
@@ -141,10 +157,8 @@ async def search(
     )
 
 
-@router.get("/api/search/suggest", response_class=JSONResponse)
-async def suggest(
-    runtime: RuntimeDep, q_: Annotated[str, Query(alias="q", max_length=100_000)] = ""
-) -> JSONResponse:
+@router.get("/api/search/suggest", response_class=JSONResponse, responses=problems(503))
+async def suggest(runtime: RuntimeDep, q_: QueryText = "") -> JSONResponse:
     """Autocomplete: product titles, brands and categories with a word starting with the last
     typed word (and containing the others)."""
     return JSONResponse(await service.suggest(runtime, _text(q_, "q")))
@@ -154,7 +168,7 @@ async def suggest(
 # Products
 
 
-@router.get("/api/products")
+@router.get("/api/products", responses=problems(400))
 async def list_products(
     request: Request,
     uow: UowDep,
@@ -174,7 +188,7 @@ async def list_products(
     Read from the search index (then hydrated by id); the catalog query answers while no index
     has been built, and continues pages whose cursor it issued."""
     price_currency = currency or runtime.settings.currency
-    low, high = _price_range(min_price, max_price, price_currency, "validation_error")
+    low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
     query = catalog.ProductQuery(
         category_slug=category,
         brand_slug=brand,
@@ -218,7 +232,12 @@ async def list_synonyms(uow: UowDep, _: StaffUser) -> SynonymList:
     )
 
 
-@router.post("/api/admin/search/synonyms", status_code=201, response_model=SynonymsOut)
+@router.post(
+    "/api/admin/search/synonyms",
+    status_code=201,
+    response_model=SynonymsOut,
+    responses=problems(409),
+)
 async def add_synonyms(
     body: SynonymsIn, uow: UowDep, runtime: RuntimeDep, _: StaffUser
 ) -> SynonymsOut:

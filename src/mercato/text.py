@@ -78,9 +78,15 @@ def _escaped(code: int) -> str:
 
 
 def _character_class(allowed: frozenset[str]) -> str:
-    """The refused characters as the inside of a regular-expression class."""
+    """The refused characters as the inside of a regular-expression class.
+
+    Lone surrogates are left out: they are not characters a regular expression over Unicode
+    text can name (Rust's regex, which validators of the document use, refuses the range),
+    and no UTF-8 text holds one; the server still refuses one sent as a JSON ``\\ud800``."""
     parts: list[str] = []
     for first, last in REFUSED_RANGES:
+        if first >= 0xD800 and last <= 0xDFFF:
+            continue
         run_start: int | None = None
         for code in range(first, last + 2):
             inside = code <= last and chr(code) not in allowed

@@ -58,6 +58,7 @@ RULES = frozenset(
         # tokens and cursors only the server issues
         "invalid_cursor",
         "invalid_cart_token",
+        "invalid_token",  # a mailed link's token (password reset, e-mail verification)
         # no text holds a NUL character (the 422 description says so; a pattern on every
         # string of the document would say it too, at the cost of reading it)
         "nul_character",

@@ -123,7 +123,10 @@ async def show_cart(uow: UowDep, runtime: RuntimeDep, caller: CallerDep) -> Cart
 
 
 @router.post(
-    "/items", response_model=CartOut, status_code=status.HTTP_201_CREATED, responses=problems(409)
+    "/items",
+    response_model=CartOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(409, 429),
 )
 async def add_item(
     body: AddItemIn, uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
@@ -132,7 +135,7 @@ async def add_item(
     return await _edit(uow, runtime, caller, response, Edit.add(body.variant_id, body.quantity))
 
 
-@router.patch("/items/{line_id}", response_model=CartOut, responses=problems(409))
+@router.patch("/items/{line_id}", response_model=CartOut, responses=problems(409, 429))
 async def set_quantity(
     line_id: str,
     body: SetQuantityIn,
@@ -144,14 +147,14 @@ async def set_quantity(
     return await _edit(uow, runtime, caller, response, Edit.set_quantity(line_id, body.quantity))
 
 
-@router.delete("/items/{line_id}", response_model=CartOut)
+@router.delete("/items/{line_id}", response_model=CartOut, responses=problems(429))
 async def remove_item(
     line_id: str, uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
 ) -> CartOut:
     return await _edit(uow, runtime, caller, response, Edit.remove(line_id))
 
 
-@router.delete("", response_model=CartOut)
+@router.delete("", response_model=CartOut, responses=problems(429))
 async def empty_cart(
     uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
 ) -> CartOut:

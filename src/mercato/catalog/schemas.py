@@ -22,7 +22,7 @@ from mercato.catalog.service import (
     VariantView,
 )
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
-from mercato.openapi import Integer, WholeNumber
+from mercato.openapi import NO_SPACE_OR_CONTROL, Integer, WholeNumber
 from mercato.problems import validation_problem
 from mercato.text import PlainLine, PlainText
 
@@ -43,8 +43,8 @@ MediaUrl = Annotated[
     Field(
         min_length=1,
         max_length=500,
-        pattern=r"^(https?://|/)[^\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e"
-        r"\u2060-\u206f\ufeff]*$",
+        pattern=rf"^(https?://|/)[^{NO_SPACE_OR_CONTROL}\u00ad\u200b-\u200f\u202a-\u202e"
+        r"\u2060-\u206f]*$",
     ),
 ]
 TaxClass = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -57,7 +57,10 @@ Attributes = Annotated[
     dict[AttributeName, AttributeValue],
     Field(max_length=50, json_schema_extra={"additionalProperties": False}),
 ]
-Options = Annotated[dict[OptionName, OptionValue], Field(max_length=10)]
+Options = Annotated[
+    dict[OptionName, OptionValue],
+    Field(max_length=10, json_schema_extra={"additionalProperties": False}),
+]
 Media = Annotated[list[MediaUrl], Field(max_length=20)]
 
 

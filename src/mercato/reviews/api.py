@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from mercato.identity.deps import CurrentUser, StaffUser
 from mercato.identity.service import UserInfo
+from mercato.openapi import problems
 from mercato.problems import validation_problem
 from mercato.ratelimit import Rate, client_ip, limiter_for, throttle
 from mercato.reviews import service
@@ -61,7 +62,7 @@ def _page_json(page: service.ReviewPage, *, staff: bool = False) -> dict[str, An
     }
 
 
-@router.get("/api/products/{product_id}/reviews")
+@router.get("/api/products/{product_id}/reviews", responses=problems(400))
 async def product_reviews(
     product_id: str,
     uow: UowDep,
@@ -82,7 +83,9 @@ async def product_reviews(
     return _page_json(page)
 
 
-@router.post("/api/products/{product_id}/reviews", status_code=201)
+@router.post(
+    "/api/products/{product_id}/reviews", status_code=201, responses=problems(403, 409, 429)
+)
 async def create_review(
     product_id: str,
     body: ReviewIn,
@@ -104,7 +107,7 @@ async def create_review(
     return review_json(review, own=True)
 
 
-@router.patch("/api/reviews/{review_id}")
+@router.patch("/api/reviews/{review_id}", responses=problems(429))
 async def edit_review(
     review_id: str,
     body: ReviewPatch,
@@ -140,7 +143,7 @@ async def delete_review(review_id: str, uow: UowDep, user: CurrentUser) -> Respo
     return Response(status_code=204)
 
 
-@router.post("/api/reviews/{review_id}/helpful")
+@router.post("/api/reviews/{review_id}/helpful", responses=problems(403, 409, 429))
 async def vote_helpful(
     review_id: str, uow: UowDep, runtime: RuntimeDep, user: CurrentUser
 ) -> dict[str, Any]:
@@ -150,7 +153,7 @@ async def vote_helpful(
     return {"review_id": review_id, "helpful_count": count}
 
 
-@router.post("/api/reviews/{review_id}/report", status_code=201)
+@router.post("/api/reviews/{review_id}/report", status_code=201, responses=problems(403, 409, 429))
 async def report_review(
     review_id: str, body: ReportIn, uow: UowDep, runtime: RuntimeDep, user: CurrentUser
 ) -> dict[str, Any]:
@@ -164,7 +167,7 @@ async def report_review(
 # Staff
 
 
-@router.get("/api/admin/reviews")
+@router.get("/api/admin/reviews", responses=problems(400))
 async def staff_reviews(
     uow: UowDep,
     runtime: RuntimeDep,
@@ -204,13 +207,13 @@ def _actor(staff: UserInfo) -> str:
     return f"staff:{staff.id}"
 
 
-@router.post("/api/admin/reviews/{review_id}/approve")
+@router.post("/api/admin/reviews/{review_id}/approve", responses=problems(409))
 async def approve(review_id: str, uow: UowDep, staff: StaffUser) -> dict[str, Any]:
     review = await service.moderate(uow, review_id, "approve", actor=_actor(staff))
     return review_json(review, staff=True)
 
 
-@router.post("/api/admin/reviews/{review_id}/reject")
+@router.post("/api/admin/reviews/{review_id}/reject", responses=problems(409))
 async def reject(review_id: str, body: RejectIn, uow: UowDep, staff: StaffUser) -> dict[str, Any]:
     review = await service.moderate(
         uow, review_id, "reject", actor=_actor(staff), reason=body.reason
@@ -218,7 +221,7 @@ async def reject(review_id: str, body: RejectIn, uow: UowDep, staff: StaffUser) 
     return review_json(review, staff=True)
 
 
-@router.post("/api/admin/reviews/{review_id}/respond")
+@router.post("/api/admin/reviews/{review_id}/respond", responses=problems(409))
 async def respond(review_id: str, body: RespondIn, uow: UowDep, _: StaffUser) -> dict[str, Any]:
     """The shop's public answer under the review (``null`` or empty takes it away)."""
     review = await service.respond(uow, review_id, body.text)

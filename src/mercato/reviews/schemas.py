@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mercato.openapi import WholeNumber
 from mercato.reviews.service import (
     MAX_BODY,
     MAX_NOTE,
@@ -20,7 +21,7 @@ from mercato.reviews.service import (
     ReviewInfo,
 )
 
-Stars = Annotated[int, Field(ge=1, le=5)]
+Stars = Annotated[int, Field(ge=1, le=5), WholeNumber]
 
 
 class _Strict(BaseModel):

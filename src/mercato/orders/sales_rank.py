@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, exists, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -115,13 +115,18 @@ async def refresh(
             for p in new
         ]
         await uow.execute(insert(RANKS).on_conflict_do_nothing(), rows)
-    for p in changed:
-        if p in old:
-            await uow.execute(
-                update(RANKS)
-                .where(r.product_id == p)
-                .values(units=fresh[p].units, score=fresh[p].score, updated_at=now)
-            )
+    moved = [
+        {"pid": p, "new_units": fresh[p].units, "new_score": fresh[p].score}
+        for p in changed
+        if p in old
+    ]
+    if moved:  # once a day, as the window slides, this is every product sold in it: one batch
+        await uow.execute(
+            update(RANKS)
+            .where(r.product_id == bindparam("pid"))
+            .values(units=bindparam("new_units"), score=bindparam("new_score"), updated_at=now),
+            moved,
+        )
     touched = sorted({*gone, *changed})
     everything = bool(old) != bool(fresh)  # the shop's first figures, or its last ones gone
     await events.publish_many(

@@ -166,6 +166,10 @@ async def test_sales_rank_follows_orders_cancellations_and_returns(
     ranked = [h["id"] for h in r.json()["hits"]]
     assert set(ranked[:2]) == {product[pot], product[kettle]}
     assert ranked[2:] == [product[mug], product[lamp]]
+    page = await client.get("/search", params={"q": "kettle", "sort": "best_selling"})
+    assert page.status_code == 200
+    shown = list(dict.fromkeys(re.findall(r'href="/p/([^"]+)"', page.text)))
+    assert shown == best_selling(figures, products)
 
     # Nothing changed: the job writes and publishes nothing.
     before = await sales_events(adb)

@@ -101,6 +101,7 @@ def _hooks() -> None:
     from mercato.inventory import service as inventory
     from mercato.orders import service as orders
     from mercato.reviews import service as reviews
+    from mercato.search import service as search
 
     # Logging in: the guest cart the request carries joins the customer's cart.
     identity.after_login_hooks.append(cart_api.merge_guest_cart_on_login)
@@ -110,3 +111,5 @@ def _hooks() -> None:
     orders.shipment_readers.append(fulfilment.order_shipments)
     # A review is a verified purchase when the product was delivered, which fulfilment knows.
     reviews.purchase_checks.append(fulfilment.received_product)
+    # The index ranks products by their sales, which the orders module computes.
+    search.sales_readers.append(orders.sales_ranks)

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     return_window_days: int = 30
     refund_shipping_on_full_return: bool = True
 
+    # orders: the sales rank (units sold over a trailing window, each day's units weighing half
+    # as much every half-life; the worker recomputes it every five minutes)
+    sales_rank_window_days: int = Field(default=90, ge=1, le=3650)
+    sales_rank_half_life_days: float = Field(default=14.0, gt=0)
+
     # reviews: the abuse filter (a burst of reviews from one customer or address, a new account
     # giving extreme ratings to many products) and how fast one customer may write or vote
     review_burst_count: int = 4

@@ -87,12 +87,15 @@ def _ids(reader: Reader, request: q.SearchRequest) -> tuple[set[str], int]:
 
 
 def test_flags_follow_the_values() -> None:
-    [source] = [s for s in _sources() if s.rating == 4.0 and s.in_stock][:1]
+    [source] = [replace(s, sales=0) for s in _sources() if s.rating == 4.0 and s.in_stock][:1]
     assert flags(source) == ["in_stock", "rating>=1", "rating>=2", "rating>=3", "rating>=4"]
     sold_out = replace(source, in_stock=False, rating=3.99)
     assert flags(sold_out) == ["out_of_stock", "rating>=1", "rating>=2", "rating>=3"]
     assert flags(replace(source, rating=0.0)) == ["in_stock"]
     assert flags(replace(source, rating=5.0))[-1] == "rating>=5"
+    # Sales tiers follow the sales rank (the decayed score, else the units sold).
+    assert flags(replace(source, sales=12))[-3:] == ["sales>=1", "sales>=3", "sales>=10"]
+    assert flags(replace(source, sales=12, sales_score=2.5))[-1] == "sales>=1"
 
 
 def test_rating_and_stock_filters_match_the_values(

@@ -159,6 +159,7 @@ async def test_sorts_and_pages_never_repeat_or_skip(
         ("newest", lambda t: t.created_at, True),
         ("rating", lambda t: t.rating, True),
         ("relevance", lambda t: t.sales, True),  # no words: best sellers first
+        ("best_selling", lambda t: t.sales, True),
     ]:
         hits, _ = await all_pages(
             client, "/api/search", [("category", department), ("sort", sort)], limit=7

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -149,4 +150,22 @@ class OrderHistory(Base):
     __table_args__ = (
         UniqueConstraint("order_id", "seq"),
         CheckConstraint(_in("to_status", ORDER_STATUSES), name="to_status"),
+    )
+
+
+class SalesRank(Base):
+    """A product's sales over the trailing window, as the ``orders.sales_rank`` job last
+    computed them from the order lines: net units (sold less cancelled and returned) and the
+    decayed score the shop ranks by. Products with no net units in the window have no row."""
+
+    __tablename__ = "orders_sales_ranks"
+
+    product_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    units: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("units > 0 AND score >= 0", name="positive"),
+        Index("ix_orders_sales_ranks_score", "score"),
     )

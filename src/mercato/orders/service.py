@@ -84,6 +84,8 @@ from mercato.orders.queries import (
     search_orders,
 )
 from mercato.orders.refunds import cancel_key, refund_payment
+from mercato.orders.sales_rank import SALES_RANKS_CHANGED, ProductSales, sales_ranks
+from mercato.orders.sales_rank import refresh as refresh_sales_ranks
 
 ShipmentReader = Callable[[UnitOfWork, OrderInfo], Awaitable[list[dict[str, Any]]]]
 shipment_readers: list[ShipmentReader] = []
@@ -139,6 +141,7 @@ __all__ = [
     "ORDER_STATUS_CHANGED",
     "RELEASE_PENDING",
     "RETURNABLE",
+    "SALES_RANKS_CHANGED",
     "SHIPPABLE",
     "STATUSES",
     "TRANSITIONS",
@@ -154,6 +157,7 @@ __all__ = [
     "OrderPage",
     "OrderSummary",
     "PaymentSummary",
+    "ProductSales",
     "SalesFigure",
     "ShipmentReader",
     "allowed_actions",
@@ -178,9 +182,11 @@ __all__ = [
     "record_refund",
     "record_returned",
     "record_shipped",
+    "refresh_sales_ranks",
     "refund_payment",
     "release_payment",
     "sales_between",
+    "sales_ranks",
     "search_orders",
     "shipment_readers",
     "shipments_of",

@@ -11,7 +11,7 @@ is a browse of the whole catalog, best sellers first.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -30,6 +30,8 @@ from mercato.search import service
 from mercato.search.schemas import SynonymList, SynonymsIn, SynonymsOut
 
 router = APIRouter(tags=["search"])
+ListingSort = Literal["newest", "price_asc", "price_desc", "best_selling"]
+"""The product listing's sorts: the catalog's, and best selling (the index's sales rank)."""
 
 Slug = Annotated[str, Query(max_length=80)]
 # The words searched for. Longer is refused by ``_text`` with its own code, ``query_too_long``;
@@ -178,15 +180,17 @@ async def list_products(
     min_price: Annotated[DecimalStr | None, Query()] = None,
     max_price: Annotated[DecimalStr | None, Query()] = None,
     currency: Annotated[CurrencyCode | None, Query()] = None,
-    sort: catalog.Sort = "newest",
+    sort: ListingSort = "newest",
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 24,
 ) -> dict[str, Any]:
-    """Active products, newest first or by price, filtered by category (with its descendants),
-    brand, price range and attributes (``attr.<name>=<value>``), in keyset pages.
+    """Active products, newest first, by price or best selling first (by sales rank), filtered
+    by category (with its descendants), brand, price range and attributes
+    (``attr.<name>=<value>``), in keyset pages.
 
     Read from the search index (then hydrated by id); the catalog query answers while no index
-    has been built, and continues pages whose cursor it issued."""
+    has been built (except ``best_selling``: 503 ``search_unavailable``), and continues pages
+    whose cursor it issued."""
     price_currency = currency or runtime.settings.currency
     low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
     query = catalog.ProductQuery(
@@ -196,10 +200,12 @@ async def list_products(
         max_price=high,
         currency=price_currency if (currency or low is not None or high is not None) else None,
         attributes=catalog.attribute_filters(request.query_params.multi_items()),
-        sort=sort,
+        sort="newest" if sort == "best_selling" else sort,
         limit=limit,
     )
-    page = await service.list_products(uow, runtime, query, cursor)
+    page = await service.list_products(
+        uow, runtime, query, cursor, best_selling=sort == "best_selling"
+    )
     return {
         "items": [product_json(p, detail=False, stock=page.stock) for p in page.items],
         "next_cursor": page.next_cursor,

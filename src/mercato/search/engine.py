@@ -71,6 +71,9 @@ intersection skips through, instead of a fast-field column scanned for every can
 IN_STOCK = "in_stock"
 OUT_OF_STOCK = "out_of_stock"
 RATING_THRESHOLDS = (1, 2, 3, 4, 5)
+SALES_TIERS = (1, 3, 10, 30, 100, 300, 1000)
+"""Sales-rank scores a product's flags mark ("sales>=10"): what the default ranking's sales
+bonus counts, about one step per tripling."""
 
 ATTRIBUTE_SLOTS = ("attr_1", "attr_2", "attr_3")
 """The attribute facet's columns: a product's attributes (by name) one per column, the rest in
@@ -172,7 +175,8 @@ class ProductSource:
     created_at: datetime
     rating: float = 0.0  # 0 = not rated yet
     rating_count: int = 0
-    sales: int = 0
+    sales: int = 0  # net units sold over the sales-rank window
+    sales_score: float | None = None  # the sales rank: those units decayed by age (None: sales)
 
 
 def id_hash(product_id: str) -> int:
@@ -211,7 +215,7 @@ def sort_keys(src: ProductSource) -> dict[str, int]:
     created_us = int(src.created_at.timestamp() * 1_000_000) - EPOCH_US
     created = max(0, min(created_us, (1 << 51) - 1))
     price = max(0, min(src.min_price, (1 << PRICE_BITS) - 1))
-    sales = max(0, min(src.sales, (1 << PRICE_BITS) - 1))
+    sales = max(0, min(sales_milli(sales_rank(src)), (1 << PRICE_BITS) - 1))
     return {
         "key_newest": (created << 13) | (h & 0x1FFF),
         "key_price": (price << HASH_BITS) | low24,
@@ -220,6 +224,19 @@ def sort_keys(src: ProductSource) -> dict[str, int]:
         | (min(sales, (1 << 34) - 1) << HASH_BITS)
         | low24,
     }
+
+
+def sales_rank(src: ProductSource) -> float:
+    return float(src.sales) if src.sales_score is None else src.sales_score
+
+
+def sales_milli(score: float) -> int:
+    """The sales rank in thousandths: the sort keys' integer form of it."""
+    return max(0, round(score * 1000))
+
+
+def sales_term(tier: int) -> str:
+    return f"sales>={tier}"
 
 
 def price_bucket(minor: int, currency: str) -> int:
@@ -235,9 +252,11 @@ def rating_term(threshold: int) -> str:
 
 def flags(src: ProductSource) -> list[str]:
     """Stock, and every whole-star threshold the rating reaches: a product rated 4.3 carries
-    "rating>=1" up to "rating>=4", so "4 stars and up" is the one term "rating>=4"."""
+    "rating>=1" up to "rating>=4", so "4 stars and up" is the one term "rating>=4"; likewise
+    every sales tier its sales rank reaches (what the default ranking's sales bonus counts)."""
     found = [IN_STOCK if src.in_stock else OUT_OF_STOCK]
     found += [rating_term(n) for n in RATING_THRESHOLDS if src.rating >= n]
+    found += [sales_term(n) for n in SALES_TIERS if sales_rank(src) >= n]
     return found
 
 
@@ -318,8 +337,8 @@ def to_document(src: ProductSource) -> tantivy.Document:
 
 
 def demo_signals(product_id: str) -> tuple[float, int, int]:
-    """(rating, rating count, units sold) for the demo shop, derived from the id's hash, until
-    the reviews and orders modules feed real figures. One product in seven has no rating."""
+    """(rating, rating count, units sold) for a demo shop with no reviews or no orders yet,
+    derived from the id's hash. One product in seven has no rating."""
     h = id_hash(product_id)
     if h % 7 == 0:
         rating, count = 0.0, 0

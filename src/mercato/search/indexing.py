@@ -14,20 +14,28 @@ database in a short unit of work per batch (never one transaction across a whole
 write the index in between, so they take the process's runtime rather than a unit of work.
 
 Ratings come from the reviews module (its figures of approved reviews; a ``ProductRatingChanged``
-event re-projects the product). Units sold are not published yet, so every product has 0 units
-sold, except in demo mode where they (and the rating of a product no approved review rates yet)
-are derived from the product id (``engine.demo_signals``) so that sorts have something to show.
+event re-projects the product). Sales (net units sold over the window, and the decayed sales
+rank) come from the orders module, which sits above this one: ``modules.wire`` registers its
+reader in :data:`sales_readers`, and its ``SalesRanksChanged`` events re-project the products
+whose figures changed. A product nobody bought in the window has 0 units sold and rank 0.
+
+Demo mode: while the shop has no approved review of a product, or no sales figures at all (a
+demo without order history), the rating and units sold are derived from the product id
+(``engine.demo_signals``) so that sorts have something to show. Once any real order counts,
+the placeholder sales are dropped for every product (real figures and placeholders are not
+on one scale): the first figures (and the last ones leaving the window) re-project the whole
+catalog.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -48,6 +56,9 @@ from mercato.search.replica import consumer_name, engine_for
 
 log = logging.getLogger("mercato.search")
 
+SALES_RANKS_CHANGED = "SalesRanksChanged"
+"""The orders module's event: ``{"product_ids": [...], "all": bool}`` (``all``: whether the
+shop went from no sales figures to some, or back)."""
 EVENT_TYPES = (
     "ProductCreated",
     "ProductUpdated",
@@ -57,6 +68,7 @@ EVENT_TYPES = (
     "StockChanged",
     "CategoryUpdated",
     reviews.PRODUCT_RATING_CHANGED,
+    SALES_RANKS_CHANGED,
 )
 REPLAY_MARGIN = timedelta(seconds=60)
 BATCH = 1000
@@ -68,6 +80,28 @@ BUILD_THREADS = 2
 
 # --------------------------------------------------------------------------------------------
 # Projecting products
+
+
+class Sales(Protocol):
+    @property
+    def units(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+
+
+SalesReader = Callable[[UnitOfWork, Collection[str]], Awaitable[tuple[bool, Mapping[str, Sales]]]]
+"""``(uow, product_ids) -> (whether the shop has any sales figures, the products' figures)``."""
+sales_readers: list[SalesReader] = []
+"""Registered by ``modules.wire``: the orders module's sales ranks."""
+
+
+async def _sales(uow: UnitOfWork, product_ids: Collection[str]) -> tuple[bool, dict[str, Sales]]:
+    known, found = False, dict[str, Sales]()
+    for reader in sales_readers:
+        some, figures = await reader(uow, product_ids)
+        known = known or some
+        found.update(figures)
+    return known, found
 
 
 def _attribute_text(value: Any) -> str:
@@ -88,6 +122,7 @@ async def load_sources(
     variant_ids = [v.id for p in products.values() for v in p.variants]
     stock = await inventory.availability(uow, variant_ids) if variant_ids else {}
     rated = await reviews.ratings(uow, products.keys())
+    sales_known, sold = await _sales(uow, products.keys())
     found: dict[str, ProductSource] = {}
     for p in products.values():
         slugs = p.category_path.split("/")
@@ -96,10 +131,14 @@ async def load_sources(
             for i, slug in enumerate(slugs)
         ]
         categories[-1] = (slugs[-1], p.category_name)
-        rating, rating_count, sales = demo_signals(p.id) if demo else (0.0, 0, 0)
+        rating, rating_count, units = demo_signals(p.id) if demo else (0.0, 0, 0)
         figures = rated.get(p.id)
         if figures is not None and figures.average is not None:
             rating, rating_count = figures.average, figures.count
+        score = float(units)
+        if sales_known:
+            sales = sold.get(p.id)
+            units, score = (sales.units, sales.score) if sales is not None else (0, 0.0)
         options = dict.fromkeys(
             (name, value) for v in p.variants for name, value in v.options.items()
         )
@@ -121,7 +160,8 @@ async def load_sources(
             created_at=p.created_at,
             rating=rating,
             rating_count=rating_count,
-            sales=sales,
+            sales=units,
+            sales_score=score,
         )
     return found
 
@@ -194,12 +234,14 @@ class PendingChanges:
     products: set[str] = field(default_factory=set)
     variants: set[str] = field(default_factory=set)
     categories: set[str] = field(default_factory=set)
+    everything: bool = False
+    """Every listed product (the shop's sales figures appeared or went)."""
     floor: datetime | None = None
     """Events older than this are in the index already (it was built from the database after
     them): a new replica, which is handed the whole outbox history, skips them."""
 
     def __bool__(self) -> bool:
-        return bool(self.products or self.variants or self.categories)
+        return bool(self.products or self.variants or self.categories or self.everything)
 
     def note(
         self,
@@ -222,16 +264,23 @@ class PendingChanges:
             self.variants.add(str(payload.get("variant_id") or aggregate_id))
         elif event_type == "CategoryUpdated":
             self.categories.add(str(payload.get("category_id") or aggregate_id))
+        elif event_type == SALES_RANKS_CHANGED:
+            self.products.update(str(p) for p in payload.get("product_ids") or ())
+            self.everything = self.everything or bool(payload.get("all"))
 
     def take(self) -> PendingChanges:
-        taken = PendingChanges(self.products, self.variants, self.categories, self.floor)
+        taken = PendingChanges(
+            self.products, self.variants, self.categories, self.everything, self.floor
+        )
         self.products, self.variants, self.categories = set(), set(), set()
+        self.everything = False
         return taken
 
     def merge(self, other: PendingChanges) -> None:
         self.products |= other.products
         self.variants |= other.variants
         self.categories |= other.categories
+        self.everything = self.everything or other.everything
 
 
 PENDING = PendingChanges()
@@ -261,13 +310,19 @@ async def replay(
     return found
 
 
-async def _affected_products(uow: UnitOfWork, changes: PendingChanges) -> set[str]:
+async def _affected_products(uow: UnitOfWork, changes: PendingChanges, *, demo: bool) -> set[str]:
     products = set(changes.products)
     if changes.variants:
         variants = await catalog.get_variants(uow, changes.variants)
         products |= {v.product_id for v in variants.values()}
     for category_id in sorted(changes.categories):
         products |= set(await catalog.product_ids_in_category_tree(uow, category_id))
+    if changes.everything and demo:
+        # Only a demo shop's placeholder sales depend on whether any figures exist at all.
+        after: str | None = None
+        while ids := await catalog.listed_product_ids(uow, after=after, limit=BATCH):
+            products.update(ids)
+            after = ids[-1]
     return products
 
 
@@ -305,7 +360,8 @@ async def sync_index(runtime: Runtime, *, bootstrap: bool, consumer: str | None 
         return 0
     try:
         async with runtime.db.transaction() as uow:
-            products = sorted(await _affected_products(uow, changes))
+            demo = runtime.settings.demo_mode
+            products = sorted(await _affected_products(uow, changes, demo=demo))
             names = await catalog.category_names_by_path(uow)
         for start in range(0, len(products), BATCH):
             chunk = products[start : start + BATCH]

@@ -8,9 +8,18 @@ Relevance: BM25 over the title (x3), brand (x2), and the description with the ca
 and attribute values (x1). Every word must match (in any of those, or through a synonym); a
 word that matches nothing is replaced by its nearest spelling in the index (or retried as a
 fuzzy term) and the answer says what was searched instead; if all the words together still
-match nothing, any word may match (``matched: "any"``). Equally relevant products are ordered
-by units sold (the index keeps each segment's documents best
-sellers first, and Tantivy breaks score ties by document order).
+match nothing, any word may match (``matched: "any"``).
+
+The default ranking (``relevance`` with words) blends that text relevance with the sales rank
+and availability: score = BM25 + ``STOCK_BONUS`` when in stock + ``SALES_BONUS`` for each sales
+tier the product's sales rank reaches (``engine.SALES_TIERS``: 1, 3, 10, ... 1000, about one
+step per tripling). The bonuses are constant-score clauses that only add to documents the
+words already matched, so they change the order, never the matching set, and they are small
+next to the BM25 gap between a title match and a description match: among about equally
+relevant products, best sellers and products in stock come first. Products that score the
+same are ordered by sales rank (the index keeps each segment's documents best sellers first,
+and Tantivy breaks score ties by document order). Without words, ``relevance`` is
+``best_selling``: by sales rank.
 """
 
 from __future__ import annotations
@@ -36,12 +45,14 @@ from mercato.search.engine import (
     ATTRIBUTE_SLOTS,
     BONUS_FIELDS,
     FLAGS,
+    IN_STOCK,
     MATCH_FIELD,
     MORE_ATTRIBUTES,
     OUT_OF_STOCK,
     PLAIN_ANALYZER,
     PRICE_STEPS,
     RATING_THRESHOLDS,
+    SALES_TIERS,
     SCHEMA,
     SEP,
     SHORT_FIELDS,
@@ -49,6 +60,7 @@ from mercato.search.engine import (
     Reader,
     Snapshot,
     rating_term,
+    sales_term,
 )
 
 MAX_QUERY_CHARS = 200
@@ -69,8 +81,10 @@ STOPWORDS = frozenset(
     | {"on", "or", "the", "to", "with", "without"}
 )
 FACETS = ("brand", "category", "price", "rating", "in_stock", "attributes")
-SORTS = ("relevance", "price_asc", "price_desc", "newest", "rating")
-Sort = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
+SORTS = ("relevance", "best_selling", "price_asc", "price_desc", "newest", "rating")
+Sort = Literal["relevance", "best_selling", "price_asc", "price_desc", "newest", "rating"]
+STOCK_BONUS = 0.5
+SALES_BONUS = 0.1
 RATING_STEPS = (4, 3, 2, 1)
 
 # (fast field, ascending) per keyset sort; relevance without words is "best sellers first".
@@ -79,6 +93,7 @@ KEYSET: dict[str, tuple[str, bool]] = {
     "price_desc": ("key_price", False),
     "newest": ("key_newest", False),
     "rating": ("key_rating", False),
+    "best_selling": ("key_sales", False),
     "relevance": ("key_sales", False),
 }
 
@@ -500,6 +515,22 @@ def combine(text: Query | None, filters: Sequence[tuple[Occur, Query]]) -> Query
     return Query.boolean_query(clauses)
 
 
+@functools.cache
+def _ranking_bonuses() -> tuple[tuple[Occur, Query], ...]:
+    bonuses = [(Occur.Should, Query.const_score_query(_term(FLAGS, IN_STOCK), STOCK_BONUS))]
+    bonuses += [
+        (Occur.Should, Query.const_score_query(_term(FLAGS, sales_term(tier)), SALES_BONUS))
+        for tier in SALES_TIERS
+    ]
+    return tuple(bonuses)
+
+
+def blended(ranked: Query) -> Query:
+    """The default ranking: the words' relevance, plus the availability and sales bonuses
+    (optional clauses: they never widen the matching set)."""
+    return Query.boolean_query([(Occur.Must, ranked), *_ranking_bonuses()])
+
+
 # --------------------------------------------------------------------------------------------
 # Cursors
 
@@ -653,10 +684,11 @@ def _plan(
 ) -> Plan:
     text = text_query(units, match_all=match_all) if units else None
     lean = text_query(units, match_all=match_all, ranked=False) if units else None
+    base = combine(text, filter_queries)
     return Plan(
         words,
         units,
-        combine(text, filter_queries),
+        blended(base) if text is not None else base,
         text,
         combine(lean, filter_queries),
         "all" if match_all else "any",

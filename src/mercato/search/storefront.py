@@ -68,6 +68,7 @@ async def _listing_from_index(
     runtime: Runtime,
     query: catalog.ProductQuery,
     cursor: str | None,
+    sort: str,
 ) -> catalog.ProductPage | None:
     """The public product listing read from the index; None when the catalog query must answer
     (no index built yet, or a cursor the catalog query issued)."""
@@ -91,7 +92,7 @@ async def _listing_from_index(
     try:
         ids, next_cursor = await asyncio.to_thread(
             functools.partial(
-                q.list_ids, reader, filters, query.sort, query.limit, cursor, secret_key=secret
+                q.list_ids, reader, filters, sort, query.limit, cursor, secret_key=secret
             )
         )
     except (ValueError, OSError):
@@ -118,12 +119,26 @@ async def _stock(uow: UnitOfWork, products: Sequence[ProductView]) -> dict[str, 
 
 
 async def list_products(
-    uow: UnitOfWork, runtime: Runtime, query: catalog.ProductQuery, cursor: str | None
+    uow: UnitOfWork,
+    runtime: Runtime,
+    query: catalog.ProductQuery,
+    cursor: str | None,
+    *,
+    best_selling: bool = False,
 ) -> StockedProducts:
     """The public product listing: from the index (then read by id from the catalog), or from
     the catalog's own query while no index is built and for the pages whose cursor it issued;
-    with the variants' stock, one read for the whole page."""
-    page = await _listing_from_index(uow, runtime, query, cursor)
+    with the variants' stock, one read for the whole page.
+
+    ``best_selling`` (by sales rank, instead of ``query.sort``) only the index can answer: 503
+    ``search_unavailable`` without one."""
+    sort = "best_selling" if best_selling else query.sort
+    page = await _listing_from_index(uow, runtime, query, cursor, sort)
+    if page is None and best_selling:
+        secret = runtime.settings.secret_key
+        if cursor is not None and not q.is_search_cursor(secret, cursor):
+            raise q.invalid_cursor()
+        raise unavailable()
     if page is None:
         page = await catalog.list_products(
             uow, query, secret_key=runtime.settings.secret_key, cursor=cursor

@@ -29,6 +29,7 @@ ATTRIBUTES_SHOWN = 6
 VALUES_SHOWN = 8
 SORT_LABELS: dict[str, str] = {
     "relevance": "Best match",
+    "best_selling": "Best selling",
     "price_asc": "Price: low to high",
     "price_desc": "Price: high to low",
     "newest": "Newest",

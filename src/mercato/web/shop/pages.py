@@ -94,7 +94,7 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
         _search(
             runtime,
             search.SearchRequest(
-                sort="relevance",
+                sort="best_selling",
                 limit=BEST_SELLERS,
                 facets=frozenset(),
                 snippets=False,
@@ -161,7 +161,10 @@ def _listing_page(
         next_href = lst.href(base, [*pairs, ("cursor", result.next_cursor)])
     sort_labels = dict(lst.SORT_LABELS)
     if not listing.q:
+        # Browsing, "best match" is best selling: one option, not two.
         sort_labels["relevance"] = lst.BROWSE_SORT_LABEL
+        if listing.sort != "best_selling":
+            del sort_labels["best_selling"]
     context = {
         "listing": listing,
         "result": result,

@@ -56,16 +56,17 @@ class BarChart:
     peak: int
 
 
-def nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value`` (and at
-    least 1): a scale whose grid lines fall on round numbers."""
+def nice_step(value: float) -> int:
+    """The smallest whole number of the form 1, 2, 2.5 or 5 times a power of ten that is at
+    least ``value`` (and at least 1): grid lines a step apart fall on round numbers."""
     if value <= 1:
         return 1
     power = int(10 ** math.floor(math.log10(value)))
     for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
-            return math.ceil(step * power)
-    raise AssertionError("unreachable")  # pragma: no cover
+        candidate = step * power
+        if candidate >= value and candidate == int(candidate):
+            return int(candidate)
+    return 10 * power  # pragma: no cover - 10 times the power always qualifies above
 
 
 def bar_chart(
@@ -79,7 +80,8 @@ def bar_chart(
     plot_width = WIDTH - LEFT - RIGHT
     plot_height = HEIGHT - TOP - BOTTOM
     peak = max((v for _, v in points), default=0)
-    top = nice_ceiling(peak)
+    step = nice_step(peak / GRID_LINES)
+    top = step * GRID_LINES
     slot = plot_width / max(len(points), 1)
     gap = min(2.0, slot / 4)
     baseline = TOP + plot_height
@@ -100,7 +102,7 @@ def bar_chart(
     ticks = tuple(
         Tick(
             y=round(baseline - plot_height * k / GRID_LINES, 2),
-            label=axis_label(top * k // GRID_LINES),
+            label=axis_label(step * k),
         )
         for k in range(GRID_LINES + 1)
     )

@@ -24,8 +24,8 @@ from mercato.modules import MODULES, _import
 from mercato.runtime import Runtime
 from mercato.settings import Settings, get_settings
 
-DEMO_ORDERS = 500  # the demo's defaults (mercato.demo imports too much to be read here)
-DEMO_CUSTOMERS = 150
+DEMO_ORDERS = 300  # the demo's defaults (mercato.demo imports too much to be read here)
+DEMO_CUSTOMERS = 200
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - demo mode only, printed at start
 
 app = typer.Typer(help="Mercato: an e-commerce platform in one package.", no_args_is_help=True)

@@ -28,8 +28,8 @@ from mercato.settings import Settings
 
 STAFF_EMAIL = "staff@example.com"
 SHOPPER_EMAIL = "shopper@example.com"
-DEFAULT_CUSTOMERS = 150
-DEFAULT_ORDERS = 500  # see docs/benchmarks.md: each order runs the real workflows
+DEFAULT_CUSTOMERS = 200
+DEFAULT_ORDERS = 300  # see docs/benchmarks.md: each order runs the real workflows
 
 
 def reset_database(url: str) -> None:

@@ -19,9 +19,11 @@ rest), and each order's fate (most shipped and delivered a few days later; some
 cancelled before shipping; some delivered and then returned and refunded; the last days'
 orders still waiting or on their way). Buyers review part of what they received, star ratings
 J-shaped (:mod:`mercato.reviews.demo`); written reviews wait for staff, who approve most and
-reject a few a day or two later, so the latest ones (and those the abuse filter flags) are
-still in the moderation queue. The same seed and catalog give the same history: the same
-orders in the same states and the same reviews (only the dates move with today).
+reject a few within a few days, so the latest ones, a few forgotten ones and those the abuse
+filter flags are still in the moderation queue. A product that runs out is restocked (a
+delivery booked with ``inventory.receive``) when a customer wants it. The same seed and
+catalog give the same history: the same orders in the same states and the same reviews (only
+the dates move with today).
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ PAYMENT_TOKEN = "tok_visa"  # noqa: S105 - the sandbox card that is always autho
 
 CANCELLED_SHARE = 0.05
 RETURNED_SHARE = 0.06  # of delivered orders
-REVIEW_SHARE = 0.3  # of delivered lines, before the product's popularity is counted in
+REVIEW_SHARE = 0.35  # of delivered lines, before the product's popularity is counted in
 REJECTED_SHARE = 0.08  # of written reviews that staff decide
+LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
 RESTOCK_BELOW = 5
 RESTOCK_UNITS = 40
 
@@ -403,9 +406,11 @@ async def generate_history(
                         policy=policy,
                     )
                 written += 1
+                # Staff get to most written reviews within a few days; some wait longer.
                 if review.state == "pending" and not review.flagged:
-                    hours = review_rng.uniform(3, 60)
-                    later(at + timedelta(hours=hours), "moderate", index, extra)
+                    if review_rng.random() >= LEFT_WAITING_SHARE:
+                        hours = review_rng.uniform(6, 96)
+                        later(at + timedelta(hours=hours), "moderate", index, extra)
                     plan.reviews[extra] = (review.id, rating, _after)
             elif action == "moderate":
                 review_id = plan.reviews[extra][0]

@@ -73,6 +73,12 @@ async def test_the_history_has_every_fate_and_the_ledgers_agree(runtime: Runtime
     async with runtime.db.transaction() as uow:
         assert await inventory.check_ledger(uow) == []
         infos = await every_order(uow)
+        # The customers share one password hash, and sign in with the password.
+        customer = await identity.authenticate_credentials(
+            uow, "customer0001@example.com", TEST_PASSWORD
+        )
+        assert customer is not None and customer.role == "customer"
+        assert customer.created_at < before - timedelta(days=90)
         summary = await payments.sandbox_charge_summary(uow)
         written = list(await uow.execute(select(reviews.REVIEWS.c.created_at)))
 

@@ -518,8 +518,8 @@ async def top_products_between(
     uow: UnitOfWork, start: datetime, end: datetime, *, limit: int = 10
 ) -> list[ProductSales]:
     """The products that sold the most units in orders placed in ``[start, end)`` (not
-    cancelled; returned units taken off), most first, ties by product id. The title is the one
-    on the latest line sold."""
+    cancelled; returned units taken off), most first, ties by product id. The title is one of
+    its lines' (what was sold, as it was called then: the greatest when they differ)."""
     o, line = ORDERS.c, LINES.c
     units = func.sum(line.quantity - line.quantity_returned)
     rows = await uow.execute(

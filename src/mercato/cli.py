@@ -24,6 +24,8 @@ from mercato.modules import MODULES, _import
 from mercato.runtime import Runtime
 from mercato.settings import Settings, get_settings
 
+DEMO_ORDERS = 300  # the demo's defaults (mercato.demo imports too much to be read here)
+DEMO_CUSTOMERS = 200
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - demo mode only, printed at start
 
 app = typer.Typer(help="Mercato: an e-commerce platform in one package.", no_args_is_help=True)
@@ -141,6 +143,10 @@ def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     products: Annotated[int, typer.Option(help="How many demo products to generate")] = 3000,
+    orders: Annotated[
+        int, typer.Option(help="How many orders of the last 90 days to generate")
+    ] = DEMO_ORDERS,
+    customers: Annotated[int, typer.Option(help="How many customers place them")] = DEMO_CUSTOMERS,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shop")] = 42,
     database: Annotated[str, typer.Option(help="Database URL or SQLite file")] = "mercato-demo.db",
     password: Annotated[str, typer.Option(help="Password of the demo logins")] = DEMO_PASSWORD,
@@ -155,7 +161,11 @@ def demo(
     if reset:
         demo_mod.reset_database(url)
     migrations.upgrade(url)
-    created = asyncio.run(demo_mod.seed_if_empty(settings, products, seed, password, console))
+    created = asyncio.run(
+        demo_mod.seed_if_empty(
+            settings, products, seed, password, console, customers=customers, orders=orders
+        )
+    )
     if not created:
         console.print("[yellow]Demo data already present (use --reset to start over).[/yellow]")
     console.print(f"\n[bold green]Mercato demo shop:[/bold green] http://{host}:{port}/")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -52,8 +53,28 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("mercato_clock", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC: the one clock every module reads (never ``datetime.now`` directly)."""
+    override = _clock.get()
+    return datetime.now(UTC) if override is None else override()
+
+
+@contextmanager
+def clock_override(now: Callable[[], datetime]) -> Iterator[None]:
+    """Make :func:`utcnow` answer ``now()`` in this context (and the tasks started in it).
+
+    Only the demo's history generator uses it: it drives the real services (checkout,
+    shipping, deliveries, returns, reviews) through ninety past days, so what they write
+    carries the simulated moment. Nothing serving requests or running the worker sets it.
+    """
+    token = _clock.set(now)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,8 +1,10 @@
-"""The demo shop: logins, a generated catalog and stock, built once per database in the
-shop's currency (``MERCATO_CURRENCY``).
+"""The demo shop: logins, a generated catalog and stock, and ninety days of history (customers,
+orders, shipments, returns, reviews), built once per database in the shop's currency
+(``MERCATO_CURRENCY``).
 
-Each module seeds its own tables through its own ``demo`` functions; this file only orders them
-and shows progress.
+Each module seeds its own tables through its own ``demo`` functions; the history goes through
+the services as shoppers and staff would (:mod:`mercato.demo_history`); this file only orders
+them and shows progress.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.engine import make_url
 from mercato.catalog.demo import seed_catalog
 from mercato.checkout.demo import seed_checkout
 from mercato.db import Database
+from mercato.demo_history import generate_history
 from mercato.identity import service as identity
 from mercato.inventory.demo import seed_inventory
 from mercato.runtime import Runtime
@@ -25,6 +28,8 @@ from mercato.settings import Settings
 
 STAFF_EMAIL = "staff@example.com"
 SHOPPER_EMAIL = "shopper@example.com"
+DEFAULT_CUSTOMERS = 200
+DEFAULT_ORDERS = 300  # see docs/benchmarks.md: each order runs the real workflows
 
 
 def reset_database(url: str) -> None:
@@ -59,7 +64,14 @@ def _progress(console: Console) -> Progress:
 
 
 async def seed_if_empty(
-    settings: Settings, products: int, seed: int, password: str, console: Console
+    settings: Settings,
+    products: int,
+    seed: int,
+    password: str,
+    console: Console,
+    *,
+    customers: int = DEFAULT_CUSTOMERS,
+    orders: int = DEFAULT_ORDERS,
 ) -> bool:
     """Seed the demo shop unless it is already there; returns whether anything was created."""
     runtime = Runtime.from_settings(settings)
@@ -86,7 +98,24 @@ async def seed_if_empty(
             await seed_inventory(
                 runtime.db, variant_ids, seed, lambda n: progress.advance(stock_task, n)
             )
-        await seed_checkout(runtime.db, currency=settings.currency)
+            await seed_checkout(runtime.db, currency=settings.currency)
+            history_task = progress.add_task("Orders", total=orders)
+            history = await generate_history(
+                runtime,
+                customers=customers,
+                orders_count=orders,
+                seed=seed,
+                password=password,
+                advance=lambda n: progress.advance(history_task, n),
+            )
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(history.by_status.items()))
+        states = ", ".join(f"{n} {s}" for s, n in sorted(history.reviews_by_state.items()))
+        console.print(
+            f"History: {history.customers} customers, {history.orders} orders ({statuses}), "
+            f"{history.reviews} reviews ({states})"
+        )
+        if history.not_placed:
+            console.print(f"  {history.not_placed} orders refused by the checkout (out of stock)")
         return True
     finally:
         await runtime.close()

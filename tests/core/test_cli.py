@@ -31,10 +31,21 @@ async def test_demo_seeds_a_shop_that_answers(tmp_path: Path, backend: str) -> N
         pytest.skip("the demo's embedded default is SQLite")
     database = tmp_path / "demo.db"
     code, output = await asyncio.to_thread(
-        _invoke, "demo", "--no-serve", "--products", "40", "--database", str(database)
+        _invoke,
+        "demo",
+        "--no-serve",
+        "--products",
+        "40",
+        "--orders",
+        "20",
+        "--customers",
+        "5",
+        "--database",
+        str(database),
     )
     assert code == 0, output
     assert "staff@example.com" in output and "shopper@example.com" in output
+    assert "History: 5 customers, 20 orders" in output
     # A second run keeps what is there.
     code, output = await asyncio.to_thread(
         _invoke, "demo", "--no-serve", "--products", "40", "--database", str(database)

@@ -212,9 +212,19 @@ def email_taken() -> Problem:
 
 
 async def create_user(
-    uow: UnitOfWork, *, email: str, password: str, role: str, name: str
+    uow: UnitOfWork,
+    *,
+    email: str,
+    password: str,
+    role: str,
+    name: str,
+    password_hash: str | None = None,
 ) -> UserInfo:
-    """Create an account (any role) and publish ``UserRegistered`` in the same transaction."""
+    """Create an account (any role) and publish ``UserRegistered`` in the same transaction.
+
+    ``password_hash``: the :func:`hash_password` of ``password``, made once by a caller
+    creating many accounts with one password (the demo's customers), instead of hashing again.
+    """
     email, name = normalize_email(email), name.strip()
     _validate_new_user(email, password, role, name)
     if await uow.scalar(select(User.id).where(User.email == email)) is not None:
@@ -223,7 +233,7 @@ async def create_user(
         id=new_id("usr"),
         email=email,
         name=name,
-        password_hash=await hash_password(password),
+        password_hash=password_hash or await hash_password(password),
         role=role,
         created_at=utcnow(),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -464,6 +464,78 @@ async def sales_between(uow: UnitOfWork, start: datetime, end: datetime) -> list
         .order_by(o.currency)
     )
     return [SalesFigure(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DailySales:
+    day: date
+    currency: str
+    orders: int
+    revenue: int  # as in SalesFigure: totals less refunds, in minor units
+
+
+def _utc_day(uow: UnitOfWork, column: Any) -> Any:
+    # SQLite stores naive UTC text; PostgreSQL an aware timestamp, read here in UTC.
+    if uow.is_sqlite:
+        return func.date(column)
+    return func.date(func.timezone("UTC", column))
+
+
+async def daily_sales(uow: UnitOfWork, start: datetime, end: datetime) -> list[DailySales]:
+    """:func:`sales_between` per UTC day of ``[start, end)`` and currency, days with no order
+    left out, oldest day first."""
+    o = ORDERS.c
+    day = _utc_day(uow, o.created_at).label("day")
+    rows = await uow.execute(
+        select(
+            day, o.currency, func.count(), func.coalesce(func.sum(o.total - o.refunded_total), 0)
+        )
+        .where(
+            o.created_at >= _as_utc(start),
+            o.created_at < _as_utc(end),
+            o.status.not_in(sorted(NOT_SOLD)),
+        )
+        .group_by(day, o.currency)
+        .order_by(day, o.currency)
+    )
+    return [
+        DailySales(
+            r[0] if isinstance(r[0], date) else date.fromisoformat(r[0]), r[1], int(r[2]), int(r[3])
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSales:
+    product_id: str
+    title: str
+    units: int  # ordered less returned
+    orders: int
+
+
+async def top_products_between(
+    uow: UnitOfWork, start: datetime, end: datetime, *, limit: int = 10
+) -> list[ProductSales]:
+    """The products that sold the most units in orders placed in ``[start, end)`` (not
+    cancelled; returned units taken off), most first, ties by product id. The title is one of
+    its lines' (what was sold, as it was called then: the greatest when they differ)."""
+    o, line = ORDERS.c, LINES.c
+    units = func.sum(line.quantity - line.quantity_returned)
+    rows = await uow.execute(
+        select(line.product_id, func.max(line.title), units, func.count(func.distinct(o.id)))
+        .join(ORDERS, o.id == line.order_id)
+        .where(
+            o.created_at >= _as_utc(start),
+            o.created_at < _as_utc(end),
+            o.status.not_in(sorted(NOT_SOLD)),
+        )
+        .group_by(line.product_id)
+        .having(units > 0)
+        .order_by(units.desc(), line.product_id)
+        .limit(limit)
+    )
+    return [ProductSales(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
 
 async def customer_product_lines(

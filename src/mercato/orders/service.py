@@ -64,6 +64,7 @@ from mercato.orders.queries import (
     LINES,
     MAX_PAGE,
     ORDERS,
+    DailySales,
     HistoryEntry,
     OrderFilters,
     OrderInfo,
@@ -71,10 +72,12 @@ from mercato.orders.queries import (
     OrderPage,
     OrderSummary,
     PaymentSummary,
+    ProductSales,
     SalesFigure,
     count_by_status,
     customer_orders,
     customer_product_lines,
+    daily_sales,
     decode_cursor,
     encode_cursor,
     get_customer_order,
@@ -82,6 +85,7 @@ from mercato.orders.queries import (
     payment_summary,
     sales_between,
     search_orders,
+    top_products_between,
 )
 from mercato.orders.refunds import cancel_key, refund_payment
 from mercato.orders.sales_rank import SALES_RANKS_CHANGED, ProductSales, sales_ranks
@@ -146,6 +150,7 @@ __all__ = [
     "STATUSES",
     "TRANSITIONS",
     "CancellationState",
+    "DailySales",
     "HistoryEntry",
     "OrderActions",
     "OrderDetail",
@@ -171,6 +176,7 @@ __all__ = [
     "create_order",
     "customer_orders",
     "customer_product_lines",
+    "daily_sales",
     "decode_cursor",
     "encode_cursor",
     "finish_cancellation",
@@ -191,5 +197,6 @@ __all__ = [
     "shipment_readers",
     "shipments_of",
     "take_over",
+    "top_products_between",
     "transition",
 ]

@@ -1,0 +1,518 @@
+"""The demo shop's past: customers, ninety days of orders and what became of them, and reviews.
+
+Everything goes through the real services, as the shop's own pages and staff would: a cart
+filled with ``cart.add_item``, the checkout workflow with the sandbox card ``tok_visa``, the
+ship-and-capture workflow (``fulfilment.create_shipment``, sandbox carrier), deliveries marked
+with ``fulfilment.deliver_shipment``, the cancellation workflow, returns requested, approved,
+received and refunded by the return-and-refund workflow, and reviews written with
+``reviews.create_review`` and decided with ``reviews.moderate``. So the ledger, the payments,
+the outbox and every invariant the services keep hold for the past as they do for the present.
+
+**The clock.** Each of those services reads the time from :func:`mercato.db.utcnow`. The
+generator runs every action in time order at its simulated moment under
+:func:`mercato.db.clock_override` (a context variable set only here): the services write the
+past moments they were run at, and nothing else in the process sees another clock.
+
+**The plan** is drawn first from ``random.Random(seed)``, with no database involved: which
+customer orders what and when (more orders lately, a few products selling far more than the
+rest), and each order's fate (most shipped and delivered a few days later; some
+cancelled before shipping; some delivered and then returned and refunded; the last days'
+orders still waiting or on their way). Buyers review part of what they received, star ratings
+J-shaped (:mod:`mercato.reviews.demo`); written reviews wait for staff, who approve most and
+reject a few within a few days, so the latest ones, a few forgotten ones and those the abuse
+filter flags are still in the moderation queue. A product that runs out is restocked (a
+delivery booked with ``inventory.receive``) when a customer wants it. The same seed and
+catalog give the same history: the same orders in the same states and the same reviews (only
+the dates move with today).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mercato.cart import service as cart
+from mercato.catalog import service as catalog
+from mercato.checkout import service as checkout
+from mercato.db import clock_override, utcnow
+from mercato.fulfilment import service as fulfilment
+from mercato.identity import service as identity
+from mercato.inventory import service as inventory
+from mercato.modules import wire
+from mercato.orders import service as orders
+from mercato.problems import Problem
+from mercato.returns import service as returns
+from mercato.reviews import service as reviews
+from mercato.reviews.demo import demo_rating, demo_review
+from mercato.runtime import Runtime
+
+STAFF_ACTOR = "staff@example.com"
+PAYMENT_TOKEN = "tok_visa"  # noqa: S105 - the sandbox card that is always authorized
+
+CANCELLED_SHARE = 0.05
+RETURNED_SHARE = 0.06  # of delivered orders
+REVIEW_SHARE = 0.35  # of delivered lines, before the product's popularity is counted in
+REJECTED_SHARE = 0.08  # of written reviews that staff decide
+LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
+RESTOCK_BELOW = 5
+RESTOCK_UNITS = 40
+
+_FIRST = (
+    "Anna", "Ben", "Clara", "David", "Elena", "Felix", "Greta", "Hugo", "Ines", "Jonas",
+    "Katrin", "Luca", "Marie", "Nils", "Olga", "Paul", "Rosa", "Sven", "Tessa", "Yusuf",
+)  # fmt: skip
+_LAST = (
+    "Bauer", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Horvat", "Jansen", "Kowalski",
+    "Larsen", "Martin", "Novak", "Peeters", "Rossi", "Schmidt", "Silva", "Weber", "Zimmermann",
+)  # fmt: skip
+# (country, city, postal code), weighted towards the larger markets.
+_PLACES = (
+    ("DE", "Berlin", "10557"), ("DE", "Hamburg", "20095"), ("DE", "München", "80331"),
+    ("FR", "Paris", "75002"), ("FR", "Lyon", "69002"), ("NL", "Amsterdam", "1012 AB"),
+    ("BE", "Bruxelles", "1000"), ("AT", "Wien", "1010"), ("ES", "Madrid", "28013"),
+    ("IT", "Milano", "20121"), ("GB", "London", "EC1A 1BB"), ("SE", "Stockholm", "111 22"),
+)  # fmt: skip
+_PLACE_WEIGHTS = (6, 3, 3, 5, 2, 3, 2, 2, 3, 3, 3, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCounts:
+    """What the generator made (the same seed and catalog, the same counts)."""
+
+    customers: int
+    orders: int  # placed
+    not_placed: int  # refused by the checkout (the stock had run out meanwhile)
+    by_status: dict[str, int]
+    returns_refunded: int
+    reviews: int
+    reviews_by_state: dict[str, int]
+
+
+# -- the plan -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Customer:
+    email: str
+    name: str
+    address: dict[str, str]
+    joined_days_ago: float
+
+
+@dataclass(slots=True)
+class _Order:
+    customer: int
+    placed: datetime
+    lines: list[tuple[str, str, int]]  # (variant id, product id, units)
+    fate: str  # waiting | in_transit | delivered | cancelled | returned
+    ship_after: timedelta
+    deliver_after: timedelta
+    cancel_after: timedelta
+    return_after: timedelta
+    refund_after: timedelta
+    reviews: list[tuple[str, int, timedelta]] = field(default_factory=list)
+    order_id: str | None = None
+    shipment_id: str | None = None
+    return_id: str | None = None
+
+
+def _customers(rng: random.Random, count: int) -> list[_Customer]:
+    people = []
+    for i in range(count):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        country, city, postal = rng.choices(_PLACES, weights=_PLACE_WEIGHTS)[0]
+        address = {
+            "name": f"{first} {last}",
+            "line1": f"{rng.choice(('Main', 'Station', 'Park', 'Market'))} Street {i % 90 + 1}",
+            "city": city,
+            "postal_code": postal,
+            "country": country,
+        }
+        people.append(
+            _Customer(
+                email=f"customer{i + 1:04d}@example.com",
+                name=f"{first} {last}",
+                address=address,
+                joined_days_ago=rng.uniform(95, 700),
+            )
+        )
+    return people
+
+
+def _order_times(rng: random.Random, count: int, now: datetime, days: int) -> list[datetime]:
+    """``count`` moments in the ``days`` before ``now``, more of them lately (the shop is doing
+    better). Drawn as ages, so the same seed gives the same history whatever the hour."""
+    ages = [days * (1 - rng.random() ** 0.75) for _ in range(count)]
+    return sorted(now - timedelta(days=age) for age in ages)
+
+
+def _plan(
+    rng: random.Random,
+    *,
+    customers: int,
+    count: int,
+    variants: dict[str, list[tuple[str, frozenset[str]]]],
+    people: list[_Customer],
+    now: datetime,
+    days: int,
+) -> list[_Order]:
+    products = list(variants)  # in SKU order: the seeded catalog's, unlike the ids
+    rng.shuffle(products)
+    # Zipf-like popularity over a random order of the products: a few best sellers, a long tail.
+    weights = [1 / (rank + 1) ** 0.9 for rank in range(len(products))]
+    cumulative = list(itertools.accumulate(weights))
+    # Some customers come back often, most order once or twice.
+    loyalty = [rng.paretovariate(1.3) for _ in range(customers)]
+    loyal_cumulative = list(itertools.accumulate(loyalty))
+    rank_of = {product: rank for rank, product in enumerate(products)}
+    reviewed: set[tuple[int, str]] = set()  # one review per customer and product
+    plans = []
+    for placed in _order_times(rng, count, now, days):
+        who = rng.choices(range(customers), cum_weights=loyal_cumulative)[0]
+        country = people[who].address["country"]
+        picked: dict[str, tuple[str, str, int]] = {}
+        for _ in range(rng.choices((1, 2, 3), weights=(60, 28, 12))[0]):
+            for _draw in range(10):  # a product some warehouse ships to the customer's country
+                product = rng.choices(products, cum_weights=cumulative)[0]
+                reaching = [v for v, countries in variants[product] if country in countries]
+                if reaching:
+                    variant = rng.choice(reaching)
+                    picked[variant] = (variant, product, rng.choices((1, 2), weights=(85, 15))[0])
+                    break
+        if not picked:
+            continue
+        age = now - placed
+        ship_after = timedelta(hours=rng.uniform(4, 40))
+        deliver_after = ship_after + timedelta(days=rng.uniform(1, 4))
+        return_after = deliver_after + timedelta(days=rng.uniform(2, 12))
+        if rng.random() < CANCELLED_SHARE:
+            fate = "cancelled"
+        elif age < ship_after:
+            fate = "waiting"
+        elif age < deliver_after:
+            fate = "in_transit"
+        elif rng.random() < RETURNED_SHARE and age > return_after:
+            fate = "returned"
+        else:
+            fate = "delivered"
+        order = _Order(
+            customer=who,
+            placed=placed,
+            lines=list(picked.values()),
+            fate=fate,
+            ship_after=ship_after,
+            deliver_after=deliver_after,
+            cancel_after=timedelta(minutes=rng.uniform(5, 300)),
+            return_after=return_after,
+            refund_after=return_after + timedelta(days=rng.uniform(3, 8)),
+        )
+        if fate == "delivered":
+            for _variant, product, _units in order.lines:
+                rank = rank_of[product]
+                # Best sellers get a few more reviews per sale (visibility, engaged buyers).
+                share = REVIEW_SHARE * (1.4 if rank < 20 else 1.0)
+                if rng.random() < share and (who, product) not in reviewed:
+                    reviewed.add((who, product))
+                    after = deliver_after + timedelta(days=rng.uniform(1, 25) ** 1.2)
+                    if after < age:
+                        order.reviews.append((product, demo_rating(rng), after))
+        plans.append(order)
+    return plans
+
+
+# -- running it -----------------------------------------------------------------------------------
+
+
+class _Clock:
+    """The simulated time: each reading moves it on by a millisecond, so the moments read
+    within one action stay in order."""
+
+    def __init__(self) -> None:
+        self.at = utcnow()
+
+    def __call__(self) -> datetime:
+        self.at += timedelta(milliseconds=1)
+        return self.at
+
+
+async def _sellable_variants(runtime: Runtime) -> dict[str, list[tuple[str, frozenset[str]]]]:
+    """Active variants with stock, by product id, in SKU order (the seeded catalog's order),
+    each with the countries its warehouses ship to."""
+    by_product: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    after: str | None = None
+    async with runtime.db.transaction() as uow:
+        serves = {w.code: w.countries for w in await inventory.list_warehouses(uow) if w.active}
+        while True:
+            page = await catalog.variants_by_sku(uow, after_sku=after, limit=500)
+            if not page:
+                break
+            after = page[-1].sku
+            levels = await inventory.stock_for_variants(uow, [v.id for v in page])
+            for v in page:
+                held = [s for s in levels[v.id] if s.available > 0 and s.warehouse_code in serves]
+                if v.active and held:
+                    countries = frozenset(c for s in held for c in serves[s.warehouse_code])
+                    by_product.setdefault(v.product_id, []).append((v.id, countries))
+    return by_product
+
+
+async def generate_history(
+    runtime: Runtime,
+    *,
+    customers: int,
+    orders_count: int,
+    seed: int,
+    password: str,
+    days: int = 90,
+    advance: Callable[[int], None] = lambda n: None,
+) -> HistoryCounts:
+    """Make ``customers`` customers (signing in with ``password``) and ``orders_count`` orders
+    over the last ``days`` days, with their shipments, deliveries, cancellations, returns,
+    refunds and reviews (see the module docstring). ``advance(n)``: n more orders handled."""
+    wire()  # the hooks between modules: what a verified purchase is, among others
+    rng = random.Random(seed)
+    variants = await _sellable_variants(runtime)
+    if not variants or customers < 1 or orders_count < 1:
+        return HistoryCounts(0, 0, 0, {}, 0, 0, {})
+    clock = _Clock()
+    now = clock.at
+    people = _customers(rng, customers)
+    plans = _plan(
+        rng,
+        customers=customers,
+        count=orders_count,
+        variants=variants,
+        people=people,
+        now=now,
+        days=days,
+    )
+    settings = runtime.settings
+    limits = cart.CartLimits.from_settings(settings)
+    policy = reviews.AbusePolicy.from_settings(settings)
+    cache = cart.cache_for(runtime)
+
+    users: list[identity.UserInfo] = []
+    password_hash = await identity.hash_password(password)
+    with clock_override(clock):
+        # The accounts in one transaction, each at the moment it was opened.
+        async with runtime.db.transaction() as uow:
+            for person in people:
+                clock.at = now - timedelta(days=person.joined_days_ago)
+                users.append(
+                    await identity.create_user(
+                        uow,
+                        email=person.email,
+                        password=password,
+                        role="customer",
+                        name=person.name,
+                        password_hash=password_hash,
+                    )
+                )
+
+    # The agenda: (moment, tie-breaker, action, order index, extra).
+    agenda: list[tuple[datetime, int, str, int, int]] = []
+    counter = itertools.count()
+    for index, plan in enumerate(plans):
+        heapq.heappush(agenda, (plan.placed, next(counter), "place", index, 0))
+
+    placed = not_placed = refunded = written = 0
+    bodies: set[str | None] = set()  # texts written so far: buyers do not copy each other
+
+    def later(at: datetime, action: str, index: int, extra: int = 0) -> None:
+        if at < now:
+            heapq.heappush(agenda, (at, next(counter), action, index, extra))
+
+    with clock_override(clock):
+        while agenda:
+            at, _, action, index, extra = heapq.heappop(agenda)
+            clock.at = at
+            plan = plans[index]
+            user = users[plan.customer]
+            if action == "place":
+                advance(1)
+                order_id = await _place(
+                    runtime,
+                    user,
+                    people[plan.customer],
+                    plan,
+                    limits,
+                    cache,
+                    f"demo-{seed}-{index}",
+                )
+                if order_id is None:
+                    not_placed += 1
+                    continue
+                placed += 1
+                plan.order_id = order_id
+                if plan.fate == "cancelled":
+                    later(at + plan.cancel_after, "cancel", index)
+                elif plan.fate != "waiting":
+                    later(plan.placed + plan.ship_after, "ship", index)
+            elif action == "cancel":
+                assert plan.order_id is not None
+                await orders.cancel_order(
+                    runtime, plan.order_id, actor=user.id, user_id=user.id, reason="Changed my mind"
+                )
+            elif action == "ship":
+                assert plan.order_id is not None
+                shipment = await fulfilment.create_shipment(
+                    runtime,
+                    plan.order_id,
+                    fulfilment.ShipmentRequest(carrier="sandbox"),
+                    actor=STAFF_ACTOR,
+                )
+                plan.shipment_id = shipment.id
+                if plan.fate != "in_transit":
+                    later(plan.placed + plan.deliver_after, "deliver", index)
+            elif action == "deliver":
+                assert plan.shipment_id is not None
+                async with runtime.db.transaction() as uow:
+                    await fulfilment.deliver_shipment(uow, plan.shipment_id, actor="carrier")
+                if plan.fate == "returned":
+                    later(plan.placed + plan.return_after, "return", index)
+                for i, (_product, _rating, after) in enumerate(plan.reviews):
+                    later(plan.placed + after, "review", index, i)
+            elif action == "return":
+                plan.return_id = await _return(runtime, user, plan)
+                later(plan.placed + plan.refund_after, "refund", index)
+            elif action == "refund":
+                assert plan.return_id is not None and plan.order_id is not None
+                async with runtime.db.transaction() as uow:
+                    order = await orders.get_order(uow, plan.order_id)
+                assert order is not None
+                await returns.receive_return(
+                    runtime,
+                    plan.return_id,
+                    [returns.Disposition(line.id, "restock") for line in order.lines],
+                    actor=STAFF_ACTOR,
+                )
+                refunded += 1
+            elif action == "review":
+                product, rating, _after = plan.reviews[extra]
+                review_rng = random.Random(f"{seed}:{index}:{extra}")
+                draft = demo_review(review_rng, rating, taken=bodies)
+                bodies.add(draft.body)
+                async with runtime.db.transaction() as uow:
+                    review = await reviews.create_review(
+                        uow,
+                        user,
+                        product,
+                        draft,
+                        ip=None,
+                        policy=policy,
+                    )
+                written += 1
+                # Staff get to most written reviews within a few days; some wait longer.
+                if review.state == "pending" and not review.flagged:
+                    if review_rng.random() >= LEFT_WAITING_SHARE:
+                        hours = review_rng.uniform(6, 96)
+                        later(at + timedelta(hours=hours), "moderate", index, extra)
+                    plan.reviews[extra] = (review.id, rating, _after)
+            elif action == "moderate":
+                review_id = plan.reviews[extra][0]
+                decide_rng = random.Random(f"{seed}:{index}:{extra}:decision")
+                rejected = decide_rng.random() < REJECTED_SHARE
+                async with runtime.db.transaction() as uow:
+                    await reviews.moderate(
+                        uow,
+                        review_id,
+                        "reject" if rejected else "approve",
+                        actor=STAFF_ACTOR,
+                        reason="Off-topic: about the delivery, not the product"
+                        if rejected
+                        else None,
+                    )
+
+    async with runtime.db.transaction() as uow:
+        by_status = await orders.count_by_status(uow)
+        by_state = await reviews.count_by_state(uow)
+    return HistoryCounts(
+        customers=len(users),
+        orders=placed,
+        not_placed=not_placed,
+        by_status=by_status,
+        returns_refunded=refunded,
+        reviews=written,
+        reviews_by_state=by_state,
+    )
+
+
+async def _place(
+    runtime: Runtime,
+    user: identity.UserInfo,
+    person: _Customer,
+    plan: _Order,
+    limits: cart.CartLimits,
+    cache: cart.CartCache | None,
+    key: str,
+) -> str | None:
+    """Fill the customer's cart and check out; the order id. When a variant has run out, the
+    warehouse receives a delivery of it (as staff would book it) and the customer tries again;
+    None if the checkout still refuses."""
+    owner = cart.CartOwner(user_id=user.id)
+    for attempt in range(2):
+        try:
+            async with runtime.db.transaction() as uow:
+                for variant, _product, units in plan.lines:
+                    await cart.add_item(uow, owner, variant, units, limits=limits, cache=cache)
+            body = await checkout.checkout(
+                runtime,
+                user,
+                f"{key}-{attempt}",
+                checkout.CheckoutRequest(
+                    shipping_address=person.address,
+                    shipping_method="standard",
+                    payment_token=PAYMENT_TOKEN,
+                ),
+            )
+        except Problem as problem:
+            if problem.code not in ("out_of_stock", "variant_unavailable"):
+                raise
+            async with runtime.db.transaction() as uow:
+                await cart.empty_cart(uow, owner, limits=limits, cache=cache)
+            if attempt == 0:
+                await _restock(runtime, [v for v, _p, _u in plan.lines], person.address["country"])
+            continue
+        order_id: str = body["order_id"]
+        return order_id
+    return None
+
+
+async def _restock(runtime: Runtime, variants: list[str], country: str) -> None:
+    """A delivery of :data:`RESTOCK_UNITS` of each variant (nearly) sold out for ``country``,
+    to the warehouse shipping there that holds most of it."""
+    async with runtime.db.transaction() as uow:
+        serves = {w.code for w in await inventory.list_warehouses(uow) if w.ships_to(country)}
+        levels = await inventory.stock_for_variants(uow, variants)
+        for variant in variants:
+            rows = sorted(
+                (s for s in levels[variant] if s.warehouse_code in serves),
+                key=lambda s: (-s.on_hand, s.warehouse_code),
+            )
+            if rows and sum(s.available for s in rows) < RESTOCK_BELOW:
+                await inventory.receive(
+                    uow, variant, rows[0].warehouse_code, RESTOCK_UNITS, reference="demo restock"
+                )
+
+
+async def _return(runtime: Runtime, user: identity.UserInfo, plan: _Order) -> str:
+    """The customer sends the whole order back; staff agree."""
+    assert plan.order_id is not None
+    async with runtime.db.transaction() as uow:
+        order = await orders.get_order(uow, plan.order_id)
+        assert order is not None
+        found = await returns.request_return(
+            uow,
+            plan.order_id,
+            user_id=user.id,
+            lines=[(line.id, line.quantity) for line in order.lines],
+            reason="Not what I expected",
+            window_days=runtime.settings.return_window_days,
+        )
+    async with runtime.db.transaction() as uow:
+        await returns.approve_return(uow, found.id, actor=STAFF_ACTOR)
+    return found.id

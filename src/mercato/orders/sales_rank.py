@@ -47,7 +47,7 @@ RANKS = cast(Table, SalesRank.__table__)
 
 
 @dataclass(frozen=True, slots=True)
-class ProductSales:
+class ProductRank:
     units: int
     score: float
 
@@ -60,7 +60,7 @@ def _day(moment: datetime) -> date:
 
 async def compute(
     uow: UnitOfWork, *, now: datetime, window_days: int, half_life_days: float
-) -> dict[str, ProductSales]:
+) -> dict[str, ProductRank]:
     """Every product's figures as of ``now`` (products with no net units left out)."""
     today = _day(now)
     since = datetime.combine(today - timedelta(days=window_days - 1), datetime.min.time(), UTC)
@@ -85,13 +85,13 @@ async def compute(
             weight = weights[day] = 0.5 ** ((today - day).days / half_life_days)
         units[product_id] += int(quantity)
         scores[product_id] += int(quantity) * weight
-    return {p: ProductSales(units[p], round(scores[p], SCORE_DIGITS)) for p in units}
+    return {p: ProductRank(units[p], round(scores[p], SCORE_DIGITS)) for p in units}
 
 
-async def stored(uow: UnitOfWork) -> dict[str, ProductSales]:
+async def stored(uow: UnitOfWork) -> dict[str, ProductRank]:
     r = RANKS.c
     rows = await uow.execute(select(r.product_id, r.units, r.score))
-    return {p: ProductSales(int(u), float(s)) for p, u, s in rows}
+    return {p: ProductRank(int(u), float(s)) for p, u, s in rows}
 
 
 async def refresh(
@@ -145,11 +145,11 @@ async def refresh(
 
 async def sales_ranks(
     uow: UnitOfWork, product_ids: Collection[str]
-) -> tuple[bool, dict[str, ProductSales]]:
+) -> tuple[bool, dict[str, ProductRank]]:
     """Whether the shop has any sales figures at all, and these products' figures (those with
     none sold in the window are left out)."""
     r = RANKS.c
-    found: dict[str, ProductSales] = {}
+    found: dict[str, ProductRank] = {}
     ids = list(product_ids)
     for start in range(0, len(ids), EVENT_BATCH):
         rows = await uow.execute(
@@ -157,6 +157,6 @@ async def sales_ranks(
                 r.product_id.in_(ids[start : start + EVENT_BATCH])
             )
         )
-        found.update({p: ProductSales(int(u), float(s)) for p, u, s in rows})
+        found.update({p: ProductRank(int(u), float(s)) for p, u, s in rows})
     known = bool(found) or bool(await uow.scalar(select(exists().select_from(RANKS))))
     return known, found

@@ -88,7 +88,7 @@ from mercato.orders.queries import (
     top_products_between,
 )
 from mercato.orders.refunds import cancel_key, refund_payment
-from mercato.orders.sales_rank import SALES_RANKS_CHANGED, ProductSales, sales_ranks
+from mercato.orders.sales_rank import SALES_RANKS_CHANGED, ProductRank, sales_ranks
 from mercato.orders.sales_rank import refresh as refresh_sales_ranks
 
 ShipmentReader = Callable[[UnitOfWork, OrderInfo], Awaitable[list[dict[str, Any]]]]
@@ -162,6 +162,7 @@ __all__ = [
     "OrderPage",
     "OrderSummary",
     "PaymentSummary",
+    "ProductRank",
     "ProductSales",
     "SalesFigure",
     "ShipmentReader",

@@ -170,7 +170,7 @@ async def suggest(runtime: RuntimeDep, q_: QueryText = "") -> JSONResponse:
 # Products
 
 
-@router.get("/api/products", responses=problems(400))
+@router.get("/api/products", responses=problems(400, 503))
 async def list_products(
     request: Request,
     uow: UowDep,

@@ -17,7 +17,7 @@ from mercato.identity.deps import CurrentUser, StaffUser
 from mercato.identity.service import UserInfo
 from mercato.openapi import problems
 from mercato.problems import validation_problem
-from mercato.ratelimit import Rate, client_ip, limiter_for, throttle
+from mercato.ratelimit import client_ip, limiter_for
 from mercato.reviews import service
 from mercato.reviews.schemas import (
     RejectIn,
@@ -39,20 +39,11 @@ StarsFilter = Annotated[int | None, Query(ge=1, le=5)]
 
 
 async def _throttle_writes(runtime: Runtime, user_id: str) -> None:
-    per_hour = runtime.settings.review_write_rate_per_hour
-    await throttle(
-        limiter_for(runtime),
-        {f"reviews:write:{user_id}": Rate(per_hour, per_hour / 3600)},
-        detail="Too many reviews written; try again later",
-    )
+    await service.throttle_customer(limiter_for(runtime), runtime.settings, "write", user_id)
 
 
 async def _throttle_votes(runtime: Runtime, user_id: str) -> None:
-    await throttle(
-        limiter_for(runtime),
-        {f"reviews:vote:{user_id}": Rate.per_minute(runtime.settings.review_vote_rate_per_minute)},
-        detail="Too many votes and reports; try again shortly",
-    )
+    await service.throttle_customer(limiter_for(runtime), runtime.settings, "vote", user_id)
 
 
 def _page_json(page: service.ReviewPage, *, staff: bool = False) -> dict[str, Any]:

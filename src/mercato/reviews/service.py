@@ -35,6 +35,7 @@ from mercato.reviews.common import (
     set_auto_approve_star_only,
 )
 from mercato.reviews.feedback import ReportInfo, report_review, vote_helpful
+from mercato.reviews.limits import throttle_customer
 from mercato.reviews.models import REPORT_REASONS, STATES
 from mercato.reviews.moderation import Decision, moderate, respond
 from mercato.reviews.queries import (
@@ -129,5 +130,6 @@ __all__ = [
     "set_auto_approve_star_only",
     "staff_reviews",
     "text_hash",
+    "throttle_customer",
     "vote_helpful",
 ]

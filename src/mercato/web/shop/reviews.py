@@ -7,14 +7,14 @@ customer like the API."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
 from mercato.db import UnitOfWork
 from mercato.problems import Problem
-from mercato.ratelimit import Rate, client_ip, limiter_for, throttle
+from mercato.ratelimit import client_ip, limiter_for
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime, RuntimeDep
 from mercato.web.security import CsrfChecked
@@ -64,16 +64,8 @@ def _rating(value: str) -> Any:
     return int(value) if value.isdigit() else value
 
 
-async def _throttle(runtime: Runtime, kind: str, user_id: str) -> None:
-    settings = runtime.settings
-    rate = (
-        Rate(settings.review_write_rate_per_hour, settings.review_write_rate_per_hour / 3600)
-        if kind == "write"
-        else Rate.per_minute(settings.review_vote_rate_per_minute)
-    )
-    await throttle(
-        limiter_for(runtime), {f"reviews:{kind}:{user_id}": rate}, detail="Too many; try later"
-    )
+async def _throttle(runtime: Runtime, kind: Literal["write", "vote"], user_id: str) -> None:
+    await reviews.throttle_customer(limiter_for(runtime), runtime.settings, kind, user_id)
 
 
 def _published(review: reviews.ReviewInfo) -> str:

@@ -260,11 +260,20 @@ class RefuseNul:
         form = content_type.startswith(b"application/x-www-form-urlencoded")
         if field is None and (b"json" in content_type or form):
             body, more = b"", True
-            while more:
-                message = await receive()
-                messages.append(message)
-                body += message.get("body", b"")
-                more = message["type"] == "http.request" and message.get("more_body", False)
+            try:
+                while more:
+                    message = await receive()
+                    messages.append(message)
+                    body += message.get("body", b"")
+                    more = message["type"] == "http.request" and message.get("more_body", False)
+            except StarletteHTTPException as exc:
+                # The body cap (an outer middleware) stopped the body while it streamed in:
+                # this runs before the app's handlers, so answer its problem here.
+                code = _HTTP_CODES.get(exc.status_code, "http_error")
+                detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+                response = await _respond(Problem(exc.status_code, code, detail), Request(scope))
+                await response(scope, receive, send)
+                return
             field = _nul_in_form(body) if form else _nul_in_json(body)
         if field is not None:
             why = "must not contain NUL characters"

@@ -54,7 +54,10 @@ def friendly(problem: Problem) -> str:
         "currency_mismatch": "This item is priced in another currency than your cart.",
         "not_found": "That item is no longer in your cart.",
     }
-    if problem.code == "validation_error":
+    if problem.code == "validation_error" or (
+        problem.code == "quantity_limit" and problem.extra.get("max_quantity") is None
+    ):
+        # A quantity outside the shop's limit names the field ("must be between 1 and 99").
         errors = field_errors(problem, short_names=True, default="invalid")
         if "quantity" in errors:
             return f"The quantity {errors['quantity']}."

@@ -51,7 +51,17 @@ class LiveShop:
 
 async def _prepare(settings: Settings) -> dict[str, str]:
     """The demo shop in the database, its search index built, and a token per role."""
-    await seed_if_empty(settings, DEMO_PRODUCTS, 7, "demo-password-1", Console(quiet=True))
+    # A short past (orders, reviews) is enough to reach every kind of answer; the demo's default
+    # history would cost half a minute per role.
+    await seed_if_empty(
+        settings,
+        DEMO_PRODUCTS,
+        7,
+        "demo-password-1",
+        Console(quiet=True),
+        customers=6,
+        orders=12,
+    )
     runtime = Runtime.from_settings(settings)
     try:
         await search.reindex(runtime, lambda done, total: None)

@@ -26,7 +26,7 @@ from tests.conftest import TEST_PASSWORD
 
 PRODUCTS = 40
 CUSTOMERS = 20
-ORDERS = 120
+ORDERS = 70
 SEED = 11
 
 

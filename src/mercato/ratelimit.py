@@ -67,6 +67,14 @@ class _Bucket:
     full_at: float  # from then on the bucket equals a fresh one and can be forgotten
 
 
+def _level(bucket: _Bucket | None, now: float, capacity: int, refill_per_second: float) -> float:
+    """The tokens in a bucket at ``now``, refilled since it was last written (none: full)."""
+    if bucket is None:
+        return float(capacity)
+    elapsed = max(0.0, now - bucket.updated)
+    return min(float(capacity), bucket.tokens + elapsed * refill_per_second)
+
+
 class MemoryTokenBucket:
     """Buckets in a dict, for one process.
 
@@ -93,12 +101,7 @@ class MemoryTokenBucket:
     ) -> tuple[bool, float]:
         _check_arguments(capacity, refill_per_second, cost)
         now = self._clock()
-        bucket = self._buckets.pop(key, None)
-        if bucket is None:
-            tokens = float(capacity)
-        else:
-            elapsed = max(0.0, now - bucket.updated)
-            tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second)
+        tokens = _level(self._buckets.pop(key, None), now, capacity, refill_per_second)
         allowed = tokens >= cost
         retry_after = 0.0
         if allowed:
@@ -120,8 +123,7 @@ class MemoryTokenBucket:
         if bucket is None:
             return  # forgotten buckets are full
         now = self._clock()
-        elapsed = max(0.0, now - bucket.updated)
-        tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second + cost)
+        tokens = min(float(capacity), _level(bucket, now, capacity, refill_per_second) + cost)
         full_at = now + (capacity - tokens) / refill_per_second
         self._buckets[key] = _Bucket(tokens, now, full_at)
 
@@ -129,11 +131,7 @@ class MemoryTokenBucket:
         self, key: str, capacity: int, refill_per_second: float, cost: float = 1
     ) -> tuple[bool, float]:
         _check_arguments(capacity, refill_per_second, cost)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return True, 0.0
-        elapsed = max(0.0, self._clock() - bucket.updated)
-        tokens = min(float(capacity), bucket.tokens + elapsed * refill_per_second)
+        tokens = _level(self._buckets.get(key), self._clock(), capacity, refill_per_second)
         if tokens >= cost:
             return True, 0.0
         return False, (cost - tokens) / refill_per_second
@@ -150,11 +148,9 @@ class MemoryTokenBucket:
         return before - len(self._buckets)
 
 
-# One round trip, atomic across every process: read, refill, take, write back, set the TTL.
-# The clock is Redis' own (TIME) so that API processes with skewed clocks agree, unless the
-# caller passes one (tests do, to move time without sleeping). Floats cross the Lua boundary as
-# strings because Redis truncates Lua numbers to integers in replies.
-_TAKE_SCRIPT = """
+# What every script starts with: its arguments, the clock, and the bucket as stored (nil when
+# there is none, which is a full bucket).
+_READ_BUCKET = """
 local capacity = tonumber(ARGV[1])
 local refill = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -166,7 +162,15 @@ end
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
+"""
+
+# One round trip, atomic across every process: read, refill, take, write back, set the TTL.
+# The clock is Redis' own (TIME) so that API processes with skewed clocks agree, unless the
+# caller passes one (tests do, to move time without sleeping). Floats cross the Lua boundary as
+# strings because Redis truncates Lua numbers to integers in replies.
+_TAKE_SCRIPT = (
+    _READ_BUCKET
+    + """if tokens == nil or ts == nil then
   tokens = capacity
   ts = now
 end
@@ -183,22 +187,13 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
 return {allowed, tostring(retry)}
 """
+)
 
 # The same refill, then ``cost`` tokens back; a bucket that is full again is simply deleted
 # (a missing bucket is a full one).
-_REFUND_SCRIPT = """
-local capacity = tonumber(ARGV[1])
-local refill = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
+_REFUND_SCRIPT = (
+    _READ_BUCKET
+    + """if tokens == nil or ts == nil then
   return 0
 end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill + cost)
@@ -210,21 +205,12 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1)
 return 1
 """
+)
 
 # The take's arithmetic without the write.
-_PEEK_SCRIPT = """
-local capacity = tonumber(ARGV[1])
-local refill = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
+_PEEK_SCRIPT = (
+    _READ_BUCKET
+    + """if tokens == nil or ts == nil then
   return {1, '0'}
 end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * refill)
@@ -233,6 +219,7 @@ if tokens >= cost then
 end
 return {0, tostring((cost - tokens) / refill)}
 """
+)
 
 
 class RedisTokenBucket:

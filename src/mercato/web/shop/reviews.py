@@ -11,6 +11,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from starlette.datastructures import FormData
 
 from mercato.db import UnitOfWork
 from mercato.problems import Problem
@@ -64,6 +65,15 @@ def _rating(value: str) -> Any:
     return int(value) if value.isdigit() else value
 
 
+def _typed(form: FormData) -> dict[str, Any]:
+    """The stars, title and text of the review form, as the shopper typed them."""
+    return {
+        "rating": _rating(text_field(form, "rating", 4)),
+        "title": text_field(form, "title", reviews.MAX_TITLE + 1) or None,
+        "body": text_field(form, "body", reviews.MAX_BODY + 1) or None,
+    }
+
+
 async def _throttle(runtime: Runtime, kind: Literal["write", "vote"], user_id: str) -> None:
     await reviews.throttle_customer(limiter_for(runtime), runtime.settings, kind, user_id)
 
@@ -80,11 +90,7 @@ async def write_review(
 ) -> Response:
     form = await form_of(request)
     await _throttle(runtime, "write", user.id)
-    draft = reviews.ReviewDraft(
-        rating=_rating(text_field(form, "rating", 4)),
-        title=text_field(form, "title", reviews.MAX_TITLE + 1) or None,
-        body=text_field(form, "body", reviews.MAX_BODY + 1) or None,
-    )
+    draft = reviews.ReviewDraft(**_typed(form))
     policy = reviews.AbusePolicy.from_settings(runtime.settings)
     ip = client_ip(request)
     return await _act(
@@ -103,11 +109,7 @@ async def edit_review(
     form = await form_of(request)
     product_id = text_field(form, "product_id", 40)
     await _throttle(runtime, "write", user.id)
-    changes = reviews.ReviewChanges(
-        rating=_rating(text_field(form, "rating", 4)),
-        title=text_field(form, "title", reviews.MAX_TITLE + 1) or None,
-        body=text_field(form, "body", reviews.MAX_BODY + 1) or None,
-    )
+    changes = reviews.ReviewChanges(**_typed(form))
     policy = reviews.AbusePolicy.from_settings(runtime.settings)
     ip = client_ip(request)
     return await _act(

@@ -96,6 +96,7 @@ def _hooks() -> None:
     """Hooks by which a lower module lets a higher one take part in its work."""
     from mercato.cart import api as cart_api
     from mercato.catalog import service as catalog
+    from mercato.checkout import service as checkout
     from mercato.fulfilment import service as fulfilment
     from mercato.identity import service as identity
     from mercato.inventory import service as inventory
@@ -105,6 +106,9 @@ def _hooks() -> None:
 
     # Logging in: the guest cart the request carries joins the customer's cart.
     identity.after_login_hooks.append(cart_api.merge_guest_cart_on_login)
+    # The shop delivers where some warehouse ships to and some shipping zone covers.
+    identity.served_country_readers.append(inventory.shipping_countries)
+    identity.served_country_readers.append(checkout.ship_to_countries)
     # Product answers say whether each variant is in stock, which the inventory module knows.
     catalog.stock_readers.append(inventory.stock_notes)
     # An order's page shows its shipments, which live in the fulfilment module.

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
 INSECURE_DEFAULT_SECRET = "insecure-development-secret-change-me"  # noqa: S105
 SECRET_KEY_MIN_LENGTH = 32
 
@@ -40,6 +41,10 @@ class Settings(BaseSettings):
     demo_mode: bool = False
     embedded_worker: bool = Field(
         default=False, description="Run the background worker inside the API process"
+    )
+    default_country: str = Field(
+        default="DE",
+        description="ISO 3166-1 alpha-2: where a shopper who chose nothing is delivered to",
     )
     currency: str = Field(
         default="EUR",
@@ -148,6 +153,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MERCATO_CURRENCY must be an ISO 4217 code of three upper-case letters, "
                 f"such as EUR, GBP or JPY; got {value!r}"
+            )
+        return value
+
+    @field_validator("default_country")
+    @classmethod
+    def _country_code(cls, value: str) -> str:
+        if not _COUNTRY.fullmatch(value):
+            raise ValueError(
+                f"MERCATO_DEFAULT_COUNTRY must be an ISO 3166-1 alpha-2 code of two upper-case "
+                f"letters, such as DE or FR; got {value!r}"
             )
         return value
 

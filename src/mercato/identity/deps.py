@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from mercato.identity import service
+from mercato.identity.destinations import Destination, resolve_destination
 from mercato.identity.models import ROLES
 from mercato.identity.service import TokenStatus, UserInfo
 from mercato.openapi import guest_allowed, raises
@@ -313,6 +314,34 @@ def _with_role(user: UserInfo, allowed: frozenset[str]) -> UserInfo:
         )
     return user
 
+
+# --------------------------------------------------------------------------------------------
+# Where the caller's goods would go
+
+
+@guest_allowed
+async def api_destination(
+    uow: UowDep,
+    runtime: RuntimeDep,
+    user: OptionalUser,
+    country: Annotated[
+        str | None,
+        Query(
+            pattern="^[A-Za-z]{2}$",
+            description="Deliver to this ISO 3166-1 alpha-2 country; by default the signed-in "
+            "customer's default address, else the shop's default country",
+        ),
+    ] = None,
+) -> Destination:
+    return await resolve_destination(
+        uow,
+        chosen=country,
+        user_id=user.id if user is not None else None,
+        shop_default=runtime.settings.default_country,
+    )
+
+
+ApiDestination = Annotated[Destination, Depends(api_destination)]
 
 StaffUser = Annotated[UserInfo, Depends(require_role("staff"))]
 SellerUser = Annotated[UserInfo, Depends(require_role("seller"))]

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mercato import events
 from mercato.db import UnitOfWork, utcnow
-from mercato.identity import account_tokens, login_limits
+from mercato.identity import account_tokens, destinations, login_limits
 from mercato.identity.account_tokens import RESET_PASSWORD, VERIFY_EMAIL, AccountTokenInfo
 from mercato.identity.login_limits import LoginRates
 from mercato.identity.models import ROLES, Token, User
@@ -49,6 +49,17 @@ from mercato.ids import new_id
 from mercato.problems import Problem, validation_problem
 from mercato.ratelimit import Rate, TokenBucketLimiter, client_ip, throttle
 from mercato.settings import Settings
+
+# Where a shopper's goods would go (see destinations.py; this file is the module's face).
+Destination = destinations.Destination
+check_served = destinations.check_served
+country_name = destinations.country_name
+default_country_readers = destinations.default_country_readers
+not_served = destinations.not_served
+parse_country = destinations.parse_country
+resolve_destination = destinations.resolve_destination
+served_countries = destinations.served_countries
+served_country_readers = destinations.served_country_readers
 
 # OWASP's recommended argon2id floor (19 MiB, 2 passes, 1 lane): about 50 ms per hash on a
 # small server core, which keeps a login burst from starving the API. Raising it later is safe:

@@ -66,6 +66,7 @@ from mercato.inventory.warehouses import (
     get_warehouse,
     list_warehouses,
     resolve_variant,
+    shipping_countries,
 )
 
 __all__ = [
@@ -108,6 +109,7 @@ __all__ = [
     "reserve",
     "resolve_variant",
     "restock",
+    "shipping_countries",
     "stock_for_variant",
     "stock_for_variants",
     "stock_notes",

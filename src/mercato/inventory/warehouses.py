@@ -127,6 +127,12 @@ async def list_warehouses(uow: UnitOfWork) -> list[WarehouseInfo]:
     return [_warehouse_info(r) for r in rows]
 
 
+async def shipping_countries(uow: UnitOfWork) -> list[str]:
+    """Every country some active warehouse ships to (sorted by code)."""
+    rows = await uow.execute(select(WAREHOUSES.c.countries).where(WAREHOUSES.c.active))
+    return sorted({c for (countries,) in rows for c in countries or ()})
+
+
 async def get_warehouse(uow: UnitOfWork, code: str, field: str = "warehouse") -> WarehouseInfo:
     """The warehouse with this code; 422 ``unknown_warehouse`` naming ``field``."""
     row = (

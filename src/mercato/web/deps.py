@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME
-from mercato.identity.service import UserInfo
+from mercato.identity.service import Destination, UserInfo, resolve_destination
 from mercato.problems import Problem
 from mercato.runtime import RuntimeDep
 
@@ -50,3 +50,28 @@ async def staff_user(user: Annotated[UserInfo, Depends(signed_in_user)]) -> User
 PageUser = Annotated[UserInfo | None, Depends(page_user)]
 SignedInUser = Annotated[UserInfo, Depends(signed_in_user)]
 PageStaff = Annotated[UserInfo, Depends(staff_user)]
+
+
+DELIVER_TO_COOKIE = "mercato_deliver_to"
+
+
+async def page_destination(request: Request, runtime: RuntimeDep, user: PageUser) -> Destination:
+    """Where this shopper's goods would go: the "Deliver to" choice kept in a cookie (ignored
+    when stale: a country the shop stopped serving), their default address, the shop's
+    default."""
+    cached: Destination | None = getattr(request.state, "page_destination", None)
+    if cached is not None:
+        return cached
+    async with runtime.db.transaction() as uow:
+        found = await resolve_destination(
+            uow,
+            chosen=request.cookies.get(DELIVER_TO_COOKIE),
+            user_id=user.id if user is not None else None,
+            shop_default=runtime.settings.default_country,
+            strict=False,
+        )
+    request.state.page_destination = found
+    return found
+
+
+PageDestination = Annotated[Destination, Depends(page_destination)]

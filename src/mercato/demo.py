@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -188,9 +189,13 @@ async def run_demo(
             console.print("[yellow]Demo data already present (use --reset to start over).[/yellow]")
         history = await _history(runtime, created, seed, password, customers, orders)
         if history is not None and not history.finished:
-            await _make_history(
-                history, console, until_orders=BEFORE_SERVING if serve else None, stop=None
-            )
+            with _stop_on_signal() as stop:
+                await _make_history(
+                    history, console, until_orders=BEFORE_SERVING if serve else None, stop=stop
+                )
+            if stop.is_set():
+                console.print("[yellow]Stopped; `mercato demo` continues the history.[/yellow]")
+                return
         if created or not (await search.status(runtime))["built"]:
             await reindex_with_progress(settings)
         if serve:
@@ -201,6 +206,21 @@ async def run_demo(
         if history is not None:
             history.close()
         await runtime.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[asyncio.Event]:
+    """An event set by Ctrl-C (or SIGTERM) meanwhile, so the history stops between two steps
+    rather than in the middle of one."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 class _DemoServer(uvicorn.Server):

@@ -17,6 +17,7 @@ import logging
 import shutil
 import signal
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -214,12 +215,18 @@ def _stop_on_signal() -> Iterator[asyncio.Event]:
     rather than in the middle of one."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Signals reach the main thread only (a demo run from another thread stops as it can).
+    signals = (
+        (signal.SIGINT, signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread()
+        else ()
+    )
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
         yield stop
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
 
 

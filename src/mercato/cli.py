@@ -145,7 +145,11 @@ def demo(
     port: Annotated[int, typer.Option()] = 8000,
     products: Annotated[int, typer.Option(help="How many demo products to generate")] = 3000,
     orders: Annotated[
-        int, typer.Option(help="How many orders of the last 90 days to generate")
+        int,
+        typer.Option(
+            help="How many orders of the last 90 days to generate (the oldest before serving, "
+            "the rest while the shop serves)"
+        ),
     ] = DEMO_ORDERS,
     customers: Annotated[int, typer.Option(help="How many customers place them")] = DEMO_CUSTOMERS,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shop")] = 42,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -24,8 +25,8 @@ from mercato.modules import MODULES, _import
 from mercato.runtime import Runtime
 from mercato.settings import Settings, get_settings
 
-DEMO_ORDERS = 300  # the demo's defaults (mercato.demo imports too much to be read here)
-DEMO_CUSTOMERS = 200
+DEMO_ORDERS = 3000  # the demo's defaults (mercato.demo imports too much to be read here)
+DEMO_CUSTOMERS = 300
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - demo mode only, printed at start
 
 app = typer.Typer(help="Mercato: an e-commerce platform in one package.", no_args_is_help=True)
@@ -144,7 +145,11 @@ def demo(
     port: Annotated[int, typer.Option()] = 8000,
     products: Annotated[int, typer.Option(help="How many demo products to generate")] = 3000,
     orders: Annotated[
-        int, typer.Option(help="How many orders of the last 90 days to generate")
+        int,
+        typer.Option(
+            help="How many orders of the last 90 days to generate (the oldest before serving, "
+            "the rest while the shop serves)"
+        ),
     ] = DEMO_ORDERS,
     customers: Annotated[int, typer.Option(help="How many customers place them")] = DEMO_CUSTOMERS,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shop")] = 42,
@@ -159,21 +164,33 @@ def demo(
     url = database_url(database)
     settings = settings_with(host=host, port=port, database_url=url, demo_mode=True)
     if reset:
-        demo_mod.reset_database(url)
+        demo_mod.reset_database(settings)
     migrations.upgrade(url)
-    created = asyncio.run(
-        demo_mod.seed_if_empty(
-            settings, products, seed, password, console, customers=customers, orders=orders
-        )
-    )
-    if not created:
-        console.print("[yellow]Demo data already present (use --reset to start over).[/yellow]")
-    console.print(f"\n[bold green]Mercato demo shop:[/bold green] http://{host}:{port}/")
-    console.print(f"  API docs:  http://{host}:{port}/api/docs")
-    console.print(f"  staff:     staff@example.com / {password}")
-    console.print(f"  shopper:   shopper@example.com / {password}\n")
+
+    def announce() -> None:
+        console.print(f"\n[bold green]Mercato demo shop:[/bold green] http://{host}:{port}/")
+        console.print(f"  API docs:  http://{host}:{port}/api/docs")
+        console.print(f"  staff:     staff@example.com / {password}")
+        console.print(f"  shopper:   shopper@example.com / {password}\n")
+
     if serve_after:
-        _serve(settings, workers=1, with_worker=True)
+        _export_env(settings)  # the application is built from the environment
+        os.environ["MERCATO_EMBEDDED_WORKER"] = "true"
+    # The signal that stopped the server is raised again once it has shut down.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            demo_mod.run_demo(
+                settings,
+                console,
+                products=products,
+                seed=seed,
+                password=password,
+                customers=customers,
+                orders=orders,
+                serve=serve_after,
+                announce=announce,
+            )
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,7 +58,7 @@ def database_url(database: str | None) -> str:
 def settings_with(**overrides: object) -> Settings:
     """The environment's settings with the options the command was given (``None``: not given)."""
     base = environment_settings()
-    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    return base.with_changes(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def settings_for(database: str | None) -> Settings:

@@ -23,17 +23,36 @@ reject a few within a few days, so the latest ones, a few forgotten ones and tho
 filter flags are still in the moderation queue. A product that runs out is restocked (a
 delivery booked with ``inventory.receive``) when a customer wants it. The same seed and
 catalog give the same history: the same orders in the same states and the same reviews (only
-the dates move with today).
+the dates move with the day the history was planned).
+
+**Resuming.** The plan's inputs (the seed, the counts, the moment it was planned, the
+variants on sale then) and each step's outcome go to a journal file, a JSON line per step,
+written as the step completes. A later run reads it, replays the outcomes without touching the
+database and carries on with the next step, so a history stopped half way and continued ends
+as an uninterrupted one would. Steps stop only between two steps when asked to
+(:meth:`History.run`); a process killed outright may repeat the step it was in, which the
+checkout's idempotency key makes harmless for an order and which any other step survives as a
+skipped one.
+
+**The shop is live meanwhile.** The rest of a default history is made while the shop serves,
+so a shopper may buy the units a planned order wanted or cancel a demo customer's order: a
+step the services refuse is journalled as skipped (its later steps are never scheduled) and
+the run goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
+import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
 
 from mercato.cart import service as cart
 from mercato.catalog import service as catalog
@@ -49,6 +68,9 @@ from mercato.returns import service as returns
 from mercato.reviews import service as reviews
 from mercato.reviews.demo import demo_rating, demo_review
 from mercato.runtime import Runtime
+from mercato.settings import Settings
+
+log = logging.getLogger("mercato.demo")
 
 STAFF_ACTOR = "staff@example.com"
 PAYMENT_TOKEN = "tok_visa"  # noqa: S105 - the sandbox card that is always authorized
@@ -60,6 +82,8 @@ REJECTED_SHARE = 0.08  # of written reviews that staff decide
 LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
 RESTOCK_BELOW = 5
 RESTOCK_UNITS = 40
+JOURNAL_NAME = "demo-history.jsonl"
+JOURNAL_VERSION = 1
 
 _FIRST = (
     "Anna", "Ben", "Clara", "David", "Elena", "Felix", "Greta", "Hugo", "Ines", "Jonas",
@@ -118,6 +142,7 @@ class _Order:
     order_id: str | None = None
     shipment_id: str | None = None
     return_id: str | None = None
+    review_ids: dict[int, str] = field(default_factory=dict)
 
 
 def _customers(rng: random.Random, count: int) -> list[_Customer]:
@@ -224,6 +249,86 @@ def _plan(
     return plans
 
 
+# -- the journal ----------------------------------------------------------------------------------
+
+Variants = dict[str, list[tuple[str, frozenset[str]]]]
+
+
+def journal_path(settings: Settings) -> Path:
+    """Where the demo history of the settings' database keeps its journal (the data directory
+    is one per database)."""
+    return Path(settings.data_dir) / JOURNAL_NAME
+
+
+class _Journal:
+    """The plan's inputs on the first line, then one step's outcome per line, appended as each
+    step completes (flushed to the operating system, which keeps it if the process dies)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.file: IO[str] | None = None
+
+    def read(self) -> tuple[dict[str, Any] | None, list[Any]]:
+        if self.path is None or not self.path.exists():
+            return None, []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        header = json.loads(lines[0]) if lines else None
+        if header is None or header.get("version") != JOURNAL_VERSION:
+            return None, []
+        outcomes = []
+        for line in lines[1:]:
+            try:
+                outcomes.append(json.loads(line))
+            except ValueError:
+                break  # the last line, cut off when the process died while writing it
+        return header, outcomes
+
+    def begin(self, header: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        part = self.path.with_name(self.path.name + ".part")
+        part.write_text(json.dumps(header) + "\n", encoding="utf-8")
+        part.replace(self.path)
+
+    def record(self, outcome: Any) -> None:
+        if self.path is None:
+            return
+        if self.file is None:
+            self.file = self.path.open("a", encoding="utf-8")
+        self.file.write(json.dumps(outcome) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _header(
+    *, seed: int, customers: int, orders: int, days: int, planned: datetime, variants: Variants
+) -> dict[str, Any]:
+    return {
+        "version": JOURNAL_VERSION,
+        "seed": seed,
+        "customers": customers,
+        "orders": orders,
+        "days": days,
+        "planned": planned.isoformat(),
+        "variants": [
+            [product, [[variant, sorted(countries)] for variant, countries in held]]
+            for product, held in variants.items()
+        ],
+    }
+
+
+def _variants_of(header: dict[str, Any]) -> Variants:
+    return {
+        product: [(variant, frozenset(countries)) for variant, countries in held]
+        for product, held in header["variants"]
+    }
+
+
 # -- running it -----------------------------------------------------------------------------------
 
 
@@ -231,18 +336,18 @@ class _Clock:
     """The simulated time: each reading moves it on by a millisecond, so the moments read
     within one action stay in order."""
 
-    def __init__(self) -> None:
-        self.at = utcnow()
+    def __init__(self, at: datetime) -> None:
+        self.at = at
 
     def __call__(self) -> datetime:
         self.at += timedelta(milliseconds=1)
         return self.at
 
 
-async def _sellable_variants(runtime: Runtime) -> dict[str, list[tuple[str, frozenset[str]]]]:
+async def _sellable_variants(runtime: Runtime) -> Variants:
     """Active variants with stock, by product id, in SKU order (the seeded catalog's order),
     each with the countries its warehouses ship to."""
-    by_product: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    by_product: Variants = {}
     after: str | None = None
     async with runtime.db.transaction() as uow:
         serves = {w.code: w.countries for w in await inventory.list_warehouses(uow) if w.active}
@@ -260,6 +365,324 @@ async def _sellable_variants(runtime: Runtime) -> dict[str, list[tuple[str, froz
     return by_product
 
 
+Agenda = list[tuple[datetime, int, str, int, int]]
+"""(moment, tie-breaker, action, order index, extra), a heap."""
+
+
+class History:
+    """A planned history and how far it got: :meth:`prepare` plans it (or reads the plan back
+    from the journal and replays what was done), :meth:`run` makes the rest, in one go or in
+    parts."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        journal: _Journal,
+        header: dict[str, Any],
+        people: list[_Customer],
+        plans: list[_Order],
+    ) -> None:
+        self.runtime = runtime
+        self.journal = journal
+        self.seed: int = header["seed"]
+        self.planned = datetime.fromisoformat(header["planned"])
+        self.clock = _Clock(self.planned)
+        self.people = people
+        self.plans = plans
+        self.users: list[identity.UserInfo] = []
+        self.total_orders = len(plans)
+        self.orders_done = 0  # orders tried (placed or refused)
+        self.placed = self.not_placed = self.refunded = self.written = 0
+        self.bodies: set[str | None] = set()  # texts written so far: buyers do not copy each other
+        self.agenda: Agenda = []
+        self.counter = itertools.count()
+        self.step = 0
+        self.outcomes: list[Any] = []
+        settings = runtime.settings
+        self.limits = cart.CartLimits.from_settings(settings)
+        self.policy = reviews.AbusePolicy.from_settings(settings)
+        self.cache = cart.cache_for(runtime)
+        for index, plan in enumerate(plans):
+            self._later(plan.placed, "place", index)
+
+    @property
+    def finished(self) -> bool:
+        return not self.agenda
+
+    @classmethod
+    async def prepare(
+        cls,
+        runtime: Runtime,
+        *,
+        customers: int,
+        orders_count: int,
+        seed: int,
+        password: str,
+        days: int = 90,
+        journal: Path | None = None,
+    ) -> History:
+        """The history planned from ``seed`` (or, when ``journal`` holds one, the history
+        planned then, whatever the arguments say), its customers made, and the steps the
+        journal records replayed."""
+        wire()  # the hooks between modules: what a verified purchase is, among others
+        book = _Journal(journal)
+        header, outcomes = book.read()
+        if header is None:
+            variants = await _sellable_variants(runtime)
+            if customers < 1 or orders_count < 1:
+                variants = {}
+            header = _header(
+                seed=seed,
+                customers=customers,
+                orders=orders_count,
+                days=days,
+                planned=utcnow(),
+                variants=variants,
+            )
+            book.begin(header)
+            outcomes = []
+        variants = _variants_of(header)
+        rng = random.Random(header["seed"])
+        people = _customers(rng, header["customers"]) if variants else []
+        plans = (
+            _plan(
+                rng,
+                customers=header["customers"],
+                count=header["orders"],
+                variants=variants,
+                people=people,
+                now=datetime.fromisoformat(header["planned"]),
+                days=header["days"],
+            )
+            if variants
+            else []
+        )
+        history = cls(runtime, book, header, people, plans)
+        await history._make_customers(password)
+        history._replay(outcomes)
+        return history
+
+    async def _make_customers(self, password: str) -> None:
+        """The accounts in one transaction, each at the moment it was opened (or, when a run
+        made them already, read back)."""
+        if not self.people:
+            return
+        async with self.runtime.db.transaction() as uow:
+            if await identity.get_user_by_email(uow, self.people[0].email) is not None:
+                for person in self.people:
+                    user = await identity.get_user_by_email(uow, person.email)
+                    assert user is not None
+                    self.users.append(user)
+                return
+        password_hash = await identity.hash_password(password)
+        with clock_override(self.clock):
+            async with self.runtime.db.transaction() as uow:
+                for person in self.people:
+                    self.clock.at = self.planned - timedelta(days=person.joined_days_ago)
+                    user = await identity.create_user(
+                        uow,
+                        email=person.email,
+                        password=password,
+                        role="customer",
+                        name=person.name,
+                        password_hash=password_hash,
+                    )
+                    self.users.append(user)
+
+    def _replay(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        while self.agenda and self.step < len(outcomes):
+            at, _, action, index, extra = heapq.heappop(self.agenda)
+            self._follow(at, action, index, extra, outcomes[self.step])
+            self.step += 1
+
+    async def run(
+        self,
+        *,
+        until_orders: int | None = None,
+        stop: asyncio.Event | None = None,
+        advance: Callable[[int], None] = lambda n: None,
+    ) -> HistoryCounts | None:
+        """Make the next steps in time order, until the history is complete (its counts), or
+        until ``until_orders`` orders have been tried or ``stop`` is set (None; a later
+        :meth:`run`, or a :meth:`prepare` from the same journal, continues).
+        ``advance(n)``: n more orders tried."""
+        try:
+            with clock_override(self.clock):
+                while self.agenda:
+                    at, _, action, index, extra = self.agenda[0]
+                    if stop is not None and stop.is_set():
+                        return None
+                    enough = until_orders is not None and self.orders_done >= until_orders
+                    if action == "place" and enough:
+                        return None
+                    heapq.heappop(self.agenda)
+                    self.clock.at = at
+                    outcome = await self._act(action, index, extra)
+                    self.journal.record(outcome)
+                    self._follow(at, action, index, extra, outcome)
+                    self.step += 1
+                    if action == "place":
+                        advance(1)
+        finally:
+            if not self.agenda:
+                self.journal.close()
+        return await self.counts()
+
+    async def counts(self) -> HistoryCounts:
+        async with self.runtime.db.transaction() as uow:
+            by_status = await orders.count_by_status(uow)
+            by_state = await reviews.count_by_state(uow)
+        return HistoryCounts(
+            customers=len(self.users),
+            orders=self.placed,
+            not_placed=self.not_placed,
+            by_status=by_status,
+            returns_refunded=self.refunded,
+            reviews=self.written,
+            reviews_by_state=by_state,
+        )
+
+    async def publish_figures(self) -> None:
+        """Recompute the sales rank now rather than at the worker's next turn, so the best
+        sellers reach the search index as soon as the orders are there."""
+        settings = self.runtime.settings
+        async with self.runtime.db.transaction() as uow:
+            await orders.refresh_sales_ranks(
+                uow,
+                now=utcnow(),
+                window_days=settings.sales_rank_window_days,
+                half_life_days=settings.sales_rank_half_life_days,
+            )
+
+    def close(self) -> None:
+        self.journal.close()
+
+    # -- one step: done (with the services) and followed (its next steps scheduled) ------------
+
+    def _later(self, at: datetime, action: str, index: int, extra: int = 0) -> None:
+        if at < self.planned:
+            heapq.heappush(self.agenda, (at, next(self.counter), action, index, extra))
+
+    def _review_draft(self, index: int, extra: int) -> tuple[random.Random, Any]:
+        plan = self.plans[index]
+        _product, rating, _after = plan.reviews[extra]
+        review_rng = random.Random(f"{self.seed}:{index}:{extra}")
+        return review_rng, demo_review(review_rng, rating, taken=self.bodies)
+
+    async def _act(self, action: str, index: int, extra: int) -> Any:
+        """Run one step with the services; its outcome as the journal keeps it (None or False:
+        the shop refused it, the step and those that would have followed are skipped)."""
+        plan = self.plans[index]
+        user = self.users[plan.customer]
+        runtime = self.runtime
+        if action == "place":
+            return await _place(
+                runtime,
+                user,
+                self.people[plan.customer],
+                plan,
+                self.limits,
+                self.cache,
+                f"demo-{self.seed}-{index}",
+            )
+        try:
+            if action == "cancel":
+                assert plan.order_id is not None
+                await orders.cancel_order(
+                    runtime, plan.order_id, actor=user.id, user_id=user.id, reason="Changed my mind"
+                )
+                return True
+            if action == "ship":
+                assert plan.order_id is not None
+                shipment = await fulfilment.create_shipment(
+                    runtime,
+                    plan.order_id,
+                    fulfilment.ShipmentRequest(carrier="sandbox"),
+                    actor=STAFF_ACTOR,
+                )
+                return shipment.id
+            if action == "deliver":
+                assert plan.shipment_id is not None
+                async with runtime.db.transaction() as uow:
+                    await fulfilment.deliver_shipment(uow, plan.shipment_id, actor="carrier")
+                return True
+            if action == "return":
+                return await _return(runtime, user, plan)
+            if action == "refund":
+                assert plan.return_id is not None
+                await _refund(runtime, plan)
+                return True
+            if action == "review":
+                product = plan.reviews[extra][0]
+                _rng, draft = self._review_draft(index, extra)
+                async with runtime.db.transaction() as uow:
+                    review = await reviews.create_review(
+                        uow, user, product, draft, ip=None, policy=self.policy
+                    )
+                return [review.id, review.state, review.flagged]
+            assert action == "moderate"
+            rejected = random.Random(f"{self.seed}:{index}:{extra}:decision").random()
+            async with runtime.db.transaction() as uow:
+                await reviews.moderate(
+                    uow,
+                    plan.review_ids[extra],
+                    "reject" if rejected < REJECTED_SHARE else "approve",
+                    actor=STAFF_ACTOR,
+                    reason="Off-topic: about the delivery, not the product"
+                    if rejected < REJECTED_SHARE
+                    else None,
+                )
+            return True
+        except Problem as problem:
+            # The shop is live: someone may have got there first (see the module docstring).
+            log.info("demo history: %s of order %d skipped (%s)", action, index, problem.code)
+            return None if action in ("ship", "return", "review") else False
+
+    def _follow(self, at: datetime, action: str, index: int, extra: int, outcome: Any) -> None:
+        """Count a step's outcome and schedule what follows from it; the same for a step just
+        made and for one read back from the journal."""
+        plan = self.plans[index]
+        if action == "place":
+            self.orders_done += 1
+            if outcome is None:
+                self.not_placed += 1
+                return
+            self.placed += 1
+            plan.order_id = outcome
+            if plan.fate == "cancelled":
+                self._later(at + plan.cancel_after, "cancel", index)
+            elif plan.fate != "waiting":
+                self._later(plan.placed + plan.ship_after, "ship", index)
+        elif action == "ship" and outcome is not None:
+            plan.shipment_id = outcome
+            if plan.fate != "in_transit":
+                self._later(plan.placed + plan.deliver_after, "deliver", index)
+        elif action == "deliver" and outcome:
+            if plan.fate == "returned":
+                self._later(plan.placed + plan.return_after, "return", index)
+            for i, (_product, _rating, after) in enumerate(plan.reviews):
+                self._later(plan.placed + after, "review", index, i)
+        elif action == "return" and outcome is not None:
+            plan.return_id = outcome
+            self._later(plan.placed + plan.refund_after, "refund", index)
+        elif action == "refund" and outcome:
+            self.refunded += 1
+        elif action == "review":
+            review_rng, draft = self._review_draft(index, extra)
+            self.bodies.add(draft.body)
+            if outcome is None:
+                return
+            self.written += 1
+            review_id, state, flagged = outcome
+            # Staff get to most written reviews within a few days; some wait longer.
+            if state == "pending" and not flagged:
+                if review_rng.random() >= LEFT_WAITING_SHARE:
+                    hours = review_rng.uniform(6, 96)
+                    self._later(at + timedelta(hours=hours), "moderate", index, extra)
+                plan.review_ids[extra] = review_id
+
+
 async def generate_history(
     runtime: Runtime,
     *,
@@ -269,176 +692,25 @@ async def generate_history(
     password: str,
     days: int = 90,
     advance: Callable[[int], None] = lambda n: None,
+    journal: Path | None = None,
 ) -> HistoryCounts:
     """Make ``customers`` customers (signing in with ``password``) and ``orders_count`` orders
     over the last ``days`` days, with their shipments, deliveries, cancellations, returns,
-    refunds and reviews (see the module docstring). ``advance(n)``: n more orders handled."""
-    wire()  # the hooks between modules: what a verified purchase is, among others
-    rng = random.Random(seed)
-    variants = await _sellable_variants(runtime)
-    if not variants or customers < 1 or orders_count < 1:
-        return HistoryCounts(0, 0, 0, {}, 0, 0, {})
-    clock = _Clock()
-    now = clock.at
-    people = _customers(rng, customers)
-    plans = _plan(
-        rng,
+    refunds and reviews (see the module docstring), all in one go; then the sales rank.
+    ``advance(n)``: n more orders handled."""
+    history = await History.prepare(
+        runtime,
         customers=customers,
-        count=orders_count,
-        variants=variants,
-        people=people,
-        now=now,
+        orders_count=orders_count,
+        seed=seed,
+        password=password,
         days=days,
+        journal=journal,
     )
-    settings = runtime.settings
-    limits = cart.CartLimits.from_settings(settings)
-    policy = reviews.AbusePolicy.from_settings(settings)
-    cache = cart.cache_for(runtime)
-
-    users: list[identity.UserInfo] = []
-    password_hash = await identity.hash_password(password)
-    with clock_override(clock):
-        # The accounts in one transaction, each at the moment it was opened.
-        async with runtime.db.transaction() as uow:
-            for person in people:
-                clock.at = now - timedelta(days=person.joined_days_ago)
-                users.append(
-                    await identity.create_user(
-                        uow,
-                        email=person.email,
-                        password=password,
-                        role="customer",
-                        name=person.name,
-                        password_hash=password_hash,
-                    )
-                )
-
-    # The agenda: (moment, tie-breaker, action, order index, extra).
-    agenda: list[tuple[datetime, int, str, int, int]] = []
-    counter = itertools.count()
-    for index, plan in enumerate(plans):
-        heapq.heappush(agenda, (plan.placed, next(counter), "place", index, 0))
-
-    placed = not_placed = refunded = written = 0
-    bodies: set[str | None] = set()  # texts written so far: buyers do not copy each other
-
-    def later(at: datetime, action: str, index: int, extra: int = 0) -> None:
-        if at < now:
-            heapq.heappush(agenda, (at, next(counter), action, index, extra))
-
-    with clock_override(clock):
-        while agenda:
-            at, _, action, index, extra = heapq.heappop(agenda)
-            clock.at = at
-            plan = plans[index]
-            user = users[plan.customer]
-            if action == "place":
-                advance(1)
-                order_id = await _place(
-                    runtime,
-                    user,
-                    people[plan.customer],
-                    plan,
-                    limits,
-                    cache,
-                    f"demo-{seed}-{index}",
-                )
-                if order_id is None:
-                    not_placed += 1
-                    continue
-                placed += 1
-                plan.order_id = order_id
-                if plan.fate == "cancelled":
-                    later(at + plan.cancel_after, "cancel", index)
-                elif plan.fate != "waiting":
-                    later(plan.placed + plan.ship_after, "ship", index)
-            elif action == "cancel":
-                assert plan.order_id is not None
-                await orders.cancel_order(
-                    runtime, plan.order_id, actor=user.id, user_id=user.id, reason="Changed my mind"
-                )
-            elif action == "ship":
-                assert plan.order_id is not None
-                shipment = await fulfilment.create_shipment(
-                    runtime,
-                    plan.order_id,
-                    fulfilment.ShipmentRequest(carrier="sandbox"),
-                    actor=STAFF_ACTOR,
-                )
-                plan.shipment_id = shipment.id
-                if plan.fate != "in_transit":
-                    later(plan.placed + plan.deliver_after, "deliver", index)
-            elif action == "deliver":
-                assert plan.shipment_id is not None
-                async with runtime.db.transaction() as uow:
-                    await fulfilment.deliver_shipment(uow, plan.shipment_id, actor="carrier")
-                if plan.fate == "returned":
-                    later(plan.placed + plan.return_after, "return", index)
-                for i, (_product, _rating, after) in enumerate(plan.reviews):
-                    later(plan.placed + after, "review", index, i)
-            elif action == "return":
-                plan.return_id = await _return(runtime, user, plan)
-                later(plan.placed + plan.refund_after, "refund", index)
-            elif action == "refund":
-                assert plan.return_id is not None and plan.order_id is not None
-                async with runtime.db.transaction() as uow:
-                    order = await orders.get_order(uow, plan.order_id)
-                assert order is not None
-                await returns.receive_return(
-                    runtime,
-                    plan.return_id,
-                    [returns.Disposition(line.id, "restock") for line in order.lines],
-                    actor=STAFF_ACTOR,
-                )
-                refunded += 1
-            elif action == "review":
-                product, rating, _after = plan.reviews[extra]
-                review_rng = random.Random(f"{seed}:{index}:{extra}")
-                draft = demo_review(review_rng, rating, taken=bodies)
-                bodies.add(draft.body)
-                async with runtime.db.transaction() as uow:
-                    review = await reviews.create_review(
-                        uow,
-                        user,
-                        product,
-                        draft,
-                        ip=None,
-                        policy=policy,
-                    )
-                written += 1
-                # Staff get to most written reviews within a few days; some wait longer.
-                if review.state == "pending" and not review.flagged:
-                    if review_rng.random() >= LEFT_WAITING_SHARE:
-                        hours = review_rng.uniform(6, 96)
-                        later(at + timedelta(hours=hours), "moderate", index, extra)
-                    plan.reviews[extra] = (review.id, rating, _after)
-            elif action == "moderate":
-                review_id = plan.reviews[extra][0]
-                decide_rng = random.Random(f"{seed}:{index}:{extra}:decision")
-                rejected = decide_rng.random() < REJECTED_SHARE
-                async with runtime.db.transaction() as uow:
-                    await reviews.moderate(
-                        uow,
-                        review_id,
-                        "reject" if rejected else "approve",
-                        actor=STAFF_ACTOR,
-                        reason="Off-topic: about the delivery, not the product"
-                        if rejected
-                        else None,
-                    )
-
-    async with runtime.db.transaction() as uow:
-        by_status = await orders.count_by_status(uow)
-        by_state = await reviews.count_by_state(uow)
-    return HistoryCounts(
-        customers=len(users),
-        orders=placed,
-        not_placed=not_placed,
-        by_status=by_status,
-        returns_refunded=refunded,
-        reviews=written,
-        reviews_by_state=by_state,
-    )
+    counts = await history.run(advance=advance)
+    assert counts is not None
+    await history.publish_figures()
+    return counts
 
 
 async def _place(
@@ -457,6 +729,8 @@ async def _place(
     for attempt in range(2):
         try:
             async with runtime.db.transaction() as uow:
+                # Emptied first: a step repeated after the process died starts from scratch.
+                await cart.empty_cart(uow, owner, limits=limits, cache=cache)
                 for variant, _product, units in plan.lines:
                     await cart.add_item(uow, owner, variant, units, limits=limits, cache=cache)
             body = await checkout.checkout(
@@ -470,10 +744,11 @@ async def _place(
                 ),
             )
         except Problem as problem:
-            if problem.code not in ("out_of_stock", "variant_unavailable"):
-                raise
             async with runtime.db.transaction() as uow:
                 await cart.empty_cart(uow, owner, limits=limits, cache=cache)
+            if problem.code not in ("out_of_stock", "variant_unavailable"):
+                log.info("demo history: an order refused (%s)", problem.code)
+                return None
             if attempt == 0:
                 await _restock(runtime, [v for v, _p, _u in plan.lines], person.address["country"])
             continue
@@ -516,3 +791,17 @@ async def _return(runtime: Runtime, user: identity.UserInfo, plan: _Order) -> st
     async with runtime.db.transaction() as uow:
         await returns.approve_return(uow, found.id, actor=STAFF_ACTOR)
     return found.id
+
+
+async def _refund(runtime: Runtime, plan: _Order) -> None:
+    """Staff receive the parcel back and put everything back on the shelf; the workflow refunds."""
+    assert plan.return_id is not None and plan.order_id is not None
+    async with runtime.db.transaction() as uow:
+        order = await orders.get_order(uow, plan.order_id)
+    assert order is not None
+    await returns.receive_return(
+        runtime,
+        plan.return_id,
+        [returns.Disposition(line.id, "restock") for line in order.lines],
+        actor=STAFF_ACTOR,
+    )

@@ -5,14 +5,35 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 INSECURE_DEFAULT_SECRET = "insecure-development-secret-change-me"  # noqa: S105
 SECRET_KEY_MIN_LENGTH = 32
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_data_dir(database_url: str) -> Path:
+    """Where a shop keeps its search index and mail files unless ``MERCATO_DATA_DIR`` says
+    otherwise: one directory per database, so two shops started in one folder never share an
+    index. A SQLite file's sits beside it (``shop.db`` -> ``shop-data``, any other name gets
+    ``.data`` appended); a server database's is named after its host, port and database under
+    the working directory."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return Path("mercato-data")
+        path = Path(url.database)
+        name = f"{path.stem}-data" if path.suffix == ".db" else f"{path.name}.data"
+        return path.with_name(name)
+    parts = (url.get_backend_name(), url.host or "local", str(url.port or "default"), url.database)
+    name = "-".join(_UNSAFE_IN_NAME.sub("_", part or "") for part in ("mercato", *parts))
+    return Path(f"{name}-data")
 
 
 class Settings(BaseSettings):
@@ -37,7 +58,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    data_dir: Path = Path("./mercato-data")
+    data_dir: Path = Field(
+        default=Path("mercato-data"),
+        description="Search index and mail files; by default one directory per database "
+        "(see default_data_dir)",
+    )
     demo_mode: bool = False
     embedded_worker: bool = Field(
         default=False, description="Run the background worker inside the API process"
@@ -144,6 +169,20 @@ class Settings(BaseSettings):
     # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
     # (a separate worker process on SQLite) it checks the outbox this often
     worker_idle_poll_seconds: float = 0.5
+
+    @model_validator(mode="after")
+    def _data_dir_of_the_database(self) -> Self:
+        if "data_dir" not in self.model_fields_set:
+            # Not through setattr: that would count the directory as given explicitly.
+            self.__dict__["data_dir"] = default_data_dir(self.database_url)
+        return self
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with ``changes``; a default data directory follows a new database."""
+        copy = self.model_copy(update=changes)
+        if "data_dir" not in copy.model_fields_set:
+            copy.__dict__["data_dir"] = default_data_dir(copy.database_url)
+        return copy
 
     @field_validator("currency")
     @classmethod

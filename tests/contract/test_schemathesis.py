@@ -31,7 +31,7 @@ import uvicorn
 from rich.console import Console
 
 from mercato.app import create_app
-from mercato.demo import seed_if_empty
+from mercato.demo import run_demo
 from mercato.identity import service as identity
 from mercato.runtime import Runtime
 from mercato.search import service as search
@@ -53,14 +53,15 @@ async def _prepare(settings: Settings) -> dict[str, str]:
     """The demo shop in the database, its search index built, and a token per role."""
     # A short past (orders, reviews) is enough to reach every kind of answer; the demo's default
     # history would cost half a minute per role.
-    await seed_if_empty(
+    await run_demo(
         settings,
-        DEMO_PRODUCTS,
-        7,
-        "demo-password-1",
         Console(quiet=True),
+        products=DEMO_PRODUCTS,
+        seed=7,
+        password="demo-password-1",
         customers=6,
         orders=12,
+        serve=False,
     )
     runtime = Runtime.from_settings(settings)
     try:

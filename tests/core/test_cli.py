@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -126,3 +132,50 @@ async def test_migrate_then_serve_check_passes(tmp_path: Path, backend: str) -> 
     code, output = await asyncio.to_thread(_invoke, "migrate", "--database", str(tmp_path / "m.db"))
     assert code == 0, output
     assert "revision" in output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_demo_answers_search_as_soon_as_it_prints_its_address(tmp_path: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the demo's embedded default is SQLite")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    command = [sys.executable, "-m", "mercato.cli", "demo", "--port", str(port)]
+    command += ["--products", "30", "--orders", "10", "--customers", "4"]
+    command += ["--database", str(tmp_path / "shop.db")]
+    demo = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    watchdog = threading.Timer(120, demo.kill)  # a hung start fails the test, not the suite
+    watchdog.start()
+    seen: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            seen.append(line)
+            if "Mercato demo shop:" in line:
+                break
+        else:
+            pytest.fail("the demo stopped before printing its address:\n" + "".join(seen))
+        # At once: no waiting, no retry.
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/search")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["total"] > 0
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+        watchdog.cancel()
+    assert demo.returncode == 0, "".join(seen) + rest
+    assert (tmp_path / "shop-data" / "search").is_dir()  # beside the database

@@ -105,6 +105,8 @@ def _hooks() -> None:
 
     # Logging in: the guest cart the request carries joins the customer's cart.
     identity.after_login_hooks.append(cart_api.merge_guest_cart_on_login)
+    # A verified address: the orders placed with it as a guest join the account.
+    identity.verified_email_hooks.append(orders.join_guest_orders)
     # Product answers say whether each variant is in stock, which the inventory module knows.
     catalog.stock_readers.append(inventory.stock_notes)
     # An order's page shows its shipments, which live in the fulfilment module.

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from mercato.cart import service as cart_service
+from mercato.cart.schemas import presented_token
 from mercato.checkout import service
 from mercato.checkout.schemas import (
     AdminShippingMethodOut,
@@ -39,7 +40,7 @@ from mercato.identity.deps import (
 )
 from mercato.identity.service import UserInfo
 from mercato.money import format_minor
-from mercato.openapi import problems
+from mercato.openapi import guest_allowed, problems, raises
 from mercato.problems import not_found
 from mercato.ratelimit import client_ip
 from mercato.runtime import RuntimeDep, UowDep
@@ -82,12 +83,19 @@ async def shipping_methods(
 def _guest_cart_id(request: Request, runtime: RuntimeDep) -> str | None:
     """The cart a guest's token names (header or cookie); None without a token, 400
     ``invalid_cart_token`` for a forged one."""
-    token = request.headers.get(cart_service.CART_HEADER) or request.cookies.get(
-        cart_service.CART_COOKIE
-    )
+    token, _ = presented_token(request)
     if not token:
         return None
     return cart_service.read_cart_token(runtime.settings.secret_key, token)
+
+
+@guest_allowed
+@raises(400)  # invalid_cart_token
+async def guest_cart_token(request: Request) -> str | None:
+    """The cart token a guest checks out with (``X-Cart-Token``, else the cart cookie); read
+    only when nobody signs in, so signing in stays optional for the checkout."""
+    token, _ = presented_token(request)
+    return token
 
 
 async def _quote_cart(
@@ -147,6 +155,7 @@ async def checkout(
     request: Request,
     runtime: RuntimeDep,
     credential: PresentedCredential,
+    guest_token: Annotated[str | None, Depends(guest_cart_token)],
     # Checked by the checkout after the credential (a bad token is refused first), so it is
     # described to the document by hand: required, with the rule the checkout applies.
     idempotency_key: Annotated[
@@ -168,9 +177,8 @@ async def checkout(
     if credential is None:
         if body.email is None:
             raise unauthorized("missing", None)
-        return await _guest_checkout(
-            request, runtime, idempotency_key, replace(wanted, email=body.email)
-        )
+        guest = replace(wanted, email=body.email)
+        return await _guest_checkout(request, runtime, guest_token, idempotency_key, guest)
     presented = credential
 
     async def authenticate(uow: UnitOfWork) -> UserInfo:
@@ -190,13 +198,15 @@ async def checkout(
 async def _guest_checkout(
     request: Request,
     runtime: RuntimeDep,
+    token: str | None,
     idempotency_key: str | None,
     wanted: service.CheckoutRequest,
 ) -> JSONResponse:
     ip = client_ip(request)
     guard = cart_service.GuestThrottle.for_caller(runtime, ip)
     await cart_service.throttle_guest(guard, cart_service.CartOwner())
-    cart_id = _guest_cart_id(request, runtime)
+    secret = runtime.settings.secret_key
+    cart_id = cart_service.read_cart_token(secret, token) if token else None
     answer = await service.checkout_guest(runtime, cart_id, idempotency_key, wanted, ip=ip)
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff, WorkflowUser
+from mercato.identity.schemas import Email
 from mercato.openapi import DateTime, problems
 from mercato.orders import service
 from mercato.orders.schemas import (
@@ -69,7 +70,7 @@ async def lookup_order(
     uow: UowDep,
     runtime: RuntimeDep,
     order_number: Annotated[str, Query(min_length=1, max_length=100)],
-    email: Annotated[str, Query(min_length=1, max_length=320)],
+    email: Annotated[Email, Query()],
 ) -> GuestOrderOut:
     """An order by its number and the e-mail it was placed with, without an account, and the
     access token that opens it under ``/api/guest-orders``. 404 ``order_not_found`` for an

@@ -33,7 +33,7 @@ from mercato.identity import service as identity
 from mercato.orders.cancellation import cancel_order
 from mercato.orders.lifecycle import MAX_ACTOR
 from mercato.orders.queries import ORDERS, OrderInfo, get_order
-from mercato.problems import Problem, not_found, validation_problem
+from mercato.problems import Problem, not_found
 from mercato.ratelimit import Rate, TokenBucketLimiter, limiter_for, throttle
 from mercato.runtime import Runtime
 
@@ -94,16 +94,6 @@ def no_such_order() -> Problem:
     )
 
 
-def lookup_email(email: str) -> str:
-    """The e-mail of a lookup spelled as orders store it; 422 naming ``email`` when it is not
-    an address at all (which says nothing about any order)."""
-    normalized = identity.normalize_email(email)
-    problem = identity.email_problem(normalized)
-    if problem is not None:
-        raise validation_problem("email", problem)
-    return normalized
-
-
 @dataclass(frozen=True, slots=True)
 class FoundOrder:
     order: OrderInfo
@@ -135,15 +125,16 @@ async def lookup_order(
 ) -> FoundOrder:
     """The order with this number placed with this e-mail, and its access token; 404
     ``order_not_found`` for an unknown number and a wrong e-mail alike, after the same work.
-    Counted against the caller's allowance first (429 ``rate_limited`` with ``Retry-After``),
-    malformed e-mails included."""
+    Counted against the caller's allowance first (429 ``rate_limited`` with ``Retry-After``).
+    The e-mail is spelled as orders store it (normalised like an account's); one that is no
+    address once normalised simply matches no order."""
     if throttle_by is not None:
         await throttle(
             throttle_by.limiter,
             {f"orders:lookup:{throttle_by.ip}": throttle_by.rate},
             detail="Too many order lookups from your address; try again in a minute",
         )
-    address = lookup_email(email)
+    address = identity.normalize_email(email)
     number = order_number.strip()
     row = None
     if 0 < len(number) <= ORDER_NUMBER_MAX_LENGTH:

@@ -55,9 +55,7 @@ async def lookup(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response
             throttle_by=orders.LookupThrottle.for_caller(runtime, client_ip(request)),
         )
     except Problem as exc:
-        if exc.code == "validation_error":
-            error = "Enter the e-mail address the order was placed with."
-        elif exc.code == "rate_limited":
+        if exc.code == "rate_limited":
             error = "Too many attempts. Please wait a minute and try again."
         else:
             error = NOT_FOUND

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mercato import worker
@@ -86,6 +88,22 @@ def order_link(smtp: SmtpServer, order_id: str) -> str:
             assert found.group(0) in html.replace("&amp;", "&")
             return found.group(2)
     raise AssertionError(f"no mail links to {order_id}")
+
+
+ORDER_IDS = st.text(alphabet="abcdefghjkmnpqrstvwxyz0123456789_", min_size=1, max_size=30)
+ADDRESSES = st.emails().map(str.lower)
+
+
+@given(ORDER_IDS, ADDRESSES, ORDER_IDS, ADDRESSES)
+def test_an_access_token_opens_one_order_of_one_email(
+    order_a: str, email_a: str, order_b: str, email_b: str
+) -> None:
+    token = orders.order_access_token("a-secret", order_a, email_a)
+    same = (order_a, email_a) == (order_b, email_b)
+    assert (orders.order_access_token("a-secret", order_b, email_b) == token) == same
+    # Another shop's secret makes another token; a token is URL-safe as it is.
+    assert orders.order_access_token("another-secret", order_a, email_a) != token
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
 
 
 async def test_the_confirmation_mail_links_to_the_order_and_the_link_opens_only_it(

@@ -109,6 +109,8 @@ def _hooks() -> None:
     # The shop delivers where some warehouse ships to and some shipping zone covers.
     identity.served_country_readers.append(inventory.shipping_countries)
     identity.served_country_readers.append(checkout.ship_to_countries)
+    # A verified address: the orders placed with it as a guest join the account.
+    identity.verified_email_hooks.append(orders.join_guest_orders)
     # Product answers say whether each variant is in stock, which the inventory module knows.
     catalog.stock_readers.append(inventory.stock_notes)
     # An order's page shows its shipments, which live in the fulfilment module.

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     guest_carts_per_ip_per_hour: int = Field(
         default=100, ge=1, description="Guest carts one client IP may create"
     )
+    order_lookups_per_ip_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Order lookups by order number and e-mail from one client IP",
+    )
 
     # payments
     payment_provider: str = Field(default="sandbox", description="sandbox, or a registered name")

@@ -66,7 +66,7 @@ class LineSpec:
 
 def make_draft(
     *,
-    user_id: str = "usr_test",
+    user_id: str | None = "usr_test",
     email: str = "shopper@example.com",
     lines: list[LineSpec] | None = None,
     payment_intent_id: str = "pi_none",
@@ -176,7 +176,7 @@ async def real_order(
     db: Database,
     provider: SandboxProvider,
     *,
-    user_id: str = "usr_test",
+    user_id: str | None = "usr_test",
     email: str = "shopper@example.com",
     quantities: tuple[int, ...] = (2, 1),
     capture: bool = False,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from mercato.cart import service as cart_service
+from mercato.cart.schemas import presented_token
 from mercato.checkout import service
 from mercato.checkout.schemas import (
     AdminShippingMethodOut,
@@ -38,7 +40,7 @@ from mercato.identity.deps import (
 )
 from mercato.identity.service import UserInfo
 from mercato.money import format_minor
-from mercato.openapi import problems
+from mercato.openapi import guest_allowed, problems, raises
 from mercato.problems import not_found
 from mercato.ratelimit import client_ip
 from mercato.runtime import RuntimeDep, UowDep
@@ -78,17 +80,32 @@ async def shipping_methods(
     return {"country": code, "methods": [service.method_to_json(m) for m in found]}
 
 
+def _guest_cart_id(request: Request, runtime: RuntimeDep) -> str | None:
+    """The cart a guest's token names (header or cookie); None without a token, 400
+    ``invalid_cart_token`` for a forged one."""
+    token, _ = presented_token(request)
+    if not token:
+        return None
+    return cart_service.read_cart_token(runtime.settings.secret_key, token)
+
+
+@guest_allowed
+@raises(400)  # invalid_cart_token
+async def guest_cart_token(request: Request) -> str | None:
+    """The cart token a guest checks out with (``X-Cart-Token``, else the cart cookie); read
+    only when nobody signs in, so signing in stays optional for the checkout."""
+    token, _ = presented_token(request)
+    return token
+
+
 async def _quote_cart(
     request: Request, uow: UnitOfWork, runtime: RuntimeDep, user: UserInfo | None
 ) -> cart_service.CartInfo | None:
     if user is not None:
         return await cart_service.get_cart_for(uow, user.id, None)
-    token = request.headers.get(cart_service.CART_HEADER) or request.cookies.get(
-        cart_service.CART_COOKIE
-    )
-    if not token:
+    cart_id = _guest_cart_id(request, runtime)
+    if cart_id is None:
         return None
-    cart_id = cart_service.read_cart_token(runtime.settings.secret_key, token)
     return await cart_service.get_cart_for(uow, None, cart_id)
 
 
@@ -129,7 +146,7 @@ async def quote(
 @public.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={201: {"model": CheckoutOut}, **problems(400, 401, 402, 409, 429)},
+    responses={201: {"model": CheckoutOut}, **problems(400, 401, 402, 409, 422, 429)},
     response_model=None,
     openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
 )
@@ -138,18 +155,30 @@ async def checkout(
     request: Request,
     runtime: RuntimeDep,
     credential: PresentedCredential,
+    guest_token: Annotated[str | None, Depends(guest_cart_token)],
     # Checked by the checkout after the credential (a bad token is refused first), so it is
     # described to the document by hand: required, with the rule the checkout applies.
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", include_in_schema=False)
     ] = None,
 ) -> JSONResponse:
-    """Place the order for the signed-in customer's cart: stock is reserved, the payment
+    """Place the order for the signed-in customer's cart, or for a guest's cart (its token in
+    ``X-Cart-Token`` or the cart cookie, with ``email``): stock is reserved, the payment
     authorized and the order created (status ``paid``). Send a unique ``Idempotency-Key`` per
     attempt: the same key and body return the same order; another body is a 422
-    ``idempotency_conflict``."""
+    ``idempotency_conflict``. Without a credential and without ``email``: 401; a guest's
+    checkout counts against its address's allowance of writes."""
+    wanted = service.CheckoutRequest(
+        shipping_address=body.shipping_address.model_dump(),
+        shipping_method=body.shipping_method,
+        payment_token=body.payment_token,
+        promo_code=body.promo_code,
+    )
     if credential is None:
-        raise unauthorized("missing", None)
+        if body.email is None:
+            raise unauthorized("missing", None)
+        guest = replace(wanted, email=body.email)
+        return await _guest_checkout(request, runtime, guest_token, idempotency_key, guest)
     presented = credential
 
     async def authenticate(uow: UnitOfWork) -> UserInfo:
@@ -160,15 +189,25 @@ async def checkout(
             raise unauthorized(check.status, presented, secure_cookie=secure)
         return check.user
 
-    wanted = service.CheckoutRequest(
-        shipping_address=body.shipping_address.model_dump(),
-        shipping_method=body.shipping_method,
-        payment_token=body.payment_token,
-        promo_code=body.promo_code,
-    )
     answer = await service.checkout_as(
         runtime, authenticate, idempotency_key, wanted, ip=client_ip(request)
     )
+    return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
+
+
+async def _guest_checkout(
+    request: Request,
+    runtime: RuntimeDep,
+    token: str | None,
+    idempotency_key: str | None,
+    wanted: service.CheckoutRequest,
+) -> JSONResponse:
+    ip = client_ip(request)
+    guard = cart_service.GuestThrottle.for_caller(runtime, ip)
+    await cart_service.throttle_guest(guard, cart_service.CartOwner())
+    secret = runtime.settings.secret_key
+    cart_id = cart_service.read_cart_token(secret, token) if token else None
+    answer = await service.checkout_guest(runtime, cart_id, idempotency_key, wanted, ip=ip)
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 
 

@@ -59,6 +59,11 @@ class CheckoutIn(_In):
     shipping_method: MethodCode = "standard"
     payment_token: PaymentToken
     promo_code: PromoCodeText | None = None
+    email: Annotated[str, PlainLine(min_length=1, max_length=320)] | None = Field(
+        default=None,
+        description="A guest's e-mail address (required without an account; ignored for a "
+        "signed-in customer, whose orders use the account's): the order's mails go there",
+    )
 
 
 class QuoteAddressIn(BaseModel):

@@ -94,12 +94,15 @@ from mercato.checkout.workflow import (
     MAX_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH,
 )
 from mercato.checkout.workflow import (
+    Buyer,
     CheckoutRequest,
     CheckoutStatus,
     checkout,
     checkout_as,
+    checkout_guest,
     checkout_status,
     count_by_status,
+    guest_email,
 )
 
 __all__ = [
@@ -107,6 +110,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "PRICING_SETUP_TTL_SECONDS",
+    "Buyer",
     "CartItem",
     "CheckoutRequest",
     "CheckoutStatus",
@@ -129,6 +133,7 @@ __all__ = [
     "check_purchasable",
     "checkout",
     "checkout_as",
+    "checkout_guest",
     "checkout_status",
     "choose_country",
     "commit_promo_use",
@@ -140,6 +145,7 @@ __all__ = [
     "estimate_cart",
     "get_promo",
     "get_promo_by_code",
+    "guest_email",
     "invalid_promo",
     "list_promo_codes",
     "list_promos_with_uses",

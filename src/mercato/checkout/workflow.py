@@ -33,6 +33,12 @@ answers 409 ``checkout_in_progress``. ``GET /api/checkout/{id}`` reads the run.
 
 A checkout's id (``chk_…``) is its run's id; it owns the stock, the promo use and the payment,
 and is the order's ``checkout_id``.
+
+**Guests** check out the same way, with their cart named by its signed token and an e-mail
+address (normalised as accounts' are): the order has that e-mail and no customer. A guest's
+idempotency keys are scoped to the cart, as a customer's are to the account; the e-mail is part
+of the body a replay must repeat. A promo code's per-customer limit counts a guest by its
+e-mail.
 """
 
 from __future__ import annotations
@@ -74,12 +80,13 @@ from mercato.checkout.quote import (
 )
 from mercato.checkout.setup_cache import PricingSetupCache, pricing_setup_cache
 from mercato.db import UnitOfWork
+from mercato.identity import service as identity
 from mercato.identity.service import UserInfo
 from mercato.ids import new_id
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.payments import service as payments
-from mercato.problems import Problem
+from mercato.problems import Problem, validation_problem
 from mercato.runtime import Runtime
 from mercato.workflows import RetryLater, Step, StepContext, Workflow
 
@@ -97,22 +104,28 @@ _KEY = re.compile(KEY_PATTERN)
 
 @dataclass(frozen=True, slots=True)
 class CheckoutRequest:
-    """What ``POST /api/checkout`` carries (the cart comes from the customer)."""
+    """What ``POST /api/checkout`` carries (the cart comes from the customer, or from a guest's
+    token; ``email`` is a guest's address)."""
 
     shipping_address: Mapping[str, str | None]
     shipping_method: str
     payment_token: str
     promo_code: str | None = None
+    email: str | None = None
 
     def canonical(self) -> dict[str, Any]:
         address = {k: v for k, v in sorted(self.shipping_address.items()) if v is not None}
         promo = self.promo_code.strip().upper() if self.promo_code else None
-        return {
+        canonical: dict[str, Any] = {
             "shipping_address": address,
             "shipping_method": self.shipping_method.strip().lower(),
             "payment_token": self.payment_token,
             "promo_code": promo or None,
         }
+        if self.email is not None:
+            # Only a guest's: customers' bodies (and so their stored fingerprints) are unchanged.
+            canonical["email"] = self.email
+        return canonical
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical body. The cart is not part of it: a successful checkout
@@ -129,7 +142,8 @@ class Payment(BaseModel):
 
 class CheckoutState(BaseModel):
     checkout_id: str
-    user_id: str
+    user_id: str | None
+    """None for a guest."""
     email: str
     cart_id: str
     currency: str
@@ -158,6 +172,32 @@ class CheckoutState(BaseModel):
     @property
     def total(self) -> int:
         return int(self.pricing["total"])
+
+    @property
+    def promo_customer(self) -> str:
+        """Who a promo code's per-customer limit counts: the customer, or a guest's e-mail."""
+        if self.user_id is not None:
+            return self.user_id
+        return "guest:" + hashlib.sha256(self.email.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Buyer:
+    """Whose cart is checked out: a customer's (``cart_id`` None: the customer's cart) or a
+    guest's (no ``user_id``, the cart its token names, the e-mail it gave)."""
+
+    user_id: str | None
+    email: str
+    cart_id: str | None = None
+
+    @classmethod
+    def customer(cls, user: UserInfo) -> Buyer:
+        return cls(user.id, user.email)
+
+    @property
+    def key_scope(self) -> str:
+        """What an idempotency key is unique within: the account, or the guest's cart."""
+        return self.user_id if self.user_id is not None else f"guest:{self.cart_id}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +258,7 @@ def void_key(checkout_id: str) -> str:
 
 async def prepare(
     uow: UnitOfWork,
-    user: UserInfo,
+    buyer: Buyer,
     request: CheckoutRequest,
     checkout_id: str,
     memo: dict[str, Any],
@@ -226,7 +266,7 @@ async def prepare(
     promo_guard: PromoGuard | None = None,
 ) -> CheckoutState:
     address = dict(request.shipping_address)
-    cart = await cart_service.get_cart_for(uow, user.id, None)
+    cart = await cart_service.get_cart_for(uow, buyer.user_id, buyer.cart_id)
     if cart is None or not cart.lines:
         raise cart_empty()
     items = await cart_items(uow, cart.lines)
@@ -250,8 +290,8 @@ async def prepare(
     canonical = request.canonical()
     return CheckoutState(
         checkout_id=checkout_id,
-        user_id=user.id,
-        email=user.email,
+        user_id=buyer.user_id,
+        email=buyer.email,
         cart_id=cart.id,
         currency=cart.currency,
         shipping_address={
@@ -294,7 +334,7 @@ async def reserve(ctx: StepContext, state: CheckoutState) -> None:
         await take_promo_use(
             ctx.uow,
             promo,
-            user_id=state.user_id,
+            user_id=state.promo_customer,
             checkout_id=state.checkout_id,
             new_checkout=first,
         )
@@ -535,7 +575,37 @@ async def checkout(
     ``ip`` is the caller's address: its promo codes count against the guessing allowance of
     that address and of the cart (:class:`~mercato.checkout.promos.PromoGuard`)."""
     check_idempotency_key(idempotency_key)
-    return await _start(runtime, user, idempotency_key, request, ip)
+    return await _start(runtime, Buyer.customer(user), idempotency_key, request, ip)
+
+
+def guest_email(email: str | None) -> str:
+    """A guest's e-mail as orders keep it (normalised like an account's); 422 naming ``email``
+    when it is missing or not an address."""
+    normalized = identity.normalize_email(email or "")
+    problem = "is required" if not normalized else identity.email_problem(normalized)
+    if problem is not None:
+        raise validation_problem("email", problem)
+    return normalized
+
+
+async def checkout_guest(
+    runtime: Runtime,
+    cart_id: str | None,
+    idempotency_key: str | None,
+    request: CheckoutRequest,
+    *,
+    ip: str = "unknown",
+) -> dict[str, Any]:
+    """:func:`checkout` of a guest's cart (``cart_id``, from its signed token) with the e-mail
+    in ``request``: the order has that e-mail and no customer. The same guarantees as a
+    customer's checkout; a bad e-mail is a 422 before anything is written, and no cart (no
+    token) a 422 ``cart_empty``."""
+    email = guest_email(request.email)
+    check_idempotency_key(idempotency_key)
+    if cart_id is None:
+        raise cart_empty()
+    guest = Buyer(None, email, cart_id)
+    return await _start(runtime, guest, idempotency_key, replace(request, email=email), ip)
 
 
 async def checkout_as(
@@ -554,7 +624,7 @@ async def checkout_as(
 
 async def _start(
     runtime: Runtime,
-    caller: UserInfo | Authenticate,
+    caller: Buyer | Authenticate,
     idempotency_key: str | None,
     request: CheckoutRequest,
     ip: str,
@@ -562,15 +632,15 @@ async def _start(
     cache = pricing_setup_cache(runtime.extras)
     guard = PromoGuard.for_caller(runtime, ip) if request.promo_code else None
     memo: dict[str, Any] = {"token": request.payment_token}
-    found: dict[str, UserInfo] = {}
+    found: dict[str, Buyer] = {}
 
     async def key(uow: UnitOfWork) -> str:
-        user = caller if isinstance(caller, UserInfo) else await caller(uow)
-        found["user"] = user
-        return f"{user.id}:{check_idempotency_key(idempotency_key)}"
+        buyer = caller if isinstance(caller, Buyer) else Buyer.customer(await caller(uow))
+        found["buyer"] = buyer
+        return f"{buyer.key_scope}:{check_idempotency_key(idempotency_key)}"
 
     async def start(uow: UnitOfWork, run_id: str) -> CheckoutState:
-        return await prepare(uow, found["user"], request, run_id, memo, cache, guard)
+        return await prepare(uow, found["buyer"], request, run_id, memo, cache, guard)
 
     return await workflows.start(
         runtime,
@@ -591,7 +661,7 @@ class CheckoutStatus:
     """A checkout as its customer (and an operator) sees it."""
 
     id: str
-    user_id: str
+    user_id: str | None
     status: str
     step: str
     order_id: str | None
@@ -608,7 +678,7 @@ async def checkout_status(
     run = await workflows.get_run(uow, checkout_id)
     if run is None or run.workflow != CHECKOUT.name:
         return None
-    owner = str(run.state.get("user_id"))
+    owner = run.state.get("user_id")
     if user_id is not None and owner != user_id:
         return None
     return CheckoutStatus(

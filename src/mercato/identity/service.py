@@ -134,6 +134,14 @@ LoginHook = Callable[[UnitOfWork, Request, Response, UserInfo], Awaitable[None]]
 # raises undoes the whole login.
 after_login_hooks: list[LoginHook] = []
 
+VerifiedEmailHook = Callable[[UnitOfWork, UserInfo], Awaitable[object]]
+
+# Other modules append here (the orders module gives an account the guest orders placed with its
+# address). Each hook runs, and must be idempotent, in the transaction that verifies an address
+# and in every login of an account whose address is verified: an address is only trusted as the
+# account's once its owner proved they read it.
+verified_email_hooks: list[VerifiedEmailHook] = []
+
 
 def _info(user: User) -> UserInfo:
     return UserInfo(
@@ -481,7 +489,9 @@ async def verify_email(
         await events.publish(
             uow, "UserEmailVerified", user.id, {"user_id": user.id, "email": user.email}
         )
-    return _info(user)
+    verified = _info(user)
+    await run_verified_email_hooks(uow, verified)
+    return verified
 
 
 async def account_mail(uow: UnitOfWork, token_id: str) -> AccountMail | None:
@@ -537,6 +547,7 @@ async def sign_in(
         ip=client_ip(request),
     )
     await run_login_hooks(uow, request, response, user)
+    await run_verified_email_hooks(uow, user)
     return SignedIn(user, issued)
 
 
@@ -569,6 +580,14 @@ async def run_login_hooks(
 ) -> None:
     for hook in list(after_login_hooks):
         await hook(uow, request, response, user)
+
+
+async def run_verified_email_hooks(uow: UnitOfWork, user: UserInfo) -> None:
+    """Let other modules act on ``user``'s verified address; nothing when it is not verified."""
+    if user.email_verified_at is None:
+        return
+    for hook in list(verified_email_hooks):
+        await hook(uow, user)
 
 
 # --- tokens ------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ event finds the row and adds nothing. The sender (:mod:`~mercato.notifications.s
 sends pending rows (SMTP, or ``.eml`` files when no SMTP server is configured) and records each
 outcome here.
 
-A mail with a link that proves the address (a password reset, an e-mail verification) is
-stored with a placeholder where the link's token goes; the token is derived from the identity
+A mail with a link that proves the address (a password reset, an e-mail verification, or any
+mail about a guest's order, whose link opens the order without an account) is stored with a
+placeholder where the link's token goes; the token is derived from the identity
 token's id and the secret key only when the mail is sent, so it is never written down in clear:
 not in the outbox event (which names the token's id), not in this log (which staff can read)."""
 
@@ -170,6 +171,14 @@ def _http_url(value: object) -> str | None:
     return value.strip() if parts.scheme in ("http", "https") and parts.hostname else None
 
 
+def _order_url(base: str, order: OrderInfo) -> str:
+    """The order's page: in the account, or for a guest's order the page its access token opens
+    (the token goes in when the mail is sent, see :func:`transport`)."""
+    if order.user_id is None:
+        return f"{base}/orders/{order.id}?token={mail.LINK_TOKEN}"
+    return f"{base}/account/orders/{order.id}"
+
+
 def email_context(settings: Settings, order: OrderInfo, event: Event, kind: str) -> dict[str, Any]:
     """Everything a template may use: the shop, the order (amounts as decimal strings) and the
     event's own details for its kind."""
@@ -180,7 +189,7 @@ def email_context(settings: Settings, order: OrderInfo, event: Event, kind: str)
         "shop_name": settings.shop_name,
         "shop_url": base,
         "order_number": order.id,
-        "order_url": f"{base}/account/orders/{order.id}",
+        "order_url": _order_url(base, order),
         "email": order.email,
         "currency": cur,
         "lines": [_line_context(line, cur) for line in order.lines],
@@ -246,7 +255,10 @@ async def _order_draft(
     if order is None:
         log.warning("event %s (%s): order %r not found; no mail", event.id, event.type, order_id)
         return None
-    to = str(event.payload.get("email") or order.email).strip()
+    # A guest's order mail goes to the order's own address: its link's token is derived from
+    # it when the mail is sent.
+    to = order.email if order.user_id is None else str(event.payload.get("email") or order.email)
+    to = to.strip()
     return _Draft(to, email_context(settings, order, event, kind), order_id=order.id)
 
 
@@ -346,6 +358,9 @@ async def transport(settings: Settings, row: Row[Any]) -> str | None:
     message = row.message
     if row.account_token_id:
         token = identity.account_link_token(settings.secret_key, row.account_token_id)
+        message = mail.complete_link(message, token)
+    elif row.order_id and mail.has_link_placeholder(message):
+        token = orders.order_access_token(settings.secret_key, row.order_id, row.to_address)
         message = mail.complete_link(message, token)
     if settings.smtp_host:
         await mail.send_smtp(settings, message)

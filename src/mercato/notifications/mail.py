@@ -120,6 +120,16 @@ def complete_link(raw: str, token: str) -> str:
     return msg.as_string()
 
 
+def has_link_placeholder(raw: str) -> bool:
+    """Whether a stored message waits for a link's token (:data:`LINK_TOKEN`) in a text part."""
+    for part in parse_message(raw).walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        if LINK_TOKEN in part.get_content():
+            return True
+    return False
+
+
 def is_deliverable_address(address: str) -> bool:
     """A single plain address (no display name, no header injection)."""
     if not address or any(c in address for c in '\r\n,;<>"') or len(address) > 254:

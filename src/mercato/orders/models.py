@@ -65,7 +65,8 @@ class Order(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     # The checkout that placed it; also the owner of its inventory reservations.
     checkout_id: Mapped[str] = mapped_column(String(40), unique=True)
-    user_id: Mapped[str] = mapped_column(String(40))
+    # None for a guest's order until its e-mail, verified, joins an account.
+    user_id: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str] = mapped_column(String(254))
     status: Mapped[str] = mapped_column(String(24))
     previous_status: Mapped[str | None] = mapped_column(String(24))

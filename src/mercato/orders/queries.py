@@ -66,7 +66,8 @@ class HistoryEntry:
 class OrderInfo:
     id: str
     checkout_id: str
-    user_id: str
+    user_id: str | None
+    """None for a guest's order (until its e-mail joins an account)."""
     email: str
     status: str
     version: int
@@ -103,7 +104,7 @@ class OrderInfo:
 @dataclass(frozen=True, slots=True)
 class OrderSummary:
     id: str
-    user_id: str
+    user_id: str | None
     email: str
     status: str
     currency: str

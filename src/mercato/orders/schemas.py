@@ -147,7 +147,7 @@ class OrderOut(BaseModel):
 
 
 class StaffOrderOut(OrderOut):
-    user_id: str
+    user_id: str | None = Field(description="The customer; null for a guest's order")
     checkout_id: str
     payment_intent_id: str
     version: int
@@ -185,6 +185,17 @@ def order_out(detail: OrderDetail) -> OrderOut:
     return OrderOut(**_common(detail, staff=False))
 
 
+class GuestOrderOut(OrderOut):
+    access_token: str = Field(
+        description="Opens this order without an account: send it as the `X-Order-Token` "
+        "header to read, cancel or return it (the link in the order's mails carries it too)"
+    )
+
+
+def guest_order_out(detail: OrderDetail, access_token: str) -> GuestOrderOut:
+    return GuestOrderOut(**_common(detail, staff=False), access_token=access_token)
+
+
 def staff_order_out(detail: OrderDetail) -> StaffOrderOut:
     order = detail.order
     return StaffOrderOut(
@@ -220,7 +231,7 @@ class OrderSummaryOut(BaseModel):
 
 
 class StaffOrderSummaryOut(OrderSummaryOut):
-    user_id: str
+    user_id: str | None = Field(description="The customer; null for a guest's order")
     email: str
     updated_at: datetime
 

@@ -29,6 +29,19 @@ from mercato.orders.cancellation import (
     release_payment,
     take_over,
 )
+from mercato.orders.guests import (
+    FoundOrder,
+    LookupThrottle,
+    OrderCaller,
+    actor_of,
+    cancel_order_for,
+    join_guest_orders,
+    lookup_order,
+    may_act_on,
+    no_such_order,
+    order_access_token,
+    order_for,
+)
 from mercato.orders.lifecycle import (
     MAX_ACTOR,
     MAX_REASON,
@@ -124,7 +137,19 @@ async def order_detail(
     )
     if order is None:
         return None
+    return await _detail_of(uow, order)
+
+
+async def _detail_of(uow: UnitOfWork, order: OrderInfo) -> OrderDetail:
     return OrderDetail(order, await payment_summary(uow, order), await shipments_of(uow, order))
+
+
+async def order_detail_for(
+    uow: UnitOfWork, order_id: str, caller: OrderCaller, *, secret_key: str
+) -> OrderDetail | None:
+    """The order's page for whoever may see it (:func:`order_for`); None for anyone else."""
+    order = await order_for(uow, order_id, caller, secret_key=secret_key)
+    return None if order is None else await _detail_of(uow, order)
 
 
 __all__ = [
@@ -151,8 +176,11 @@ __all__ = [
     "TRANSITIONS",
     "CancellationState",
     "DailySales",
+    "FoundOrder",
     "HistoryEntry",
+    "LookupThrottle",
     "OrderActions",
+    "OrderCaller",
     "OrderDetail",
     "OrderDraft",
     "OrderFilters",
@@ -166,11 +194,13 @@ __all__ = [
     "ProductSales",
     "SalesFigure",
     "ShipmentReader",
+    "actor_of",
     "allowed_actions",
     "allowed_from",
     "can_transition",
     "cancel_key",
     "cancel_order",
+    "cancel_order_for",
     "change_status",
     "check_status",
     "count_by_status",
@@ -184,7 +214,14 @@ __all__ = [
     "get_customer_order",
     "get_order",
     "invalid_transition",
+    "join_guest_orders",
+    "lookup_order",
+    "may_act_on",
+    "no_such_order",
+    "order_access_token",
     "order_detail",
+    "order_detail_for",
+    "order_for",
     "payment_summary",
     "record_refund",
     "record_returned",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
 from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
 from mercato.openapi import problems
@@ -50,6 +50,50 @@ async def request_return(
         window_days=runtime.settings.return_window_days,
     )
     return ReturnOut.of(found)
+
+
+@router.post(
+    "/api/guest-orders/{order_id}/returns",
+    response_model=ReturnOut,
+    status_code=201,
+    responses=problems(409),
+)
+async def request_guest_return(
+    order_id: str,
+    body: ReturnIn,
+    token: Annotated[str, Header(alias="X-Order-Token", max_length=200)],
+    uow: UowDep,
+    runtime: RuntimeDep,
+) -> ReturnOut:
+    """Ask to return units of an order opened by its access token (no account needed), like
+    its customer could."""
+    found = await service.request_return(
+        uow,
+        order_id,
+        user_id=None,
+        access_token=token,
+        secret_key=runtime.settings.secret_key,
+        lines=[(line.order_line_id, line.quantity) for line in body.lines],
+        reason=body.reason,
+        window_days=runtime.settings.return_window_days,
+    )
+    return ReturnOut.of(found)
+
+
+@router.get("/api/guest-orders/{order_id}/returns", response_model=ReturnListOut)
+async def guest_returns(
+    order_id: str,
+    token: Annotated[str, Header(alias="X-Order-Token", max_length=200)],
+    uow: UowDep,
+    runtime: RuntimeDep,
+) -> ReturnListOut:
+    """The return requests of an order opened by its access token."""
+    found = await service.customer_returns(
+        uow, order_id, None, access_token=token, secret_key=runtime.settings.secret_key
+    )
+    if found is None:
+        raise not_found("Order", order_id)
+    return ReturnListOut(items=[ReturnOut.of(r) for r in found])
 
 
 @router.get("/api/orders/{order_id}/returns", response_model=ReturnListOut)

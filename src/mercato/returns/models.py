@@ -37,7 +37,7 @@ class ReturnRequest(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(40))
-    user_id: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str | None] = mapped_column(String(40))  # None: asked by a guest
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(500))
     staff_note: Mapped[str | None] = mapped_column(String(500))

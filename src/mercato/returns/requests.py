@@ -63,7 +63,8 @@ class ReturnLineInfo:
 class ReturnInfo:
     id: str
     order_id: str
-    user_id: str
+    user_id: str | None
+    """The order's customer; None for a guest's order."""
     status: str
     reason: str
     staff_note: str | None
@@ -152,10 +153,19 @@ async def returns_for_order(uow: UnitOfWork, order_id: str) -> list[ReturnInfo]:
     return await _infos(uow, rows)
 
 
-async def customer_returns(uow: UnitOfWork, order_id: str, user_id: str) -> list[ReturnInfo] | None:
-    """The return requests of the customer's order; None when the order is unknown or someone
-    else's (callers answer 404 either way)."""
-    if await orders.get_customer_order(uow, order_id, user_id) is None:
+async def customer_returns(
+    uow: UnitOfWork,
+    order_id: str,
+    user_id: str | None,
+    *,
+    access_token: str | None = None,
+    secret_key: str = "",
+) -> list[ReturnInfo] | None:
+    """The return requests of the order of customer ``user_id`` or of the holder of its
+    ``access_token`` (:func:`mercato.orders.service.order_for`); None when the order is unknown
+    or someone else's (callers answer 404 either way)."""
+    caller = orders.OrderCaller(user_id=user_id, access_token=access_token)
+    if await orders.order_for(uow, order_id, caller, secret_key=secret_key) is None:
         return None
     return await returns_for_order(uow, order_id)
 
@@ -295,13 +305,16 @@ async def request_return(
     uow: UnitOfWork,
     order_id: str,
     *,
-    user_id: str,
+    user_id: str | None,
     lines: Sequence[tuple[str, int]],
     reason: str,
     window_days: int,
     now: datetime | None = None,
+    access_token: str | None = None,
+    secret_key: str = "",
 ) -> ReturnInfo:
-    """A customer asks to return units of delivered lines (see the module docstring).
+    """A customer (``user_id``), or a guest holding the order's ``access_token``, asks to
+    return units of delivered lines (see the module docstring).
 
     404 for someone else's order; 422 ``unknown_order_line``, ``line_not_delivered``,
     ``return_window_closed``, ``return_exceeds_delivered``; 409 ``order_not_delivered`` when
@@ -313,9 +326,11 @@ async def request_return(
     # Lock first: what is read below (the order's status, the units spoken for) must be what
     # the insert is decided on.
     await lock_order(uow, order_id)
-    order = await orders.get_customer_order(uow, order_id, user_id)
+    caller = orders.OrderCaller(user_id=user_id, access_token=access_token)
+    order = await orders.order_for(uow, order_id, caller, secret_key=secret_key)
     if order is None:
         raise not_found("Order", order_id)
+    user_id = order.user_id
     known = {line.id for line in order.lines}
     delivered = await fulfilment.delivered_units(uow, order_id)
     taken = await units_spoken_for(uow, order_id)
@@ -334,7 +349,7 @@ async def request_return(
                 returnable=max(left, 0),
                 requested=quantity,
             )
-    actor = f"customer:{user_id}"[: orders.MAX_ACTOR]
+    actor = orders.actor_of(order, caller)
     if order.status != "return_requested":
         if not _takes_returns(order):
             raise Problem(

@@ -469,7 +469,22 @@ async def order_page(
 ) -> Response:
     """One order: lines at the prices paid, totals, payment, the status timeline, shipments
     with tracking, cancelling, returns. Someone else's order is a 404, like an unknown one."""
-    detail = await orders.order_detail(uow, order_id, user_id=user.id)
+    caller = orders.OrderCaller(user_id=user.id)
+    return await show_order(request, uow, runtime, order_id, caller, f"/account/orders/{order_id}")
+
+
+async def show_order(
+    request: Request,
+    uow: UnitOfWork,
+    runtime: Runtime,
+    order_id: str,
+    caller: orders.OrderCaller,
+    page_url: str,
+) -> Response:
+    """The order's page for whoever may see it (its customer, or a guest by its access token:
+    the forms then carry the token); 404 for anyone else."""
+    secret = runtime.settings.secret_key
+    detail = await orders.order_detail_for(uow, order_id, caller, secret_key=secret)
     if detail is None:
         raise not_found("Order", order_id)
     order = detail.order
@@ -489,6 +504,8 @@ async def order_page(
             "reasons": RETURN_REASONS,
             "window_days": window_days,
             "country_name": country_name,
+            "order_actions": page_url.split("?", 1)[0],
+            "order_token": caller.access_token if caller.user_id is None else None,
         },
     )
 
@@ -497,14 +514,20 @@ async def order_page(
 async def cancel(
     order_id: str, request: Request, runtime: RuntimeDep, user: BriefSignedIn
 ) -> Response:
+    caller = orders.OrderCaller(user_id=user.id)
+    return await cancel_from_page(request, runtime, order_id, caller, f"/account/orders/{order_id}")
+
+
+async def cancel_from_page(
+    request: Request, runtime: Runtime, order_id: str, caller: orders.OrderCaller, back: str
+) -> Response:
+    """Cancel the order for whoever may act on it, then back to its page (``back``)."""
     form = await form_of(request)
     reason = text_field(form, "reason", 500) or None
-    response = redirect(f"/account/orders/{order_id}")
+    response = redirect(back)
     try:
         check_plain("reason", reason, multiline=True)
-        await orders.cancel_order(
-            runtime, order_id, actor=f"customer:{user.id}", user_id=user.id, reason=reason
-        )
+        await orders.cancel_order_for(runtime, order_id, caller, reason=reason)
     except Problem as exc:
         if exc.status == 404:
             raise
@@ -529,6 +552,15 @@ async def request_return(
     order_id: str, request: Request, runtime: RuntimeDep, user: BriefSignedIn
 ) -> Response:
     """Ask to return units of delivered lines (``qty-<order line id>`` fields) with a reason."""
+    caller = orders.OrderCaller(user_id=user.id)
+    back = f"/account/orders/{order_id}"
+    return await return_from_page(request, runtime, order_id, caller, back)
+
+
+async def return_from_page(
+    request: Request, runtime: Runtime, order_id: str, caller: orders.OrderCaller, back: str
+) -> Response:
+    """Ask for a return of the order for whoever may act on it, then back to its page."""
     form = await form_of(request)
     lines: list[tuple[str, int]] = []
     for key, value in form.multi_items():
@@ -543,7 +575,7 @@ async def request_return(
     reason = text_field(form, "reason", 100)
     details = text_field(form, "details", 380)
     full_reason = f"{reason}: {details}" if reason and details else (reason or details)
-    response = redirect(f"/account/orders/{order_id}#returns")
+    response = redirect(f"{back}#returns")
     if not lines:
         flash(request, response, "Choose how many of which items to return.", "error")
         return response
@@ -562,7 +594,9 @@ async def request_return(
         return await returns.request_return(
             uow,
             order_id,
-            user_id=user.id,
+            user_id=caller.user_id,
+            access_token=caller.access_token,
+            secret_key=runtime.settings.secret_key,
             lines=lines,
             reason=full_reason,
             window_days=runtime.settings.return_window_days,

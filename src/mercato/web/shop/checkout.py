@@ -1,11 +1,12 @@
 """Checkout: the address, shipping and payment form, the live order summary, placing the order
 through the checkout workflow, and the confirmation page.
 
-Checking out needs an account, as ``POST /api/checkout`` does. The form carries an idempotency
-key made when the page is drawn, so a double submit places one order; a failed attempt draws the
-form again with a fresh key (the checkout keeps each key's outcome, and a retry with another
-card is another request). The POST runs no transaction of its own around the checkout: its
-steps take their own short ones."""
+A guest checks out without an account, giving an e-mail address (the form's guest part), as
+``POST /api/checkout`` lets a guest do; the order's page then opens by its access token. The
+form carries an idempotency key made when the page is drawn, so a double submit places one
+order; a failed attempt draws the form again with a fresh key (the checkout keeps each key's
+outcome, and a retry with another card is another request). The POST runs no transaction of its
+own around the checkout: its steps take their own short ones."""
 
 from __future__ import annotations
 
@@ -29,15 +30,17 @@ from mercato.payments import service as payments
 from mercato.problems import Problem, not_found
 from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
-from mercato.web.deps import SignedInUser
+from mercato.web.deps import PageUser, SignedInUser
 from mercato.web.security import CsrfChecked
 from mercato.web.shop.common import (
     DEFAULT_COUNTRY,
-    BriefSignedIn,
+    BriefUser,
+    cart_owner,
     country_name,
     form_of,
     text_field,
 )
+from mercato.web.shop.guest_orders import guest_order_url
 from mercato.web.templating import field_errors, flash, redirect, render
 
 router = APIRouter()
@@ -87,6 +90,7 @@ class CheckoutForm:
     promo_code: str = ""
     payment_token: str = "tok_visa"  # noqa: S105  (the sandbox's test card)
     idempotency_key: str = ""
+    email: str = ""  # a guest's
 
     @classmethod
     def read(cls, source: FormData | QueryParams, **defaults: str) -> CheckoutForm:
@@ -244,6 +248,8 @@ def _failure(problem: Problem) -> dict[str, Any]:
         message = "Your order is still being placed; reload this page in a moment."
     elif code == "currency_mismatch":
         cart_link = True
+    elif code == "validation_error":
+        message = "Please correct the fields marked below."
     return {"code": code, "message": message, "lines": lines, "cart_link": cart_link}
 
 
@@ -251,28 +257,40 @@ def _failure(problem: Problem) -> dict[str, Any]:
 # Pages
 
 
+async def shoppers_cart(
+    request: Request, uow: UnitOfWork, runtime: Runtime, user: UserInfo | None
+) -> CartInfo | None:
+    """The signed-in customer's cart, or the guest cart the cookie names."""
+    owner = cart_owner(request, user, runtime.settings)
+    if owner.user_id is None and owner.guest_cart_id is None:
+        return None
+    return await cart_service.get_cart_for(uow, owner.user_id, owner.guest_cart_id)
+
+
 @router.get("/checkout", response_class=HTMLResponse)
 async def checkout_page(
-    request: Request, uow: UowDep, runtime: RuntimeDep, user: SignedInUser
+    request: Request, uow: UowDep, runtime: RuntimeDep, user: PageUser
 ) -> Response:
-    cart = await cart_service.get_cart_for(uow, user.id, None)
+    cart = await shoppers_cart(request, uow, runtime, user)
     if cart is None or not cart.lines:
         response = redirect("/cart")
         flash(request, response, "Your cart is empty: add something before checking out.")
         return response
-    form = CheckoutForm.read(request.query_params, name=user.name)
+    form = CheckoutForm.read(request.query_params, name=user.name if user is not None else "")
     form = replace(form, idempotency_key=new_key())
     context = await form_context(uow, runtime, cart, form, ip=client_ip(request))
-    return render(request, "shop/checkout.html", {**context, "failure": None})
+    return render(
+        request, "shop/checkout.html", {**context, "failure": None, "guest": user is None}
+    )
 
 
 @router.get("/checkout/summary", response_class=HTMLResponse)
 async def checkout_summary(
-    request: Request, uow: UowDep, runtime: RuntimeDep, user: SignedInUser
+    request: Request, uow: UowDep, runtime: RuntimeDep, user: PageUser
 ) -> Response:
     """The shipping choices and the order summary for a destination and promo code (htmx
     swaps it into the checkout form as the shopper changes them)."""
-    cart = await cart_service.get_cart_for(uow, user.id, None)
+    cart = await shoppers_cart(request, uow, runtime, user)
     if cart is None or not cart.lines:
         return render(request, "shop/_checkout_empty.html")
     form = CheckoutForm.read(request.query_params)
@@ -283,7 +301,7 @@ async def checkout_summary(
 async def _form_again(
     request: Request,
     runtime: Runtime,
-    user: UserInfo,
+    user: UserInfo | None,
     form: CheckoutForm,
     *,
     errors: dict[str, str] | None = None,
@@ -291,18 +309,19 @@ async def _form_again(
     status_code: int = 200,
 ) -> Response:
     async with runtime.db.transaction() as uow:
-        cart = await cart_service.get_cart_for(uow, user.id, None)
+        cart = await shoppers_cart(request, uow, runtime, user)
         if cart is None or not cart.lines:
             response = redirect("/cart")
             flash(request, response, "Your cart is empty.")
             return response
         context = await form_context(uow, runtime, cart, form, errors, ip=client_ip(request))
     context["failure"] = failure
+    context["guest"] = user is None
     return render(request, "shop/checkout.html", context, status_code=status_code)
 
 
 @router.post("/checkout", dependencies=[CsrfChecked], response_class=HTMLResponse)
-async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn) -> Response:
+async def place_order(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
     posted = await form_of(request)
     form = CheckoutForm.read(posted)
     if text_field(posted, "action", 20) == "update":
@@ -327,6 +346,8 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
         promo_code=body.promo_code,
     )
     try:
+        if user is None:
+            return await _place_guest_order(request, runtime, form, order_request)
         answer = await checkout.checkout(
             runtime, user, form.idempotency_key, order_request, ip=client_ip(request)
         )
@@ -334,6 +355,8 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
         # A new key for the next attempt: this one's outcome is kept with the checkout.
         again = replace(form, idempotency_key=new_key())
         errors = field_errors(exc, short_names=True, default="invalid")
+        if "email" in errors:
+            errors["email"] = "Enter your e-mail address, such as name@example.com."
         if exc.code in PROMO_CODES:
             errors.setdefault("promo_code", exc.detail)
         return await _form_again(
@@ -346,6 +369,30 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefSignedIn
             status_code=exc.status,
         )
     return redirect(f"/checkout/confirmation/{answer['order_id']}")
+
+
+async def _place_guest_order(
+    request: Request, runtime: Runtime, form: CheckoutForm, order_request: checkout.CheckoutRequest
+) -> Response:
+    """A guest's order, through the same calls as the API's guest checkout; then its page,
+    opened by its access token (the confirmation mail links there too)."""
+    ip = client_ip(request)
+    guard = cart_service.GuestThrottle.for_caller(runtime, ip)
+    await cart_service.throttle_guest(guard, cart_service.CartOwner())
+    cart_id = cart_owner(request, None, runtime.settings).guest_cart_id
+    wanted = replace(order_request, email=form.email)
+    answer = await checkout.checkout_guest(runtime, cart_id, form.idempotency_key, wanted, ip=ip)
+    order_id = str(answer["order_id"])
+    email = checkout.guest_email(form.email)
+    token = orders.order_access_token(runtime.settings.secret_key, order_id, email)
+    response = redirect(guest_order_url(order_id, token))
+    flash(
+        request,
+        response,
+        f"Thank you! Your order is placed; a confirmation is on its way to {email}.",
+        "success",
+    )
+    return response
 
 
 @router.get("/checkout/confirmation/{order_id}", response_class=HTMLResponse)

@@ -51,7 +51,7 @@ async def serving_warehouses(
     return {
         variant_id: ServingWarehouse(
             variant_id,
-            tuple(code for code, _ in picked),
+            tuple(sorted(code for code, _ in picked)),
             max(d for _, d in picked),
         )
         for variant_id, picked in by_variant.items()

@@ -253,8 +253,8 @@ async def test_staff_set_a_warehouses_handling_days(
         assert_problem(r, 422, "validation_error")
     assert_problem(
         await client.patch(f"{base}/NOPE", json={"handling_days": 2}, headers=staff),
-        422,
-        "unknown_warehouse",
+        404,
+        "not_found",
     )
     assert (await client.patch(f"{base}/BER", json={"handling_days": 2})).status_code == 401
 

@@ -15,7 +15,7 @@ from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.inventory.common import WAREHOUSES, WarehouseInfo, dialect_insert, normalize_country
 from mercato.inventory.models import MAX_HANDLING_DAYS as MAX_HANDLING_DAYS
-from mercato.problems import Problem, validation_problem
+from mercato.problems import Problem, not_found, validation_problem
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
 DEFAULT_HANDLING_DAYS = 1
@@ -141,10 +141,13 @@ async def create_warehouse(
 
 
 async def set_handling_days(uow: UnitOfWork, code: str, handling_days: int) -> WarehouseInfo:
-    """Change how many business days the warehouse ``code`` takes to dispatch; 422
-    ``unknown_warehouse`` when there is none."""
+    """Change how many business days the warehouse ``code`` takes to dispatch; 404
+    ``not_found`` when there is none (the code names the thing changed)."""
     check_handling_days(handling_days)
-    found = await get_warehouse(uow, code)
+    try:
+        found = await get_warehouse(uow, code)
+    except Problem as exc:
+        raise not_found("Warehouse", code) from exc
     await uow.execute(
         update(WAREHOUSES).where(WAREHOUSES.c.id == found.id).values(handling_days=handling_days)
     )

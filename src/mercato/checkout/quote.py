@@ -449,17 +449,17 @@ async def quote_cart(
     others = tuple(m for m in ctx.methods if m.currency == cart.currency)
     ships_on = None
     if delivery is not None:
-        wanted = {i.variant_id: q for i, q in zip(items, _totals(items), strict=True)}
+        wanted = _units_per_variant(items)
         ships_on = await dispatch_day_for(uow, wanted, ctx.destination.country, delivery)
     return Quote(priced, tuple(items), ctx.method, tuple(price_changes(items)), others, ships_on)
 
 
-def _totals(items: Sequence[CartItem]) -> list[int]:
-    """Each line's variant's total quantity in the cart (lines of one variant share stock)."""
+def _units_per_variant(items: Sequence[CartItem]) -> dict[str, int]:
+    """Lines of one variant draw on the same stock, so a warehouse must hold their sum."""
     total: dict[str, int] = {}
     for i in items:
         total[i.variant_id] = total.get(i.variant_id, 0) + i.quantity
-    return [total[i.variant_id] for i in items]
+    return total
 
 
 async def estimate_cart(

@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,18 @@ class Settings(BaseSettings):
     default_country: str = Field(
         default="DE",
         description="ISO 3166-1 alpha-2: where a shopper who chose nothing is delivered to",
+    )
+    timezone: str = Field(
+        default="Europe/Berlin",
+        description="The shop's IANA time zone: business days and the order cut-off are counted "
+        "in it (delivery estimates)",
+    )
+    order_cutoff_hour: int = Field(
+        default=14,
+        ge=0,
+        le=24,
+        description="Orders placed at or after this local hour count from the next business day "
+        "(24: none do)",
     )
     currency: str = Field(
         default="EUR",
@@ -208,6 +221,18 @@ class Settings(BaseSettings):
                 f"MERCATO_DEFAULT_COUNTRY must be an ISO 3166-1 alpha-2 code of two upper-case "
                 f"letters, such as DE or FR; got {value!r}"
             )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(
+                f"MERCATO_TIMEZONE must be an IANA time zone name such as Europe/Berlin or "
+                f"America/New_York; got {value!r}"
+            ) from exc
         return value
 
     def secret_key_refusal(self) -> str | None:

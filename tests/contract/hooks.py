@@ -30,6 +30,7 @@ from schemathesis.generation.case import Case
 RULES = frozenset(
     {
         # references to something that does not exist
+        "unknown_country",
         "unknown_variant",
         "unknown_category",
         "unknown_brand",
@@ -37,6 +38,7 @@ RULES = frozenset(
         "unknown_shipping_method",
         "invalid_promo_code",
         # the caller's state, or the shop's settings
+        "country_not_served",
         "cart_empty",
         "cart_full",
         "quantity_limit",

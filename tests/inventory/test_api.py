@@ -124,6 +124,7 @@ async def test_warehouses(client: httpx.AsyncClient, staff_headers: dict[str, st
         "countries": ["ES", "PT"],
         "region": "Iberia",
         "active": True,
+        "handling_days": 1,
     }
     r = await client.post(
         f"{ADMIN}/warehouses", json={"code": "MAD", "name": "Again"}, headers=staff_headers

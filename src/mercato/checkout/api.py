@@ -16,6 +16,7 @@ from mercato.checkout.schemas import (
     CheckoutIn,
     CheckoutOut,
     CheckoutStatusOut,
+    ProductDeliveryOut,
     PromoIn,
     PromoOut,
     QuoteIn,
@@ -32,6 +33,7 @@ from mercato.checkout.schemas import (
 from mercato.db import UnitOfWork
 from mercato.identity import service as identity
 from mercato.identity.deps import (
+    ApiDestination,
     CurrentUser,
     OptionalUser,
     PresentedCredential,
@@ -48,6 +50,9 @@ from mercato.runtime import RuntimeDep, UowDep
 router = APIRouter()
 public = APIRouter(prefix="/api/checkout", tags=["checkout"])
 admin = APIRouter(prefix="/api/admin/checkout", tags=["checkout admin"])
+# Delivery dates need the inventory and the shipping methods, which the catalog (below both)
+# cannot read: the product's delivery answer lives here.
+products = APIRouter(prefix="/api/products", tags=["checkout"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,12 +139,56 @@ async def quote(
         shipping_method=body.shipping_method,
         promo_code=body.promo_code,
         promo_guard=service.PromoGuard.for_caller(runtime, ip),
+        delivery=service.delivery_clock(runtime.settings),
     )
     options = service.shipping_options(found.methods, found)
     return {
         **service.priced_to_json(found.priced, found.items),
         "price_changes": list(found.price_changes),
         "shipping_options": [service.option_to_json(o) for o in options],
+    }
+
+
+@products.get("/{product_id}/delivery", response_model=ProductDeliveryOut)
+async def product_delivery(
+    product_id: str,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    destination: ApiDestination,
+    variant: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=40,
+            description="The variant to estimate; by default the first that can reach the country",
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    """When the product would arrive if ordered now, with each shipping method to the
+    destination: from the warehouse that would serve it (its handling time), the method's
+    transit days, business days in the shop's time zone and its order cut-off."""
+    found = await service.product_delivery(
+        uow,
+        product_id,
+        destination.country,
+        service.delivery_clock(runtime.settings),
+        variant_id=variant,
+    )
+    arrives = found.arrives
+    return {
+        "product_id": found.product_id,
+        "variant_id": found.variant_id,
+        "country": found.country,
+        "arrives": None if arrives is None else arrives.to_json(),
+        "shipping_options": [
+            {
+                "code": o.method.code,
+                "name": o.method.name,
+                "delivery_days": {"min": o.method.min_days, "max": o.method.max_days},
+                "arrives": o.arrives.to_json(),
+            }
+            for o in found.options
+        ],
     }
 
 
@@ -341,4 +390,5 @@ async def put_settings(body: SettingsIn, _staff: StaffUser, uow: UowDep) -> dict
 
 
 router.include_router(public)
+router.include_router(products)
 router.include_router(admin)

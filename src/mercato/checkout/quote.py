@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from mercato.cart import service as cart_service
 from mercato.catalog import service as catalog
+from mercato.checkout.arrival import Arrival, DeliveryClock, arrival_after
 from mercato.checkout.common import normalize_country, normalize_region, percent_text
+from mercato.checkout.delivery import dispatch_day_for
 from mercato.checkout.pricing import (
     Destination,
     PricedCart,
@@ -398,6 +400,16 @@ class Quote:
     price_changes: tuple[dict[str, Any], ...]
     methods: tuple[ShippingMethodInfo, ...] = ()
     """The other methods the cart could ship with (see :func:`shipping_options`)."""
+    ships_on: date | None = None
+    """The business day the parcel would leave (asked for with a delivery clock, and known
+    when every line can reach the destination)."""
+
+    @property
+    def arrives(self) -> Arrival | None:
+        """When the parcel would arrive with the quoted method."""
+        if self.ships_on is None:
+            return None
+        return arrival_after(self.ships_on, self.method.min_days, self.method.max_days)
 
 
 async def quote_cart(
@@ -409,11 +421,14 @@ async def quote_cart(
     shipping_method: str,
     promo_code: str | None,
     promo_guard: PromoGuard | None = None,
+    delivery: DeliveryClock | None = None,
 ) -> Quote:
     """Price a cart at current catalog prices, without side effects. Lines whose variant is no
     longer on sale are a 409 ``variant_unavailable``; changed prices are listed, not refused
     (the shopper is looking at the cart; checkout itself refuses them). A shopper's promo
-    code goes through ``promo_guard`` (429 ``rate_limited`` once too many did not apply)."""
+    code goes through ``promo_guard`` (429 ``rate_limited`` once too many did not apply).
+    With ``delivery`` (the shop's working calendar), the quote knows when the parcel would
+    leave, so its methods say when it would arrive."""
     if cart is None or not cart.lines:
         raise cart_empty()
     items = await cart_items(uow, cart.lines)
@@ -432,11 +447,26 @@ async def quote_cart(
     )
     priced = price_items(items, ctx, cart.currency)
     others = tuple(m for m in ctx.methods if m.currency == cart.currency)
-    return Quote(priced, tuple(items), ctx.method, tuple(price_changes(items)), others)
+    ships_on = None
+    if delivery is not None:
+        wanted = _units_per_variant(items)
+        ships_on = await dispatch_day_for(uow, wanted, ctx.destination.country, delivery)
+    return Quote(priced, tuple(items), ctx.method, tuple(price_changes(items)), others, ships_on)
+
+
+def _units_per_variant(items: Sequence[CartItem]) -> dict[str, int]:
+    """Lines of one variant draw on the same stock, so a warehouse must hold their sum."""
+    total: dict[str, int] = {}
+    for i in items:
+        total[i.variant_id] = total.get(i.variant_id, 0) + i.quantity
+    return total
 
 
 async def estimate_cart(
-    uow: UnitOfWork, cart: cart_service.CartInfo | None, country: str
+    uow: UnitOfWork,
+    cart: cart_service.CartInfo | None,
+    country: str,
+    delivery: DeliveryClock | None = None,
 ) -> Quote | None:
     """The cart page's estimate of shipping and tax for a destination: the cart quoted with
     the first shipping method that serves it; None when nothing can be priced (an empty cart,
@@ -455,6 +485,7 @@ async def estimate_cart(
             region=None,
             shipping_method=methods[0].code,
             promo_code=None,
+            delivery=delivery,
         )
     except Problem:
         return None
@@ -470,6 +501,9 @@ class ShippingOption:
     cost: int | None
     """What the method would charge for the quoted cart; None when it cannot carry the parcel
     or the cart could not be priced."""
+    arrives: Arrival | None = None
+    """When the parcel would arrive with it; None when that is not known (see
+    :attr:`Quote.ships_on`)."""
 
 
 def shipping_options(
@@ -481,7 +515,15 @@ def shipping_options(
         return [ShippingOption(m, None) for m in methods]
     goods = quote.priced.subtotal - quote.priced.discount
     weight = quote.priced.weight_grams
-    return [ShippingOption(m, shipping_cost(m.rate(), weight, goods)) for m in methods]
+    ships_on = quote.ships_on
+    return [
+        ShippingOption(
+            m,
+            shipping_cost(m.rate(), weight, goods),
+            None if ships_on is None else arrival_after(ships_on, m.min_days, m.max_days),
+        )
+        for m in methods
+    ]
 
 
 def option_to_json(option: ShippingOption) -> dict[str, Any]:
@@ -491,4 +533,5 @@ def option_to_json(option: ShippingOption) -> dict[str, Any]:
         "name": m.name,
         "price": None if option.cost is None else format_minor(option.cost, m.currency),
         "delivery_days": {"min": m.min_days, "max": m.max_days},
+        "arrives": None if option.arrives is None else option.arrives.to_json(),
     }

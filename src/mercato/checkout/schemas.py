@@ -4,7 +4,7 @@ strings; a JSON number is refused for money."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -128,11 +128,42 @@ class DeliveryDays(BaseModel):
     max: int
 
 
+class ArrivesOut(BaseModel):
+    """The first and last day a parcel may arrive on (the shop's local dates, business days)."""
+
+    earliest: date
+    latest: date
+
+
 class ShippingOptionOut(BaseModel):
     code: str
     name: str
     price: str | None = Field(description="For this cart; null when it cannot carry the parcel")
     delivery_days: DeliveryDays
+    arrives: ArrivesOut | None = Field(
+        description="When the parcel would arrive if ordered now; null when some line cannot "
+        "reach the destination"
+    )
+
+
+class DeliveryOptionOut(BaseModel):
+    code: str
+    name: str
+    delivery_days: DeliveryDays
+    arrives: ArrivesOut
+
+
+class ProductDeliveryOut(BaseModel):
+    product_id: str
+    variant_id: str | None = Field(
+        description="The variant estimated: the one asked for, else the first that can reach "
+        "the country"
+    )
+    country: str
+    arrives: ArrivesOut | None = Field(
+        description="With the first shipping method; null when nothing can reach the country"
+    )
+    shipping_options: list[DeliveryOptionOut]
 
 
 class QuoteOut(PricedCartOut):

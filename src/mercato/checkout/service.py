@@ -7,6 +7,8 @@ The rules live in one file per family, read on their own:
 * :mod:`~mercato.checkout.promos` — promo codes, their validation and their uses;
 * :mod:`~mercato.checkout.quote` — a cart priced for a destination (and its shipping options);
 * :mod:`~mercato.checkout.pricing` — the arithmetic, pure;
+* :mod:`~mercato.checkout.arrival` — the delivery-date rule, pure, and
+  :mod:`~mercato.checkout.delivery` — delivery estimates for a product or a cart;
 * :mod:`~mercato.checkout.workflow` — the checkout itself, from a cart to a paid order.
 
 Other modules import this one only.
@@ -14,7 +16,25 @@ Other modules import this one only.
 
 from __future__ import annotations
 
+from mercato.checkout.arrival import (
+    Arrival,
+    DeliveryClock,
+    add_business_days,
+    arrival_after,
+    counts_from,
+    dispatch_day,
+    estimate_arrival,
+    is_business_day,
+)
 from mercato.checkout.common import percent_text
+from mercato.checkout.delivery import (
+    DeliveryOption,
+    ProductDelivery,
+    delivery_clock,
+    dispatch_day_for,
+    product_delivery,
+    variant_arrivals,
+)
 from mercato.checkout.promos import (
     PromoAmounts,
     PromoGuard,
@@ -110,12 +130,16 @@ __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "PRICING_SETUP_TTL_SECONDS",
+    "Arrival",
     "Buyer",
     "CartItem",
     "CheckoutRequest",
     "CheckoutStatus",
+    "DeliveryClock",
+    "DeliveryOption",
     "PricingContext",
     "PricingSetupCache",
+    "ProductDelivery",
     "PromoAmounts",
     "PromoGuard",
     "PromoInfo",
@@ -125,7 +149,9 @@ __all__ = [
     "ShippingOption",
     "TaxRateInfo",
     "ZoneInfo",
+    "add_business_days",
     "add_shipping_method",
+    "arrival_after",
     "cart_empty",
     "cart_items",
     "check_promo",
@@ -138,15 +164,21 @@ __all__ = [
     "choose_country",
     "commit_promo_use",
     "count_by_status",
+    "counts_from",
     "create_promo",
     "create_promo_code",
     "create_shipping_method",
     "create_zone",
+    "delivery_clock",
+    "dispatch_day",
+    "dispatch_day_for",
+    "estimate_arrival",
     "estimate_cart",
     "get_promo",
     "get_promo_by_code",
     "guest_email",
     "invalid_promo",
+    "is_business_day",
     "list_promo_codes",
     "list_promos_with_uses",
     "list_shipping_methods",
@@ -165,6 +197,7 @@ __all__ = [
     "prices_include_tax",
     "pricing_setup_cache",
     "pricing_setup_changed",
+    "product_delivery",
     "promo_redemption_counts",
     "promo_used_up",
     "quote_cart",
@@ -179,5 +212,6 @@ __all__ = [
     "take_promo_use",
     "tax_table_for",
     "unknown_shipping_method",
+    "variant_arrivals",
     "variant_unavailable",
 ]

@@ -23,6 +23,7 @@ from mercato.inventory.schemas import (
     VariantStockOut,
     WarehouseIn,
     WarehouseOut,
+    WarehousePatch,
 )
 from mercato.openapi import problems
 from mercato.problems import Problem, not_found
@@ -48,8 +49,18 @@ async def create_warehouse(body: WarehouseIn, uow: UowDep, _: StaffUser) -> Ware
         name=body.name,
         countries=body.countries,
         region=body.region,
+        handling_days=body.handling_days,
     )
     return WarehouseOut.of(created)
+
+
+@router.patch(f"{ADMIN}/warehouses/{{code}}", response_model=WarehouseOut)
+async def update_warehouse(
+    code: str, body: WarehousePatch, uow: UowDep, _: StaffUser
+) -> WarehouseOut:
+    """Change how many business days the warehouse takes to dispatch an order (delivery
+    estimates count from it)."""
+    return WarehouseOut.of(await service.set_handling_days(uow, code, body.handling_days))
 
 
 @router.get(f"{ADMIN}/warehouses", response_model=list[WarehouseOut])

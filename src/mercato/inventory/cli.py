@@ -76,6 +76,9 @@ def add_warehouse(
     name: Annotated[str, typer.Option(help="Display name")],
     countries: Annotated[str, typer.Option(help="Comma-separated ISO codes it ships to")] = "",
     region: Annotated[str | None, typer.Option(help="Region label")] = None,
+    handling_days: Annotated[
+        int, typer.Option(help="Business days it takes to dispatch an order")
+    ] = service.DEFAULT_HANDLING_DAYS,
     database: DatabaseOption = None,
 ) -> None:
     """Create a warehouse."""
@@ -88,7 +91,26 @@ def add_warehouse(
                 name=name,
                 countries=[c for c in countries.split(",") if c.strip()],
                 region=region,
+                handling_days=handling_days,
             )
 
     created = run_migrated(database, work)
     console.print(f"[green]Created warehouse {created.code}[/green] ({created.id})")
+
+
+@app.command("set-handling-days")
+def set_handling_days(
+    code: Annotated[str, typer.Argument(help="Warehouse code")],
+    days: Annotated[int, typer.Argument(help="Business days it takes to dispatch an order")],
+    database: DatabaseOption = None,
+) -> None:
+    """Change how long a warehouse takes to dispatch (delivery estimates count from it)."""
+
+    async def work(runtime: Runtime) -> service.WarehouseInfo:
+        async with runtime.db.transaction() as uow:
+            return await service.set_handling_days(uow, code, days)
+
+    changed = run_migrated(database, work)
+    console.print(
+        f"[green]{changed.code} now dispatches in {changed.handling_days} business day(s)[/green]"
+    )

@@ -57,6 +57,7 @@ class WarehouseInfo:
     countries: tuple[str, ...]
     region: str | None
     active: bool
+    handling_days: int = 1
 
     def ships_to(self, country: str | None) -> bool:
         return country is None or country in self.countries

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from mercato.db import Base, JSONType, UTCDateTime, utcnow
 
 RESERVATION_STATES = ("active", "committed", "released", "expired")
+MAX_HANDLING_DAYS = 30
 MOVEMENT_KINDS = ("receive", "adjust", "reserve", "release", "commit", "expire", "restock")
 
 
@@ -33,6 +34,14 @@ class Warehouse(Base):
     region: Mapped[str | None] = mapped_column(String(80))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Business days from the day an order counts from to the day its parcel leaves.
+    handling_days: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __table_args__ = (
+        CheckConstraint(
+            f"handling_days BETWEEN 0 AND {MAX_HANDLING_DAYS}", name="handling_days_in_range"
+        ),
+    )
 
 
 class Stock(Base):

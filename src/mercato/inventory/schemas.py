@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field
 
 from mercato.inventory.service import (
+    DEFAULT_HANDLING_DAYS,
+    MAX_HANDLING_DAYS,
     MAX_QUANTITY,
     LedgerDifference,
     ReservationInfo,
@@ -22,6 +24,16 @@ Sku = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=6
 WarehouseCode = Annotated[str, PlainLine(strip_whitespace=True, min_length=2, max_length=16)]
 Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
 Reference = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=80)]
+HandlingDays = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_HANDLING_DAYS,
+        strict=True,
+        description="Business days from the day an order counts from until the parcel leaves",
+    ),
+    WholeNumber,
+]
 Reason = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -32,6 +44,11 @@ class WarehouseIn(BaseModel):
     name: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=120)]
     countries: Annotated[list[Country], Field(max_length=250)] = []
     region: Annotated[str, PlainLine(strip_whitespace=True, max_length=80)] | None = None
+    handling_days: HandlingDays = DEFAULT_HANDLING_DAYS
+
+
+class WarehousePatch(BaseModel):
+    handling_days: HandlingDays
 
 
 class WarehouseOut(BaseModel):
@@ -41,6 +58,7 @@ class WarehouseOut(BaseModel):
     countries: list[str]
     region: str | None
     active: bool
+    handling_days: int
 
     @classmethod
     def of(cls, w: WarehouseInfo) -> WarehouseOut:
@@ -51,6 +69,7 @@ class WarehouseOut(BaseModel):
             countries=list(w.countries),
             region=w.region,
             active=w.active,
+            handling_days=w.handling_days,
         )
 
 

@@ -4,6 +4,7 @@ ledger. Other modules import this file only; the rules live by family in
 * :mod:`~mercato.inventory.reserve`: holds for an owner, selling and giving them back;
 * :mod:`~mercato.inventory.stock`: reading stock rows, and the staff's changes to them;
 * :mod:`~mercato.inventory.warehouses`: warehouses, and the catalog variants stock is kept for;
+* :mod:`~mercato.inventory.serving`: which warehouse would serve a destination (delivery dates);
 * :mod:`~mercato.inventory.ledger`: the movement rows, ``StockChanged`` events and the check;
 * :mod:`~mercato.inventory.common`: tables, limits and what callers see.
 
@@ -48,6 +49,7 @@ from mercato.inventory.reserve import (
     reserve,
     sum_lines,
 )
+from mercato.inventory.serving import ServingWarehouse, serving_warehouses
 from mercato.inventory.stock import (
     LowStock,
     LowStockVariant,
@@ -61,18 +63,23 @@ from mercato.inventory.stock import (
     stock_notes,
 )
 from mercato.inventory.warehouses import (
+    DEFAULT_HANDLING_DAYS,
+    MAX_HANDLING_DAYS,
     VariantRef,
     create_warehouse,
     get_warehouse,
     list_warehouses,
     resolve_variant,
+    set_handling_days,
     shipping_countries,
 )
 
 __all__ = [
+    "DEFAULT_HANDLING_DAYS",
     "DEFAULT_LOW_STOCK_THRESHOLD",
     "DEFAULT_TTL_SECONDS",
     "LEDGER_RULE",
+    "MAX_HANDLING_DAYS",
     "MAX_QUANTITY",
     "MOVEMENTS",
     "RESERVATIONS",
@@ -84,6 +91,7 @@ __all__ = [
     "LowStock",
     "LowStockVariant",
     "ReservationInfo",
+    "ServingWarehouse",
     "StockLevel",
     "VariantRef",
     "WarehouseInfo",
@@ -109,6 +117,8 @@ __all__ = [
     "reserve",
     "resolve_variant",
     "restock",
+    "serving_warehouses",
+    "set_handling_days",
     "shipping_countries",
     "stock_for_variant",
     "stock_for_variants",

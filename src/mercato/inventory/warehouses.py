@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, update
 
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.inventory.common import WAREHOUSES, WarehouseInfo, dialect_insert, normalize_country
-from mercato.problems import Problem, validation_problem
+from mercato.inventory.models import MAX_HANDLING_DAYS as MAX_HANDLING_DAYS
+from mercato.problems import Problem, not_found, validation_problem
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
+DEFAULT_HANDLING_DAYS = 1
 
 
 async def _lookup(uow: UnitOfWork, key: str, by_id: bool) -> catalog.VariantInfo | None:
@@ -77,7 +80,16 @@ def _warehouse_info(row: Row[Any]) -> WarehouseInfo:
         countries=tuple(row.countries or ()),
         region=row.region,
         active=bool(row.active),
+        handling_days=int(row.handling_days),
     )
+
+
+def check_handling_days(days: int, field: str = "handling_days") -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_HANDLING_DAYS:
+        raise validation_problem(
+            field, f"must be a whole number of days from 0 to {MAX_HANDLING_DAYS}"
+        )
+    return days
 
 
 async def create_warehouse(
@@ -87,7 +99,11 @@ async def create_warehouse(
     name: str,
     countries: Sequence[str],
     region: str | None = None,
+    handling_days: int = DEFAULT_HANDLING_DAYS,
 ) -> WarehouseInfo:
+    """A new warehouse; ``handling_days`` is how many business days it takes to hand a parcel
+    to the carrier (counted from the day an order counts from, see the delivery estimates)."""
+    check_handling_days(handling_days)
     code = code.strip().upper()
     if not _CODE.match(code):
         raise validation_problem("code", "2-16 characters: letters, digits, '-' or '_'")
@@ -106,6 +122,7 @@ async def create_warehouse(
         "region": region,
         "active": True,
         "created_at": utcnow(),
+        "handling_days": handling_days,
     }
     created = await uow.changed(
         dialect_insert(uow, WAREHOUSES).values(row).on_conflict_do_nothing(index_elements=["code"])
@@ -119,7 +136,22 @@ async def create_warehouse(
         countries=tuple(normalized),
         region=region,
         active=True,
+        handling_days=handling_days,
     )
+
+
+async def set_handling_days(uow: UnitOfWork, code: str, handling_days: int) -> WarehouseInfo:
+    """Change how many business days the warehouse ``code`` takes to dispatch; 404
+    ``not_found`` when there is none (the code names the thing changed)."""
+    check_handling_days(handling_days)
+    try:
+        found = await get_warehouse(uow, code)
+    except Problem as exc:
+        raise not_found("Warehouse", code) from exc
+    await uow.execute(
+        update(WAREHOUSES).where(WAREHOUSES.c.id == found.id).values(handling_days=handling_days)
+    )
+    return replace(found, handling_days=handling_days)
 
 
 async def list_warehouses(uow: UnitOfWork) -> list[WarehouseInfo]:

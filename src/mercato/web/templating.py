@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from datetime import date
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from babel.dates import format_date
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -53,6 +55,26 @@ def decimal_money(amount: str | None, currency: str) -> str:
         return f"{amount} {currency}"
 
 
+class DateRange(Protocol):
+    @property
+    def earliest(self) -> date: ...
+    @property
+    def latest(self) -> date: ...
+
+
+def arrives_text(arrival: DateRange) -> str:
+    """The days a parcel may arrive on, as shoppers read them: "Arrives Tue 8 Dec" for one
+    day, the month written once when both days share it ("Tue 8 to Thu 10 Dec", with an en
+    dash), and both months across a month's end ("Mon 30 Nov to Wed 2 Dec")."""
+    first, last = arrival.earliest, arrival.latest
+    last_text = format_date(last, "EEE d MMM", locale="en")
+    if first == last:
+        return f"Arrives {last_text}"
+    same_month = (first.year, first.month) == (last.year, last.month)
+    first_text = format_date(first, "EEE d" if same_month else "EEE d MMM", locale="en")
+    return f"Arrives {first_text} – {last_text}"
+
+
 def field_errors(
     problem: Problem, *, short_names: bool = False, default: str = "is invalid"
 ) -> dict[str, str]:
@@ -89,6 +111,7 @@ def _build_env() -> Environment:
     )
     env.filters["money"] = money
     env.filters["decimal_money"] = decimal_money
+    env.filters["arrives_text"] = arrives_text
     env.filters["attrjson"] = _tojson_attr
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
     env.globals["static_url"] = static_url

@@ -101,7 +101,8 @@ async def cart_page(
     countries = await checkout.ship_to_countries(uow) if view.lines else []
     chosen = checkout.choose_country(countries, country, DEFAULT_COUNTRY)
     purchasable = any(line.purchasable for line in view.lines)
-    estimate = await checkout.estimate_cart(uow, cart, chosen) if purchasable else None
+    clock = checkout.delivery_clock(settings)
+    estimate = await checkout.estimate_cart(uow, cart, chosen, clock) if purchasable else None
     response = render(
         request,
         "shop/cart.html",

@@ -179,6 +179,7 @@ async def form_context(
                 shipping_method=method,
                 promo_code=promo,
                 promo_guard=checkout.PromoGuard.for_caller(runtime, ip),
+                delivery=checkout.delivery_clock(runtime.settings),
             )
             break
         except Problem as exc:

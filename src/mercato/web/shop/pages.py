@@ -17,11 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from mercato.catalog import service as catalog
+from mercato.checkout import service as checkout
 from mercato.problems import Problem, not_found
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.search import service as search
-from mercato.web.deps import PageUser
+from mercato.web.deps import PageDestination, PageUser
 from mercato.web.shop import listing as lst
 from mercato.web.shop.common import BriefUser
 from mercato.web.templating import decimal_money, redirect, render
@@ -309,6 +310,7 @@ async def product_page(
     uow: UowDep,
     runtime: RuntimeDep,
     user: PageUser,
+    destination: PageDestination,
     variant: str | None = None,
     rsort: str | None = None,
     rstars: str | None = None,
@@ -343,6 +345,12 @@ async def product_page(
         raise not_found("Product", ident)
     view = detail.product
     section = detail.reviews
+    arrivals = await checkout.variant_arrivals(
+        uow,
+        [c.id for c in detail.choices],
+        destination.country,
+        checkout.delivery_clock(runtime.settings),
+    )
     next_href = (
         _reviews_href(view.id, sort, stars, section.page.next_cursor)
         if section.page.next_cursor
@@ -359,6 +367,7 @@ async def product_page(
             "rating": detail.rating,
             "breadcrumb": [(name, f"/c/{path}") for name, path in detail.breadcrumb],
             "in_stock": detail.in_stock,
+            "arrivals": arrivals,
             "max_quantity": runtime.settings.cart_max_line_quantity,
             "self_url": f"/p/{quote(view.id)}",
             "reviews": section,

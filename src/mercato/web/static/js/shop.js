@@ -82,6 +82,16 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
+  // --- variant picker: when the chosen variant would arrive ---------------------------------
+  body.addEventListener("change", (event) => {
+    const radio = event.target.closest("input[name=variant_id]");
+    const box = document.getElementById("variant-arrives");
+    if (!radio || !box) return;
+    for (const line of box.querySelectorAll("[data-variant]")) {
+      line.hidden = line.dataset.variant !== radio.value;
+    }
+  });
+
   // --- selects that apply at once (sort order, estimate country) -----------------------------
   body.addEventListener("change", (event) => {
     const select = event.target.closest("select[data-autosubmit]");

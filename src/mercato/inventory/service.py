@@ -52,6 +52,7 @@ from mercato.inventory.stock import (
     LowStock,
     LowStockVariant,
     adjust,
+    available_by_warehouse,
     low_stock,
     low_stock_variants,
     receive,
@@ -67,6 +68,7 @@ from mercato.inventory.warehouses import (
     list_warehouses,
     resolve_variant,
     shipping_countries,
+    warehouse_listeners,
 )
 
 __all__ = [
@@ -90,6 +92,7 @@ __all__ = [
     "active_reservations",
     "adjust",
     "availability",
+    "available_by_warehouse",
     "check_ledger",
     "check_quantity",
     "commit",
@@ -114,4 +117,5 @@ __all__ = [
     "stock_for_variants",
     "stock_notes",
     "sum_lines",
+    "warehouse_listeners",
 ]

@@ -120,7 +120,7 @@ async def load_sources(
     """What the index should hold for these products; listed ones only (the others must go)."""
     products = await catalog.listed_products(uow, product_ids)
     variant_ids = [v.id for p in products.values() for v in p.variants]
-    stock = await inventory.availability(uow, variant_ids) if variant_ids else {}
+    stock = await inventory.available_by_warehouse(uow, variant_ids) if variant_ids else {}
     rated = await reviews.ratings(uow, products.keys())
     sales_known, sold = await _sales(uow, products.keys())
     found: dict[str, ProductSource] = {}
@@ -142,6 +142,7 @@ async def load_sources(
         options = dict.fromkeys(
             (name, value) for v in p.variants for name, value in v.options.items()
         )
+        stocked_in = tuple(sorted({w for v in p.variants for w in stock.get(v.id, {})}))
         found[p.id] = ProductSource(
             id=p.id,
             title=p.title,
@@ -155,13 +156,14 @@ async def load_sources(
             currency=p.currency,
             min_price=p.min_price,
             max_price=p.max_price,
-            in_stock=any(stock.get(v.id, 0) > 0 for v in p.variants),
+            in_stock=bool(stocked_in),
             image=p.image,
             created_at=p.created_at,
             rating=rating,
             rating_count=rating_count,
             sales=units,
             sales_score=score,
+            stocked_in=stocked_in,
         )
     return found
 

@@ -31,7 +31,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -728,6 +728,34 @@ class SearchEngine:
             raise IndexBusy(str(exc)) from exc
         self._writer = Writer(version, index, raw, meta)
         return self._writer
+
+    def outdated(self) -> bool:
+        """Whether the current version was built for an older schema: the shop had an index,
+        which this code cannot read, so it wants a rebuild (after an upgrade)."""
+        version = self.store.current()
+        meta = self.store.read_meta(version) if version else None
+        return meta is not None and meta.schema < SCHEMA_VERSION
+
+    @contextlib.contextmanager
+    def rebuilding_outdated(self) -> Iterator[None]:
+        """Hold the outdated version's writer lock while it is rebuilt, so that one process
+        per host rebuilds it; :class:`IndexBusy` when another one is."""
+        version = self.store.current()
+        lock: tantivy.IndexWriter | None = None
+        if version is not None:
+            try:
+                lock = open_index(self.store.path(version)).writer(15_000_000, 1)
+            except ValueError as exc:
+                raise IndexBusy(str(exc)) from exc
+            except OSError:
+                lock = None  # unreadable: nobody can be writing it
+        try:
+            yield
+        finally:
+            if lock is not None:
+                with contextlib.suppress(Exception):
+                    lock.rollback()
+                del lock
 
     def close_writer(self) -> None:
         if self._writer is not None:

@@ -48,6 +48,7 @@ from mercato.runtime import Runtime
 from mercato.search.engine import (
     IndexBusy,
     ProductSource,
+    SearchEngine,
     VersionBuilder,
     demo_signals,
     to_document,
@@ -331,11 +332,21 @@ async def _affected_products(uow: UnitOfWork, changes: PendingChanges, *, demo: 
 _busy_warned: set[Path] = set()
 
 
+async def _rebuild_outdated(runtime: Runtime, engine: SearchEngine) -> int:
+    try:
+        with engine.rebuilding_outdated():
+            log.warning("search index of an older schema: rebuilding it")
+            return max(1, (await reindex(runtime)).documents)
+    except IndexBusy:
+        return 0  # another process of this host is rebuilding it
+
+
 async def sync_index(runtime: Runtime, *, bootstrap: bool, consumer: str | None = None) -> int:
     """Apply the pending changes to this host's index and commit; how many products changed.
 
     ``bootstrap``: build the index when there is none (the one-process default and a replica's
-    follower do; a plain worker leaves that to ``mercato reindex``).
+    follower do; a plain worker leaves that to ``mercato reindex``). An index of an older
+    schema is rebuilt either way: the shop had one, and after an upgrade nothing could read it.
     """
     engine = engine_for(runtime)
     consumer = consumer or consumer_name() or "search-index"
@@ -349,9 +360,11 @@ async def sync_index(runtime: Runtime, *, bootstrap: bool, consumer: str | None 
         return 0
     if writer is None:
         PENDING.take()
-        if not bootstrap:
-            return 0
-        return max(1, (await reindex(runtime)).documents)
+        if bootstrap:
+            return max(1, (await reindex(runtime)).documents)
+        if engine.outdated():
+            return await _rebuild_outdated(runtime, engine)
+        return 0
     if writer.needs_replay:
         PENDING.floor = writer.meta.built_at - REPLAY_MARGIN
         since = writer.meta.committed_at - REPLAY_MARGIN

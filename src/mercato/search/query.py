@@ -450,9 +450,11 @@ class Reach:
 
 @functools.lru_cache(maxsize=256)
 def _stocked_query(warehouses: tuple[str, ...]) -> Query | None:
+    # Term queries rather than a term-set query: those skip through their posting lists,
+    # where a term set first marks every document of every term in a bitset.
     if not warehouses:
         return None
-    return Query.term_set_query(SCHEMA, STOCKED_IN, list(warehouses))
+    return _should([_term(STOCKED_IN, w) for w in warehouses])
 
 
 # --------------------------------------------------------------------------------------------

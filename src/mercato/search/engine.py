@@ -76,7 +76,7 @@ STOCKED_IN = "stocked_in"
 """One term per warehouse (its id) holding available units of some variant of the product.
 Units available to a destination are the sum over the warehouses shipping there, and a sum of
 non-negative amounts is positive iff one of them is: so a product is in stock for a country
-iff it carries the term of a warehouse shipping there, which one ``term_set`` query answers
+iff it carries the term of a warehouse shipping there, which a query for any of those terms answers
 exactly. Which warehouses ship where is read at query time, so a warehouse's countries may
 change without a rebuild."""
 STOCK_SET = "stock_set"

@@ -6,6 +6,7 @@ exact against brute force over the database, and follow stock as it moves."""
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from mercato.inventory import service as inventory
 from mercato.search import service
 from mercato.search.engine import SCHEMA_VERSION, SearchEngine
 from mercato.settings import Settings
+from mercato.web.deps import DELIVER_TO_COOKIE
 from tests.factories import make_category, make_product
 from tests.search.conftest import (
     all_pages,
@@ -36,6 +38,7 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"demo_mode": False})
 
 
+HTML = {"accept": "text/html"}
 BERLIN = ["AT", "DE"]
 LYON = ["ES", "FR", "IT"]
 SERVED = ["AT", "DE", "ES", "FR", "IT"]
@@ -322,3 +325,37 @@ async def test_counts_per_destination_match_brute_force(
             await inventory.receive(uow, variant, rng.choice(WAREHOUSE_CODES), 1)
     await sync_search(app)
     await _check_against_brute_force(app, client)
+
+
+# --------------------------------------------------------------------------------------------
+# The shop's pages follow the "Deliver to" choice
+
+
+def _cards(html: str) -> dict[str, bool]:
+    """Each product card's lamp and whether it shows in stock."""
+    found = {}
+    for card in html.split('data-testid="product-card"')[1:]:
+        card = card.split("</article>", 1)[0]
+        title = re.search(r'class="card-title">([^<]+)<', card)
+        assert title is not None
+        found[title.group(1).split()[0].lower()] = "Out of stock" not in card
+    return found
+
+
+async def test_the_listing_pages_and_home_rows_answer_for_the_deliver_to_choice(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await _shop(app)
+    for country, stocked in (("FR", "lyon"), ("DE", "berlin")):
+        client.cookies.set(DELIVER_TO_COOKIE, country)
+        expected = {lamp: lamp == stocked for lamp in ("lyon", "berlin", "nowhere")}
+        for path in ("/search?q=lamp", "/c/lighting"):
+            r = await client.get(path, headers=HTML)
+            assert r.status_code == 200, r.text
+            assert _cards(r.text) == expected, (country, path)
+        r = await client.get("/search?q=lamp&in_stock=true", headers=HTML)
+        assert _cards(r.text) == {stocked: True}
+        r = await client.get("/", headers=HTML)
+        top_rated = r.text.split('aria-label="Top rated"', 1)[1].split("</ul>", 1)[0]
+        assert _cards(top_rated) == {stocked: True}, country
+    client.cookies.clear()

@@ -51,6 +51,8 @@ RULES = frozenset(
         "idempotency_conflict",
         "unknown_service",
         "unknown_carrier",
+        "unknown_country",  # two letters ISO 3166 assigns to no country ("AA")
+        "country_not_served",  # the shop's warehouses and shipping zones do not reach it
         "invalid_webhook_url",
         # rules across parameters, or across a currency's decimals
         "invalid_price_range",

@@ -13,6 +13,10 @@ opens an index first replays the events delivered since that index's last commit
 database in a short unit of work per batch (never one transaction across a whole rebuild) and
 write the index in between, so they take the process's runtime rather than a unit of work.
 
+Stock comes from the inventory as units per (variant, warehouse): a product's document names
+the active warehouses holding units of one of its variants, and a search counts only those
+shipping to the shopper's country (``StockChanged`` re-projects the variant's product).
+
 Ratings come from the reviews module (its figures of approved reviews; a ``ProductRatingChanged``
 event re-projects the product). Sales (net units sold over the window, and the decayed sales
 rank) come from the orders module, which sits above this one: ``modules.wire`` registers its

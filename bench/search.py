@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m bench.search                     # 100,000 and 1,000,000 products
     .venv/bin/python -m bench.search --sizes 100000      # one size only
+    .venv/bin/python -m bench.search --countries DE,FR   # also for shoppers in these countries
 
 For each size it generates the demo catalog (the generator ``mercato demo`` seeds from, so the
 data is deterministic for a seed) and loads the very same products into:
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -209,11 +211,29 @@ def make_mix(sources: Sequence[ProductSource], count: int, seed: int) -> list[Sp
 # Mercato
 
 
+def generated_reach(country: str) -> Any:
+    """The destination as a search sees it: the generated warehouses standing for the demo's
+    warehouses that ship to ``country``."""
+    from mercato.inventory.demo import DEMO_WAREHOUSES
+    from mercato.search import query as q
+    from mercato.search.demo import GENERATED_WAREHOUSES
+
+    reaching = [
+        GENERATED_WAREHOUSES[i]
+        for i, spec in enumerate(DEMO_WAREHOUSES)
+        if country in spec["countries"]
+    ]
+    return q.Reach(country, tuple(sorted(reaching)))
+
+
 class MercatoInProcess:
     name = "Mercato (in process)"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, country: str | None = None) -> None:
         self.data_dir = data_dir
+        self.reach = generated_reach(country) if country else None
+        if country:
+            self.name = f"Mercato (in process, deliver to {country})"
 
     def build(self, sources: Sequence[ProductSource]) -> Built:
         from mercato.search.engine import IndexStore, VersionBuilder
@@ -249,6 +269,7 @@ class MercatoInProcess:
                 max_price=spec.max_price,
                 rating_gte=spec.rating_gte,
                 in_stock=spec.in_stock,
+                reach=self.reach,
             ),
             sort=spec.sort,
             limit=HITS,
@@ -880,6 +901,11 @@ def bench_size(size: int, args: argparse.Namespace, info: dict[str, str]) -> lis
         mercato = MercatoInProcess(work / "data")
         builds.append(step("Mercato: building the index", lambda: mercato.build(sources)))
         engines_run.append(step("Mercato: in process", lambda: measure(mercato, mix, args.budget)))
+        for country in args.countries:
+            there = MercatoInProcess(work / "data", country)
+            there.open()
+            label = f"Mercato: in process, to {country}"
+            engines_run.append(step(label, functools.partial(measure, there, mix, args.budget)))
         if args.http:
             http = MercatoHttp(work / "data")
             http.start()
@@ -925,6 +951,13 @@ def main() -> None:
         type=float,
         default=900.0,
         help="seconds at most per engine and size; a slower engine is reported as such",
+    )
+    parser.add_argument(
+        "--countries",
+        type=lambda text: [c.strip().upper() for c in text.split(",") if c.strip()],
+        default=[],
+        help="also run the in-process mix for shoppers in these countries (e.g. DE,FR): "
+        "stock, its filter, facet and ranking for the warehouses shipping there",
     )
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)

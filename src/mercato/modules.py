@@ -113,6 +113,9 @@ def _hooks() -> None:
     identity.verified_email_hooks.append(orders.join_guest_orders)
     # Product answers say whether each variant is in stock, which the inventory module knows.
     catalog.stock_readers.append(inventory.stock_notes)
+    # A search maps the shopper's country to warehouses it keeps a few seconds: a change to
+    # the warehouses makes it read them again.
+    inventory.warehouse_listeners.append(search.forget_warehouses)
     # An order's page shows its shipments, which live in the fulfilment module.
     orders.shipment_readers.append(fulfilment.order_shipments)
     # A review is a verified purchase when the product was delivered, which fulfilment knows.

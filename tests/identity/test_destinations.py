@@ -63,6 +63,7 @@ async def test_a_country_not_served_is_refused_naming_the_served_ones(db: Databa
         ("É1", "validation_error"),
         ("ZZ", "unknown_country"),
         ("AA", "unknown_country"),
+        ("aa", "unknown_country"),
     ],
 )
 async def test_a_malformed_or_unknown_code_names_the_field(

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from mercato import worker
 from mercato.catalog import service as catalog
 from mercato.catalog.demo import seed_catalog
+from mercato.db import UnitOfWork
 from mercato.events import dispatcher
 from mercato.inventory import service as inventory
 from mercato.inventory.demo import seed_inventory
@@ -79,13 +80,31 @@ class Truth:
         return set(self.attributes.items()) | self.options
 
 
-async def truth(app: FastAPI) -> dict[str, Truth]:
+async def units_to(session: UnitOfWork, variant_ids: list[str], country: str) -> dict[str, int]:
+    """Brute force: each variant's units available to ``country``, summed over its stock rows
+    in the active warehouses shipping there."""
+    reaching = {
+        w.id
+        for w in await inventory.list_warehouses(session)
+        if w.active and country in w.countries
+    }
+    levels = await inventory.stock_for_variants(session, variant_ids)
+    return {
+        v: sum(level.available for level in rows if level.warehouse_id in reaching)
+        for v, rows in levels.items()
+    }
+
+
+async def truth(app: FastAPI, country: str | None = None) -> dict[str, Truth]:
+    """The listed products as the database has them, stock for ``country`` (by default the
+    shop's default country: the destination of a request that names none)."""
     runtime = runtime_of(app)
+    country = country or runtime.settings.default_country
     async with runtime.db.transaction() as session:
         ids = await catalog.listed_product_ids(session, limit=100_000)
         views = await catalog.get_products(session, ids, include_inactive=False)
         variant_ids = [v.id for view in views.values() for v in view.variants]
-        stock = await inventory.availability(session, variant_ids)
+        stock = await units_to(session, variant_ids, country)
     found = {}
     for view in views.values():
         rating, _, sales = demo_signals(view.id)

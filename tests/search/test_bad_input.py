@@ -79,9 +79,10 @@ async def test_unknown_values_and_pages_beyond_the_end_are_empty(
         assert r.status_code == 200 and r.json()["total"] == 0 and r.json()["hits"] == []
 
     signer = URLSafeSerializer(settings.secret_key, salt="search-cursor")
-    from mercato.search.query import Filters
+    from mercato.search.query import Filters, Reach
 
-    stamp = fingerprint(words_of("kettle"), Filters())
+    # A cursor is issued for one destination: the shop's default country here.
+    stamp = fingerprint(words_of("kettle"), Filters(reach=Reach(settings.default_country, ())))
     far = signer.dumps({"s": "relevance", "f": stamp, "o": 5000})
     r = await client.get("/api/search", params={"q": "kettle", "cursor": far})
     assert r.status_code == 200 and r.json()["hits"] == [] and r.json()["next_cursor"] is None

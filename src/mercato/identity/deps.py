@@ -319,19 +319,19 @@ def _with_role(user: UserInfo, allowed: frozenset[str]) -> UserInfo:
 # Where the caller's goods would go
 
 
+CountryParam = Annotated[
+    str | None,
+    Query(
+        pattern="^[A-Za-z]{2}$",
+        description="Deliver to this ISO 3166-1 alpha-2 country; by default the signed-in "
+        "customer's default address, else the shop's default country",
+    ),
+]
+
+
 @guest_allowed
 async def api_destination(
-    uow: UowDep,
-    runtime: RuntimeDep,
-    user: OptionalUser,
-    country: Annotated[
-        str | None,
-        Query(
-            pattern="^[A-Za-z]{2}$",
-            description="Deliver to this ISO 3166-1 alpha-2 country; by default the signed-in "
-            "customer's default address, else the shop's default country",
-        ),
-    ] = None,
+    uow: UowDep, runtime: RuntimeDep, user: OptionalUser, country: CountryParam = None
 ) -> Destination:
     return await resolve_destination(
         uow,
@@ -342,6 +342,30 @@ async def api_destination(
 
 
 ApiDestination = Annotated[Destination, Depends(api_destination)]
+
+
+@guest_allowed
+@raises(401)  # a bad bearer token: the client claimed an identity
+async def brief_api_destination(
+    runtime: RuntimeDep,
+    credential: PresentedCredential,
+    response: Response,
+    country: CountryParam = None,
+) -> Destination:
+    """:data:`ApiDestination` resolved in a short transaction of its own, for endpoints that
+    hold none while they work (a search reads its synonyms and warehouses in short reads of
+    its own, which on SQLite would wait for a request-long transaction's write lock)."""
+    async with runtime.db.transaction() as uow:
+        user = await optional_user(uow, runtime, credential, response)
+        return await resolve_destination(
+            uow,
+            chosen=country,
+            user_id=user.id if user is not None else None,
+            shop_default=runtime.settings.default_country,
+        )
+
+
+BriefApiDestination = Annotated[Destination, Depends(brief_api_destination)]
 
 StaffUser = Annotated[UserInfo, Depends(require_role("staff"))]
 SellerUser = Annotated[UserInfo, Depends(require_role("seller"))]

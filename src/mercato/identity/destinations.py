@@ -60,14 +60,15 @@ def country_name(code: str) -> str:
 
 def parse_country(value: str, field: str = "country") -> str:
     """An ISO 3166-1 alpha-2 code as the shop keeps it (upper case); 422 naming ``field`` when
-    it is not one: ``validation_error`` when it does not look like one, ``unknown_country`` when
-    it does but names no country (which an API document's pattern cannot say)."""
+    it is not one: ``validation_error`` when not two letters, ``unknown_country`` when two
+    letters that name no country ("AA", "ZZ": a rule the API's pattern cannot state)."""
     code = value.strip().upper()
-    message = "must be an ISO 3166-1 alpha-2 country code such as 'DE'"
     if not _CODE.fullmatch(code):
-        raise validation_problem(field, message)
+        raise validation_problem(field, "must be an ISO 3166-1 alpha-2 country code such as 'DE'")
     if code in _NOT_COUNTRIES or code not in _ENGLISH.territories:
-        raise validation_problem(field, message, code="unknown_country")
+        raise validation_problem(
+            field, f"{code!r} is not an ISO 3166-1 country code", code="unknown_country"
+        )
     return code
 
 

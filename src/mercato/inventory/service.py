@@ -54,6 +54,7 @@ from mercato.inventory.stock import (
     LowStock,
     LowStockVariant,
     adjust,
+    available_by_warehouse,
     low_stock,
     low_stock_variants,
     receive,
@@ -72,6 +73,7 @@ from mercato.inventory.warehouses import (
     resolve_variant,
     set_handling_days,
     shipping_countries,
+    warehouse_listeners,
 )
 
 __all__ = [
@@ -98,6 +100,7 @@ __all__ = [
     "active_reservations",
     "adjust",
     "availability",
+    "available_by_warehouse",
     "check_ledger",
     "check_quantity",
     "commit",
@@ -124,4 +127,5 @@ __all__ = [
     "stock_for_variants",
     "stock_notes",
     "sum_lines",
+    "warehouse_listeners",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, update
+from sqlalchemy import Row, Select, bindparam, func, select, update
 
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
@@ -27,19 +27,60 @@ from mercato.inventory.common import (
     low_stock_hint,
 )
 from mercato.inventory.ledger import movement, publish_after_change, write_movements
-from mercato.inventory.warehouses import VariantRef, get_warehouse, variant_of
+from mercato.inventory.warehouses import VariantRef, get_warehouse, list_warehouses, variant_of
 from mercato.problems import Problem, validation_problem
 
 # --------------------------------------------------------------------------------------------
 # Reading stock
 
 
-async def stock_notes(
+_AVAILABLE_BY_WAREHOUSE = (
+    select(STOCK.c.variant_id, STOCK.c.warehouse_id, STOCK.c.on_hand - STOCK.c.reserved)
+    .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
+    .where(
+        STOCK.c.variant_id.in_(bindparam("ids", expanding=True)),
+        WAREHOUSES.c.active.is_(True),
+        STOCK.c.on_hand > STOCK.c.reserved,
+    )
+)
+
+
+async def available_by_warehouse(
     uow: UnitOfWork, variant_ids: Collection[str]
+) -> dict[str, dict[str, int]]:
+    """Units available per variant in each active warehouse holding some (warehouse id →
+    units; ``{}`` for a variant none holds). What a destination may buy is the sum over the
+    warehouses shipping there, so a variant is available somewhere iff a warehouse appears."""
+    wanted = sorted(set(variant_ids))
+    found: dict[str, dict[str, int]] = {v: {} for v in wanted}
+    for chunk in chunks(wanted):
+        rows = await uow.execute(_AVAILABLE_BY_WAREHOUSE, {"ids": list(chunk)})
+        for variant_id, warehouse_id, units in rows:
+            found[variant_id][warehouse_id] = int(units)
+    return found
+
+
+async def _available_to(
+    uow: UnitOfWork, variant_ids: Collection[str], country: str
+) -> dict[str, int]:
+    reaching = {w.id for w in await list_warehouses(uow) if w.active and w.ships_to(country)}
+    by_warehouse = await available_by_warehouse(uow, variant_ids)
+    return {
+        v: sum(n for w, n in units.items() if w in reaching) for v, units in by_warehouse.items()
+    }
+
+
+async def stock_notes(
+    uow: UnitOfWork, variant_ids: Collection[str], *, country: str | None = None
 ) -> dict[str, catalog.StockNote]:
     """What anyone may know of each variant's stock (in stock or not, "Only 3 left" when few
-    are): the form product answers carry, never the count itself."""
-    found = await availability(uow, variant_ids)
+    are): the form product answers carry, never the count itself. With ``country``, only the
+    units of warehouses shipping there count: stock that cannot reach the shopper is not in
+    stock for them."""
+    if country is None:
+        found = await availability(uow, variant_ids)
+    else:
+        found = await _available_to(uow, variant_ids, country)
     return {v: catalog.StockNote(n > 0, low_stock_hint(n)) for v, n in found.items()}
 
 

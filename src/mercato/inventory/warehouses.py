@@ -4,7 +4,7 @@ stock is kept for, looked up through the catalog's service."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,15 @@ from mercato.problems import Problem, not_found, validation_problem
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,15}$")
 DEFAULT_HANDLING_DAYS = 1
+
+warehouse_listeners: list[Callable[[], None]] = []
+"""Told after a warehouse change commits (filled by ``modules.wire()``): the search forgets
+the warehouses it keeps a few seconds, which say where each destination's stock lies."""
+
+
+def _tell_listeners() -> None:
+    for listener in warehouse_listeners:
+        listener()
 
 
 async def _lookup(uow: UnitOfWork, key: str, by_id: bool) -> catalog.VariantInfo | None:
@@ -129,6 +138,7 @@ async def create_warehouse(
     )
     if created != 1:
         raise Problem(409, "warehouse_exists", f"A warehouse with code {code!r} already exists")
+    uow.after_commit(_tell_listeners)
     return WarehouseInfo(
         id=warehouse_id,
         code=code,

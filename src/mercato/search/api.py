@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from mercato.catalog import service as catalog
 from mercato.catalog.schemas import product_json
-from mercato.identity.deps import OptionalUser, StaffUser
+from mercato.identity.deps import ApiDestination, BriefApiDestination, OptionalUser, StaffUser
 from mercato.money import DECIMAL_PATTERN, CurrencyCode, DecimalStr, MoneyError, to_minor
 from mercato.openapi import ASCII_SPACES, SPACE, problems
 from mercato.problems import Problem, not_found, validation_problem
@@ -102,6 +102,7 @@ def _facets(value: str | None) -> frozenset[str]:
 async def search(
     request: Request,
     runtime: RuntimeDep,
+    destination: BriefApiDestination,
     q_: QueryText = "",
     category: Slug | None = None,
     brand: Annotated[list[str] | None, Query(max_length=20)] = None,
@@ -117,7 +118,12 @@ async def search(
 ) -> JSONResponse:
     """Products matching the words (typos forgiven, synonyms applied) and filters, with facet
     counts for the whole match. ``attr.<name>=<value>`` filters by attribute or option value;
-    ``facets=brand,price`` limits the facets (``facets=none`` for none)."""
+    ``facets=brand,price`` limits the facets (``facets=none`` for none).
+
+    Availability is for the destination (``country``, else the signed-in customer's default
+    address, else the shop's default country): a product is in stock when a warehouse shipping
+    there holds units of it, for ``in_stock``, its facet, each hit's ``in_stock`` and the
+    ranking."""
     text = _text(q_, "q")
     price_currency = currency or runtime.settings.currency
     low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
@@ -142,6 +148,7 @@ async def search(
         cursor=cursor,
         facets=_facets(facets),
         currency=runtime.settings.currency,
+        country=destination.country,
     )
     result = await service.search(runtime, request_)
     # The answer is plain JSON data already: skip FastAPI's generic encoder (a millisecond).
@@ -175,6 +182,7 @@ async def list_products(
     request: Request,
     uow: UowDep,
     runtime: RuntimeDep,
+    destination: ApiDestination,
     category: Annotated[str | None, Query(max_length=80)] = None,
     brand: Annotated[str | None, Query(max_length=80)] = None,
     min_price: Annotated[DecimalStr | None, Query()] = None,
@@ -190,7 +198,8 @@ async def list_products(
 
     Read from the search index (then hydrated by id); the catalog query answers while no index
     has been built (except ``best_selling``: 503 ``search_unavailable``), and continues pages
-    whose cursor it issued."""
+    whose cursor it issued. Each variant's stock is for the destination (``country``, else the
+    signed-in customer's default address, else the shop's default country)."""
     price_currency = currency or runtime.settings.currency
     low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
     query = catalog.ProductQuery(
@@ -204,7 +213,12 @@ async def list_products(
         limit=limit,
     )
     page = await service.list_products(
-        uow, runtime, query, cursor, best_selling=sort == "best_selling"
+        uow,
+        runtime,
+        query,
+        cursor,
+        best_selling=sort == "best_selling",
+        country=destination.country,
     )
     return {
         "items": [product_json(p, detail=False, stock=page.stock) for p in page.items],

@@ -31,7 +31,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,9 +43,11 @@ from mercato.money import round_unit
 
 log = logging.getLogger("mercato.search")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever the schema or the analysers change: an index of another version is ignored
-(shoppers get the catalog listing) until ``mercato reindex`` builds a current one."""
+(shoppers get the catalog listing) until a current one is built: by ``mercato reindex``, or by
+the index's follower, which rebuilds an index of an older version on its next pass.
+3: the warehouses holding each product's stock (``stocked_in``)."""
 
 RELOAD_INTERVAL = 0.1
 META_FILE = "mercato-index.json"
@@ -70,6 +72,18 @@ FLAGS = "flags"
 intersection skips through, instead of a fast-field column scanned for every candidate."""
 IN_STOCK = "in_stock"
 OUT_OF_STOCK = "out_of_stock"
+STOCKED_IN = "stocked_in"
+"""One term per warehouse (its id) holding available units of some variant of the product.
+Units available to a destination are the sum over the warehouses shipping there, and a sum of
+non-negative amounts is positive iff one of them is: so a product is in stock for a country
+iff it carries the term of a warehouse shipping there, which a query for any of those terms answers
+exactly. Which warehouses ship where is read at query time, so a warehouse's countries may
+change without a rebuild."""
+STOCK_SET = "stock_set"
+"""The same warehouses as one value (ids joined by ``SEP``, absent when none): a product has
+one set, so one terms aggregation counts the products of each set, and the in-stock count for
+a destination is the sum over the sets holding one of its warehouses, exact and in the same
+pass as the other facets."""
 RATING_THRESHOLDS = (1, 2, 3, 4, 5)
 SALES_TIERS = (1, 3, 10, 30, 100, 300, 1000)
 """Sales-rank scores a product's flags mark ("sales>=10"): what the default ranking's sales
@@ -128,6 +142,8 @@ def build_schema() -> tantivy.Schema:
     for name in ("currency", "image"):
         sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_text_field(FLAGS, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field(STOCKED_IN, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field(STOCK_SET, stored=True, fast=True, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("price_min", stored=True, indexed=True, fast=True)
     sb.add_unsigned_field("price_max", stored=True)
     sb.add_unsigned_field("in_stock", stored=True)
@@ -170,13 +186,14 @@ class ProductSource:
     currency: str
     min_price: int
     max_price: int
-    in_stock: bool
+    in_stock: bool  # units available in some active warehouse: stocked_in is not empty
     image: str | None
     created_at: datetime
     rating: float = 0.0  # 0 = not rated yet
     rating_count: int = 0
     sales: int = 0  # net units sold over the sales-rank window
     sales_score: float | None = None  # the sales rank: those units decayed by age (None: sales)
+    stocked_in: tuple[str, ...] = ()  # ids of the active warehouses holding available units
 
 
 def id_hash(product_id: str) -> int:
@@ -322,6 +339,11 @@ def to_document(src: ProductSource) -> tantivy.Document:
     doc.add_text("currency", src.currency)
     for flag in flags(src):
         doc.add_text(FLAGS, flag)
+    warehouses = sorted(set(src.stocked_in))
+    for warehouse in warehouses:
+        doc.add_text(STOCKED_IN, warehouse)
+    if warehouses:
+        doc.add_text(STOCK_SET, SEP.join(warehouses))
     if src.image:
         doc.add_text("image", src.image)
     doc.add_unsigned("price_min", src.min_price)
@@ -649,6 +671,7 @@ class SearchEngine:
     _checked: float = field(default=-1e9)
     _writer: Writer | None = None
     synonyms: Any = None  # the query side keeps its synonym cache here
+    warehouses: Any = None  # ...and the warehouses a destination maps to
 
     @property
     def root(self) -> Path:
@@ -705,6 +728,34 @@ class SearchEngine:
             raise IndexBusy(str(exc)) from exc
         self._writer = Writer(version, index, raw, meta)
         return self._writer
+
+    def outdated(self) -> bool:
+        """Whether the current version was built for an older schema: the shop had an index,
+        which this code cannot read, so it wants a rebuild (after an upgrade)."""
+        version = self.store.current()
+        meta = self.store.read_meta(version) if version else None
+        return meta is not None and meta.schema < SCHEMA_VERSION
+
+    @contextlib.contextmanager
+    def rebuilding_outdated(self) -> Iterator[None]:
+        """Hold the outdated version's writer lock while it is rebuilt, so that one process
+        per host rebuilds it; :class:`IndexBusy` when another one is."""
+        version = self.store.current()
+        lock: tantivy.IndexWriter | None = None
+        if version is not None:
+            try:
+                lock = open_index(self.store.path(version)).writer(15_000_000, 1)
+            except ValueError as exc:
+                raise IndexBusy(str(exc)) from exc
+            except OSError:
+                lock = None  # unreadable: nobody can be writing it
+        try:
+            yield
+        finally:
+            if lock is not None:
+                with contextlib.suppress(Exception):
+                    lock.rollback()
+                del lock
 
     def close_writer(self) -> None:
         if self._writer is not None:

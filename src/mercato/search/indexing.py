@@ -13,6 +13,10 @@ opens an index first replays the events delivered since that index's last commit
 database in a short unit of work per batch (never one transaction across a whole rebuild) and
 write the index in between, so they take the process's runtime rather than a unit of work.
 
+Stock comes from the inventory as units per (variant, warehouse): a product's document names
+the active warehouses holding units of one of its variants, and a search counts only those
+shipping to the shopper's country (``StockChanged`` re-projects the variant's product).
+
 Ratings come from the reviews module (its figures of approved reviews; a ``ProductRatingChanged``
 event re-projects the product). Sales (net units sold over the window, and the decayed sales
 rank) come from the orders module, which sits above this one: ``modules.wire`` registers its
@@ -48,6 +52,7 @@ from mercato.runtime import Runtime
 from mercato.search.engine import (
     IndexBusy,
     ProductSource,
+    SearchEngine,
     VersionBuilder,
     demo_signals,
     to_document,
@@ -120,7 +125,7 @@ async def load_sources(
     """What the index should hold for these products; listed ones only (the others must go)."""
     products = await catalog.listed_products(uow, product_ids)
     variant_ids = [v.id for p in products.values() for v in p.variants]
-    stock = await inventory.availability(uow, variant_ids) if variant_ids else {}
+    stock = await inventory.available_by_warehouse(uow, variant_ids) if variant_ids else {}
     rated = await reviews.ratings(uow, products.keys())
     sales_known, sold = await _sales(uow, products.keys())
     found: dict[str, ProductSource] = {}
@@ -142,6 +147,7 @@ async def load_sources(
         options = dict.fromkeys(
             (name, value) for v in p.variants for name, value in v.options.items()
         )
+        stocked_in = tuple(sorted({w for v in p.variants for w in stock.get(v.id, {})}))
         found[p.id] = ProductSource(
             id=p.id,
             title=p.title,
@@ -155,13 +161,14 @@ async def load_sources(
             currency=p.currency,
             min_price=p.min_price,
             max_price=p.max_price,
-            in_stock=any(stock.get(v.id, 0) > 0 for v in p.variants),
+            in_stock=bool(stocked_in),
             image=p.image,
             created_at=p.created_at,
             rating=rating,
             rating_count=rating_count,
             sales=units,
             sales_score=score,
+            stocked_in=stocked_in,
         )
     return found
 
@@ -329,11 +336,21 @@ async def _affected_products(uow: UnitOfWork, changes: PendingChanges, *, demo: 
 _busy_warned: set[Path] = set()
 
 
+async def _rebuild_outdated(runtime: Runtime, engine: SearchEngine) -> int:
+    try:
+        with engine.rebuilding_outdated():
+            log.warning("search index of an older schema: rebuilding it")
+            return max(1, (await reindex(runtime)).documents)
+    except IndexBusy:
+        return 0  # another process of this host is rebuilding it
+
+
 async def sync_index(runtime: Runtime, *, bootstrap: bool, consumer: str | None = None) -> int:
     """Apply the pending changes to this host's index and commit; how many products changed.
 
     ``bootstrap``: build the index when there is none (the one-process default and a replica's
-    follower do; a plain worker leaves that to ``mercato reindex``).
+    follower do; a plain worker leaves that to ``mercato reindex``). An index of an older
+    schema is rebuilt either way: the shop had one, and after an upgrade nothing could read it.
     """
     engine = engine_for(runtime)
     consumer = consumer or consumer_name() or "search-index"
@@ -347,9 +364,11 @@ async def sync_index(runtime: Runtime, *, bootstrap: bool, consumer: str | None 
         return 0
     if writer is None:
         PENDING.take()
-        if not bootstrap:
-            return 0
-        return max(1, (await reindex(runtime)).documents)
+        if bootstrap:
+            return max(1, (await reindex(runtime)).documents)
+        if engine.outdated():
+            return await _rebuild_outdated(runtime, engine)
+        return 0
     if writer.needs_replay:
         PENDING.floor = writer.meta.built_at - REPLAY_MARGIN
         since = writer.meta.committed_at - REPLAY_MARGIN

@@ -10,6 +10,12 @@ word that matches nothing is replaced by its nearest spelling in the index (or r
 fuzzy term) and the answer says what was searched instead; if all the words together still
 match nothing, any word may match (``matched: "any"``).
 
+Availability is for the shopper's destination (:class:`Reach`) when the request names one: a
+product is in stock there when a warehouse shipping there holds units of one of its variants
+(the index keeps, per product, the warehouses holding units; the storefront maps the country to
+the warehouses shipping there). The in-stock filter, its facet count, each hit's ``in_stock``
+and the ranking's stock bonus all read it that way.
+
 The default ranking (``relevance`` with words) blends that text relevance with the sales rank
 and availability: score = BM25 + ``STOCK_BONUS`` when in stock + ``SALES_BONUS`` for each sales
 tier the product's sales rank reaches (``engine.SALES_TIERS``: 1, 3, 10, ... 1000, about one
@@ -57,6 +63,8 @@ from mercato.search.engine import (
     SEP,
     SHORT_FIELDS,
     STEM_ANALYZER,
+    STOCK_SET,
+    STOCKED_IN,
     Reader,
     Snapshot,
     rating_term,
@@ -416,6 +424,40 @@ def text_query(units: Sequence[Unit], match_all: bool, *, ranked: bool = True) -
 
 
 # --------------------------------------------------------------------------------------------
+# Where the shopper is
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A destination as the index sees it: the country, and the ids of the active warehouses
+    shipping there (sorted). For it, "in stock" means units in one of those warehouses: the
+    in-stock filter, its facet count, the hits' ``in_stock`` and the ranking's stock bonus."""
+
+    country: str
+    warehouses: tuple[str, ...]
+
+    def stocked(self) -> Query | None:
+        """The products in stock here; None when no warehouse ships here (none is)."""
+        return _stocked_query(self.warehouses)
+
+    def holds(self, stock_set: str | None) -> bool:
+        """Whether a product whose stock lies in ``stock_set`` (``engine.STOCK_SET``) is in
+        stock here."""
+        if not stock_set:
+            return False
+        return not set(self.warehouses).isdisjoint(stock_set.split(SEP))
+
+
+@functools.lru_cache(maxsize=256)
+def _stocked_query(warehouses: tuple[str, ...]) -> Query | None:
+    # Term queries rather than a term-set query: those skip through their posting lists,
+    # where a term set first marks every document of every term in a bitset.
+    if not warehouses:
+        return None
+    return _should([_term(STOCKED_IN, w) for w in warehouses])
+
+
+# --------------------------------------------------------------------------------------------
 # Filters
 
 
@@ -429,6 +471,8 @@ class Filters:
     rating_gte: float | None = None
     in_stock: bool | None = None
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    reach: Reach | None = None
+    """Where the shopper is; None: stock anywhere counts (no destination)."""
 
     def clauses(self) -> list[tuple[Occur, Query]]:
         """The filters as boolean clauses: each narrows (``Must``), or rules out a small set
@@ -452,7 +496,7 @@ class Filters:
         if self.rating_gte is not None:
             found += [(Occur.Must, q) for q in rating_filters(self.rating_gte)]
         if self.in_stock is not None:
-            found.append(stock_clause(self.in_stock))
+            found += stock_clauses(self.in_stock, self.reach)
         for name, values in sorted(self.attributes.items()):
             pairs = [f"{name}{SEP}{v}" for v in values]
             found.append(
@@ -473,6 +517,7 @@ class Filters:
             self.rating_gte,
             self.in_stock,
             sorted((k, sorted(v)) for k, v in self.attributes.items()),
+            self.reach.country if self.reach else None,
         ]
 
 
@@ -491,11 +536,22 @@ def rating_filters(gte: float) -> list[Query]:
 
 
 def stock_clause(in_stock: bool) -> tuple[Occur, Query]:
-    """Most products are in stock: "in stock" is "not sold out" (skipping through the short
-    list of sold-out products), "sold out" is that list itself."""
+    """Stock anywhere. Most products are in stock: "in stock" is "not sold out" (skipping
+    through the short list of sold-out products), "sold out" is that list itself."""
     if in_stock:
         return Occur.MustNot, _term(FLAGS, OUT_OF_STOCK)
     return Occur.Must, _term(FLAGS, OUT_OF_STOCK)
+
+
+def stock_clauses(in_stock: bool, reach: Reach | None) -> list[tuple[Occur, Query]]:
+    """In stock (or not) for the destination: units in (none of) the warehouses shipping
+    there; where none ships, nothing is in stock and everything is out of stock."""
+    if reach is None:
+        return [stock_clause(in_stock)]
+    stocked = reach.stocked()
+    if stocked is None:
+        return [(Occur.Must, Query.empty_query())] if in_stock else []
+    return [(Occur.Must if in_stock else Occur.MustNot, stocked)]
 
 
 def combine(text: Query | None, filters: Sequence[tuple[Occur, Query]]) -> Query:
@@ -515,9 +571,12 @@ def combine(text: Query | None, filters: Sequence[tuple[Occur, Query]]) -> Query
     return Query.boolean_query(clauses)
 
 
-@functools.cache
-def _ranking_bonuses() -> tuple[tuple[Occur, Query], ...]:
-    bonuses = [(Occur.Should, Query.const_score_query(_term(FLAGS, IN_STOCK), STOCK_BONUS))]
+@functools.lru_cache(maxsize=256)
+def _ranking_bonuses(warehouses: tuple[str, ...] | None) -> tuple[tuple[Occur, Query], ...]:
+    stocked = _term(FLAGS, IN_STOCK) if warehouses is None else _stocked_query(warehouses)
+    bonuses = []
+    if stocked is not None:
+        bonuses.append((Occur.Should, Query.const_score_query(stocked, STOCK_BONUS)))
     bonuses += [
         (Occur.Should, Query.const_score_query(_term(FLAGS, sales_term(tier)), SALES_BONUS))
         for tier in SALES_TIERS
@@ -525,10 +584,12 @@ def _ranking_bonuses() -> tuple[tuple[Occur, Query], ...]:
     return tuple(bonuses)
 
 
-def blended(ranked: Query) -> Query:
-    """The default ranking: the words' relevance, plus the availability and sales bonuses
-    (optional clauses: they never widen the matching set)."""
-    return Query.boolean_query([(Occur.Must, ranked), *_ranking_bonuses()])
+def blended(ranked: Query, reach: Reach | None = None) -> Query:
+    """The default ranking: the words' relevance, plus the availability (for the destination,
+    when there is one) and sales bonuses (optional clauses: they never widen the matching
+    set)."""
+    bonuses = _ranking_bonuses(reach.warehouses if reach is not None else None)
+    return Query.boolean_query([(Occur.Must, ranked), *bonuses])
 
 
 # --------------------------------------------------------------------------------------------
@@ -615,6 +676,8 @@ class SearchRequest:
     cursor: str | None = None
     facets: frozenset[str] = frozenset(FACETS)
     snippets: bool = True
+    country: str | None = None
+    """The shopper's destination: the storefront sets ``filters.reach`` from it."""
 
 
 @dataclass
@@ -627,6 +690,7 @@ class Plan:
     matched: Literal["all", "any"]
     fingerprint: str
     filter_queries: list[tuple[Occur, Query]]
+    reach: Reach | None = None
 
 
 @dataclass
@@ -672,7 +736,8 @@ def make_plan(
     units = plan_units(searcher, words, synonyms, vocabulary) if words else []
     required = [u for u in units if not u.optional]
     match_all = match_all or len(required) < 2
-    return _plan(words, units, match_all, fingerprint(words, filters), filter_queries)
+    stamp = fingerprint(words, filters)
+    return _plan(words, units, match_all, stamp, filter_queries, filters.reach)
 
 
 def _plan(
@@ -681,6 +746,7 @@ def _plan(
     match_all: bool,
     stamp: str,
     filter_queries: list[tuple[Occur, Query]],
+    reach: Reach | None,
 ) -> Plan:
     text = text_query(units, match_all=match_all) if units else None
     lean = text_query(units, match_all=match_all, ranked=False) if units else None
@@ -688,12 +754,13 @@ def _plan(
     return Plan(
         words,
         units,
-        blended(base) if text is not None else base,
+        blended(base, reach) if text is not None else base,
         text,
         combine(lean, filter_queries),
         "all" if match_all else "any",
         stamp,
         filter_queries,
+        reach,
     )
 
 
@@ -701,7 +768,7 @@ def relaxed(plan: Plan) -> Plan | None:
     """The plan with any word allowed to match, when every word together matched nothing."""
     if plan.matched == "any" or len([u for u in plan.units if not u.optional]) < 2:
         return None
-    return _plan(plan.words, plan.units, False, plan.fingerprint, plan.filter_queries)
+    return _plan(plan.words, plan.units, False, plan.fingerprint, plan.filter_queries, plan.reach)
 
 
 def fetch_page(
@@ -782,13 +849,14 @@ _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mercato-search")
 
 
 def _facets_or_total(
-    snapshot: Snapshot, base: Query, wanted: frozenset[str]
+    snapshot: Snapshot, base: Query, wanted: frozenset[str], reach: Reach | None
 ) -> tuple[dict[str, Any] | None, int]:
     searcher = snapshot.searcher
     if not wanted:
         return None, _count(searcher, base)
     more = "attributes" in wanted and has_more_attributes(snapshot)
-    raw = searcher.aggregate(base, facet_aggregations(wanted, more_attributes=more))
+    asked = facet_aggregations(wanted, more_attributes=more, stock_sets=reach is not None)
+    raw = searcher.aggregate(base, asked)
     return raw, total_of(raw)
 
 
@@ -799,6 +867,11 @@ def facet_key(request: SearchRequest) -> tuple[str, str, tuple[str, ...]]:
     brings new documents, so the counts stay exact. Requests with words are too varied to
     be worth keeping."""
     filters = json.dumps(request.filters.fingerprint_data(), sort_keys=True)
+    reach = request.filters.reach
+    # The in-stock filter's set depends on which warehouses ship to the country, which may
+    # change while the documents do not; the counts themselves are read per destination.
+    if reach is not None and request.filters.in_stock is not None:
+        filters += "|" + SEP.join(reach.warehouses)
     return ("facets", filters, tuple(sorted(request.facets)))
 
 
@@ -832,14 +905,18 @@ def search(
     if counted is None:
         # Tantivy releases the GIL: count the facets on another core while this one finds
         # the page of hits (the answer takes the longer of the two rather than their sum).
-        counting = _POOL.submit(_facets_or_total, snapshot, plan.matching, request.facets)
+        counting = _POOL.submit(
+            _facets_or_total, snapshot, plan.matching, request.facets, plan.reach
+        )
     page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
     if cursor is None and not page.addresses:
         # Nothing on the first page means nothing at all: let any word match instead.
         wider = relaxed(plan)
         if wider is not None:
             plan = wider
-            counting = _POOL.submit(_facets_or_total, snapshot, plan.matching, request.facets)
+            counting = _POOL.submit(
+                _facets_or_total, snapshot, plan.matching, request.facets, plan.reach
+            )
             page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
     if counting is not None:
         counted = counting.result()
@@ -848,7 +925,8 @@ def search(
     assert counted is not None
     raw, total = counted
     price_currency = request.filters.currency or request.currency
-    facets = read_facets(raw, request.facets, price_currency) if raw else None
+    reach = request.filters.reach
+    facets = read_facets(raw, request.facets, price_currency, reach) if raw else None
     hits = present_hits(searcher, plan, page, request.snippets)
     corrected = [u for u in plan.units if u.correction]
     suggested = [u for u in plan.units if u.suggestion]
@@ -890,11 +968,14 @@ def list_ids(
 # Facets
 
 
-def facet_aggregations(wanted: Iterable[str], *, more_attributes: bool = True) -> dict[str, Any]:
+def facet_aggregations(
+    wanted: Iterable[str], *, more_attributes: bool = True, stock_sets: bool = False
+) -> dict[str, Any]:
     """One aggregation request for the wanted facets (and the total: every document has
     exactly one ``facet_code``, so its buckets add up to the number of matches). Attributes
     are counted per slot column; ``more_attributes=False`` leaves out the overflow column when
-    no product uses it."""
+    no product uses it. ``stock_sets``: count the in-stock facet per warehouse set (for a
+    destination) rather than anywhere."""
     terms = {"size": TERMS_SIZE, "segment_size": TERMS_SIZE}
     wanted = set(wanted)
     aggregations: dict[str, Any] = {"codes": {"terms": {"field": "facet_code", **terms}}}
@@ -905,6 +986,8 @@ def facet_aggregations(wanted: Iterable[str], *, more_attributes: bool = True) -
         columns = [*ATTRIBUTE_SLOTS, *([MORE_ATTRIBUTES] if more_attributes else [])]
         for column in columns:
             aggregations[column] = {"terms": {"field": column, **terms}}
+    if "in_stock" in wanted and stock_sets:
+        aggregations[STOCK_SET] = {"terms": {"field": STOCK_SET, **terms}}
     return aggregations
 
 
@@ -926,17 +1009,29 @@ def total_of(raw: Mapping[str, Any]) -> int:
     return sum(int(b["doc_count"]) for b in _buckets(raw, "codes"))
 
 
-def read_facets(raw: Mapping[str, Any], wanted: Iterable[str], currency: str) -> dict[str, Any]:
+def stock_counts(raw: Mapping[str, Any], reach: Reach | None, total: int) -> dict[str, int]:
+    """The in-stock facet: for a destination, the products whose warehouse set holds one of
+    its warehouses (each product has one set, so the sum is exact); anywhere otherwise."""
+    if reach is None:
+        stock: Counter[int] = Counter()
+        for b in _buckets(raw, "codes"):
+            stock[int(b["key"]) % 10] += int(b["doc_count"])
+        return {"in_stock": stock[1], "out_of_stock": stock[0]}
+    held = sum(int(b["doc_count"]) for b in _buckets(raw, STOCK_SET) if reach.holds(b["key"]))
+    return {"in_stock": held, "out_of_stock": total - held}
+
+
+def read_facets(
+    raw: Mapping[str, Any], wanted: Iterable[str], currency: str, reach: Reach | None = None
+) -> dict[str, Any]:
     wanted = set(wanted)
     facets: dict[str, Any] = {}
     prices: Counter[int] = Counter()
     ratings: Counter[int] = Counter()
-    stock: Counter[int] = Counter()
     for b in _buckets(raw, "codes"):
         code, count = int(b["key"]), int(b["doc_count"])
         prices[code // 100] += count
         ratings[code // 10 % 10] += count
-        stock[code % 10] += count
     if "brand" in wanted:
         brands = []
         for b in _buckets(raw, "brand"):
@@ -962,7 +1057,7 @@ def read_facets(raw: Mapping[str, Any], wanted: Iterable[str], currency: str) ->
             {"gte": step, "count": sum(ratings[r] for r in range(step, 5))} for step in RATING_STEPS
         ]
     if "in_stock" in wanted:
-        facets["in_stock"] = {"in_stock": stock[1], "out_of_stock": stock[0]}
+        facets["in_stock"] = stock_counts(raw, reach, total_of(raw))
     if "attributes" in wanted:
         counts: Counter[str] = Counter()
         for column in (*ATTRIBUTE_SLOTS, MORE_ATTRIBUTES):
@@ -1083,7 +1178,11 @@ def present_hits(
                 "currency": currency,
                 "rating": round(rating, 2) if rating > 0 else None,
                 "rating_count": int(_first(doc, "rating_count", 0)),
-                "in_stock": bool(_first(doc, "in_stock", 0)),
+                "in_stock": (
+                    plan.reach.holds(_first(doc, STOCK_SET))
+                    if plan.reach is not None
+                    else bool(_first(doc, "in_stock", 0))
+                ),
                 "image": _first(doc, "image"),
                 "snippet": snippet,
                 "highlights": highlights,

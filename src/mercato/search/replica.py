@@ -62,6 +62,11 @@ def engine_for(runtime: Runtime) -> SearchEngine:
     return engine
 
 
+def engines() -> list[SearchEngine]:
+    """The engines this process holds."""
+    return list(_ENGINES.values())
+
+
 def unavailable() -> Problem:
     return Problem(
         503,

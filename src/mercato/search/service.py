@@ -5,6 +5,7 @@ the catalog. Other modules import this file only; the rules live in
 * :mod:`~mercato.search.storefront`: answering shoppers from the index, the catalog and stock;
 * :mod:`~mercato.search.indexing`: rebuilding the index and following the outbox;
 * :mod:`~mercato.search.synonyms`: the staff's synonym list;
+* :mod:`~mercato.search.reach`: the warehouses that reach a shopper's country;
 * :mod:`~mercato.search.replica`: this process's copy of the index;
 
 and the engine itself in :mod:`~mercato.search.engine` and :mod:`~mercato.search.query`.
@@ -33,7 +34,8 @@ from mercato.search.indexing import (
     sales_readers,
     sync_index,
 )
-from mercato.search.query import MAX_QUERY_CHARS, Filters, SearchRequest, SearchResult
+from mercato.search.query import MAX_QUERY_CHARS, Filters, Reach, SearchRequest, SearchResult
+from mercato.search.reach import WAREHOUSE_TTL, current_warehouses, forget_warehouses, reach
 from mercato.search.replica import (
     EXTRAS_KEY,
     SearchSettings,
@@ -75,10 +77,12 @@ __all__ = [
     "PENDING",
     "SALES_RANKS_CHANGED",
     "SYNONYM_TTL",
+    "WAREHOUSE_TTL",
     "Filters",
     "PendingChanges",
     "ProductDetail",
     "Progress",
+    "Reach",
     "ReindexStats",
     "Sales",
     "SalesReader",
@@ -91,10 +95,12 @@ __all__ = [
     "add_synonyms",
     "consumer_name",
     "current_synonyms",
+    "current_warehouses",
     "delete_synonyms",
     "engine_for",
     "find_product",
     "forget_synonyms",
+    "forget_warehouses",
     "list_products",
     "list_synonyms",
     "load_sources",
@@ -102,6 +108,7 @@ __all__ = [
     "product",
     "product_detail",
     "product_ratings",
+    "reach",
     "reindex",
     "replay",
     "sales_readers",

@@ -8,6 +8,7 @@ the catalog (which sits below inventory and search)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -23,6 +24,7 @@ from mercato.problems import validation_problem
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
 from mercato.search import query as q
+from mercato.search.reach import reach
 from mercato.search.replica import consumer_name, engine_for, unavailable
 from mercato.search.synonyms import current_synonyms
 
@@ -36,10 +38,18 @@ log = logging.getLogger("mercato.search")
 
 
 async def search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult:
+    """The request's answer; with ``request.country`` (the shopper's destination), "in stock"
+    means units in a warehouse shipping there, for the filter, its count, the hits and the
+    ranking."""
     reader = engine_for(runtime).reader()
     if reader is None:
         raise unavailable()
     synonyms = await current_synonyms(runtime)
+    if request.country is not None:
+        reached = await reach(runtime, request.country)
+        request = dataclasses.replace(
+            request, filters=dataclasses.replace(request.filters, reach=reached)
+        )
     try:
         # Off the event loop: Tantivy releases the GIL, so other requests go on meanwhile.
         return await asyncio.to_thread(
@@ -114,8 +124,11 @@ class StockedProducts:
     """The figures of their approved reviews (a single product's answer only)."""
 
 
-async def _stock(uow: UnitOfWork, products: Sequence[ProductView]) -> dict[str, StockNote]:
-    return await inventory.stock_notes(uow, [v.id for p in products for v in p.variants])
+async def _stock(
+    uow: UnitOfWork, products: Sequence[ProductView], country: str | None = None
+) -> dict[str, StockNote]:
+    variant_ids = [v.id for p in products for v in p.variants]
+    return await inventory.stock_notes(uow, variant_ids, country=country)
 
 
 async def list_products(
@@ -125,10 +138,12 @@ async def list_products(
     cursor: str | None,
     *,
     best_selling: bool = False,
+    country: str | None = None,
 ) -> StockedProducts:
     """The public product listing: from the index (then read by id from the catalog), or from
     the catalog's own query while no index is built and for the pages whose cursor it issued;
-    with the variants' stock, one read for the whole page.
+    with the variants' stock (for a shopper in ``country``: what warehouses shipping there
+    hold), one read for the whole page.
 
     ``best_selling`` (by sales rank, instead of ``query.sort``) only the index can answer: 503
     ``search_unavailable`` without one."""
@@ -143,7 +158,8 @@ async def list_products(
         page = await catalog.list_products(
             uow, query, secret_key=runtime.settings.secret_key, cursor=cursor
         )
-    return StockedProducts(page.items, page.next_cursor, await _stock(uow, page.items))
+    stock = await _stock(uow, page.items, country)
+    return StockedProducts(page.items, page.next_cursor, stock)
 
 
 async def product(

@@ -43,9 +43,10 @@ KEPT = ("q", "category", "brand", "min_price", "max_price", "rating_gte", "in_st
 @dataclass
 class Listing:
     """The shopper's choices, as read from the query string; prices are in ``currency``, the
-    shop's."""
+    shop's; availability is for ``country``, where the shopper's goods would go."""
 
     currency: str = field(kw_only=True)
+    country: str | None = field(default=None, kw_only=True)
     q: str = ""
     category: str | None = None
     brands: tuple[str, ...] = ()
@@ -93,6 +94,7 @@ class Listing:
             cursor=self.cursor,
             snippets=False,
             currency=self.currency,
+            country=self.country,
         )
 
     def pairs(self, *, with_category: bool = True) -> list[tuple[str, str]]:
@@ -128,9 +130,10 @@ def _price(value: str | None, currency: str) -> int | None:
     return minor if minor >= 0 else None
 
 
-def parse_listing(params: QueryParams, currency: str) -> Listing:
-    """Read the listing's choices, prices in ``currency`` (the shop's); values that cannot be
-    used are left out, never an error."""
+def parse_listing(params: QueryParams, currency: str, country: str | None = None) -> Listing:
+    """Read the listing's choices, prices in ``currency`` (the shop's), availability for
+    ``country`` (the shopper's destination); values that cannot be used are left out, never
+    an error."""
     text = (params.get("q") or "").strip()[: search.MAX_QUERY_CHARS]
     category = params.get("category")
     brands = tuple(dict.fromkeys(b for b in params.getlist("brand") if b and SLUG.fullmatch(b)))[
@@ -151,6 +154,7 @@ def parse_listing(params: QueryParams, currency: str) -> Listing:
     cursor = params.get("cursor")
     return Listing(
         currency=currency,
+        country=country,
         q=text,
         category=category if category and SLUG.fullmatch(category) else None,
         brands=brands,

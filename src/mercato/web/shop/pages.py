@@ -90,7 +90,11 @@ async def _search(runtime: Runtime, request: search.SearchRequest) -> search.Sea
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+async def home(
+    request: Request, runtime: RuntimeDep, user: BriefUser, destination: PageDestination
+) -> Response:
+    """The rows show what is in stock where the shopper's goods would go."""
+    country = destination.country
     best, rated = await asyncio.gather(
         _search(
             runtime,
@@ -100,6 +104,7 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
                 facets=frozenset(),
                 snippets=False,
                 currency=runtime.settings.currency,
+                country=country,
             ),
         ),
         _search(
@@ -111,6 +116,7 @@ async def home(request: Request, runtime: RuntimeDep, user: BriefUser) -> Respon
                 facets=frozenset(),
                 snippets=False,
                 currency=runtime.settings.currency,
+                country=country,
             ),
         ),
     )
@@ -189,8 +195,11 @@ def _listing_page(
 
 
 @router.get("/search", response_class=HTMLResponse)
-async def search_page(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
-    listing = lst.parse_listing(request.query_params, runtime.settings.currency)
+async def search_page(
+    request: Request, runtime: RuntimeDep, user: BriefUser, destination: PageDestination
+) -> Response:
+    settings = runtime.settings
+    listing = lst.parse_listing(request.query_params, settings.currency, destination.country)
     result = await _search(runtime, listing.request())
     facets = result.facets if result else None
     base = "/search"
@@ -231,7 +240,11 @@ async def search_page(request: Request, runtime: RuntimeDep, user: BriefUser) ->
 
 @router.get("/c/{path:path}", response_class=HTMLResponse)
 async def category_page(
-    path: str, request: Request, runtime: RuntimeDep, user: BriefUser
+    path: str,
+    request: Request,
+    runtime: RuntimeDep,
+    user: BriefUser,
+    destination: PageDestination,
 ) -> Response:
     """A category by its path (``/c/home-kitchen/cookware``) or its slug (``/c/cookware``)."""
     slug = path.strip("/").rsplit("/", 1)[-1]
@@ -247,7 +260,9 @@ async def category_page(
     if path.strip("/") != category.path:
         query = request.url.query
         return redirect(base + (f"?{query}" if query else ""), status_code=308)
-    listing = lst.parse_listing(request.query_params, runtime.settings.currency)
+    listing = lst.parse_listing(
+        request.query_params, runtime.settings.currency, destination.country
+    )
     listing.category = None  # the path says which category
     result = await _search(runtime, listing.request(category=category.slug))
     facets = result.facets if result else None

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022_delivery_estimates"
-down_revision = "0018_sales_ranks"
+down_revision = "0020_guest_orders"
 branch_labels = None
 depends_on = None
 

@@ -109,6 +109,8 @@ def _hooks() -> None:
     # The shop delivers where some warehouse ships to and some shipping zone covers.
     identity.served_country_readers.append(inventory.shipping_countries)
     identity.served_country_readers.append(checkout.ship_to_countries)
+    # A signed-in customer who chose no country is delivered to their default address.
+    identity.default_country_readers.append(identity.default_address_country)
     # Product answers say whether each variant is in stock, which the inventory module knows.
     catalog.stock_readers.append(inventory.stock_notes)
     # An order's page shows its shipments, which live in the fulfilment module.

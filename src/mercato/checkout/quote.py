@@ -42,6 +42,8 @@ from mercato.checkout.shipping import (
 )
 from mercato.checkout.tax import prices_include_tax, tax_table_for
 from mercato.db import UnitOfWork, utcnow
+from mercato.identity import service as identity
+from mercato.inventory import service as inventory
 from mercato.money import format_minor
 from mercato.problems import Problem
 
@@ -398,6 +400,11 @@ class Quote:
     price_changes: tuple[dict[str, Any], ...]
     methods: tuple[ShippingMethodInfo, ...] = ()
     """The other methods the cart could ship with (see :func:`shipping_options`)."""
+    country: str = ""
+    """The destination quoted for."""
+    not_deliverable: tuple[CartItem, ...] = ()
+    """Lines whose stock is all in warehouses that do not ship to the quote's country: a
+    checkout there refuses them (409 ``not_deliverable``)."""
 
 
 async def quote_cart(
@@ -416,6 +423,7 @@ async def quote_cart(
     code goes through ``promo_guard`` (429 ``rate_limited`` once too many did not apply)."""
     if cart is None or not cart.lines:
         raise cart_empty()
+    country = await identity.check_served(uow, country, "shipping_address.country")
     items = await cart_items(uow, cart.lines)
     inactive = [i.variant_id for i in items if not i.active]
     if inactive:
@@ -432,7 +440,28 @@ async def quote_cart(
     )
     priced = price_items(items, ctx, cart.currency)
     others = tuple(m for m in ctx.methods if m.currency == cart.currency)
-    return Quote(priced, tuple(items), ctx.method, tuple(price_changes(items)), others)
+    out_of_reach = await out_of_reach_of(uow, items, ctx.destination.country)
+    return Quote(
+        priced,
+        tuple(items),
+        ctx.method,
+        tuple(price_changes(items)),
+        others,
+        ctx.destination.country,
+        out_of_reach,
+    )
+
+
+async def out_of_reach_of(
+    uow: UnitOfWork, items: Sequence[CartItem], country: str
+) -> tuple[CartItem, ...]:
+    """The lines no warehouse shipping to ``country`` has, though others do (one read)."""
+    spreads = await inventory.stock_spreads(uow, [i.variant_id for i in items])
+    return tuple(
+        i
+        for i in items
+        if spreads.get(i.variant_id, inventory.StockSpread()).only_elsewhere(country)
+    )
 
 
 async def estimate_cart(

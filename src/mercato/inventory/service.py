@@ -25,11 +25,13 @@ from mercato.inventory.common import (
     WAREHOUSES,
     ReservationInfo,
     StockLevel,
+    StockSpread,
     WarehouseInfo,
     availability,
     check_quantity,
     low_stock_hint,
     normalize_country,
+    stock_spreads,
 )
 from mercato.inventory.ledger import (
     LEDGER_RULE,
@@ -85,6 +87,7 @@ __all__ = [
     "LowStockVariant",
     "ReservationInfo",
     "StockLevel",
+    "StockSpread",
     "VariantRef",
     "WarehouseInfo",
     "active_reservations",
@@ -113,5 +116,6 @@ __all__ = [
     "stock_for_variant",
     "stock_for_variants",
     "stock_notes",
+    "stock_spreads",
     "sum_lines",
 ]

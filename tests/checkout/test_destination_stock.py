@@ -87,7 +87,7 @@ async def test_product_and_availability_answer_per_destination(
 
 @pytest.mark.parametrize(
     ("country", "code"),
-    [("US", "country_not_served"), ("ZZ", "validation_error"), ("D1", "validation_error")],
+    [("US", "country_not_served"), ("ZZ", "unknown_country"), ("D1", "validation_error")],
 )
 async def test_a_country_not_served_or_malformed_is_a_problem(
     client: httpx.AsyncClient, lyon_only: tuple[str, str], country: str, code: str

@@ -35,6 +35,7 @@ RULES = frozenset(
         "unknown_brand",
         "unknown_zone",
         "unknown_shipping_method",
+        "unknown_country",  # well-formed, but no country has the code
         "invalid_promo_code",
         # the caller's state, or the shop's settings
         "cart_empty",
@@ -43,6 +44,7 @@ RULES = frozenset(
         "variant_unavailable",
         "currency_mismatch",
         "shipping_method_unavailable",
+        "country_not_served",
         "return_window_closed",
         "line_not_delivered",
         "return_exceeds_delivered",

@@ -60,10 +60,14 @@ def country_name(code: str) -> str:
 
 def parse_country(value: str, field: str = "country") -> str:
     """An ISO 3166-1 alpha-2 code as the shop keeps it (upper case); 422 naming ``field`` when
-    it is not one."""
+    it is not one (``validation_error`` when malformed, ``unknown_country`` when no country
+    has it)."""
     code = value.strip().upper()
-    if not _CODE.fullmatch(code) or code in _NOT_COUNTRIES or code not in _ENGLISH.territories:
+    if not _CODE.fullmatch(code):
         raise validation_problem(field, "must be an ISO 3166-1 alpha-2 country code such as 'DE'")
+    if code in _NOT_COUNTRIES or code not in _ENGLISH.territories:
+        # Well-formed, so no pattern can refuse it: a code of its own.
+        raise validation_problem(field, f"{code} is not a country", code="unknown_country")
     return code
 
 

@@ -111,6 +111,8 @@ def _hooks() -> None:
     identity.served_country_readers.append(checkout.ship_to_countries)
     # A verified address: the orders placed with it as a guest join the account.
     identity.verified_email_hooks.append(orders.join_guest_orders)
+    # A signed-in customer who chose no country is delivered to their default address.
+    identity.default_country_readers.append(identity.default_address_country)
     # Product answers say whether each variant is in stock, which the inventory module knows.
     catalog.stock_readers.append(inventory.stock_notes)
     # A search maps the shopper's country to warehouses it keeps a few seconds: a change to

@@ -61,14 +61,16 @@ async def test_add_to_an_empty_customer_cart_takes_six_statements(
 
     with statements(app) as sent:
         r = await add(client, second, 2, headers=headers)
-    # Token check, variant, its stock, the cart's version bump, its lines, the line upsert.
-    assert len(sent) == 6, "\n".join(sent)
+    # Token check; the destination (the countries warehouses ship to and zones cover, the
+    # customer's default address); variant, its stock, the cart's version bump, its lines, the
+    # line upsert.
+    assert len(sent) == 9, "\n".join(sent)
     assert [line["variant_id"] for line in r.json()["lines"]] == [second]
 
     # A cart with another line reads that line's variant and stock for the answer too.
     with statements(app) as sent:
         r = await add(client, first, 1, headers=headers)
-    assert len(sent) == 8, "\n".join(sent)
+    assert len(sent) == 11, "\n".join(sent)
     assert [line["variant_id"] for line in r.json()["lines"]] == [second, first]
 
 
@@ -79,8 +81,9 @@ async def test_first_add_of_a_customer_creates_the_cart_in_seven_statements(
     variant = await new_variant(app, stock=10)
     with statements(app) as sent:
         r = await add(client, variant, 1, headers=headers)
-    # Token, variant, stock, bump (no cart), create, bump, upsert: a new cart has no lines to read.
-    assert len(sent) == 7, "\n".join(sent)
+    # Token, the destination's three, variant, stock, bump (no cart), create, bump, upsert: a
+    # new cart has no lines to read.
+    assert len(sent) == 10, "\n".join(sent)
     assert r.json()["id"].startswith("crt_") and r.json()["item_count"] == 1
 
 

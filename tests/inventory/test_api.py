@@ -333,9 +333,13 @@ async def test_public_availability_hides_exact_counts(
     r = await client.get(f"/api/inventory/availability?variant_ids={ids}")
     assert r.status_code == 200, r.text
     assert r.json() == {
-        shop["steel"]: {"in_stock": True, "available_hint": "Only 3 left"},
-        shop["black"]: {"in_stock": True, "available_hint": None},
-        shop["old"]: {"in_stock": False, "available_hint": None},
+        shop["steel"]: {
+            "in_stock": True,
+            "available_hint": "Only 3 left",
+            "available_elsewhere": False,
+        },
+        shop["black"]: {"in_stock": True, "available_hint": None, "available_elsewhere": False},
+        shop["old"]: {"in_stock": False, "available_hint": None, "available_elsewhere": False},
     }
     r = await client.get("/api/inventory/availability?variant_ids=" + ",".join(["v"] * 101))
     assert_problem(r, 422, "validation_error", "variant_ids")

@@ -137,8 +137,16 @@ def make_machine(loop: asyncio.AbstractEventLoop, db: Database) -> type[RuleBase
                 )
             except Problem as exc:
                 assert not possible, exc.body()
-                assert exc.code == "out_of_stock"
-                short = {line["variant_id"]: line for line in exc.extra["lines"]}
+                # Out of reach of the country when none of it reaches there and warehouses
+                # shipping elsewhere could fill every short line.
+                anywhere = {v: sum(max(self.model.free(v, c), 0) for c in CODES) for v in wanted}
+                short_lines = exc.extra["lines"]
+                out_of_reach = country is not None and all(
+                    line["available"] == 0 and anywhere[line["variant_id"]] >= line["requested"]
+                    for line in short_lines
+                )
+                assert exc.code == ("not_deliverable" if out_of_reach else "out_of_stock")
+                short = {line["variant_id"]: line for line in short_lines}
                 for variant, line in short.items():
                     assert line["available"] == fillable[variant] < wanted[variant]
                 return

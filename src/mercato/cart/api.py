@@ -21,8 +21,8 @@ from mercato.cart.schemas import (
 )
 from mercato.cart.service import CartLimits, CartOwner, Edit
 from mercato.db import UnitOfWork
-from mercato.identity.deps import OptionalUser
-from mercato.identity.service import UserInfo
+from mercato.identity.deps import ApiDestination, OptionalUser
+from mercato.identity.service import Destination, UserInfo
 from mercato.openapi import problems, raises
 from mercato.problems import Problem
 from mercato.ratelimit import client_ip
@@ -73,6 +73,7 @@ async def _answer(
     uow: UnitOfWork,
     runtime: Runtime,
     cart: service.CartInfo | None,
+    destination: Destination,
     response: Response | None = None,
     change: service.CartChange | None = None,
 ) -> CartOut:
@@ -83,6 +84,7 @@ async def _answer(
         low_stock_threshold=runtime.settings.low_stock_threshold,
         known_variants=change.variants if change is not None else None,
         known_stock=change.stock if change is not None else None,
+        country=destination.country,
     )
     out = CartOut.model_validate(view)
     if cart is not None and cart.is_guest:
@@ -93,7 +95,12 @@ async def _answer(
 
 
 async def _edit(
-    uow: UnitOfWork, runtime: Runtime, caller: Caller, response: Response, edit: Edit
+    uow: UnitOfWork,
+    runtime: Runtime,
+    caller: Caller,
+    destination: Destination,
+    response: Response,
+    edit: Edit,
 ) -> CartOut:
     """Every change to the caller's cart (a guest's counted against its IP first): made by the
     service, then answered with the cart as the change handed it over (else read again by
@@ -109,17 +116,22 @@ async def _edit(
             cache=service.cache_for(runtime),
         )
     if change is not None and change.cart is not None:
-        return await _answer(uow, runtime, change.cart, response, change)
+        return await _answer(uow, runtime, change.cart, destination, response, change)
     cart = await service.get_cart(uow, change.cart_id) if change is not None else None
-    return await _answer(uow, runtime, cart, response)
+    return await _answer(uow, runtime, cart, destination, response)
 
 
 @router.get("", response_model=CartOut)
-async def show_cart(uow: UowDep, runtime: RuntimeDep, caller: CallerDep) -> CartOut:
-    """The caller's cart with current prices, price-change and stock flags, and totals."""
+async def show_cart(
+    uow: UowDep, runtime: RuntimeDep, caller: CallerDep, destination: ApiDestination
+) -> CartOut:
+    """The caller's cart with current prices, price-change and stock flags, and totals. Stock
+    is judged for the destination (``?country=``, else the customer's default address, else
+    the shop's country): lines only warehouses shipping elsewhere hold are
+    ``not_deliverable``."""
     with _stale_cookie_cleared(caller, runtime.settings):
         cart = await service.load_cart(uow, caller.owner, cache=service.cache_for(runtime))
-    return await _answer(uow, runtime, cart)
+    return await _answer(uow, runtime, cart, destination)
 
 
 @router.post(
@@ -129,10 +141,16 @@ async def show_cart(uow: UowDep, runtime: RuntimeDep, caller: CallerDep) -> Cart
     responses=problems(409, 429),
 )
 async def add_item(
-    body: AddItemIn, uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
+    body: AddItemIn,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    destination: ApiDestination,
+    response: Response,
 ) -> CartOut:
     """Add a variant (a guest's first add creates the cart and returns its ``cart_token``)."""
-    return await _edit(uow, runtime, caller, response, Edit.add(body.variant_id, body.quantity))
+    edit = Edit.add(body.variant_id, body.quantity)
+    return await _edit(uow, runtime, caller, destination, response, edit)
 
 
 @router.patch("/items/{line_id}", response_model=CartOut, responses=problems(409, 429))
@@ -142,24 +160,35 @@ async def set_quantity(
     uow: UowDep,
     runtime: RuntimeDep,
     caller: CallerDep,
+    destination: ApiDestination,
     response: Response,
 ) -> CartOut:
-    return await _edit(uow, runtime, caller, response, Edit.set_quantity(line_id, body.quantity))
+    edit = Edit.set_quantity(line_id, body.quantity)
+    return await _edit(uow, runtime, caller, destination, response, edit)
 
 
 @router.delete("/items/{line_id}", response_model=CartOut, responses=problems(429))
 async def remove_item(
-    line_id: str, uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
+    line_id: str,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    destination: ApiDestination,
+    response: Response,
 ) -> CartOut:
-    return await _edit(uow, runtime, caller, response, Edit.remove(line_id))
+    return await _edit(uow, runtime, caller, destination, response, Edit.remove(line_id))
 
 
 @router.delete("", response_model=CartOut, responses=problems(429))
 async def empty_cart(
-    uow: UowDep, runtime: RuntimeDep, caller: CallerDep, response: Response
+    uow: UowDep,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    destination: ApiDestination,
+    response: Response,
 ) -> CartOut:
     """Remove every line; the (now empty) cart is returned."""
-    return await _edit(uow, runtime, caller, response, Edit.empty())
+    return await _edit(uow, runtime, caller, destination, response, Edit.empty())
 
 
 async def merge_guest_cart_on_login(

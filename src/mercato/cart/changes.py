@@ -72,7 +72,10 @@ async def add_item(
             title="Variant unavailable",
             variant_id=variant_id,
         )
-    available = (await inventory.availability(uow, [variant_id])).get(variant_id, 0)
+    spread = (await inventory.stock_spreads(uow, [variant_id]))[variant_id]
+    # Whether the units can reach the shopper is the cart view's flag and checkout's refusal:
+    # a shopper may fill a cart before choosing where it goes.
+    available = spread.total
     if available < quantity:
         raise out_of_stock(variant_id, variant.sku, max(available, 0), quantity)
 
@@ -138,7 +141,7 @@ async def add_item(
         created,
         cart=replace(cart, lines=with_line(lines, line_from_row(added))),
         variants={variant_id: variant},
-        stock={variant_id: available},
+        stock={variant_id: spread},
     )
 
 
@@ -163,7 +166,7 @@ async def set_quantity(
     if line is None:
         raise line_not_found(line_id)
     variants: dict[str, catalog.VariantInfo] = {}
-    stock: dict[str, int] = {}
+    stock: dict[str, inventory.StockSpread] = {}
     if quantity > line.quantity:
         variant = (await catalog.get_variants(uow, [line.variant_id])).get(line.variant_id)
         if variant is None or not variant.active:
@@ -174,11 +177,11 @@ async def set_quantity(
                 title="Variant unavailable",
                 variant_id=line.variant_id,
             )
-        available = (await inventory.availability(uow, [line.variant_id])).get(line.variant_id, 0)
-        if quantity > available:
-            raise out_of_stock(line.variant_id, variant.sku, max(available, 0), quantity)
+        spread = (await inventory.stock_spreads(uow, [line.variant_id]))[line.variant_id]
+        if quantity > spread.total:
+            raise out_of_stock(line.variant_id, variant.sku, max(spread.total, 0), quantity)
         variants[line.variant_id] = variant
-        stock[line.variant_id] = available
+        stock[line.variant_id] = spread
     params = {"b_line": line_id, "b_cart": row.id, "b_quantity": quantity, "b_now": now}
     await uow.execute(SET_LINE_QUANTITY, params)
     invalidate(uow, cache, row.id)

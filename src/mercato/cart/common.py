@@ -12,6 +12,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from mercato import problems
 from mercato.catalog import service as catalog
+from mercato.inventory import service as inventory
 from mercato.problems import Problem
 from mercato.settings import Settings
 
@@ -20,7 +21,7 @@ CART_HEADER = "X-Cart-Token"
 _SIGNING_SALT = "cart"
 _MAX_TOKEN_LENGTH = 200
 
-StockStatus = Literal["in_stock", "short", "out_of_stock"]
+StockStatus = Literal["in_stock", "short", "out_of_stock", "not_deliverable"]
 
 
 # --- limits and owners ---------------------------------------------------------------------
@@ -94,7 +95,7 @@ class CartChange:
     created: bool = False
     cart: CartInfo | None = None
     variants: Mapping[str, catalog.VariantInfo] = field(default_factory=dict)
-    stock: Mapping[str, int] = field(default_factory=dict)
+    stock: Mapping[str, inventory.StockSpread] = field(default_factory=dict)
 
 
 # --- problems --------------------------------------------------------------------------------

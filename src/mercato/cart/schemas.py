@@ -44,8 +44,14 @@ class CartLineOut(BaseModel):
     unit_price_seen: str = Field(description="Price per unit when the line was added")
     price_changed: bool
     line_total: str
-    stock_status: Literal["in_stock", "short", "out_of_stock"]
-    available: int | None = Field(description="Units available, when short or out of stock")
+    stock_status: Literal["in_stock", "short", "out_of_stock", "not_deliverable"] = Field(
+        description="For delivery to the cart's `country`: `not_deliverable` when only "
+        "warehouses shipping elsewhere have the item"
+    )
+    available: int | None = Field(
+        description="Units available for delivery to the cart's country, when short, out of "
+        "stock or not deliverable"
+    )
     available_hint: str | None = Field(description='Low-stock hint such as "Only 3 left"')
     purchasable: bool
     added_at: datetime
@@ -65,6 +71,9 @@ class CartOut(BaseModel):
     line_count: int
     subtotal: str
     notices: list[str]
+    country: str | None = Field(
+        default=None, description="The destination the lines' stock is judged for"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import datetime
 from mercato.cart.common import CartInfo, CartLineInfo, StockStatus
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork
+from mercato.identity import service as identity
 from mercato.inventory import service as inventory
 from mercato.money import format_minor
 
@@ -46,6 +47,8 @@ class CartView:
     line_count: int
     subtotal: str
     notices: tuple[str, ...]
+    country: str | None = None
+    """Where the lines' stock was judged for (``None``: any warehouse)."""
 
 
 # --- the view --------------------------------------------------------------------------------
@@ -57,9 +60,9 @@ def _display_name(variant: catalog.VariantInfo) -> str:
     return variant.product_title
 
 
-def _stock_status(available: int, quantity: int) -> StockStatus:
+def _stock_status(available: int, quantity: int, out_of_reach: bool = False) -> StockStatus:
     if available <= 0:
-        return "out_of_stock"
+        return "not_deliverable" if out_of_reach else "out_of_stock"
     return "in_stock" if available >= quantity else "short"
 
 
@@ -70,7 +73,8 @@ async def view_cart(
     shop_currency: str,
     low_stock_threshold: int,
     known_variants: Mapping[str, catalog.VariantInfo] | None = None,
-    known_stock: Mapping[str, int] | None = None,
+    known_stock: Mapping[str, inventory.StockSpread] | None = None,
+    country: str | None = None,
 ) -> CartView:
     """The cart as a shopper sees it: current prices (and whether they changed since each line
     was added), stock status per line, notices, and totals.
@@ -79,10 +83,12 @@ async def view_cart(
     currency than the cart is shown but not purchasable and is left out of the subtotal.
     ``known_variants`` and ``known_stock`` are variants and units available the caller has just
     read in this transaction; only the other lines' are read. No cart at all is an empty one
-    whose zero subtotal is written in ``shop_currency``.
+    whose zero subtotal is written in ``shop_currency``. Stock is judged for delivery to
+    ``country`` (any warehouse when ``None``): a line only warehouses shipping elsewhere hold
+    is ``not_deliverable``.
     """
     if cart is None:
-        return CartView(None, None, (), 0, 0, format_minor(0, shop_currency), ())
+        return CartView(None, None, (), 0, 0, format_minor(0, shop_currency), (), country)
     ids = [line.variant_id for line in cart.lines]
     variants = await _variants_of(uow, ids, known_variants or {})
     stock = await _stock_of(uow, ids, known_stock or {})
@@ -91,7 +97,13 @@ async def view_cart(
     subtotal = 0
     for line in cart.lines:
         view = _line_view(
-            line, variants.get(line.variant_id), stock, cart.currency, low_stock_threshold, notices
+            line,
+            variants.get(line.variant_id),
+            stock.get(line.variant_id, inventory.StockSpread()),
+            cart.currency,
+            low_stock_threshold,
+            notices,
+            country,
         )
         if view.purchasable:
             subtotal += _price_of(line, variants.get(line.variant_id)) * line.quantity
@@ -104,6 +116,7 @@ async def view_cart(
         line_count=len(cart.lines),
         subtotal=format_minor(subtotal, cart.currency),
         notices=tuple(notices),
+        country=country,
     )
 
 
@@ -117,11 +130,13 @@ async def _variants_of(
     return found
 
 
-async def _stock_of(uow: UnitOfWork, ids: list[str], known: Mapping[str, int]) -> dict[str, int]:
+async def _stock_of(
+    uow: UnitOfWork, ids: list[str], known: Mapping[str, inventory.StockSpread]
+) -> dict[str, inventory.StockSpread]:
     found = {i: known[i] for i in ids if i in known}
     missing = [i for i in ids if i not in known]
     if missing:
-        found.update(await inventory.availability(uow, missing))
+        found.update(await inventory.stock_spreads(uow, missing))
     return found
 
 
@@ -132,10 +147,11 @@ def _price_of(line: CartLineInfo, variant: catalog.VariantInfo | None) -> int:
 def _line_view(
     line: CartLineInfo,
     variant: catalog.VariantInfo | None,
-    stock: Mapping[str, int],
+    spread: inventory.StockSpread,
     cart_currency: str,
     low_stock_threshold: int,
     notices: list[str],
+    country: str | None,
 ) -> CartLineView:
     seen = format_minor(line.unit_price_seen, line.currency)
     if variant is None:
@@ -174,10 +190,12 @@ def _line_view(
             f"The price of {name} changed from {seen} {line.currency} to "
             f"{current} {variant.currency} since you added it."
         )
-    available = max(stock.get(line.variant_id, 0), 0) if purchasable else 0
-    status = _stock_status(available, line.quantity)
+    available = max(spread.for_country(country), 0) if purchasable else 0
+    status = _stock_status(available, line.quantity, spread.only_elsewhere(country))
     if purchasable and status == "out_of_stock":
         notices.append(f"{name} is out of stock.")
+    elif purchasable and status == "not_deliverable" and country is not None:
+        notices.append(f"{name} is not available for delivery to {identity.country_name(country)}.")
     elif status == "short":
         notices.append(f"Only {available} of {name} available; your cart has {line.quantity}.")
     hint = inventory.low_stock_hint(available, low_stock_threshold) if available > 0 else None

@@ -563,20 +563,28 @@ class StockNote:
 
     in_stock: bool
     hint: str | None = None
+    available_elsewhere: bool = False
+    """None can reach the destination asked for, but some could go elsewhere: "not available
+    for delivery to Germany" rather than "out of stock"."""
 
 
 NO_STOCK = StockNote(False)
 
-StockReader = Callable[[UnitOfWork, Collection[str]], Awaitable[Mapping[str, StockNote]]]
+StockReader = Callable[
+    [UnitOfWork, Collection[str], str | None], Awaitable[Mapping[str, StockNote]]
+]
 
 stock_readers: list[StockReader] = []
 """How the catalog's own answers learn stock: the inventory module, which sits above the
 catalog, registers its reader here (``modules.wire``) instead of the catalog importing it."""
 
 
-async def stock_notes(uow: UnitOfWork, variant_ids: Collection[str]) -> dict[str, StockNote]:
-    """Each variant's stock note from the registered readers (no stock when none knows)."""
+async def stock_notes(
+    uow: UnitOfWork, variant_ids: Collection[str], country: str | None = None
+) -> dict[str, StockNote]:
+    """Each variant's stock note for delivery to ``country`` (anywhere when ``None``) from the
+    registered readers (no stock when none knows)."""
     found: dict[str, StockNote] = {}
     for reader in stock_readers:
-        found.update(await reader(uow, variant_ids))
+        found.update(await reader(uow, variant_ids, country))
     return found

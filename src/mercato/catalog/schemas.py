@@ -296,6 +296,7 @@ def _stocked_variant_json(v: VariantView, note: StockNote) -> dict[str, Any]:
         **variant_json(v),
         "in_stock": v.active and note.in_stock,
         "stock_hint": note.hint if v.active else None,
+        "available_elsewhere": v.active and note.available_elsewhere,
     }
 
 
@@ -328,4 +329,8 @@ def product_json(p: ProductView, *, detail: bool, stock: Mapping[str, StockNote]
         body["tax_class"] = p.tax_class
         body["updated_at"] = p.updated_at.isoformat()
     body["in_stock"] = any(v["in_stock"] for v in variants)
+    # Out of reach rather than sold out: some variant could be sent elsewhere.
+    body["available_elsewhere"] = not body["in_stock"] and any(
+        v["available_elsewhere"] for v in variants
+    )
     return body

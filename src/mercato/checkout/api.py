@@ -146,6 +146,11 @@ async def quote(
         **service.priced_to_json(found.priced, found.items),
         "price_changes": list(found.price_changes),
         "shipping_options": [service.option_to_json(o) for o in options],
+        "country": found.country,
+        "not_deliverable": [
+            {"line_id": i.line_id, "variant_id": i.variant_id, "sku": i.sku, "title": i.title}
+            for i in found.not_deliverable
+        ],
     }
 
 

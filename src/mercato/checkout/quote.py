@@ -44,6 +44,8 @@ from mercato.checkout.shipping import (
 )
 from mercato.checkout.tax import prices_include_tax, tax_table_for
 from mercato.db import UnitOfWork, utcnow
+from mercato.identity import service as identity
+from mercato.inventory import service as inventory
 from mercato.money import format_minor
 from mercato.problems import Problem
 
@@ -400,6 +402,12 @@ class Quote:
     price_changes: tuple[dict[str, Any], ...]
     methods: tuple[ShippingMethodInfo, ...] = ()
     """The other methods the cart could ship with (see :func:`shipping_options`)."""
+    country: str = ""
+    """The destination quoted for."""
+    not_deliverable: tuple[CartItem, ...] = ()
+    """Lines whose stock is all in warehouses that do not ship to the quote's country: a
+    checkout there refuses them (409 ``not_deliverable``)."""
+
     ships_on: date | None = None
     """The business day the parcel would leave (asked for with a delivery clock, and known
     when every line can reach the destination)."""
@@ -431,6 +439,7 @@ async def quote_cart(
     leave, so its methods say when it would arrive."""
     if cart is None or not cart.lines:
         raise cart_empty()
+    country = await identity.check_served(uow, country, "shipping_address.country")
     items = await cart_items(uow, cart.lines)
     inactive = [i.variant_id for i in items if not i.active]
     if inactive:
@@ -451,7 +460,17 @@ async def quote_cart(
     if delivery is not None:
         wanted = _units_per_variant(items)
         ships_on = await dispatch_day_for(uow, wanted, ctx.destination.country, delivery)
-    return Quote(priced, tuple(items), ctx.method, tuple(price_changes(items)), others, ships_on)
+    out_of_reach = await out_of_reach_of(uow, items, ctx.destination.country)
+    return Quote(
+        priced,
+        tuple(items),
+        ctx.method,
+        tuple(price_changes(items)),
+        others,
+        country=ctx.destination.country,
+        not_deliverable=out_of_reach,
+        ships_on=ships_on,
+    )
 
 
 def _units_per_variant(items: Sequence[CartItem]) -> dict[str, int]:
@@ -460,6 +479,18 @@ def _units_per_variant(items: Sequence[CartItem]) -> dict[str, int]:
     for i in items:
         total[i.variant_id] = total.get(i.variant_id, 0) + i.quantity
     return total
+
+
+async def out_of_reach_of(
+    uow: UnitOfWork, items: Sequence[CartItem], country: str
+) -> tuple[CartItem, ...]:
+    """The lines no warehouse shipping to ``country`` has, though others do (one read)."""
+    spreads = await inventory.stock_spreads(uow, [i.variant_id for i in items])
+    return tuple(
+        i
+        for i in items
+        if spreads.get(i.variant_id, inventory.StockSpread()).only_elsewhere(country)
+    )
 
 
 async def estimate_cart(

@@ -166,9 +166,21 @@ class ProductDeliveryOut(BaseModel):
     shipping_options: list[DeliveryOptionOut]
 
 
+class NotDeliverableOut(BaseModel):
+    line_id: str
+    variant_id: str
+    sku: str
+    title: str
+
+
 class QuoteOut(PricedCartOut):
     price_changes: list[PriceChangeOut]
     shipping_options: list[ShippingOptionOut]
+    country: str = Field(description="The destination quoted for")
+    not_deliverable: list[NotDeliverableOut] = Field(
+        description="Lines only warehouses shipping elsewhere have: a checkout to this "
+        "country refuses them (409 `not_deliverable`)"
+    )
 
 
 class PaymentOut(BaseModel):

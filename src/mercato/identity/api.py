@@ -19,6 +19,10 @@ from mercato.identity.deps import (
 )
 from mercato.identity.schemas import (
     AcceptedOut,
+    AddressIn,
+    AddressList,
+    AddressOut,
+    AddressPatch,
     AuthOut,
     LoginIn,
     PasswordChangeIn,
@@ -217,3 +221,42 @@ async def resend_verification(user: CurrentUser, uow: UowDep, runtime: RuntimeDe
     rate-limited per user)."""
     await service.resend_verification(uow, limiter_for(runtime), runtime.settings, user.id)
     return AcceptedOut(message=f"A verification link is on its way to {user.email}")
+
+
+# --------------------------------------------------------------------------------------------
+# The address book
+
+
+@router.get("/api/me/addresses", response_model=AddressList)
+async def list_addresses(user: CurrentUser, uow: UowDep) -> AddressList:
+    """The caller's saved addresses, the default first."""
+    found = await service.list_addresses(uow, user.id)
+    return AddressList(items=[AddressOut.of(a) for a in found])
+
+
+@router.post(
+    "/api/me/addresses", status_code=201, response_model=AddressOut, responses=problems(409)
+)
+async def add_address(body: AddressIn, user: CurrentUser, uow: UowDep) -> AddressOut:
+    """Save an address (its country must be one the shop delivers to: 422
+    ``country_not_served`` naming them). The first one, or one sent with ``is_default``,
+    becomes the default; 409 ``address_limit`` when the book is full."""
+    found = await service.add_address(uow, user.id, body.fields(), make_default=body.is_default)
+    return AddressOut.of(found)
+
+
+@router.patch("/api/me/addresses/{address_id}", response_model=AddressOut)
+async def update_address(
+    address_id: str, body: AddressPatch, user: CurrentUser, uow: UowDep
+) -> AddressOut:
+    """Change an address, or make it the default (``{"is_default": true}``)."""
+    found = await service.update_address(
+        uow, user.id, address_id, body.changes(), make_default=body.is_default
+    )
+    return AddressOut.of(found)
+
+
+@router.delete("/api/me/addresses/{address_id}", status_code=204, response_class=Response)
+async def delete_address(address_id: str, user: CurrentUser, uow: UowDep) -> None:
+    """Forget an address; when it was the default, the newest left becomes the default."""
+    await service.delete_address(uow, user.id, address_id)

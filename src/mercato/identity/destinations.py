@@ -120,6 +120,28 @@ async def resolve_destination(
 ) -> Destination:
     """The shopper's destination. ``chosen`` is refused when malformed or not served if
     ``strict`` (an API parameter), and ignored instead otherwise (a stale cookie)."""
+    found, _ = await destination_and_choices(
+        uow,
+        chosen=chosen,
+        user_id=user_id,
+        shop_default=shop_default,
+        strict=strict,
+        field=field,
+    )
+    return found
+
+
+async def destination_and_choices(
+    uow: UnitOfWork,
+    *,
+    chosen: str | None,
+    user_id: str | None,
+    shop_default: str,
+    strict: bool = True,
+    field: str = "country",
+) -> tuple[Destination, tuple[str, ...] | None]:
+    """:func:`resolve_destination`, and the countries the shopper may choose among (those the
+    shop serves; ``None`` when nothing constrains them), read once for both."""
     served = await served_countries(uow)
 
     def serves(code: str) -> bool:
@@ -133,15 +155,15 @@ async def resolve_destination(
                 raise
         else:
             if serves(code):
-                return Destination(code, "chosen")
+                return Destination(code, "chosen"), served
             if strict:
                 raise not_served(code, served or (), field)
     if user_id is not None:
         for reader in default_country_readers:
             found = await reader(uow, user_id)
             if found and serves(found):
-                return Destination(found, "address")
+                return Destination(found, "address"), served
     if serves(shop_default) or not served:
-        return Destination(shop_default, "shop")
+        return Destination(shop_default, "shop"), served
     # The shop's default is not served (a misconfigured shop): the first country it serves.
-    return Destination(served[0], "shop")
+    return Destination(served[0], "shop"), served

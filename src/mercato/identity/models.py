@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, UTCDateTime
@@ -82,4 +82,36 @@ class AccountToken(Base):
 
     __table_args__ = (
         CheckConstraint("purpose IN ('reset_password', 'verify_email')", name="purpose"),
+    )
+
+
+class Address(Base):
+    """A customer's saved delivery address. At most one per customer is the default, which the
+    database itself holds to (a unique index over the default rows)."""
+
+    __tablename__ = "identity_addresses"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("identity_users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    line1: Mapped[str] = mapped_column(String(200))
+    line2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+    postal_code: Mapped[str] = mapped_column(String(20))
+    region: Mapped[str | None] = mapped_column(String(16))
+    country: Mapped[str] = mapped_column(String(2))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "uq_identity_addresses_one_default",
+            "user_id",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
     )

@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mercato.identity import service
 from mercato.identity.service import UserInfo
@@ -119,3 +119,100 @@ class AuthOut(BaseModel):
     user: UserOut
     token: str
     expires_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# The address book (the fields and rules of checkout's shipping address)
+
+Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$", examples=["DE"])]
+Region = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9-]+$")]
+AddressName = Annotated[str, PlainLine(min_length=1, max_length=100)]
+Line1 = Annotated[str, PlainLine(min_length=1, max_length=200)]
+Line2 = Annotated[str, PlainLine(max_length=200)]
+City = Annotated[str, PlainLine(min_length=1, max_length=100)]
+PostalCode = Annotated[str, PlainLine(min_length=1, max_length=20)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+class AddressIn(_In):
+    name: AddressName
+    line1: Line1
+    line2: Line2 | None = None
+    city: City
+    postal_code: PostalCode
+    region: Region | None = None
+    country: Country = Field(description="ISO 3166-1 alpha-2; one the shop delivers to")
+    is_default: bool = Field(
+        default=False, description="Make it the default (the first address always is)"
+    )
+
+    def fields(self) -> service.AddressFields:
+        return service.AddressFields(
+            name=self.name,
+            line1=self.line1,
+            line2=self.line2 or None,
+            city=self.city,
+            postal_code=self.postal_code,
+            region=self.region or None,
+            country=self.country,
+        )
+
+
+class AddressPatch(_In):
+    """Only the fields sent change; ``line2`` and ``region`` are cleared with ``null``."""
+
+    name: AddressName = Field(default=None)  # type: ignore[assignment]
+    line1: Line1 = Field(default=None)  # type: ignore[assignment]
+    line2: Line2 | None = None
+    city: City = Field(default=None)  # type: ignore[assignment]
+    postal_code: PostalCode = Field(default=None)  # type: ignore[assignment]
+    region: Region | None = None
+    country: Country = Field(default=None)  # type: ignore[assignment]
+    is_default: bool | None = Field(
+        default=None,
+        description="true makes it the default; a default stops being one only when another "
+        "becomes it (false on the default is a 422)",
+    )
+
+    def changes(self) -> dict[str, str | None]:
+        sent = self.model_fields_set - {"is_default"}
+        return {name: getattr(self, name) for name in sorted(sent)}
+
+
+class AddressOut(BaseModel):
+    id: str
+    name: str
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    region: str | None
+    country: str
+    country_name: str
+    is_default: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, a: service.AddressInfo) -> AddressOut:
+        return cls(
+            id=a.id,
+            name=a.name,
+            line1=a.line1,
+            line2=a.line2,
+            city=a.city,
+            postal_code=a.postal_code,
+            region=a.region,
+            country=a.country,
+            country_name=service.country_name(a.country),
+            is_default=a.is_default,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+        )
+
+
+class AddressList(BaseModel):
+    items: list[AddressOut]

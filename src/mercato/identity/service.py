@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mercato import events
 from mercato.db import UnitOfWork, utcnow
-from mercato.identity import account_tokens, destinations, login_limits
+from mercato.identity import account_tokens, addresses, destinations, login_limits
 from mercato.identity.account_tokens import RESET_PASSWORD, VERIFY_EMAIL, AccountTokenInfo
 from mercato.identity.login_limits import LoginRates
 from mercato.identity.models import ROLES, Token, User
@@ -50,11 +50,25 @@ from mercato.problems import Problem, validation_problem
 from mercato.ratelimit import Rate, TokenBucketLimiter, client_ip, throttle
 from mercato.settings import Settings
 
+# A customer's address book (see addresses.py).
+MAX_ADDRESSES = addresses.MAX_ADDRESSES
+AddressFields = addresses.AddressFields
+AddressInfo = addresses.AddressInfo
+add_address = addresses.add_address
+default_address = addresses.default_address
+default_address_country = addresses.default_address_country
+delete_address = addresses.delete_address
+get_address = addresses.get_address
+list_addresses = addresses.list_addresses
+make_default_address = addresses.make_default_address
+update_address = addresses.update_address
+
 # Where a shopper's goods would go (see destinations.py; this file is the module's face).
 Destination = destinations.Destination
 check_served = destinations.check_served
 country_name = destinations.country_name
 default_country_readers = destinations.default_country_readers
+destination_and_choices = destinations.destination_and_choices
 not_served = destinations.not_served
 parse_country = destinations.parse_country
 resolve_destination = destinations.resolve_destination

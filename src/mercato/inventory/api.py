@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from mercato.identity.deps import StaffUser
+from mercato.identity.deps import ApiDestination, StaffUser
 from mercato.inventory import service
 from mercato.inventory.schemas import (
     AdjustIn,
@@ -181,12 +181,21 @@ async def variant_stock(sku: str, uow: UowDep, _: StaffUser) -> VariantStockOut:
 async def availability(
     uow: UowDep,
     runtime: RuntimeDep,
+    destination: ApiDestination,
     variant_ids: Annotated[str, Query(pattern=VARIANT_ID_LIST, examples=["var_1,var_2"])],
 ) -> dict[str, AvailabilityOut]:
-    """``{variant_id: {in_stock, available_hint}}`` for up to 100 comma-separated ids."""
-    counts = await service.availability(uow, variant_ids.split(","))
+    """``{variant_id: {in_stock, available_hint, available_elsewhere}}`` for up to 100
+    comma-separated ids, for delivery to the destination (``?country=``, else the customer's
+    default address, else the shop's country): stock only warehouses shipping elsewhere hold is
+    not in stock, and says ``available_elsewhere``."""
+    spreads = await service.stock_spreads(uow, variant_ids.split(","))
     threshold = runtime.settings.low_stock_threshold
+    country = destination.country
     return {
-        v: AvailabilityOut(in_stock=n > 0, available_hint=service.low_stock_hint(n, threshold))
-        for v, n in counts.items()
+        v: AvailabilityOut(
+            in_stock=s.for_country(country) > 0,
+            available_hint=service.low_stock_hint(s.for_country(country), threshold),
+            available_elsewhere=s.only_elsewhere(country),
+        )
+        for v, s in spreads.items()
     }

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.db import Base, UnitOfWork
@@ -37,11 +37,12 @@ STOCK = _table(Stock)
 RESERVATIONS = _table(Reservation)
 MOVEMENTS = _table(Movement)
 
-_AVAILABLE = (
-    select(STOCK.c.variant_id, func.sum(STOCK.c.on_hand - STOCK.c.reserved))
+# One row per (variant, active warehouse), with where the warehouse ships: every destination's
+# figure comes from the same read.
+_SPREAD = (
+    select(STOCK.c.variant_id, WAREHOUSES.c.countries, STOCK.c.on_hand - STOCK.c.reserved)
     .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
     .where(STOCK.c.variant_id.in_(bindparam("ids", expanding=True)), WAREHOUSES.c.active.is_(True))
-    .group_by(STOCK.c.variant_id)
 )
 
 
@@ -130,15 +131,49 @@ def chunks(values: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]
 # Units available
 
 
-async def availability(uow: UnitOfWork, variant_ids: Collection[str]) -> dict[str, int]:
-    """Units available to sell per variant, summed over active warehouses (0 when none)."""
+@dataclass(frozen=True, slots=True)
+class StockSpread:
+    """A variant's units available in each active warehouse, with the countries each ships
+    to: what a shopper can buy depends on where the goods would go."""
+
+    parts: tuple[tuple[frozenset[str], int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Units available anywhere, whatever the destination."""
+        return sum(units for _, units in self.parts)
+
+    def for_country(self, country: str | None) -> int:
+        """Units that can reach ``country`` (every active warehouse's when ``None``)."""
+        return sum(units for ships, units in self.parts if country is None or country in ships)
+
+    def only_elsewhere(self, country: str | None) -> bool:
+        """Nothing can reach ``country``, yet some warehouse that ships elsewhere has units:
+        "not available for delivery there" rather than "out of stock"."""
+        return self.for_country(country) <= 0 < self.total
+
+
+NOTHING = StockSpread()
+
+
+async def stock_spreads(uow: UnitOfWork, variant_ids: Collection[str]) -> dict[str, StockSpread]:
+    """Each variant's :class:`StockSpread` (an empty one when no active warehouse holds it)."""
     wanted = sorted(set(variant_ids))
-    found = dict.fromkeys(wanted, 0)
+    parts: dict[str, list[tuple[frozenset[str], int]]] = {v: [] for v in wanted}
     for chunk in chunks(wanted):
-        rows = await uow.execute(_AVAILABLE, {"ids": list(chunk)})
-        for variant_id, available in rows:
-            found[variant_id] = int(available or 0)
-    return found
+        rows = await uow.execute(_SPREAD, {"ids": list(chunk)})
+        for variant_id, countries, available in rows:
+            parts[variant_id].append((frozenset(countries or ()), int(available or 0)))
+    return {v: StockSpread(tuple(p)) for v, p in parts.items()}
+
+
+async def availability(
+    uow: UnitOfWork, variant_ids: Collection[str], country: str | None = None
+) -> dict[str, int]:
+    """Units available to sell per variant, summed over the active warehouses that ship to
+    ``country`` (all of them when ``None``); 0 when none."""
+    found = await stock_spreads(uow, variant_ids)
+    return {v: spread.for_country(country) for v, spread in found.items()}
 
 
 def low_stock_hint(available: int, threshold: int = DEFAULT_LOW_STOCK_THRESHOLD) -> str | None:

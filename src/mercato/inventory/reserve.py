@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Row, Select, and_, bindparam, insert, select, text, update
 
 from mercato.db import UnitOfWork, utcnow
+from mercato.identity import service as identity
 from mercato.ids import new_id
 from mercato.inventory.common import (
     DEFAULT_TTL_SECONDS,
@@ -129,6 +130,44 @@ _FINISH_OWNER = (
 def _check_owner(owner: str) -> None:
     if not owner or len(owner) > 80:
         raise validation_problem("owner", "must be 1 to 80 characters")
+
+
+def not_deliverable(country: str, short: Sequence[tuple[str, int, int]]) -> Problem:
+    """409 ``not_deliverable``: the units are there, but no warehouse that has them ships to
+    ``country``."""
+    lines = [
+        {"variant_id": v, "requested": r, "available": a, "available_elsewhere": True}
+        for v, r, a in short
+    ]
+    extra: dict[str, Any] = {"lines": lines, "country": country}
+    if len(lines) == 1:
+        extra |= {"variant_id": short[0][0], "available": short[0][2]}
+    name = identity.country_name(country)
+    ids = ", ".join(v for v, _, _ in short)
+    return Problem(
+        409,
+        "not_deliverable",
+        f"Not available for delivery to {name} ({country}): {ids}",
+        title="Not available for delivery",
+        **extra,
+    )
+
+
+def _refusal(
+    short: Sequence[tuple[str, int, int]],
+    candidates: Sequence[_Candidate],
+    country: str | None,
+    warehouse_id: str | None,
+) -> Problem:
+    """Why the lines cannot be held: out of reach of ``country`` when none of their units can
+    reach it and warehouses shipping elsewhere could fill every one of them, else out of stock
+    (some units reach it, only too few: the shopper can still buy those)."""
+    if country is not None and all(available <= 0 for _, _, available in short):
+        wanted = {v: r for v, r, _ in short}
+        _, short_anywhere = plan_holds(wanted, candidates, None, warehouse_id)
+        if not short_anywhere:
+            return not_deliverable(country, short)
+    return _out_of_stock(short)
 
 
 def _out_of_stock(short: Sequence[tuple[str, int, int]]) -> Problem:
@@ -426,7 +465,9 @@ async def reserve(
 
     Errors (nothing is held): 422 for bad input (``unknown_variant``, ``unknown_warehouse``,
     quantities outside 1..MAX_QUANTITY), 409 ``variant_unavailable`` for an archived or inactive
-    variant, 409 ``out_of_stock`` with ``lines: [{variant_id, requested, available}]``, and
+    variant, 409 ``out_of_stock`` with ``lines: [{variant_id, requested, available}]`` (409
+    ``not_deliverable``, the same lines, when the units are there but cannot reach
+    ``country``), and
     409 ``stock_contention`` (retry) in the rare case that every re-plan lost its race again.
     ``check_catalog=False`` skips the catalog lookup for callers that validated the variants in
     the same transaction. ``new_owner=True`` says the owner came into being in this very
@@ -463,7 +504,7 @@ async def reserve(
         candidates = await _candidates(uow, wanted.keys())
         holds, short = plan_holds(wanted, candidates, country, only_id)
         if short:
-            raise _out_of_stock(short)
+            raise _refusal(short, candidates, country, only_id)
         held = await _hold_attempt(uow, owner, holds, candidates, now, expires_at)
         if held is not None:
             return held

@@ -213,3 +213,8 @@ class AvailabilityOut(BaseModel):
 
     in_stock: bool
     available_hint: str | None
+    available_elsewhere: bool = Field(
+        default=False,
+        description="Not in stock for this destination, but warehouses shipping elsewhere "
+        "have it: not available for delivery there",
+    )

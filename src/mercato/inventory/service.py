@@ -26,11 +26,13 @@ from mercato.inventory.common import (
     WAREHOUSES,
     ReservationInfo,
     StockLevel,
+    StockSpread,
     WarehouseInfo,
     availability,
     check_quantity,
     low_stock_hint,
     normalize_country,
+    stock_spreads,
 )
 from mercato.inventory.ledger import (
     LEDGER_RULE,
@@ -95,6 +97,7 @@ __all__ = [
     "ReservationInfo",
     "ServingWarehouse",
     "StockLevel",
+    "StockSpread",
     "VariantRef",
     "WarehouseInfo",
     "active_reservations",
@@ -126,6 +129,7 @@ __all__ = [
     "stock_for_variant",
     "stock_for_variants",
     "stock_notes",
+    "stock_spreads",
     "sum_lines",
     "warehouse_listeners",
 ]

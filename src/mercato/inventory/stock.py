@@ -20,14 +20,14 @@ from mercato.inventory.common import (
     STOCK,
     WAREHOUSES,
     StockLevel,
-    availability,
     check_quantity,
     chunks,
     dialect_insert,
     low_stock_hint,
+    stock_spreads,
 )
 from mercato.inventory.ledger import movement, publish_after_change, write_movements
-from mercato.inventory.warehouses import VariantRef, get_warehouse, list_warehouses, variant_of
+from mercato.inventory.warehouses import VariantRef, get_warehouse, variant_of
 from mercato.problems import Problem, validation_problem
 
 # --------------------------------------------------------------------------------------------
@@ -60,28 +60,20 @@ async def available_by_warehouse(
     return found
 
 
-async def _available_to(
-    uow: UnitOfWork, variant_ids: Collection[str], country: str
-) -> dict[str, int]:
-    reaching = {w.id for w in await list_warehouses(uow) if w.active and w.ships_to(country)}
-    by_warehouse = await available_by_warehouse(uow, variant_ids)
-    return {
-        v: sum(n for w, n in units.items() if w in reaching) for v, units in by_warehouse.items()
-    }
-
-
 async def stock_notes(
-    uow: UnitOfWork, variant_ids: Collection[str], *, country: str | None = None
+    uow: UnitOfWork, variant_ids: Collection[str], country: str | None = None
 ) -> dict[str, catalog.StockNote]:
-    """What anyone may know of each variant's stock (in stock or not, "Only 3 left" when few
-    are): the form product answers carry, never the count itself. With ``country``, only the
-    units of warehouses shipping there count: stock that cannot reach the shopper is not in
-    stock for them."""
-    if country is None:
-        found = await availability(uow, variant_ids)
-    else:
-        found = await _available_to(uow, variant_ids, country)
-    return {v: catalog.StockNote(n > 0, low_stock_hint(n)) for v, n in found.items()}
+    """What anyone may know of each variant's stock for delivery to ``country`` (any
+    destination when ``None``): in stock or not, "Only 3 left" when few are, and whether units
+    exist that cannot reach it; the form product answers carry, never the count itself."""
+    found = await stock_spreads(uow, variant_ids)
+    notes: dict[str, catalog.StockNote] = {}
+    for variant_id, spread in found.items():
+        units = spread.for_country(country)
+        notes[variant_id] = catalog.StockNote(
+            units > 0, low_stock_hint(units), available_elsewhere=spread.only_elsewhere(country)
+        )
+    return notes
 
 
 def _stock_level(row: Row[Any]) -> StockLevel:

@@ -227,16 +227,24 @@ async def list_products(
 
 
 @router.get("/api/products/{product_id}")
-async def product_detail(product_id: str, uow: UowDep, user: OptionalUser) -> dict[str, Any]:
+async def product_detail(
+    product_id: str, uow: UowDep, user: OptionalUser, destination: ApiDestination
+) -> dict[str, Any]:
     """A product with its variants and its rating (``{average, count, histogram}`` of its
-    approved reviews); drafts and archived products are visible to staff only."""
+    approved reviews); drafts and archived products are visible to staff only. Stock is for
+    delivery to the destination (``?country=``, else the customer's default address, else
+    the shop's country): a variant only warehouses shipping elsewhere hold is not
+    ``in_stock`` and says ``available_elsewhere``."""
     staff = user is not None and user.role == "staff"
-    found = await service.product(uow, product_id, include_inactive=staff)
+    found = await service.product(
+        uow, product_id, include_inactive=staff, country=destination.country
+    )
     if found is None:
         raise not_found("Product", product_id)
     view = found.items[0]
     body = product_json(view, detail=True, stock=found.stock)
     body["rating"] = rating_json(found.ratings.get(view.id, reviews.NOT_RATED))
+    body["country"] = destination.country
     return body
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from mercato.catalog import service as catalog
 from mercato.catalog.service import ProductView, StockNote
 from mercato.db import UnitOfWork
+from mercato.identity import service as identity
 from mercato.inventory import service as inventory
 from mercato.problems import validation_problem
 from mercato.reviews import service as reviews
@@ -128,7 +129,7 @@ async def _stock(
     uow: UnitOfWork, products: Sequence[ProductView], country: str | None = None
 ) -> dict[str, StockNote]:
     variant_ids = [v.id for p in products for v in p.variants]
-    return await inventory.stock_notes(uow, variant_ids, country=country)
+    return await inventory.stock_notes(uow, variant_ids, country)
 
 
 async def list_products(
@@ -163,16 +164,20 @@ async def list_products(
 
 
 async def product(
-    uow: UnitOfWork, product_id: str, *, include_inactive: bool = False
+    uow: UnitOfWork,
+    product_id: str,
+    *,
+    include_inactive: bool = False,
+    country: str | None = None,
 ) -> StockedProducts | None:
-    """A product with its variants' stock and its rating; drafts and archived products (and
-    inactive variants) only with ``include_inactive`` (staff). None when there is none to
-    show."""
+    """A product with its variants' stock for delivery to ``country`` and its rating; drafts
+    and archived products (and inactive variants) only with ``include_inactive`` (staff). None
+    when there is none to show."""
     view = await catalog.get_product(uow, product_id, include_inactive=include_inactive)
     if view is None:
         return None
     ratings = await reviews.ratings(uow, [view.id])
-    return StockedProducts([view], None, await _stock(uow, [view]), ratings)
+    return StockedProducts([view], None, await _stock(uow, [view], country), ratings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +195,8 @@ class VariantChoice:
     currency: str
     available: int
     stock_text: str
+    available_elsewhere: bool = False
+    """None can reach the destination, but warehouses shipping elsewhere have some."""
 
     @property
     def in_stock(self) -> bool:
@@ -215,8 +222,12 @@ class ProductDetail:
         return any(c.in_stock for c in self.choices)
 
 
-def stock_text(available: int, threshold: int) -> str:
+def stock_text(available: int, threshold: int, *, out_of_reach_of: str | None = None) -> str:
+    """What the page says of a variant's stock; ``out_of_reach_of`` names the country its
+    units cannot be delivered to, when that is why none is available."""
     if available <= 0:
+        if out_of_reach_of is not None:
+            return f"Not available for delivery to {out_of_reach_of}"
         return "Out of stock"
     return inventory.low_stock_hint(available, threshold) or "In stock"
 
@@ -239,7 +250,15 @@ def _breadcrumb(view: ProductView, names: dict[str, str]) -> list[tuple[str, str
     return crumbs
 
 
-def _choice(v: catalog.VariantView, units: int, threshold: int) -> VariantChoice:
+def _choice(
+    v: catalog.VariantView,
+    spread: inventory.StockSpread,
+    threshold: int,
+    destination: identity.Destination | None,
+) -> VariantChoice:
+    country = destination.country if destination is not None else None
+    units = spread.for_country(country)
+    elsewhere = spread.only_elsewhere(country)
     return VariantChoice(
         id=v.id,
         sku=v.sku,
@@ -250,7 +269,12 @@ def _choice(v: catalog.VariantView, units: int, threshold: int) -> VariantChoice
         compare_at=v.compare_at if v.compare_at and v.compare_at > v.price else None,
         currency=v.currency,
         available=max(units, 0),
-        stock_text=stock_text(units, threshold),
+        stock_text=stock_text(
+            units,
+            threshold,
+            out_of_reach_of=destination.country_name if elsewhere and destination else None,
+        ),
+        available_elsewhere=elsewhere,
     )
 
 
@@ -263,17 +287,19 @@ async def product_detail(
     threshold: int,
     review_query: reviews.ReviewQuery | None = None,
     viewer_id: str | None = None,
+    destination: identity.Destination | None = None,
 ) -> ProductDetail | None:
     """The product page's content; ``variant`` is the one asked for, else the first in stock,
     else the first; the reviews as ``review_query`` asks, with what ``viewer_id`` (signed in)
-    may do. None when the URL names no product a shopper may see.
+    may do; stock as can be delivered to ``destination`` (anywhere when ``None``). None when
+    the URL names no product a shopper may see.
 
     The rating is the reviews' own figures, current at once; in demo mode a product no
     approved review rates yet shows the demo figure the index holds for it."""
     view = await find_product(uow, ident)
     if view is None:
         return None
-    available = await inventory.availability(uow, [v.id for v in view.variants])
+    spreads = await inventory.stock_spreads(uow, [v.id for v in view.variants])
     names = await catalog.category_names_by_path(uow)
     section = await reviews.review_section(
         uow,
@@ -288,7 +314,10 @@ async def product_detail(
         rating = (figures.rounded, figures.count)
     elif runtime.settings.demo_mode:
         rating = (await product_ratings(runtime, [view.id])).get(view.id)
-    choices = [_choice(v, available.get(v.id, 0), threshold) for v in view.variants]
+    choices = [
+        _choice(v, spreads.get(v.id, inventory.StockSpread()), threshold, destination)
+        for v in view.variants
+    ]
     chosen = next((c for c in choices if c.id == variant), None)
     chosen = chosen or next((c for c in choices if c.in_stock), None)
     chosen = chosen or (choices[0] if choices else None)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME
-from mercato.identity.service import Destination, UserInfo, resolve_destination
+from mercato.identity.service import Destination, UserInfo
 from mercato.problems import Problem
 from mercato.runtime import RuntimeDep
 
@@ -63,7 +63,7 @@ async def page_destination(request: Request, runtime: RuntimeDep, user: PageUser
     if cached is not None:
         return cached
     async with runtime.db.transaction() as uow:
-        found = await resolve_destination(
+        found, served = await identity.destination_and_choices(
             uow,
             chosen=request.cookies.get(DELIVER_TO_COOKIE),
             user_id=user.id if user is not None else None,
@@ -71,6 +71,8 @@ async def page_destination(request: Request, runtime: RuntimeDep, user: PageUser
             strict=False,
         )
     request.state.page_destination = found
+    # What the header's "Deliver to" offers (rendering reads it from here).
+    request.state.deliver_to_choices = served
     return found
 
 

@@ -16,6 +16,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from mercato.identity import service as identity
 from mercato.money import MoneyError, format_minor, to_minor
 from mercato.problems import Problem, problem_response
 from mercato.runtime import Runtime
@@ -115,6 +116,7 @@ def _build_env() -> Environment:
     env.filters["attrjson"] = _tojson_attr
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
     env.globals["static_url"] = static_url
+    env.globals["country_name"] = identity.country_name
     env.globals["CSRF_FIELD"] = CSRF_FIELD
     env.globals["CSRF_HEADER"] = CSRF_HEADER
     return env
@@ -178,6 +180,16 @@ def hx_redirect(request: Request, url: str) -> Response:
     return redirect(url)
 
 
+def _current_url(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _deliver_to_choices(request: Request) -> list[tuple[str, str]]:
+    served = getattr(request.state, "deliver_to_choices", None) or ()
+    return sorted(((c, identity.country_name(c)) for c in served), key=lambda c: c[1])
+
+
 def render(
     request: Request,
     template: str,
@@ -201,6 +213,10 @@ def render(
         "shop_currency": settings.currency,
         "flashes": flashes,
         "current_path": request.url.path,
+        "current_url": _current_url(request),
+        # The header's "Deliver to", when the page's dependencies resolved the destination.
+        "deliver_to": getattr(request.state, "page_destination", None),
+        "deliver_to_choices": _deliver_to_choices(request),
     }
     if context:
         base.update(context)

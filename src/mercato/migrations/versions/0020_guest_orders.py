@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_guest_orders"
-down_revision = "0018_sales_ranks"
+down_revision = "0019_addresses"
 branch_labels = None
 depends_on = None
 

@@ -6,10 +6,13 @@ as the JSON API; no commerce rule lives here."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from mercato.web.deps import page_destination
 from mercato.web.shop import account, cart, checkout, guest_orders, images, pages, reviews
 
 router = APIRouter()
-for part in (images, pages, reviews, cart, checkout, account, guest_orders):
-    router.include_router(part.router)
+router.include_router(images.router)
+# Every page's header says where the shopper's goods would go, and offers to change it.
+for part in (pages, reviews, cart, checkout, account, guest_orders):
+    router.include_router(part.router, dependencies=[Depends(page_destination)])

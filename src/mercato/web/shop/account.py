@@ -16,10 +16,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 
 from mercato.db import UnitOfWork
 from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME, delete_session_cookie, set_session_cookie
+from mercato.identity.schemas import AddressIn
 from mercato.orders import service as orders
 from mercato.problems import Problem, not_found
 from mercato.ratelimit import client_ip, limiter_for
@@ -40,6 +42,7 @@ from mercato.web.templating import field_errors, flash, redirect, render
 router = APIRouter(prefix="/account")
 
 ORDERS_PER_PAGE = 10
+ADDRESS_FIELDS = ("name", "line1", "line2", "city", "postal_code", "region", "country")
 TOO_MANY = "Too many attempts. Please wait a while and try again."
 STATUS_LABELS: dict[str, str] = {
     "paid": "Paid: we are preparing your order",
@@ -615,4 +618,152 @@ async def return_from_page(
         "Your return is requested. We will let you know when it is approved.",
         "success",
     )
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# The address book
+
+
+def _address_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = loc[-1] if loc else "form"
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "missing" or "at least 1 character" in message:
+            message = "This field is required."
+        elif name == "country":
+            message = "Choose a country."
+        elif name == "region":
+            message = "Letters, digits and hyphens only (e.g. CA or BY)."
+        errors.setdefault(name, message)
+    return errors
+
+
+def _address_form(form: Any) -> dict[str, str]:
+    values = {name: text_field(form, name, 300) for name in ADDRESS_FIELDS}
+    values["country"] = values["country"].upper()
+    return values
+
+
+def _address_body(values: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = dict(values)
+    body["line2"] = values["line2"] or None
+    body["region"] = values["region"] or None
+    return body
+
+
+async def _addresses_page(
+    request: Request,
+    runtime: Runtime,
+    user: identity.UserInfo,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    editing: identity.AddressInfo | None = None,
+    status_code: int = 200,
+) -> Response:
+    async with runtime.db.transaction() as uow:
+        saved = await identity.list_addresses(uow, user.id)
+        served = await identity.served_countries(uow)
+    countries = sorted(((c, country_name(c)) for c in served or ()), key=lambda c: c[1])
+    return render(
+        request,
+        "shop/addresses.html",
+        {
+            "addresses": saved,
+            "countries": countries,
+            "values": values or {"name": user.name},
+            "errors": errors or {},
+            "editing": editing,
+            "max_addresses": identity.MAX_ADDRESSES,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/addresses", response_class=HTMLResponse)
+async def addresses_page(request: Request, runtime: RuntimeDep, user: SignedInUser) -> Response:
+    return await _addresses_page(request, runtime, user)
+
+
+@router.get("/addresses/{address_id}/edit", response_class=HTMLResponse)
+async def edit_address_page(
+    address_id: str, request: Request, runtime: RuntimeDep, user: SignedInUser
+) -> Response:
+    async with runtime.db.transaction() as uow:
+        found = await identity.get_address(uow, user.id, address_id)
+    if found is None:
+        raise not_found("Address", address_id)
+    values = {name: getattr(found, name) or "" for name in ADDRESS_FIELDS}
+    return await _addresses_page(request, runtime, user, values=values, editing=found)
+
+
+@router.post("/addresses", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def save_address(request: Request, runtime: RuntimeDep, user: BriefSignedIn) -> Response:
+    """Add an address, or change the one ``address_id`` names."""
+    form = await form_of(request)
+    values = _address_form(form)
+    address_id = text_field(form, "address_id", 60) or None
+    editing = None
+    try:
+        body = AddressIn.model_validate(_address_body(values))
+        async with runtime.db.transaction() as uow:
+            if address_id is None:
+                await identity.add_address(
+                    uow, user.id, body.fields(), make_default=bool(form.get("is_default"))
+                )
+            else:
+                editing = await identity.get_address(uow, user.id, address_id)
+                await identity.update_address(uow, user.id, address_id, _address_body(values))
+    except ValidationError as exc:
+        errors = _address_errors(exc)
+        return await _addresses_page(
+            request, runtime, user, values=values, errors=errors, editing=editing, status_code=422
+        )
+    except Problem as exc:
+        if exc.status not in (409, 422):
+            raise
+        errors = field_errors(exc, short_names=True, default="invalid")
+        if exc.code == "country_not_served":
+            errors["country"] = exc.detail
+        errors = errors or {"form": exc.detail}
+        return await _addresses_page(
+            request,
+            runtime,
+            user,
+            values=values,
+            errors=errors,
+            editing=editing,
+            status_code=exc.status,
+        )
+    response = redirect("/account/addresses")
+    flash(request, response, "Address saved.", "success")
+    return response
+
+
+@router.post(
+    "/addresses/{address_id}/default", dependencies=[CsrfChecked], response_class=HTMLResponse
+)
+async def make_default_address(
+    address_id: str, request: Request, runtime: RuntimeDep, user: BriefSignedIn
+) -> Response:
+    async with runtime.db.transaction() as uow:
+        await identity.make_default_address(uow, user.id, address_id)
+    response = redirect("/account/addresses")
+    flash(request, response, "Default address changed.", "success")
+    return response
+
+
+@router.post(
+    "/addresses/{address_id}/delete", dependencies=[CsrfChecked], response_class=HTMLResponse
+)
+async def delete_address(
+    address_id: str, request: Request, runtime: RuntimeDep, user: BriefSignedIn
+) -> Response:
+    async with runtime.db.transaction() as uow:
+        await identity.delete_address(uow, user.id, address_id)
+    response = redirect("/account/addresses")
+    flash(request, response, "Address deleted.", "info")
     return response

@@ -19,7 +19,7 @@ from mercato.db import UnitOfWork
 from mercato.problems import Problem
 from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
-from mercato.web.deps import PageUser
+from mercato.web.deps import PageDestination, PageUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop.common import (
     DEFAULT_COUNTRY,
@@ -85,21 +85,24 @@ async def cart_page(
     uow: UowDep,
     runtime: RuntimeDep,
     user: PageUser,
+    destination: PageDestination,
     country: str | None = None,
 ) -> Response:
-    """The cart: current prices (and changes since adding), stock notices, totals, and an
-    estimate of shipping and tax for a destination."""
+    """The cart: current prices (and changes since adding), stock notices for the shopper's
+    destination, totals, and an estimate of shipping and tax for it (or for the country
+    asked)."""
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     cart, stale = await owned_cart(uow, runtime, owner)
+    countries = await checkout.ship_to_countries(uow) if cart is not None and cart.lines else []
+    chosen = checkout.choose_country(countries, country or destination.country, DEFAULT_COUNTRY)
     view = await cart_service.view_cart(
         uow,
         cart,
         shop_currency=settings.currency,
         low_stock_threshold=settings.low_stock_threshold,
+        country=chosen or destination.country,
     )
-    countries = await checkout.ship_to_countries(uow) if view.lines else []
-    chosen = checkout.choose_country(countries, country, DEFAULT_COUNTRY)
     purchasable = any(line.purchasable for line in view.lines)
     clock = checkout.delivery_clock(settings)
     estimate = await checkout.estimate_cart(uow, cart, chosen, clock) if purchasable else None

@@ -24,6 +24,7 @@ from mercato.cart.service import CartInfo
 from mercato.checkout import service as checkout
 from mercato.checkout.schemas import CheckoutIn
 from mercato.db import UnitOfWork
+from mercato.identity import service as identity
 from mercato.identity.service import UserInfo
 from mercato.orders import service as orders
 from mercato.payments import service as payments
@@ -115,6 +116,28 @@ class CheckoutForm:
         }
 
 
+def with_saved_address(
+    form: CheckoutForm, saved: list[identity.AddressInfo], chosen: str | None
+) -> CheckoutForm:
+    """The form filled from the saved address the shopper picked, else from their default
+    one when they have typed no address yet."""
+    found = next((a for a in saved if a.id == chosen), None)
+    if found is None and not form.line1:
+        found = next((a for a in saved if a.is_default), None)
+    if found is None:
+        return form
+    return replace(
+        form,
+        name=found.name,
+        line1=found.line1,
+        line2=found.line2 or "",
+        city=found.city,
+        postal_code=found.postal_code,
+        region=found.region or "",
+        country=found.country,
+    )
+
+
 def new_key() -> str:
     return secrets.token_urlsafe(18)
 
@@ -165,6 +188,7 @@ async def form_context(
         cart,
         shop_currency=runtime.settings.currency,
         low_stock_threshold=runtime.settings.low_stock_threshold,
+        country=country or None,
     )
     quote: checkout.Quote | None = None
     quote_problem: Problem | None = None
@@ -234,6 +258,13 @@ def _failure(problem: Problem) -> dict[str, Any]:
             "charged. Please review your cart."
         )
         cart_link = True
+    elif code == "not_deliverable":
+        where = country_name(str(problem.extra.get("country") or ""))
+        message = (
+            f"Some items in your cart are not available for delivery to {where}. Nothing "
+            "was charged: remove them, or choose another address."
+        )
+        cart_link = True
     elif code == "price_changed":
         message = "Prices changed since you added these items. Nothing was charged."
         for line in problem.extra.get("lines") or []:
@@ -278,10 +309,16 @@ async def checkout_page(
         flash(request, response, "Your cart is empty: add something before checking out.")
         return response
     form = CheckoutForm.read(request.query_params, name=user.name if user is not None else "")
-    form = replace(form, idempotency_key=new_key())
+    saved = await identity.list_addresses(uow, user.id) if user is not None else []
+    form = replace(
+        with_saved_address(form, saved, request.query_params.get("address")),
+        idempotency_key=new_key(),
+    )
     context = await form_context(uow, runtime, cart, form, ip=client_ip(request))
     return render(
-        request, "shop/checkout.html", {**context, "failure": None, "guest": user is None}
+        request,
+        "shop/checkout.html",
+        {**context, "failure": None, "guest": user is None, "saved_addresses": saved},
     )
 
 

@@ -18,14 +18,16 @@ from fastapi.responses import HTMLResponse, Response
 
 from mercato.catalog import service as catalog
 from mercato.checkout import service as checkout
+from mercato.identity import service as identity
 from mercato.problems import Problem, not_found
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.search import service as search
-from mercato.web.deps import PageDestination, PageUser
+from mercato.web.deps import DELIVER_TO_COOKIE, PageDestination, PageUser
+from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop import listing as lst
-from mercato.web.shop.common import BriefUser
-from mercato.web.templating import decimal_money, redirect, render
+from mercato.web.shop.common import BriefUser, form_of, text_field
+from mercato.web.templating import decimal_money, flash, redirect, render
 
 router = APIRouter()
 
@@ -315,6 +317,39 @@ async def suggest(request: Request, runtime: RuntimeDep) -> Response:
 
 
 # --------------------------------------------------------------------------------------------
+# Deliver to
+
+
+DELIVER_TO_MAX_AGE = 365 * 24 * 3600
+
+
+@router.post("/deliver-to", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def deliver_to(request: Request, runtime: RuntimeDep) -> Response:
+    """The header's "Deliver to": keep the chosen country (one the shop serves) in a cookie,
+    and go back to the page it was chosen on."""
+    form = await form_of(request)
+    response = redirect(safe_next(text_field(form, "next", 2000)))
+    try:
+        async with runtime.db.transaction() as uow:
+            country = await identity.check_served(uow, text_field(form, "country", 10))
+    except Problem as exc:
+        if exc.status != 422:
+            raise
+        flash(request, response, exc.detail, "error")
+        return response
+    response.set_cookie(
+        DELIVER_TO_COOKIE,
+        country,
+        max_age=DELIVER_TO_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=runtime.settings.cookie_secure,
+    )
+    return response
+
+
+# --------------------------------------------------------------------------------------------
 # Product page
 
 
@@ -350,6 +385,7 @@ async def product_page(
             threshold=runtime.settings.low_stock_threshold,
             review_query=query,
             viewer_id=user.id if user else None,
+            destination=destination,
         )
     except Problem as exc:
         if exc.code != "invalid_cursor":

@@ -1,6 +1,7 @@
-"""A guest buys without an account, opens the order from the confirmation mail's link, then
-registers with the same address, confirms it, and finds the order in the account. Mail goes
-through a real SMTP server; every page is watched for Content-Security-Policy violations."""
+"""A guest chooses "Deliver to France", buys without an account, opens the order from the
+confirmation mail's link, then registers with the same address, confirms it, and finds the
+order in the account. Mail goes through a real SMTP server; every page is watched for
+Content-Security-Policy violations."""
 
 from __future__ import annotations
 
@@ -12,16 +13,36 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, expect
 
+from mercato.inventory import service as inventory
 from mercato.runtime import Runtime
 from mercato.settings import Settings
 from tests.support.smtp import SmtpServer, parts, running_smtp_server, with_smtp
 from tests.web.conftest import screenshot, sync
-from tests.web.shop_helpers import fill_address, products_in_stock
+from tests.web.shop_helpers import ProductFact, fill_address, products_in_stock
 from tests.web.test_csp import Watch, _context
 
 GUEST_EMAIL = "Guest.Shopper@Example.com"
 ORDER_LINK = re.compile(r"https://shop\.example(/orders/ord_[0-9a-z]+\?token=[A-Za-z0-9_-]+)")
 VERIFY_LINK = re.compile(r"https://shop\.example(/account/verify-email\?token=[A-Za-z0-9_-]+)")
+PARIS = {
+    "name": "Camille Acheteuse",
+    "line1": "1 rue de Rivoli",
+    "city": "Paris",
+    "postal_code": "75001",
+    "country": "FR",
+}
+
+
+async def deliverable_to(shop: Runtime, country: str) -> ProductFact:
+    """A product every variant of which a warehouse shipping to ``country`` holds."""
+    for product in await products_in_stock(shop):
+        async with shop.db.transaction() as uow:
+            units = await inventory.availability(
+                uow, [v.id for v in product.variants], country=country
+            )
+        if all(n >= 2 for n in units.values()):
+            return product
+    raise AssertionError(f"the test shop has nothing in stock for {country}")
 
 
 @pytest.fixture
@@ -53,22 +74,29 @@ async def test_a_guest_buys_opens_the_order_from_the_mail_and_finds_it_after_reg
     watch = Watch()
     context = await _context(browser, live_server, watch)
     page = await context.new_page()
-    product = (await products_in_stock(shop))[0]
+    product = await deliverable_to(shop, "FR")
 
+    # Deliver to France, chosen in the header: the product is in stock there.
+    await watch.visit(page, "/")
+    picker = page.get_by_label("Deliver to")
+    await picker.select_option(label="France")
+    await expect(picker).to_have_value("FR")
     # No account: the cart, then the checkout asks for an e-mail address.
     await watch.visit(page, f"/p/{product.id}")
+    await expect(page.get_by_test_id("stock-hint")).not_to_contain_text("Not available")
     await page.get_by_test_id("add-to-cart").click()
     await expect(page.locator(".flash-success")).to_contain_text("Added")
     await watch.visit(page, "/checkout")
     await expect(page.get_by_test_id("guest-checkout")).to_be_visible()
+    await expect(page.get_by_label("Country")).to_have_value("FR")
     # An address that is not one is named, and no order is placed.
     await page.get_by_label("E-mail address").fill("guest.shopper@")
-    await fill_address(page)
+    await fill_address(page, PARIS)
     await page.evaluate("document.getElementById('f-email').type = 'text'")  # past the browser
     await page.get_by_test_id("place-order").click()
     await expect(page.locator("#e-email")).to_be_visible()
     await page.get_by_label("E-mail address").fill(GUEST_EMAIL)
-    await fill_address(page)
+    await fill_address(page, PARIS)
     await page.get_by_label("Test card").select_option("tok_visa")
     await screenshot(page, "shop-checkout-guest")
     await page.get_by_test_id("place-order").click()

@@ -22,13 +22,13 @@ from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import PageDestination, PageUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop.common import (
-    DEFAULT_COUNTRY,
     BriefUser,
     cart_owner,
     clear_cart_cookie,
     country_name,
     form_of,
     int_field,
+    served_countries,
     set_cart_cookie,
     text_field,
 )
@@ -94,8 +94,8 @@ async def cart_page(
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     cart, stale = await owned_cart(uow, runtime, owner)
-    countries = await checkout.ship_to_countries(uow) if cart is not None and cart.lines else []
-    chosen = checkout.choose_country(countries, country or destination.country, DEFAULT_COUNTRY)
+    countries = await served_countries(uow) if cart is not None and cart.lines else []
+    chosen = checkout.choose_country(countries, country, destination.country)
     view = await cart_service.view_cart(
         uow,
         cart,

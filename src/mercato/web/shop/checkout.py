@@ -31,14 +31,14 @@ from mercato.payments import service as payments
 from mercato.problems import Problem, not_found
 from mercato.ratelimit import client_ip
 from mercato.runtime import Runtime, RuntimeDep, UowDep
-from mercato.web.deps import PageUser, SignedInUser
+from mercato.web.deps import PageDestination, PageUser, SignedInUser, page_destination
 from mercato.web.security import CsrfChecked
 from mercato.web.shop.common import (
-    DEFAULT_COUNTRY,
     BriefUser,
     cart_owner,
     country_name,
     form_of,
+    served_countries,
     text_field,
 )
 from mercato.web.shop.guest_orders import guest_order_url
@@ -172,13 +172,14 @@ async def form_context(
     errors: dict[str, str] | None = None,
     *,
     ip: str,
+    default_country: str,
 ) -> dict[str, Any]:
     """Countries, the shipping methods for the chosen one with their prices for this cart, the
     priced summary (a quote: nothing reserved), and the cart's notices. The promo code counts
     against the guessing allowance of ``ip`` and of the cart, as in the API."""
     errors = dict(errors or {})
-    countries = await checkout.ship_to_countries(uow)
-    country = checkout.choose_country(countries, form.country, DEFAULT_COUNTRY)
+    countries = await served_countries(uow)
+    country = checkout.choose_country(countries, form.country, default_country)
     methods = await checkout.shipping_methods_for(uow, country, currency=cart.currency)
     codes = [m.code for m in methods]
     method = form.shipping_method if form.shipping_method in codes else (codes or [""])[0]
@@ -301,7 +302,11 @@ async def shoppers_cart(
 
 @router.get("/checkout", response_class=HTMLResponse)
 async def checkout_page(
-    request: Request, uow: UowDep, runtime: RuntimeDep, user: PageUser
+    request: Request,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    user: PageUser,
+    destination: PageDestination,
 ) -> Response:
     cart = await shoppers_cart(request, uow, runtime, user)
     if cart is None or not cart.lines:
@@ -314,7 +319,9 @@ async def checkout_page(
         with_saved_address(form, saved, request.query_params.get("address")),
         idempotency_key=new_key(),
     )
-    context = await form_context(uow, runtime, cart, form, ip=client_ip(request))
+    context = await form_context(
+        uow, runtime, cart, form, ip=client_ip(request), default_country=destination.country
+    )
     return render(
         request,
         "shop/checkout.html",
@@ -324,7 +331,11 @@ async def checkout_page(
 
 @router.get("/checkout/summary", response_class=HTMLResponse)
 async def checkout_summary(
-    request: Request, uow: UowDep, runtime: RuntimeDep, user: PageUser
+    request: Request,
+    uow: UowDep,
+    runtime: RuntimeDep,
+    user: PageUser,
+    destination: PageDestination,
 ) -> Response:
     """The shipping choices and the order summary for a destination and promo code (htmx
     swaps it into the checkout form as the shopper changes them)."""
@@ -332,7 +343,9 @@ async def checkout_summary(
     if cart is None or not cart.lines:
         return render(request, "shop/_checkout_empty.html")
     form = CheckoutForm.read(request.query_params)
-    context = await form_context(uow, runtime, cart, form, ip=client_ip(request))
+    context = await form_context(
+        uow, runtime, cart, form, ip=client_ip(request), default_country=destination.country
+    )
     return render(request, "shop/_checkout_dynamic.html", context)
 
 
@@ -346,13 +359,22 @@ async def _form_again(
     failure: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
+    destination = await page_destination(request, runtime, user)
     async with runtime.db.transaction() as uow:
         cart = await shoppers_cart(request, uow, runtime, user)
         if cart is None or not cart.lines:
             response = redirect("/cart")
             flash(request, response, "Your cart is empty.")
             return response
-        context = await form_context(uow, runtime, cart, form, errors, ip=client_ip(request))
+        context = await form_context(
+            uow,
+            runtime,
+            cart,
+            form,
+            errors,
+            ip=client_ip(request),
+            default_country=destination.country,
+        )
     context["failure"] = failure
     context["guest"] = user is None
     return render(request, "shop/checkout.html", context, status_code=status_code)

@@ -12,58 +12,22 @@ from starlette.datastructures import FormData
 from mercato.cart import schemas as cart_schemas
 from mercato.cart import service as cart_service
 from mercato.cart.service import CART_COOKIE, CartOwner
+from mercato.db import UnitOfWork
+from mercato.identity import service as identity
 from mercato.identity.service import UserInfo
 from mercato.money import MoneyError, to_minor
 from mercato.problems import Problem
 from mercato.settings import Settings
 from mercato.web.deps import page_user, signed_in_user
 
-# Display names of the countries a shop is likely to ship to; any other code shows as itself.
-COUNTRY_NAMES: dict[str, str] = {
-    "AT": "Austria",
-    "AU": "Australia",
-    "BE": "Belgium",
-    "BG": "Bulgaria",
-    "CA": "Canada",
-    "CH": "Switzerland",
-    "CY": "Cyprus",
-    "CZ": "Czechia",
-    "DE": "Germany",
-    "DK": "Denmark",
-    "EE": "Estonia",
-    "ES": "Spain",
-    "FI": "Finland",
-    "FR": "France",
-    "GB": "United Kingdom",
-    "GR": "Greece",
-    "HR": "Croatia",
-    "HU": "Hungary",
-    "IE": "Ireland",
-    "IS": "Iceland",
-    "IT": "Italy",
-    "JP": "Japan",
-    "LI": "Liechtenstein",
-    "LT": "Lithuania",
-    "LU": "Luxembourg",
-    "LV": "Latvia",
-    "MC": "Monaco",
-    "MT": "Malta",
-    "NL": "Netherlands",
-    "NO": "Norway",
-    "NZ": "New Zealand",
-    "PL": "Poland",
-    "PT": "Portugal",
-    "RO": "Romania",
-    "SE": "Sweden",
-    "SI": "Slovenia",
-    "SK": "Slovakia",
-    "US": "United States",
-}
-DEFAULT_COUNTRY = "DE"
-
 
 def country_name(code: str) -> str:
-    return COUNTRY_NAMES.get(code.upper(), code.upper())
+    return identity.country_name(code.upper())
+
+
+async def served_countries(uow: UnitOfWork) -> list[str]:
+    """The countries a shopper may pick on the cart and checkout pages: those the shop serves."""
+    return list(await identity.served_countries(uow) or ())
 
 
 def minor_of(amount: str, currency: str) -> int | None:

@@ -34,6 +34,7 @@ from mercato.web.shop.common import (
     BriefSignedIn,
     BriefUser,
     country_name,
+    form_errors,
     form_of,
     text_field,
 )
@@ -625,22 +626,6 @@ async def return_from_page(
 # The address book
 
 
-def _address_errors(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        name = loc[-1] if loc else "form"
-        message = str(err.get("msg", "invalid"))
-        if err.get("type") == "missing" or "at least 1 character" in message:
-            message = "This field is required."
-        elif name == "country":
-            message = "Choose a country."
-        elif name == "region":
-            message = "Letters, digits and hyphens only (e.g. CA or BY)."
-        errors.setdefault(name, message)
-    return errors
-
-
 def _address_form(form: Any) -> dict[str, str]:
     values = {name: text_field(form, name, 300) for name in ADDRESS_FIELDS}
     values["country"] = values["country"].upper()
@@ -718,7 +703,7 @@ async def save_address(request: Request, runtime: RuntimeDep, user: BriefSignedI
                 editing = await identity.get_address(uow, user.id, address_id)
                 await identity.update_address(uow, user.id, address_id, _address_body(values))
     except ValidationError as exc:
-        errors = _address_errors(exc)
+        errors = form_errors(exc)
         return await _addresses_page(
             request, runtime, user, values=values, errors=errors, editing=editing, status_code=422
         )

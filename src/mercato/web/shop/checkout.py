@@ -37,6 +37,7 @@ from mercato.web.shop.common import (
     BriefUser,
     cart_owner,
     country_name,
+    form_errors,
     form_of,
     served_countries,
     text_field,
@@ -140,24 +141,6 @@ def with_saved_address(
 
 def new_key() -> str:
     return secrets.token_urlsafe(18)
-
-
-def _validation_errors(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        name = loc[-1] if loc else "form"
-        message = str(err.get("msg", "invalid"))
-        if err.get("type") == "missing" or "at least 1 character" in message:
-            message = "This field is required."
-        elif name == "country":
-            message = "Choose a country."
-        elif name == "region":
-            message = "Letters, digits and hyphens only (e.g. CA or BY)."
-        elif name == "payment_token":
-            message = "Choose a card."
-        errors.setdefault(name, message)
-    return errors
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +372,7 @@ async def place_order(request: Request, runtime: RuntimeDep, user: BriefUser) ->
     try:
         body = CheckoutIn.model_validate(form.body())
     except ValidationError as exc:
-        errors = _validation_errors(exc)
+        errors = form_errors(exc)
         failure = {
             "code": "validation_error",
             "message": "Please correct the fields marked below.",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
+from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from mercato.cart import schemas as cart_schemas
@@ -23,6 +24,25 @@ from mercato.web.deps import page_user, signed_in_user
 
 def country_name(code: str) -> str:
     return identity.country_name(code.upper())
+
+
+def form_errors(exc: ValidationError) -> dict[str, str]:
+    """A page form's validation failures as one message per field, in the shopper's words."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = loc[-1] if loc else "form"
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "missing" or "at least 1 character" in message:
+            message = "This field is required."
+        elif name == "country":
+            message = "Choose a country."
+        elif name == "region":
+            message = "Letters, digits and hyphens only (e.g. CA or BY)."
+        elif name == "payment_token":
+            message = "Choose a card."
+        errors.setdefault(name, message)
+    return errors
 
 
 async def served_countries(uow: UnitOfWork) -> list[str]:

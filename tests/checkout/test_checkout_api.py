@@ -208,8 +208,13 @@ async def test_unknown_shipping_method_or_country(
     await fill_cart(db, buyer.id, (await make_variant(db), 1))
     response = await post_checkout(client, buyer, body={**BODY, "shipping_method": "teleport"})
     assert_problem(response, 422, "unknown_shipping_method")
+    # A country the shop does not deliver to is named, with the ones it does.
     nowhere = {**BODY, "shipping_address": {**ADDRESS, "country": "JP"}}
-    assert_problem(await post_checkout(client, buyer, body=nowhere), 422, "unknown_shipping_method")
+    refused = assert_problem(
+        await post_checkout(client, buyer, body=nowhere), 422, "country_not_served"
+    )
+    assert "Japan" in refused["detail"] and "DE" in refused["served_countries"]
+    assert refused["errors"][0]["field"] == "shipping_address.country"
     assert await checkout_count(db) == 0
 
 

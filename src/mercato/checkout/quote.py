@@ -264,6 +264,9 @@ async def load_pricing_context(
     found = [m for m in setup.methods if m.code == code]
     method = next((m for m in found if m.currency == currency), found[0] if found else None)
     if method is None:
+        # Only a refused checkout pays for naming the countries the shop serves: when the
+        # shop does not deliver there at all, that is the answer (422 country_not_served).
+        await identity.check_served(uow, country, "shipping_address.country")
         raise unknown_shipping_method(shipping_method, country)
     promo = None
     if promo_code is not None and promo_code.strip():

@@ -236,7 +236,10 @@ async def test_shipping_method_and_tax_rate_made_here_reach_checkout(
     await expect(page.locator(".flash-success")).to_contain_text("before tax")
     await expect(page.get_by_label("Before tax")).to_be_checked()
 
-    # A shopper's quote to Norway uses both.
+    # A shopper's quote to Norway uses both, once a warehouse ships there too (the shop
+    # delivers where a warehouse ships and a shipping zone covers).
+    async with shop.db.transaction() as uow:
+        await inventory.create_warehouse(uow, code="OSL", name="Oslo", countries=["NO"])
     await fill_cart(shop, client)
     quote = await client.post(
         "/api/checkout/quote",

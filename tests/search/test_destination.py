@@ -101,6 +101,13 @@ async def test_stock_in_lyon_is_in_stock_for_france_and_not_for_germany(
     assert await _stocked(client, "FR") == {"lyon": True, "berlin": False, "nowhere": False}
     assert await _stocked(client, "DE") == {"lyon": False, "berlin": True, "nowhere": False}
     assert await _stocked(client, None) == await _stocked(client, "DE")  # the shop's default
+    # A hit whose units lie only where the destination is not served says so.
+    hits = (await _search(client, q="lamp", country="DE"))["hits"]
+    assert {h["title"].split()[0].lower(): h["available_elsewhere"] for h in hits} == {
+        "lyon": True,
+        "berlin": False,
+        "nowhere": False,
+    }
 
     assert await _in_stock_titles(client, "FR", True) == {"lyon"}
     assert await _in_stock_titles(client, "FR", False) == {"berlin", "nowhere"}
@@ -331,14 +338,20 @@ async def test_counts_per_destination_match_brute_force(
 # The shop's pages follow the "Deliver to" choice
 
 
-def _cards(html: str) -> dict[str, bool]:
-    """Each product card's lamp and whether it shows in stock."""
+def _cards(html: str) -> dict[str, str]:
+    """Each product card's lamp and what it says of its stock: in stock, out of stock, or not
+    available for delivery to the chosen country (units elsewhere)."""
     found = {}
     for card in html.split('data-testid="product-card"')[1:]:
         card = card.split("</article>", 1)[0]
         title = re.search(r'class="card-title">([^<]+)<', card)
         assert title is not None
-        found[title.group(1).split()[0].lower()] = "Out of stock" not in card
+        lamp = title.group(1).split()[0].lower()
+        if "Not available for delivery to" in card:
+            assert "Out of stock" not in card
+            found[lamp] = "elsewhere " + card.split("Not available for delivery to ", 1)[1][:6]
+        else:
+            found[lamp] = "out" if "Out of stock" in card else "in"
     return found
 
 
@@ -348,14 +361,18 @@ async def test_the_listing_pages_and_home_rows_answer_for_the_deliver_to_choice(
     await _shop(app)
     for country, stocked in (("FR", "lyon"), ("DE", "berlin")):
         client.cookies.set(DELIVER_TO_COOKIE, country)
-        expected = {lamp: lamp == stocked for lamp in ("lyon", "berlin", "nowhere")}
+        elsewhere = "elsewhere " + {"FR": "France", "DE": "German"}[country]
+        expected = {
+            lamp: "in" if lamp == stocked else "out" if lamp == "nowhere" else elsewhere
+            for lamp in ("lyon", "berlin", "nowhere")
+        }
         for path in ("/search?q=lamp", "/c/lighting"):
             r = await client.get(path, headers=HTML)
             assert r.status_code == 200, r.text
             assert _cards(r.text) == expected, (country, path)
         r = await client.get("/search?q=lamp&in_stock=true", headers=HTML)
-        assert _cards(r.text) == {stocked: True}
+        assert _cards(r.text) == {stocked: "in"}
         r = await client.get("/", headers=HTML)
         top_rated = r.text.split('aria-label="Top rated"', 1)[1].split("</ul>", 1)[0]
-        assert _cards(top_rated) == {stocked: True}, country
+        assert _cards(top_rated) == {stocked: "in"}, country
     client.cookies.clear()

@@ -1159,6 +1159,11 @@ def present_hits(
                 if 0 < cut < len(raw) and inside:
                     snippet, ranges = raw[:cut].decode(errors="ignore"), inside
                 highlights = char_ranges(snippet, ranges)
+        in_stock = (
+            plan.reach.holds(_first(doc, STOCK_SET))
+            if plan.reach is not None
+            else bool(_first(doc, "in_stock", 0))
+        )
         hits.append(
             {
                 "id": _first(doc, "id"),
@@ -1178,11 +1183,11 @@ def present_hits(
                 "currency": currency,
                 "rating": round(rating, 2) if rating > 0 else None,
                 "rating_count": int(_first(doc, "rating_count", 0)),
-                "in_stock": (
-                    plan.reach.holds(_first(doc, STOCK_SET))
-                    if plan.reach is not None
-                    else bool(_first(doc, "in_stock", 0))
-                ),
+                "in_stock": in_stock,
+                # Stock exists, but only in warehouses that do not ship to the destination.
+                "available_elsewhere": plan.reach is not None
+                and not in_stock
+                and bool(_first(doc, STOCK_SET)),
                 "image": _first(doc, "image"),
                 "snippet": snippet,
                 "highlights": highlights,

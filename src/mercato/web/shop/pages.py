@@ -50,6 +50,7 @@ class Card:
     rating: str | None
     rating_count: int
     in_stock: bool
+    available_elsewhere: bool
 
 
 def card_view(hit: dict[str, Any]) -> Card:
@@ -71,6 +72,7 @@ def card_view(hit: dict[str, Any]) -> Card:
         rating=f"{rating:.1f}" if rating else None,
         rating_count=int(hit.get("rating_count") or 0),
         in_stock=bool(hit.get("in_stock")),
+        available_elsewhere=bool(hit.get("available_elsewhere")),
     )
 
 

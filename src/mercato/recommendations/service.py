@@ -1,0 +1,160 @@
+"""The recommendations module's public face: building the lists and serving a product's.
+
+* :mod:`~mercato.recommendations.rules`: association rules (frequently bought together);
+* :mod:`~mercato.recommendations.similarity`: item-to-item similarity (also bought);
+* :mod:`~mercato.recommendations.build`: the offline build and the worker's rebuild;
+* :mod:`~mercato.recommendations.store`: the versioned lists and each process's copy;
+* :mod:`~mercato.recommendations.evaluation`: the hold-out evaluation.
+
+Serving starts from the product's precomputed list and drops, at request time, what a shopper
+must not be offered: the product itself, products no longer on sale (archived or draft),
+products no warehouse can deliver to the shopper's destination, and what is already in the
+cart; a list left short is filled up from the best sellers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from mercato.cart import service as cart
+from mercato.catalog import service as catalog
+from mercato.db import UnitOfWork
+from mercato.inventory import service as inventory
+from mercato.problems import not_found
+from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
+from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
+from mercato.runtime import Runtime
+
+Kind = Literal["bought_together", "also_bought"]
+Reason = Literal["rule", "similar", "popular"]
+KINDS: tuple[Kind, ...] = ("bought_together", "also_bought")
+MAX_LIMIT = 20
+_REASON: dict[str, Reason] = {"bought_together": "rule", "also_bought": "similar"}
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    product: catalog.ProductView
+    reason: Reason
+    item: Item
+
+
+def _candidates(
+    lists: Lists, kind: Kind, product_id: str, excluded: set[str]
+) -> Iterator[tuple[Item, Reason]]:
+    seen = set(excluded)
+    for items, reason in (
+        (lists.of(kind, product_id), _REASON[kind]),
+        (lists.of("popular"), "popular"),
+    ):
+        for item in items:
+            if item.product_id not in seen:
+                seen.add(item.product_id)
+                yield item, reason
+
+
+async def _deliverable(
+    uow: UnitOfWork, product_ids: Collection[str], country: str
+) -> dict[str, catalog.ProductView]:
+    """Those of the products on sale with a variant in stock for delivery to ``country``."""
+    views = await catalog.get_products(uow, product_ids, include_inactive=False)
+    variant_ids = [v.id for view in views.values() for v in view.variants]
+    notes = await inventory.stock_notes(uow, variant_ids, country)
+    return {
+        pid: view
+        for pid, view in views.items()
+        if any(notes.get(v.id) is not None and notes[v.id].in_stock for v in view.variants)
+    }
+
+
+async def recommend(
+    uow: UnitOfWork,
+    lists: Lists,
+    product_id: str,
+    *,
+    kind: Kind,
+    limit: int,
+    country: str,
+    in_cart: Collection[str] = (),
+) -> list[Recommendation]:
+    """Up to ``limit`` products to show with ``product_id``, each with its reason; 404 for a
+    product not on sale."""
+    if await catalog.get_product(uow, product_id) is None:
+        raise not_found("Product", product_id)
+    found: list[Recommendation] = []
+    pending = _candidates(lists, kind, product_id, {product_id, *in_cart})
+    while len(found) < limit:
+        # Checked a few more than needed at a time: most candidates pass.
+        batch = list(_take(pending, (limit - len(found)) * 2))
+        if not batch:
+            break
+        ok = await _deliverable(uow, {item.product_id for item, _ in batch}, country)
+        for item, reason in batch:
+            view = ok.get(item.product_id)
+            if view is not None and len(found) < limit:
+                found.append(Recommendation(view, reason, item))
+    return found
+
+
+async def for_shopper(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    product_id: str,
+    *,
+    kind: Kind,
+    limit: int,
+    country: str,
+    cart_owner: cart.CartOwner | None,
+) -> list[Recommendation]:
+    """:func:`recommend` from this process's copy of the lists, leaving out the caller's cart."""
+    return await recommend(
+        uow,
+        await served(runtime),
+        product_id,
+        kind=kind,
+        limit=limit,
+        country=country,
+        in_cart=await products_in_cart(uow, cart_owner),
+    )
+
+
+def _take(pending: Iterator[tuple[Item, Reason]], n: int) -> Iterable[tuple[Item, Reason]]:
+    for _ in range(n):
+        nxt = next(pending, None)
+        if nxt is None:
+            return
+        yield nxt
+
+
+async def products_in_cart(uow: UnitOfWork, owner: cart.CartOwner | None) -> set[str]:
+    """The products in the caller's cart (none without a cart, or for a cart gone)."""
+    if owner is None or (owner.user_id is None and owner.guest_cart_id is None):
+        return set()
+    found = await cart.get_cart_for(uow, owner.user_id, owner.guest_cart_id)
+    if found is None or not found.lines:
+        return set()
+    variants = await catalog.get_variants(uow, [line.variant_id for line in found.lines])
+    return {v.product_id for v in variants.values()}
+
+
+__all__ = [
+    "EMPTY",
+    "KINDS",
+    "MAX_LIMIT",
+    "BuildStats",
+    "Item",
+    "Kind",
+    "Lists",
+    "Reason",
+    "Recommendation",
+    "build",
+    "compute_lists",
+    "for_shopper",
+    "last_build",
+    "products_in_cart",
+    "rebuild_if_due",
+    "recommend",
+    "served",
+]

@@ -239,11 +239,13 @@ def _top_k(scores: Any, seeds: Any, popularity: Any, items: Sequence[str]) -> li
     """Per row: the K best-scored products not among the seeds, filled up by popularity."""
     by_popularity = np.argsort(-popularity, kind="stable")
     lists = []
-    for row in range(scores.shape[0]):
+    for row in range(seeds.shape[0]):
         owned = set(seeds.indices[seeds.indptr[row] : seeds.indptr[row + 1]].tolist())
-        s = np.asarray(scores[row]).ravel()
-        order = np.argsort(-s, kind="stable")[: K + len(owned)]
-        picked = [int(i) for i in order if s[i] > 0 and int(i) not in owned][:K]
+        picked: list[int] = []
+        if scores is not None:
+            s = np.asarray(scores[row]).ravel()
+            order = np.argsort(-s, kind="stable")[: K + len(owned)]
+            picked = [int(i) for i in order if s[i] > 0 and int(i) not in owned][:K]
         for i in by_popularity:
             if len(picked) >= K:
                 break
@@ -277,7 +279,7 @@ def evaluate(
     seeds = _seed_matrix(split.cases, index, len(items))
     by: dict[str, Scores] = {}
     seconds: dict[str, float] = {}
-    popular = _top_k(sp.csr_matrix(seeds.shape), seeds, popularity, items)
+    popular = _top_k(None, seeds, popularity, items)
     by["popular"] = measure(popular, split.cases, len(items))
     for name, weights in recommenders(train, items, x_data.matrix, rule_settings, models).items():
         started = timer() if timer else 0.0

@@ -111,7 +111,7 @@ async def for_shopper(
     """:func:`recommend` from this process's copy of the lists, leaving out the caller's cart."""
     return await recommend(
         uow,
-        await served(runtime),
+        await served(runtime, uow),
         product_id,
         kind=kind,
         limit=limit,

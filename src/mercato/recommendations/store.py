@@ -144,17 +144,25 @@ def _loaded(runtime: Runtime) -> Loaded:
     return cast(Loaded, found)
 
 
-async def served(runtime: Runtime) -> Lists:
+async def served(runtime: Runtime, uow: UnitOfWork | None = None) -> Lists:
     """The lists to serve: this process's copy, read again when another process (or this one)
-    switched to a newer build since the last look."""
+    switched to a newer build since the last look. The version is read in the caller's unit of
+    work when given (a request's: on SQLite a second transaction would wait for its lock)."""
     loaded = _loaded(runtime)
     if time.monotonic() - loaded.checked < runtime.settings.recs_reload_seconds:
         return loaded.lists
     async with loaded.lock:
         if time.monotonic() - loaded.checked < runtime.settings.recs_reload_seconds:
             return loaded.lists
-        async with runtime.db.transaction() as uow:
-            if await current_version(uow) != loaded.lists.version:
-                loaded.lists = await read(uow)
+        if uow is not None:
+            await _refresh(loaded, uow)
+        else:
+            async with runtime.db.transaction() as own:
+                await _refresh(loaded, own)
         loaded.checked = time.monotonic()
     return loaded.lists
+
+
+async def _refresh(loaded: Loaded, uow: UnitOfWork) -> None:
+    if await current_version(uow) != loaded.lists.version:
+        loaded.lists = await read(uow)

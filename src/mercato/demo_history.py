@@ -80,6 +80,14 @@ RETURNED_SHARE = 0.06  # of delivered orders
 REVIEW_SHARE = 0.35  # of delivered lines, before the product's popularity is counted in
 REJECTED_SHARE = 0.08  # of written reviews that staff decide
 LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
+# The history's structure: of the products in sets, the chance a buyer of one takes another;
+# how many of the catalog's neighbours form sets; the chance a draw keeps to the customer's
+# favourite brand; consumables, and the chance an order buys one again.
+COMPLEMENT_SHARE = 0.6
+COMPLEMENT_GROUP_SHARE = 0.5
+BRAND_LOYALTY = 0.4
+CONSUMABLE_SHARE = 0.15
+REPEAT_SHARE = 0.3
 RESTOCK_BELOW = 5
 RESTOCK_UNITS = 40
 JOURNAL_NAME = "demo-history.jsonl"
@@ -175,6 +183,37 @@ def _order_times(rng: random.Random, count: int, now: datetime, days: int) -> li
     return sorted(now - timedelta(days=age) for age in ages)
 
 
+def _complements(rng: random.Random, products: list[str]) -> dict[str, tuple[str, ...]]:
+    """Products sold as sets: neighbours in SKU order (the same shelf of the seeded catalog)
+    grouped in twos and threes, for about half the catalog; each maps to its set's others."""
+    partners: dict[str, tuple[str, ...]] = {}
+    at = 0
+    while at < len(products) - 1:
+        size = rng.choice((2, 2, 3))
+        group = products[at : at + size]
+        if rng.random() < COMPLEMENT_GROUP_SHARE and len(group) > 1:
+            for product in group:
+                partners[product] = tuple(p for p in group if p != product)
+        at += size
+    return partners
+
+
+def _pick(
+    rng: random.Random,
+    picked: dict[str, tuple[str, str, int]],
+    held: list[tuple[str, frozenset[str]]],
+    product: str,
+    country: str,
+) -> bool:
+    """Put one of the product's variants that can reach ``country`` in the order, if any."""
+    reaching = [v for v, countries in held if country in countries]
+    if not reaching:
+        return False
+    variant = rng.choice(reaching)
+    picked[variant] = (variant, product, rng.choices((1, 2), weights=(85, 15))[0])
+    return True
+
+
 def _plan(
     rng: random.Random,
     *,
@@ -184,8 +223,10 @@ def _plan(
     people: list[_Customer],
     now: datetime,
     days: int,
+    brands: dict[str, str] | None = None,
 ) -> list[_Order]:
-    products = list(variants)  # in SKU order: the seeded catalog's, unlike the ids
+    in_sku_order = list(variants)
+    products = list(in_sku_order)  # in SKU order: the seeded catalog's, unlike the ids
     rng.shuffle(products)
     # Zipf-like popularity over a random order of the products: a few best sellers, a long tail.
     weights = [1 / (rank + 1) ** 0.9 for rank in range(len(products))]
@@ -194,20 +235,48 @@ def _plan(
     loyalty = [rng.paretovariate(1.3) for _ in range(customers)]
     loyal_cumulative = list(itertools.accumulate(loyalty))
     rank_of = {product: rank for rank, product in enumerate(products)}
+    # The structure recommendations learn from: sets bought together, a favourite brand per
+    # customer, consumables bought again.
+    partners = _complements(rng, in_sku_order)
+    consumables = {p for p in in_sku_order if rng.random() < CONSUMABLE_SHARE}
+    brand_of = brands or {}
+    by_brand: dict[str, list[str]] = {}
+    for product in products:  # by popularity rank within each brand
+        if product in brand_of:
+            by_brand.setdefault(brand_of[product], []).append(product)
+    brand_names = sorted(by_brand)
+    brand_weight = [sum(weights[rank_of[p]] for p in by_brand[b]) for b in brand_names]
+    favourite = [
+        rng.choices(brand_names, weights=brand_weight)[0] if brand_names else None
+        for _ in range(customers)
+    ]
+    stocked: dict[int, list[str]] = {}  # the consumables each customer bought, in order
     reviewed: set[tuple[int, str]] = set()  # one review per customer and product
     plans = []
     for placed in _order_times(rng, count, now, days):
         who = rng.choices(range(customers), cum_weights=loyal_cumulative)[0]
         country = people[who].address["country"]
         picked: dict[str, tuple[str, str, int]] = {}
+
+        if stocked.get(who) and rng.random() < REPEAT_SHARE:
+            again = rng.choice(stocked[who])
+            _pick(rng, picked, variants[again], again, country)
+        brand = favourite[who] if favourite else None
         for _ in range(rng.choices((1, 2, 3), weights=(60, 28, 12))[0]):
             for _draw in range(10):  # a product some warehouse ships to the customer's country
-                product = rng.choices(products, cum_weights=cumulative)[0]
-                reaching = [v for v, countries in variants[product] if country in countries]
-                if reaching:
-                    variant = rng.choice(reaching)
-                    picked[variant] = (variant, product, rng.choices((1, 2), weights=(85, 15))[0])
+                if brand is not None and rng.random() < BRAND_LOYALTY:
+                    shelf = by_brand[brand]
+                    product = rng.choices(shelf, weights=[weights[rank_of[p]] for p in shelf])[0]
+                else:
+                    product = rng.choices(products, cum_weights=cumulative)[0]
+                if _pick(rng, picked, variants[product], product, country):
+                    if product in partners and rng.random() < COMPLEMENT_SHARE:
+                        partner = rng.choice(partners[product])
+                        _pick(rng, picked, variants[partner], partner, country)
                     break
+        for _variant, product, _units in picked.values():
+            if product in consumables and product not in stocked.setdefault(who, []):
+                stocked[who].append(product)
         if not picked:
             continue
         age = now - placed
@@ -365,6 +434,13 @@ async def _sellable_variants(runtime: Runtime) -> Variants:
     return by_product
 
 
+async def _brands(runtime: Runtime, product_ids: list[str]) -> dict[str, str]:
+    """Each product's brand id (the catalog's brands do not change under a history)."""
+    async with runtime.db.transaction() as uow:
+        views = await catalog.get_products(uow, product_ids)
+    return {p: v.brand.id for p, v in views.items() if v.brand is not None}
+
+
 Agenda = list[tuple[datetime, int, str, int, int]]
 """(moment, tie-breaker, action, order index, extra), a heap."""
 
@@ -444,6 +520,7 @@ class History:
         variants = _variants_of(header)
         rng = random.Random(header["seed"])
         people = _customers(rng, header["customers"]) if variants else []
+        brands = await _brands(runtime, list(variants))
         plans = (
             _plan(
                 rng,
@@ -453,6 +530,7 @@ class History:
                 people=people,
                 now=datetime.fromisoformat(header["planned"]),
                 days=header["days"],
+                brands=brands,
             )
             if variants
             else []

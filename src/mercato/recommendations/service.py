@@ -39,6 +39,15 @@ class Recommendation:
     product: catalog.ProductView
     reason: Reason
     item: Item
+    variant_id: str  # the first of its variants in stock for the destination ("Add both")
+
+
+@dataclass(frozen=True, slots=True)
+class PageLists:
+    """What a product page shows under the product."""
+
+    bought_together: list[Recommendation]
+    also_bought: list[Recommendation]
 
 
 def _candidates(
@@ -57,16 +66,18 @@ def _candidates(
 
 async def _deliverable(
     uow: UnitOfWork, product_ids: Collection[str], country: str
-) -> dict[str, catalog.ProductView]:
-    """Those of the products on sale with a variant in stock for delivery to ``country``."""
+) -> dict[str, tuple[catalog.ProductView, str]]:
+    """Those of the products on sale with a variant in stock for delivery to ``country``,
+    each with the first such variant."""
     views = await catalog.get_products(uow, product_ids, include_inactive=False)
     variant_ids = [v.id for view in views.values() for v in view.variants]
     notes = await inventory.stock_notes(uow, variant_ids, country)
-    return {
-        pid: view
-        for pid, view in views.items()
-        if any(notes.get(v.id) is not None and notes[v.id].in_stock for v in view.variants)
-    }
+    found: dict[str, tuple[catalog.ProductView, str]] = {}
+    for pid, view in views.items():
+        stocked = [v.id for v in view.variants if v.id in notes and notes[v.id].in_stock]
+        if stocked:
+            found[pid] = (view, stocked[0])
+    return found
 
 
 async def recommend(
@@ -92,9 +103,9 @@ async def recommend(
             break
         ok = await _deliverable(uow, {item.product_id for item, _ in batch}, country)
         for item, reason in batch:
-            view = ok.get(item.product_id)
-            if view is not None and len(found) < limit:
-                found.append(Recommendation(view, reason, item))
+            deliverable = ok.get(item.product_id)
+            if deliverable is not None and len(found) < limit:
+                found.append(Recommendation(deliverable[0], reason, item, deliverable[1]))
     return found
 
 
@@ -120,6 +131,46 @@ async def for_shopper(
     )
 
 
+PAGE_BOUGHT_TOGETHER = 3
+PAGE_ALSO_BOUGHT = 8
+
+
+async def page_lists(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    product_id: str,
+    *,
+    country: str,
+    cart_owner: cart.CartOwner | None,
+) -> PageLists:
+    """The product page's two rows: bought together (the first with "Add both") and also
+    bought, the second never repeating the first."""
+    lists = await served(runtime, uow)
+    in_cart = await products_in_cart(uow, cart_owner)
+    together = await recommend(
+        uow,
+        lists,
+        product_id,
+        kind="bought_together",
+        limit=PAGE_BOUGHT_TOGETHER,
+        country=country,
+        in_cart=in_cart,
+    )
+    # A best seller is no "frequently bought together": that row keeps the rules only.
+    together = [r for r in together if r.reason == "rule"]
+    shown = {r.product.id for r in together}
+    also = await recommend(
+        uow,
+        lists,
+        product_id,
+        kind="also_bought",
+        limit=PAGE_ALSO_BOUGHT,
+        country=country,
+        in_cart=in_cart | shown,
+    )
+    return PageLists(together, also)
+
+
 def _take(pending: Iterator[tuple[Item, Reason]], n: int) -> Iterable[tuple[Item, Reason]]:
     for _ in range(n):
         nxt = next(pending, None)
@@ -143,16 +194,20 @@ __all__ = [
     "EMPTY",
     "KINDS",
     "MAX_LIMIT",
+    "PAGE_ALSO_BOUGHT",
+    "PAGE_BOUGHT_TOGETHER",
     "BuildStats",
     "Item",
     "Kind",
     "Lists",
+    "PageLists",
     "Reason",
     "Recommendation",
     "build",
     "compute_lists",
     "for_shopper",
     "last_build",
+    "page_lists",
     "products_in_cart",
     "rebuild_if_due",
     "recommend",

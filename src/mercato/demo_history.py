@@ -82,12 +82,14 @@ REJECTED_SHARE = 0.08  # of written reviews that staff decide
 LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
 # The history's structure: of the products in sets, the chance a buyer of one takes another;
 # how many of the catalog's neighbours form sets; the chance a draw keeps to the customer's
-# favourite brand; consumables, and the chance an order buys one again.
+# favourite brand; consumables, and the chance an order buys one again; the chance an order
+# completes a set the customer started in an earlier one (the lens after the camera).
 COMPLEMENT_SHARE = 0.6
-COMPLEMENT_GROUP_SHARE = 0.5
-BRAND_LOYALTY = 0.4
+COMPLEMENT_GROUP_SHARE = 0.8
+BRAND_LOYALTY = 0.6
 CONSUMABLE_SHARE = 0.15
 REPEAT_SHARE = 0.3
+FOLLOW_UP_SHARE = 0.6
 RESTOCK_BELOW = 5
 RESTOCK_UNITS = 40
 JOURNAL_NAME = "demo-history.jsonl"
@@ -237,7 +239,7 @@ def _plan(
     rank_of = {product: rank for rank, product in enumerate(products)}
     # The structure recommendations learn from: sets bought together, a favourite brand per
     # customer, consumables bought again.
-    partners = _complements(rng, in_sku_order)
+    partners = _complements(rng, products)
     consumables = {p for p in in_sku_order if rng.random() < CONSUMABLE_SHARE}
     brand_of = brands or {}
     by_brand: dict[str, list[str]] = {}
@@ -251,6 +253,7 @@ def _plan(
         for _ in range(customers)
     ]
     stocked: dict[int, list[str]] = {}  # the consumables each customer bought, in order
+    owned: dict[int, list[str]] = {}  # the products of a set each customer bought, in order
     reviewed: set[tuple[int, str]] = set()  # one review per customer and product
     plans = []
     for placed in _order_times(rng, count, now, days):
@@ -258,6 +261,10 @@ def _plan(
         country = people[who].address["country"]
         picked: dict[str, tuple[str, str, int]] = {}
 
+        if owned.get(who) and rng.random() < FOLLOW_UP_SHARE:
+            earlier = rng.choice(owned[who])
+            follow = rng.choice(partners[earlier])
+            _pick(rng, picked, variants[follow], follow, country)
         if stocked.get(who) and rng.random() < REPEAT_SHARE:
             again = rng.choice(stocked[who])
             _pick(rng, picked, variants[again], again, country)
@@ -277,6 +284,8 @@ def _plan(
         for _variant, product, _units in picked.values():
             if product in consumables and product not in stocked.setdefault(who, []):
                 stocked[who].append(product)
+            if product in partners and product not in owned.setdefault(who, []):
+                owned[who].append(product)
         if not picked:
             continue
         age = now - placed

@@ -216,6 +216,64 @@ def _pick(
     return True
 
 
+def _give_structure(
+    shape: random.Random,
+    plans: list[_Order],
+    products: list[str],
+    weights: list[float],
+    variants: Variants,
+    people: list[_Customer],
+    brands: dict[str, str],
+) -> None:
+    """What recommendations learn from, laid over the planned orders in time order: sets of
+    products bought together (and completed in a later order), a favourite brand per customer,
+    consumables bought again. ``products`` is in popularity order, ``weights`` its weights."""
+    partners = _complements(shape, products)
+    consumables = {p for p in products if shape.random() < CONSUMABLE_SHARE}
+    weight_of = dict(zip(products, weights, strict=True))
+    by_brand: dict[str, list[str]] = {}
+    for product in products:
+        if product in brands:
+            by_brand.setdefault(brands[product], []).append(product)
+    names = sorted(by_brand)
+    favourite: dict[int, str] = {}
+    stocked: dict[int, list[str]] = {}  # the consumables each customer bought, in order
+    owned: dict[int, list[str]] = {}  # the products of a set each customer bought, in order
+    for order in plans:
+        who = order.customer
+        country = people[who].address["country"]
+        if names and who not in favourite:
+            favourite[who] = shape.choices(
+                names, weights=[sum(weight_of[p] for p in by_brand[b]) for b in names]
+            )[0]
+        lines: dict[str, tuple[str, str, int]] = {}
+        for variant, product, units in order.lines:
+            shelf = by_brand.get(favourite.get(who, ""), [])
+            if shelf and shape.random() < BRAND_LOYALTY:
+                other = shape.choices(shelf, weights=[weight_of[p] for p in shelf])[0]
+                if _pick(shape, lines, variants[other], other, country):
+                    # Its planned review was of the product it replaced: none is written.
+                    order.reviews = [r for r in order.reviews if r[0] != product]
+                    continue
+            lines[variant] = (variant, product, units)
+        for _variant, product, _units in list(lines.values()):
+            if product in partners and shape.random() < COMPLEMENT_SHARE:
+                partner = shape.choice(partners[product])
+                _pick(shape, lines, variants[partner], partner, country)
+        if owned.get(who) and shape.random() < FOLLOW_UP_SHARE:
+            follow = shape.choice(partners[shape.choice(owned[who])])
+            _pick(shape, lines, variants[follow], follow, country)
+        if stocked.get(who) and shape.random() < REPEAT_SHARE:
+            again = shape.choice(stocked[who])
+            _pick(shape, lines, variants[again], again, country)
+        order.lines = list(lines.values())
+        for _variant, product, _units in order.lines:
+            if product in consumables and product not in stocked.setdefault(who, []):
+                stocked[who].append(product)
+            if product in partners and product not in owned.setdefault(who, []):
+                owned[who].append(product)
+
+
 def _plan(
     rng: random.Random,
     *,
@@ -227,8 +285,7 @@ def _plan(
     days: int,
     brands: dict[str, str] | None = None,
 ) -> list[_Order]:
-    in_sku_order = list(variants)
-    products = list(in_sku_order)  # in SKU order: the seeded catalog's, unlike the ids
+    products = list(variants)  # in SKU order: the seeded catalog's, unlike the ids
     rng.shuffle(products)
     # Zipf-like popularity over a random order of the products: a few best sellers, a long tail.
     weights = [1 / (rank + 1) ** 0.9 for rank in range(len(products))]
@@ -237,55 +294,20 @@ def _plan(
     loyalty = [rng.paretovariate(1.3) for _ in range(customers)]
     loyal_cumulative = list(itertools.accumulate(loyalty))
     rank_of = {product: rank for rank, product in enumerate(products)}
-    # The structure recommendations learn from: sets bought together, a favourite brand per
-    # customer, consumables bought again.
-    partners = _complements(rng, products)
-    consumables = {p for p in in_sku_order if rng.random() < CONSUMABLE_SHARE}
-    brand_of = brands or {}
-    by_brand: dict[str, list[str]] = {}
-    for product in products:  # by popularity rank within each brand
-        if product in brand_of:
-            by_brand.setdefault(brand_of[product], []).append(product)
-    brand_names = sorted(by_brand)
-    brand_weight = [sum(weights[rank_of[p]] for p in by_brand[b]) for b in brand_names]
-    favourite = [
-        rng.choices(brand_names, weights=brand_weight)[0] if brand_names else None
-        for _ in range(customers)
-    ]
-    stocked: dict[int, list[str]] = {}  # the consumables each customer bought, in order
-    owned: dict[int, list[str]] = {}  # the products of a set each customer bought, in order
     reviewed: set[tuple[int, str]] = set()  # one review per customer and product
     plans = []
     for placed in _order_times(rng, count, now, days):
         who = rng.choices(range(customers), cum_weights=loyal_cumulative)[0]
         country = people[who].address["country"]
         picked: dict[str, tuple[str, str, int]] = {}
-
-        if owned.get(who) and rng.random() < FOLLOW_UP_SHARE:
-            earlier = rng.choice(owned[who])
-            follow = rng.choice(partners[earlier])
-            _pick(rng, picked, variants[follow], follow, country)
-        if stocked.get(who) and rng.random() < REPEAT_SHARE:
-            again = rng.choice(stocked[who])
-            _pick(rng, picked, variants[again], again, country)
-        brand = favourite[who] if favourite else None
         for _ in range(rng.choices((1, 2, 3), weights=(60, 28, 12))[0]):
             for _draw in range(10):  # a product some warehouse ships to the customer's country
-                if brand is not None and rng.random() < BRAND_LOYALTY:
-                    shelf = by_brand[brand]
-                    product = rng.choices(shelf, weights=[weights[rank_of[p]] for p in shelf])[0]
-                else:
-                    product = rng.choices(products, cum_weights=cumulative)[0]
-                if _pick(rng, picked, variants[product], product, country):
-                    if product in partners and rng.random() < COMPLEMENT_SHARE:
-                        partner = rng.choice(partners[product])
-                        _pick(rng, picked, variants[partner], partner, country)
+                product = rng.choices(products, cum_weights=cumulative)[0]
+                reaching = [v for v, countries in variants[product] if country in countries]
+                if reaching:
+                    variant = rng.choice(reaching)
+                    picked[variant] = (variant, product, rng.choices((1, 2), weights=(85, 15))[0])
                     break
-        for _variant, product, _units in picked.values():
-            if product in consumables and product not in stocked.setdefault(who, []):
-                stocked[who].append(product)
-            if product in partners and product not in owned.setdefault(who, []):
-                owned[who].append(product)
         if not picked:
             continue
         age = now - placed
@@ -324,6 +346,10 @@ def _plan(
                     if after < age:
                         order.reviews.append((product, demo_rating(rng), after))
         plans.append(order)
+    # The structure is laid over the plan with a generator of its own, seeded from this one's
+    # final state: the times, customers and fates drawn above stay what they always were.
+    shape = random.Random(repr(rng.getstate()))
+    _give_structure(shape, plans, products, weights, variants, people, brands or {})
     return plans
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -141,7 +142,7 @@ def rules(
         table.add_column(column, justify="left" if column == "rule" else "right")
     for r in mined[:top]:
         table.add_row(
-            f"{{{r.antecedent}}} → {{{r.consequent}}}",
+            escape(f"{{{r.antecedent}}} → {{{r.consequent}}}"),  # names are the file's, not markup
             f"{r.support:.4f}",
             f"{r.confidence:.4f}",
             f"{r.lift:.3f}",

@@ -64,19 +64,20 @@ def _candidates(
                 yield item, reason
 
 
-async def _deliverable(
-    uow: UnitOfWork, product_ids: Collection[str], country: str
+async def _in_stock(
+    uow: UnitOfWork, views: Iterable[catalog.ProductView], country: str
 ) -> dict[str, tuple[catalog.ProductView, str]]:
-    """Those of the products on sale with a variant in stock for delivery to ``country``,
-    each with the first such variant."""
-    views = await catalog.get_products(uow, product_ids, include_inactive=False)
-    variant_ids = [v.id for view in views.values() for v in view.variants]
-    notes = await inventory.stock_notes(uow, variant_ids, country)
+    """Those of the products with a variant in stock for delivery to ``country``, each with
+    the first such variant."""
+    views = list(views)
+    notes = await inventory.stock_notes(
+        uow, [v.id for view in views for v in view.variants], country
+    )
     found: dict[str, tuple[catalog.ProductView, str]] = {}
-    for pid, view in views.items():
+    for view in views:
         stocked = [v.id for v in view.variants if v.id in notes and notes[v.id].in_stock]
         if stocked:
-            found[pid] = (view, stocked[0])
+            found[view.id] = (view, stocked[0])
     return found
 
 
@@ -92,20 +93,30 @@ async def recommend(
 ) -> list[Recommendation]:
     """Up to ``limit`` products to show with ``product_id``, each with its reason; 404 for a
     product not on sale."""
-    if await catalog.get_product(uow, product_id) is None:
-        raise not_found("Product", product_id)
     found: list[Recommendation] = []
     pending = _candidates(lists, kind, product_id, {product_id, *in_cart})
-    while len(found) < limit:
-        # Checked a few more than needed at a time: most candidates pass.
-        batch = list(_take(pending, (limit - len(found)) * 2))
-        if not batch:
-            break
-        ok = await _deliverable(uow, {item.product_id for item, _ in batch}, country)
+    # Checked a few more than needed at a time (most pass); the product itself is read with
+    # the first batch, so a request costs one catalog read and one stock read when all goes well.
+    batch = list(_take(pending, limit * 2))
+    views = await catalog.get_products(
+        uow, {product_id, *(item.product_id for item, _ in batch)}, include_inactive=False
+    )
+    if product_id not in views:
+        raise not_found("Product", product_id)
+    while batch:
+        ok = await _in_stock(
+            uow, (views[i.product_id] for i, _ in batch if i.product_id in views), country
+        )
         for item, reason in batch:
             deliverable = ok.get(item.product_id)
             if deliverable is not None and len(found) < limit:
                 found.append(Recommendation(deliverable[0], reason, item, deliverable[1]))
+        if len(found) >= limit:
+            break
+        batch = list(_take(pending, (limit - len(found)) * 2))
+        views = await catalog.get_products(
+            uow, {item.product_id for item, _ in batch}, include_inactive=False
+        )
     return found
 
 

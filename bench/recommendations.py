@@ -41,7 +41,7 @@ def synthetic(orders: int, customers: int, products: int, seed: int = 7) -> list
     for n in range(orders):
         size = rng.choices((1, 2, 3, 4), weights=(50, 30, 15, 5))[0]
         picked = set(rng.choices(names, weights=weights, k=size))
-        for p in list(picked):
+        for p in sorted(picked):
             if p in partner and rng.random() < 0.5:
                 picked.add(partner[p])
         who = f"c{int(rng.paretovariate(1.2) * 7919) % customers}"

@@ -37,7 +37,7 @@ def recommended_json(r: Recommendation) -> RecommendedProduct:
         id=p.id,
         title=p.title,
         slug=p.slug,
-        brand=p.brand.name if p.brand is not None else None,
+        brand=p.brand,
         currency=p.currency,
         min_price=format_minor(p.min_price, p.currency) if p.min_price is not None else None,
         reason=r.reason,

@@ -36,7 +36,7 @@ _REASON: dict[str, Reason] = {"bought_together": "rule", "also_bought": "similar
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    product: catalog.ProductView
+    product: catalog.ProductCard
     reason: Reason
     item: Item
     variant_id: str  # the first of its variants in stock for the destination ("Add both")
@@ -65,17 +65,17 @@ def _candidates(
 
 
 async def _in_stock(
-    uow: UnitOfWork, views: Iterable[catalog.ProductView], country: str
-) -> dict[str, tuple[catalog.ProductView, str]]:
+    uow: UnitOfWork, views: Iterable[catalog.ProductCard], country: str
+) -> dict[str, tuple[catalog.ProductCard, str]]:
     """Those of the products with a variant in stock for delivery to ``country``, each with
     the first such variant."""
     views = list(views)
     notes = await inventory.stock_notes(
-        uow, [v.id for view in views for v in view.variants], country
+        uow, [v for view in views for v in view.variant_ids], country
     )
-    found: dict[str, tuple[catalog.ProductView, str]] = {}
+    found: dict[str, tuple[catalog.ProductCard, str]] = {}
     for view in views:
-        stocked = [v.id for v in view.variants if v.id in notes and notes[v.id].in_stock]
+        stocked = [v for v in view.variant_ids if v in notes and notes[v].in_stock]
         if stocked:
             found[view.id] = (view, stocked[0])
     return found
@@ -98,9 +98,7 @@ async def recommend(
     # Checked a few more than needed at a time (most pass); the product itself is read with
     # the first batch, so a request costs one catalog read and one stock read when all goes well.
     batch = list(_take(pending, limit * 2))
-    views = await catalog.get_products(
-        uow, {product_id, *(item.product_id for item, _ in batch)}, include_inactive=False
-    )
+    views = await catalog.product_cards(uow, {product_id, *(item.product_id for item, _ in batch)})
     if product_id not in views:
         raise not_found("Product", product_id)
     while batch:
@@ -114,9 +112,7 @@ async def recommend(
         if len(found) >= limit:
             break
         batch = list(_take(pending, (limit - len(found)) * 2))
-        views = await catalog.get_products(
-            uow, {item.product_id for item, _ in batch}, include_inactive=False
-        )
+        views = await catalog.product_cards(uow, {item.product_id for item, _ in batch})
     return found
 
 

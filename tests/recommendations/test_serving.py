@@ -5,6 +5,7 @@ sleeps while the shop is quiet."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -163,3 +164,15 @@ async def test_a_shop_without_orders_serves_empty_lists(
     stats = await service.build(runtime_of(app))
     assert (stats.orders, stats.rules) == (0, 0)
     assert await _recs(client, shop.product["kettle"], kind="bought_together") == []
+
+
+async def test_concurrent_builds_queue_and_one_version_is_left(app: FastAPI) -> None:
+    runtime = runtime_of(app)
+    shop = await make_shop(runtime.db)
+    await sell_history(runtime.db, shop)
+    first, second = await asyncio.gather(service.build(runtime), service.build(runtime))
+    assert sorted((first.version, second.version)) == [1, 2]
+    async with runtime.db.transaction() as uow:
+        assert await current_version(uow) == 2
+        versions = (await uow.execute(select(func.distinct(LISTS.c.version)))).scalars().all()
+    assert versions == [2]

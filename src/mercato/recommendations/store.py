@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mercato.db import UnitOfWork
 from mercato.recommendations.models import RecommendationList, RecommendationState
@@ -86,7 +88,13 @@ async def write(
     """Store a build under a new version, make it the served one and drop the older rows, in
     the caller's transaction (so a reader sees the old build or the new one, whole)."""
     # The state row, locked on PostgreSQL, orders concurrent builds (SQLite's writer lock
-    # already does); the next version is past both it and any rows left by a failed build.
+    # already does); made first when missing, so even the shop's first two builds queue.
+    insert_state = sqlite_insert if uow.is_sqlite else pg_insert
+    await uow.execute(
+        insert_state(STATE)
+        .values(id=1, version=0, built_at=built_at, orders_seen=0, model="")
+        .on_conflict_do_nothing()
+    )
     served = await uow.scalar(select(STATE.c.version).where(STATE.c.id == 1).with_for_update())
     highest = await uow.scalar(select(func.max(LISTS.c.version)))
     version = max(int(served or 0), int(highest or 0)) + 1
@@ -105,11 +113,11 @@ async def write(
             batch = []
     if batch:
         await uow.execute(insert(LISTS), batch)
-    values = {"version": version, "built_at": built_at, "orders_seen": orders_seen, "model": model}
-    if served is None:
-        await uow.execute(insert(STATE).values(id=1, **values))
-    else:
-        await uow.execute(update(STATE).where(STATE.c.id == 1).values(**values))
+    await uow.execute(
+        update(STATE)
+        .where(STATE.c.id == 1)
+        .values(version=version, built_at=built_at, orders_seen=orders_seen, model=model)
+    )
     await uow.execute(delete(LISTS).where(LISTS.c.version != version))
     return version
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mercato.recommendations import evaluation, rules, similarity
 from mercato.recommendations.evaluation import Case, PastOrder
+from mercato.recommendations.recent import Recent
 
 BASKETS = [
     frozenset("ab"),
@@ -168,3 +169,20 @@ def test_basket_files_hold_out_every_tenth_basket() -> None:
     split = evaluation.hold_out_baskets(baskets)
     assert split.cases == [Case(frozenset({"p9"}), frozenset({"q9"}))]
     assert split.skipped == 1 and len(split.train) == 19
+
+
+async def test_recent_reads_load_only_what_they_do_not_hold() -> None:
+    loads: list[list[str]] = []
+
+    async def load(keys: list[str]) -> dict[str, int]:
+        loads.append(sorted(keys))
+        return {k: len(k) for k in keys if k != "gone"}
+
+    kept = Recent[str, int](ttl=3600)
+    assert await kept.read(["a", "bb", "gone"], load) == {"a": 1, "bb": 2}
+    assert await kept.read(["a", "gone", "ccc"], load) == {"a": 1, "ccc": 3}
+    assert loads == [["a", "bb", "gone"], ["ccc"]]  # "gone" is known to be gone, too
+    uncached = Recent[str, int](ttl=0)
+    await uncached.read(["a"], load)
+    await uncached.read(["a"], load)
+    assert loads[-2:] == [["a"], ["a"]]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from mercato.cart import service as cart
 from mercato.catalog import service as catalog
@@ -24,6 +24,7 @@ from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.problems import not_found
 from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
+from mercato.recommendations.recent import Recent
 from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
 from mercato.runtime import Runtime
 
@@ -64,21 +65,59 @@ def _candidates(
                 yield item, reason
 
 
-async def _in_stock(
-    uow: UnitOfWork, views: Iterable[catalog.ProductCard], country: str
-) -> dict[str, tuple[catalog.ProductCard, str]]:
-    """Those of the products with a variant in stock for delivery to ``country``, each with
-    the first such variant."""
-    views = list(views)
-    notes = await inventory.stock_notes(
-        uow, [v for view in views for v in view.variant_ids], country
-    )
-    found: dict[str, tuple[catalog.ProductCard, str]] = {}
-    for view in views:
-        stocked = [v for v in view.variant_ids if v in notes and notes[v].in_stock]
-        if stocked:
-            found[view.id] = (view, stocked[0])
-    return found
+@dataclass(slots=True)
+class Filters:
+    """This process's recent reads of what may be offered (see :mod:`.recent`)."""
+
+    cards: Recent[str, catalog.ProductCard]
+    reaching: Recent[tuple[str, str], str]  # (country, product) -> a variant that reaches it
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime) -> Filters:
+        found = runtime.extras.get(FILTERS)
+        if found is None:
+            ttl = runtime.settings.recs_reload_seconds
+            found = runtime.extras[FILTERS] = cls(Recent(ttl), Recent(ttl))
+        return cast(Filters, found)
+
+
+FILTERS = "recommendations.filters"
+
+
+async def _cards(
+    uow: UnitOfWork, ids: Collection[str], filters: Filters | None
+) -> dict[str, catalog.ProductCard]:
+    async def load(missing: list[str]) -> dict[str, catalog.ProductCard]:
+        return await catalog.product_cards(uow, missing)
+
+    return await (filters.cards if filters else Recent[str, catalog.ProductCard](0)).read(ids, load)
+
+
+async def _reaching(
+    uow: UnitOfWork,
+    cards: Collection[catalog.ProductCard],
+    country: str,
+    filters: Filters | None,
+) -> dict[str, str]:
+    """For those of the products with a variant in stock for delivery to ``country``, the
+    first such variant."""
+    by_id = {c.id: c for c in cards}
+
+    async def load(missing: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        wanted = [by_id[pid] for _, pid in missing]
+        notes = await inventory.stock_notes(
+            uow, [v for card in wanted for v in card.variant_ids], country
+        )
+        found: dict[tuple[str, str], str] = {}
+        for card in wanted:
+            stocked = [v for v in card.variant_ids if v in notes and notes[v].in_stock]
+            if stocked:
+                found[country, card.id] = stocked[0]
+        return found
+
+    recent = filters.reaching if filters else Recent[tuple[str, str], str](0)
+    found = await recent.read([(country, pid) for pid in by_id], load)
+    return {pid: variant for (_, pid), variant in found.items()}
 
 
 async def recommend(
@@ -90,29 +129,30 @@ async def recommend(
     limit: int,
     country: str,
     in_cart: Collection[str] = (),
+    filters: Filters | None = None,
 ) -> list[Recommendation]:
     """Up to ``limit`` products to show with ``product_id``, each with its reason; 404 for a
-    product not on sale."""
+    product not on sale. ``filters``: this process's recent reads (None: read everything)."""
     found: list[Recommendation] = []
     pending = _candidates(lists, kind, product_id, {product_id, *in_cart})
     # Checked a few more than needed at a time (most pass); the product itself is read with
-    # the first batch, so a request costs one catalog read and one stock read when all goes well.
+    # the first batch, so a request costs one catalog read and one stock read when all goes
+    # well, and none when this process read them lately.
     batch = list(_take(pending, limit * 2))
-    views = await catalog.product_cards(uow, {product_id, *(item.product_id for item, _ in batch)})
-    if product_id not in views:
+    cards = await _cards(uow, {product_id, *(item.product_id for item, _ in batch)}, filters)
+    if product_id not in cards:
         raise not_found("Product", product_id)
     while batch:
-        ok = await _in_stock(
-            uow, (views[i.product_id] for i, _ in batch if i.product_id in views), country
-        )
+        listed = [cards[item.product_id] for item, _ in batch if item.product_id in cards]
+        reaching = await _reaching(uow, listed, country, filters)
         for item, reason in batch:
-            deliverable = ok.get(item.product_id)
-            if deliverable is not None and len(found) < limit:
-                found.append(Recommendation(deliverable[0], reason, item, deliverable[1]))
+            variant = reaching.get(item.product_id)
+            if variant is not None and len(found) < limit:
+                found.append(Recommendation(cards[item.product_id], reason, item, variant))
         if len(found) >= limit:
             break
         batch = list(_take(pending, (limit - len(found)) * 2))
-        views = await catalog.product_cards(uow, {item.product_id for item, _ in batch})
+        cards = await _cards(uow, {item.product_id for item, _ in batch}, filters)
     return found
 
 
@@ -135,6 +175,7 @@ async def for_shopper(
         limit=limit,
         country=country,
         in_cart=await products_in_cart(uow, cart_owner),
+        filters=Filters.for_runtime(runtime),
     )
 
 
@@ -162,6 +203,7 @@ async def page_lists(
         limit=PAGE_BOUGHT_TOGETHER,
         country=country,
         in_cart=in_cart,
+        filters=Filters.for_runtime(runtime),
     )
     # A best seller is no "frequently bought together": that row keeps the rules only.
     together = [r for r in together if r.reason == "rule"]
@@ -174,6 +216,7 @@ async def page_lists(
         limit=PAGE_ALSO_BOUGHT,
         country=country,
         in_cart=in_cart | shown,
+        filters=Filters.for_runtime(runtime),
     )
     return PageLists(together, also)
 
@@ -204,6 +247,7 @@ __all__ = [
     "PAGE_ALSO_BOUGHT",
     "PAGE_BOUGHT_TOGETHER",
     "BuildStats",
+    "Filters",
     "Item",
     "Kind",
     "Lists",

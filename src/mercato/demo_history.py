@@ -80,6 +80,16 @@ RETURNED_SHARE = 0.06  # of delivered orders
 REVIEW_SHARE = 0.35  # of delivered lines, before the product's popularity is counted in
 REJECTED_SHARE = 0.08  # of written reviews that staff decide
 LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
+# The history's structure: of the products in sets, the chance a buyer of one takes another;
+# how many of the catalog's neighbours form sets; the chance a draw keeps to the customer's
+# favourite brand; consumables, and the chance an order buys one again; the chance an order
+# completes a set the customer started in an earlier one (the lens after the camera).
+COMPLEMENT_SHARE = 0.6
+COMPLEMENT_GROUP_SHARE = 0.8
+BRAND_LOYALTY = 0.6
+CONSUMABLE_SHARE = 0.15
+REPEAT_SHARE = 0.3
+FOLLOW_UP_SHARE = 0.6
 RESTOCK_BELOW = 5
 RESTOCK_UNITS = 40
 JOURNAL_NAME = "demo-history.jsonl"
@@ -175,6 +185,95 @@ def _order_times(rng: random.Random, count: int, now: datetime, days: int) -> li
     return sorted(now - timedelta(days=age) for age in ages)
 
 
+def _complements(rng: random.Random, products: list[str]) -> dict[str, tuple[str, ...]]:
+    """Products sold as sets: neighbours in SKU order (the same shelf of the seeded catalog)
+    grouped in twos and threes, for about half the catalog; each maps to its set's others."""
+    partners: dict[str, tuple[str, ...]] = {}
+    at = 0
+    while at < len(products) - 1:
+        size = rng.choice((2, 2, 3))
+        group = products[at : at + size]
+        if rng.random() < COMPLEMENT_GROUP_SHARE and len(group) > 1:
+            for product in group:
+                partners[product] = tuple(p for p in group if p != product)
+        at += size
+    return partners
+
+
+def _pick(
+    rng: random.Random,
+    picked: dict[str, tuple[str, str, int]],
+    held: list[tuple[str, frozenset[str]]],
+    product: str,
+    country: str,
+) -> bool:
+    """Put one of the product's variants that can reach ``country`` in the order, if any."""
+    reaching = [v for v, countries in held if country in countries]
+    if not reaching:
+        return False
+    variant = rng.choice(reaching)
+    picked[variant] = (variant, product, rng.choices((1, 2), weights=(85, 15))[0])
+    return True
+
+
+def _give_structure(
+    shape: random.Random,
+    plans: list[_Order],
+    products: list[str],
+    weights: list[float],
+    variants: Variants,
+    people: list[_Customer],
+    brands: dict[str, str],
+) -> None:
+    """What recommendations learn from, laid over the planned orders in time order: sets of
+    products bought together (and completed in a later order), a favourite brand per customer,
+    consumables bought again. ``products`` is in popularity order, ``weights`` its weights."""
+    partners = _complements(shape, products)
+    consumables = {p for p in products if shape.random() < CONSUMABLE_SHARE}
+    weight_of = dict(zip(products, weights, strict=True))
+    by_brand: dict[str, list[str]] = {}
+    for product in products:
+        if product in brands:
+            by_brand.setdefault(brands[product], []).append(product)
+    names = sorted(by_brand)
+    favourite: dict[int, str] = {}
+    stocked: dict[int, list[str]] = {}  # the consumables each customer bought, in order
+    owned: dict[int, list[str]] = {}  # the products of a set each customer bought, in order
+    for order in plans:
+        who = order.customer
+        country = people[who].address["country"]
+        if names and who not in favourite:
+            favourite[who] = shape.choices(
+                names, weights=[sum(weight_of[p] for p in by_brand[b]) for b in names]
+            )[0]
+        lines: dict[str, tuple[str, str, int]] = {}
+        for variant, product, units in order.lines:
+            shelf = by_brand.get(favourite.get(who, ""), [])
+            if shelf and shape.random() < BRAND_LOYALTY:
+                other = shape.choices(shelf, weights=[weight_of[p] for p in shelf])[0]
+                if _pick(shape, lines, variants[other], other, country):
+                    # Its planned review was of the product it replaced: none is written.
+                    order.reviews = [r for r in order.reviews if r[0] != product]
+                    continue
+            lines[variant] = (variant, product, units)
+        for _variant, product, _units in list(lines.values()):
+            if product in partners and shape.random() < COMPLEMENT_SHARE:
+                partner = shape.choice(partners[product])
+                _pick(shape, lines, variants[partner], partner, country)
+        if owned.get(who) and shape.random() < FOLLOW_UP_SHARE:
+            follow = shape.choice(partners[shape.choice(owned[who])])
+            _pick(shape, lines, variants[follow], follow, country)
+        if stocked.get(who) and shape.random() < REPEAT_SHARE:
+            again = shape.choice(stocked[who])
+            _pick(shape, lines, variants[again], again, country)
+        order.lines = list(lines.values())
+        for _variant, product, _units in order.lines:
+            if product in consumables and product not in stocked.setdefault(who, []):
+                stocked[who].append(product)
+            if product in partners and product not in owned.setdefault(who, []):
+                owned[who].append(product)
+
+
 def _plan(
     rng: random.Random,
     *,
@@ -184,6 +283,7 @@ def _plan(
     people: list[_Customer],
     now: datetime,
     days: int,
+    brands: dict[str, str] | None = None,
 ) -> list[_Order]:
     products = list(variants)  # in SKU order: the seeded catalog's, unlike the ids
     rng.shuffle(products)
@@ -246,6 +346,10 @@ def _plan(
                     if after < age:
                         order.reviews.append((product, demo_rating(rng), after))
         plans.append(order)
+    # The structure is laid over the plan with a generator of its own, seeded from this one's
+    # final state: the times, customers and fates drawn above stay what they always were.
+    shape = random.Random(repr(rng.getstate()))
+    _give_structure(shape, plans, products, weights, variants, people, brands or {})
     return plans
 
 
@@ -365,6 +469,13 @@ async def _sellable_variants(runtime: Runtime) -> Variants:
     return by_product
 
 
+async def _brands(runtime: Runtime, product_ids: list[str]) -> dict[str, str]:
+    """Each product's brand id (the catalog's brands do not change under a history)."""
+    async with runtime.db.transaction() as uow:
+        views = await catalog.get_products(uow, product_ids)
+    return {p: v.brand.id for p, v in views.items() if v.brand is not None}
+
+
 Agenda = list[tuple[datetime, int, str, int, int]]
 """(moment, tie-breaker, action, order index, extra), a heap."""
 
@@ -444,6 +555,7 @@ class History:
         variants = _variants_of(header)
         rng = random.Random(header["seed"])
         people = _customers(rng, header["customers"]) if variants else []
+        brands = await _brands(runtime, list(variants))
         plans = (
             _plan(
                 rng,
@@ -453,6 +565,7 @@ class History:
                 people=people,
                 now=datetime.fromisoformat(header["planned"]),
                 days=header["days"],
+                brands=brands,
             )
             if variants
             else []

@@ -26,6 +26,7 @@ MODULES: tuple[str, ...] = (
     "orders",
     "checkout",
     "search",
+    "recommendations",
     "fulfilment",
     "returns",
     "notifications",

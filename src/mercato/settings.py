@@ -167,6 +167,18 @@ class Settings(BaseSettings):
     review_write_rate_per_hour: int = 20
     review_vote_rate_per_minute: int = 60
 
+    # recommendations: association rules kept when their support and confidence reach these
+    # (arules' measures), how many products each list keeps, the similarity model behind "also
+    # bought" (chosen by `mercato recommendations evaluate`; see docs/benchmarks.md), and the
+    # worker's hourly rebuild runs only when this many orders arrived since the last build
+    recs_min_support: float = Field(default=0.001, gt=0, le=1)
+    recs_min_confidence: float = Field(default=0.05, ge=0, le=1)
+    recs_list_size: int = Field(default=20, ge=1, le=200)
+    recs_also_bought_model: str = Field(default="rp3beta", pattern="^(itemknn|rp3beta|ease)$")
+    recs_rebuild_min_new_orders: int = Field(default=20, ge=1)
+    # How often a process asks whether another one rebuilt the lists (0: on every request).
+    recs_reload_seconds: float = Field(default=5.0, ge=0)
+
     # notifications: with no SMTP host, mails are written as .eml files under data_dir/mail
     smtp_host: str | None = None
     smtp_port: int = 25

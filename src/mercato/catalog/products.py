@@ -493,6 +493,54 @@ async def get_products(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class ProductCard:
+    """An active product as a row of suggestions shows it, with its active variants' ids."""
+
+    id: str
+    title: str
+    slug: str
+    brand: str | None
+    currency: str
+    min_price: int | None
+    image: str | None
+    variant_ids: tuple[str, ...]
+
+
+async def product_cards(uow: UnitOfWork, ids: Collection[str]) -> dict[str, ProductCard]:
+    """The active ones of these products as cards (unknown, draft and archived ids absent):
+    two plain reads, no ORM objects, since suggestion rows sit on every product page."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    p, b, v = Product.__table__.c, Brand.__table__.c, Variant.__table__.c
+    variants: dict[str, list[str]] = {}
+    for product_id, variant_id in await uow.execute(
+        select(v.product_id, v.id)
+        .where(v.product_id.in_(wanted), v.active.is_(True))
+        .order_by(v.product_id, v.position, v.id)
+    ):
+        variants.setdefault(product_id, []).append(variant_id)
+    rows = await uow.execute(
+        select(p.id, p.title, p.slug, b.name, p.currency, p.min_price, p.media)
+        .outerjoin(Brand.__table__, b.id == p.brand_id)
+        .where(p.id.in_(wanted), p.status == "active")
+    )
+    return {
+        pid: ProductCard(
+            pid,
+            title,
+            slug,
+            brand,
+            currency,
+            min_price,
+            (media or [None])[0],
+            tuple(variants.get(pid, ())),
+        )
+        for pid, title, slug, brand, currency, min_price, media in rows
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # For the back office
 

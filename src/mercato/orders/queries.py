@@ -551,3 +551,47 @@ async def customer_product_lines(
         .where(o.user_id == user_id, line.product_id == product_id)
     )
     return [(str(order_id), str(line_id)) for order_id, line_id in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SoldBasket:
+    """An order's products as sold: what recommendations are built from."""
+
+    order_id: str
+    customer: str  # the account, else the e-mail a guest ordered with
+    placed_at: datetime
+    product_ids: frozenset[str]
+
+
+BASKET_PAGE = 5000
+
+
+async def sold_baskets(uow: UnitOfWork) -> list[SoldBasket]:
+    """Every order that was paid and not cancelled, with the products of its lines that were
+    not all returned (a returned unit says the customer did not want it), oldest first."""
+    o, line = ORDERS.c, LINES.c
+    query = (
+        select(o.id, o.user_id, o.email, o.created_at, line.product_id)
+        .join(LINES, line.order_id == o.id)
+        .where(o.status.not_in(sorted(NOT_SOLD)), line.quantity > line.quantity_returned)
+        .order_by(o.created_at, o.id)
+    )
+    found: dict[str, tuple[str, datetime, set[str]]] = {}
+    for order_id, user_id, email, created_at, product_id in await uow.execute(query):
+        entry = found.get(order_id)
+        if entry is None:
+            entry = found[order_id] = (user_id or f"guest:{email.lower()}", created_at, set())
+        entry[2].add(product_id)
+    return [
+        SoldBasket(order_id, customer, placed, frozenset(products))
+        for order_id, (customer, placed, products) in found.items()
+    ]
+
+
+async def orders_placed_since(uow: UnitOfWork, since: datetime | None) -> int:
+    """How many orders were placed after ``since`` (all when None), whatever became of them:
+    the cheap "has anything happened" check the recommendations' rebuild starts with."""
+    query = select(func.count()).select_from(ORDERS)
+    if since is not None:
+        query = query.where(ORDERS.c.created_at > since)
+    return int(await uow.scalar(query) or 0)

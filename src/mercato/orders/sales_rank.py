@@ -160,3 +160,14 @@ async def sales_ranks(
         found.update({p: ProductRank(int(u), float(s)) for p, u, s in rows})
     known = bool(found) or bool(await uow.scalar(select(exists().select_from(RANKS))))
     return known, found
+
+
+async def top_sellers(uow: UnitOfWork, limit: int) -> list[tuple[str, ProductRank]]:
+    """The ``limit`` best-selling products by score (then units, then id), best first."""
+    r = RANKS.c
+    rows = await uow.execute(
+        select(r.product_id, r.units, r.score)
+        .order_by(r.score.desc(), r.units.desc(), r.product_id)
+        .limit(limit)
+    )
+    return [(p, ProductRank(int(u), float(s))) for p, u, s in rows]

@@ -87,6 +87,7 @@ from mercato.orders.queries import (
     PaymentSummary,
     ProductSales,
     SalesFigure,
+    SoldBasket,
     count_by_status,
     customer_orders,
     customer_product_lines,
@@ -95,13 +96,15 @@ from mercato.orders.queries import (
     encode_cursor,
     get_customer_order,
     get_order,
+    orders_placed_since,
     payment_summary,
     sales_between,
     search_orders,
+    sold_baskets,
     top_products_between,
 )
 from mercato.orders.refunds import cancel_key, refund_payment
-from mercato.orders.sales_rank import SALES_RANKS_CHANGED, ProductRank, sales_ranks
+from mercato.orders.sales_rank import SALES_RANKS_CHANGED, ProductRank, sales_ranks, top_sellers
 from mercato.orders.sales_rank import refresh as refresh_sales_ranks
 
 ShipmentReader = Callable[[UnitOfWork, OrderInfo], Awaitable[list[dict[str, Any]]]]
@@ -194,6 +197,7 @@ __all__ = [
     "ProductSales",
     "SalesFigure",
     "ShipmentReader",
+    "SoldBasket",
     "actor_of",
     "allowed_actions",
     "allowed_from",
@@ -222,6 +226,7 @@ __all__ = [
     "order_detail",
     "order_detail_for",
     "order_for",
+    "orders_placed_since",
     "payment_summary",
     "record_refund",
     "record_returned",
@@ -234,7 +239,9 @@ __all__ = [
     "search_orders",
     "shipment_readers",
     "shipments_of",
+    "sold_baskets",
     "take_over",
     "top_products_between",
+    "top_sellers",
     "transition",
 ]

@@ -126,14 +126,14 @@ async def _change(
     request: Request,
     runtime: Runtime,
     user: Any,
-    edit: Edit,
+    edit: Edit | tuple[Edit, ...],
     *,
     back: str,
     success: str | Callable[[CartChange], str] | None,
 ) -> Response:
-    """Make one change to the shopper's cart in a transaction of its own (a guest's counted
-    against its address first); back to ``back`` with a message (what the service refused,
-    or ``success``)."""
+    """Make one change to the shopper's cart (or a few, together) in a transaction of its own
+    (a guest's counted against its address first); back to ``back`` with a message (what the
+    service refused, or ``success``)."""
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     limits = CartLimits.from_settings(settings)
@@ -141,11 +141,18 @@ async def _change(
     guard = cart_service.GuestThrottle.for_caller(runtime, client_ip(request))
     response = redirect(back)
 
+    edits = edit if isinstance(edit, tuple) else (edit,)
+
     async def attempt(uow: UnitOfWork) -> CartChange | None:
-        return await cart_service.edit_cart(uow, owner, edit, limits=limits, cache=cache)
+        done, current = None, owner
+        for one in edits:
+            done = await cart_service.edit_cart(uow, current, one, limits=limits, cache=cache)
+            if done is not None and current.user_id is None:
+                current = CartOwner(guest_cart_id=done.cart_id)  # the cart the first one made
+        return done
 
     try:
-        await cart_service.throttle_guest(guard, owner, edit)
+        await cart_service.throttle_guest(guard, owner, edits[0])
         try:
             done = await runtime.db.run(attempt)
         except Problem as exc:
@@ -154,7 +161,7 @@ async def _change(
             # The cookie names a cart that is gone (merged, expired): start a new one.
             owner = CartOwner()
             clear_cart_cookie(response, settings)
-            await cart_service.throttle_guest(guard, owner, edit)
+            await cart_service.throttle_guest(guard, owner, edits[0])
             done = await runtime.db.run(attempt)
     except Problem as exc:
         flash(request, response, friendly(exc), "error")
@@ -193,6 +200,23 @@ async def add_to_cart(request: Request, runtime: RuntimeDep, user: BriefUser) ->
         return response
     edit = Edit.add(variant_id, quantity if quantity is not None else 0)
     return await _change(request, runtime, user, edit, back=back, success=_added(variant_id))
+
+
+@router.post("/cart/items/both", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def add_both_to_cart(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
+    """ "Add both" from a product's "Frequently bought together": one of each ``variant_id``
+    (two), together or not at all."""
+    form = await form_of(request)
+    variant_ids = [v.strip()[:40] for v in form.getlist("variant_id") if isinstance(v, str)]
+    back = safe_next(text_field(form, "next", 2000), "/cart")
+    if len(variant_ids) != 2 or not all(variant_ids):
+        response = redirect(back)
+        flash(request, response, "Please choose the two products to add.", "error")
+        return response
+    edits = (Edit.add(variant_ids[0], 1), Edit.add(variant_ids[1], 1))
+    return await _change(
+        request, runtime, user, edits, back=back, success="Added both to your cart."
+    )
 
 
 @router.post("/cart/items/{line_id}", dependencies=[CsrfChecked], response_class=HTMLResponse)

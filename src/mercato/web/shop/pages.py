@@ -20,13 +20,14 @@ from mercato.catalog import service as catalog
 from mercato.checkout import service as checkout
 from mercato.identity import service as identity
 from mercato.problems import Problem, not_found
+from mercato.recommendations import service as recommendations
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.search import service as search
 from mercato.web.deps import DELIVER_TO_COOKIE, PageDestination, PageUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop import listing as lst
-from mercato.web.shop.common import BriefUser, form_of, text_field
+from mercato.web.shop.common import BriefUser, cart_owner, form_of, text_field
 from mercato.web.templating import decimal_money, flash, redirect, render
 
 router = APIRouter()
@@ -404,6 +405,13 @@ async def product_page(
         destination.country,
         checkout.delivery_clock(runtime.settings),
     )
+    suggested = await recommendations.page_lists(
+        uow,
+        runtime,
+        view.id,
+        country=destination.country,
+        cart_owner=cart_owner(request, user, runtime.settings),
+    )
     next_href = (
         _reviews_href(view.id, sort, stars, section.page.next_cursor)
         if section.page.next_cursor
@@ -430,6 +438,7 @@ async def product_page(
             "reviews_first": _reviews_href(view.id, sort, stars, None) if rcursor else None,
             "report_reasons": REPORT_REASONS,
             "login_href": "/account/login?next=" + quote(f"/p/{view.id}#reviews", safe="/"),
+            "suggested": suggested,
         },
     )
 

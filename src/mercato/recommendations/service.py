@@ -1,0 +1,266 @@
+"""The recommendations module's public face: building the lists and serving a product's.
+
+* :mod:`~mercato.recommendations.rules`: association rules (frequently bought together);
+* :mod:`~mercato.recommendations.similarity`: item-to-item similarity (also bought);
+* :mod:`~mercato.recommendations.build`: the offline build and the worker's rebuild;
+* :mod:`~mercato.recommendations.store`: the versioned lists and each process's copy;
+* :mod:`~mercato.recommendations.evaluation`: the hold-out evaluation.
+
+Serving starts from the product's precomputed list and drops, at request time, what a shopper
+must not be offered: the product itself, products no longer on sale (archived or draft),
+products no warehouse can deliver to the shopper's destination, and what is already in the
+cart; a list left short is filled up from the best sellers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from mercato.cart import service as cart
+from mercato.catalog import service as catalog
+from mercato.db import UnitOfWork
+from mercato.inventory import service as inventory
+from mercato.problems import not_found
+from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
+from mercato.recommendations.recent import Recent
+from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
+from mercato.runtime import Runtime
+
+Kind = Literal["bought_together", "also_bought"]
+Reason = Literal["rule", "similar", "popular"]
+KINDS: tuple[Kind, ...] = ("bought_together", "also_bought")
+MAX_LIMIT = 20
+_REASON: dict[str, Reason] = {"bought_together": "rule", "also_bought": "similar"}
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    product: catalog.ProductCard
+    reason: Reason
+    item: Item
+    variant_id: str  # the first of its variants in stock for the destination ("Add both")
+
+
+@dataclass(frozen=True, slots=True)
+class PageLists:
+    """What a product page shows under the product."""
+
+    bought_together: list[Recommendation]
+    also_bought: list[Recommendation]
+
+
+def _candidates(
+    lists: Lists, kind: Kind, product_id: str, excluded: set[str]
+) -> Iterator[tuple[Item, Reason]]:
+    seen = set(excluded)
+    for items, reason in (
+        (lists.of(kind, product_id), _REASON[kind]),
+        (lists.of("popular"), "popular"),
+    ):
+        for item in items:
+            if item.product_id not in seen:
+                seen.add(item.product_id)
+                yield item, reason
+
+
+@dataclass(slots=True)
+class Filters:
+    """This process's recent reads of what may be offered (see :mod:`.recent`)."""
+
+    cards: Recent[str, catalog.ProductCard]
+    reaching: Recent[tuple[str, str], str]  # (country, product) -> a variant that reaches it
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime) -> Filters:
+        found = runtime.extras.get(FILTERS)
+        if found is None:
+            ttl = runtime.settings.recs_reload_seconds
+            found = runtime.extras[FILTERS] = cls(Recent(ttl), Recent(ttl))
+        return cast(Filters, found)
+
+
+FILTERS = "recommendations.filters"
+
+
+async def _cards(
+    uow: UnitOfWork, ids: Collection[str], filters: Filters | None
+) -> dict[str, catalog.ProductCard]:
+    async def load(missing: list[str]) -> dict[str, catalog.ProductCard]:
+        return await catalog.product_cards(uow, missing)
+
+    return await (filters.cards if filters else Recent[str, catalog.ProductCard](0)).read(ids, load)
+
+
+async def _reaching(
+    uow: UnitOfWork,
+    cards: Collection[catalog.ProductCard],
+    country: str,
+    filters: Filters | None,
+) -> dict[str, str]:
+    """For those of the products with a variant in stock for delivery to ``country``, the
+    first such variant."""
+    by_id = {c.id: c for c in cards}
+
+    async def load(missing: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        wanted = [by_id[pid] for _, pid in missing]
+        notes = await inventory.stock_notes(
+            uow, [v for card in wanted for v in card.variant_ids], country
+        )
+        found: dict[tuple[str, str], str] = {}
+        for card in wanted:
+            stocked = [v for v in card.variant_ids if v in notes and notes[v].in_stock]
+            if stocked:
+                found[country, card.id] = stocked[0]
+        return found
+
+    recent = filters.reaching if filters else Recent[tuple[str, str], str](0)
+    found = await recent.read([(country, pid) for pid in by_id], load)
+    return {pid: variant for (_, pid), variant in found.items()}
+
+
+async def recommend(
+    uow: UnitOfWork,
+    lists: Lists,
+    product_id: str,
+    *,
+    kind: Kind,
+    limit: int,
+    country: str,
+    in_cart: Collection[str] = (),
+    filters: Filters | None = None,
+) -> list[Recommendation]:
+    """Up to ``limit`` products to show with ``product_id``, each with its reason; 404 for a
+    product not on sale. ``filters``: this process's recent reads (None: read everything)."""
+    found: list[Recommendation] = []
+    pending = _candidates(lists, kind, product_id, {product_id, *in_cart})
+    # Checked a few more than needed at a time (most pass); the product itself is read with
+    # the first batch, so a request costs one catalog read and one stock read when all goes
+    # well, and none when this process read them lately.
+    batch = list(_take(pending, limit * 2))
+    cards = await _cards(uow, {product_id, *(item.product_id for item, _ in batch)}, filters)
+    if product_id not in cards:
+        raise not_found("Product", product_id)
+    while batch:
+        listed = [cards[item.product_id] for item, _ in batch if item.product_id in cards]
+        reaching = await _reaching(uow, listed, country, filters)
+        for item, reason in batch:
+            variant = reaching.get(item.product_id)
+            if variant is not None and len(found) < limit:
+                found.append(Recommendation(cards[item.product_id], reason, item, variant))
+        if len(found) >= limit:
+            break
+        batch = list(_take(pending, (limit - len(found)) * 2))
+        cards = await _cards(uow, {item.product_id for item, _ in batch}, filters)
+    return found
+
+
+async def for_shopper(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    product_id: str,
+    *,
+    kind: Kind,
+    limit: int,
+    country: str,
+    cart_owner: cart.CartOwner | None,
+) -> list[Recommendation]:
+    """:func:`recommend` from this process's copy of the lists, leaving out the caller's cart."""
+    return await recommend(
+        uow,
+        await served(runtime, uow),
+        product_id,
+        kind=kind,
+        limit=limit,
+        country=country,
+        in_cart=await products_in_cart(uow, cart_owner),
+        filters=Filters.for_runtime(runtime),
+    )
+
+
+PAGE_BOUGHT_TOGETHER = 3
+PAGE_ALSO_BOUGHT = 8
+
+
+async def page_lists(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    product_id: str,
+    *,
+    country: str,
+    cart_owner: cart.CartOwner | None,
+) -> PageLists:
+    """The product page's two rows: bought together (the first with "Add both") and also
+    bought, the second never repeating the first."""
+    lists = await served(runtime, uow)
+    in_cart = await products_in_cart(uow, cart_owner)
+    together = await recommend(
+        uow,
+        lists,
+        product_id,
+        kind="bought_together",
+        limit=PAGE_BOUGHT_TOGETHER,
+        country=country,
+        in_cart=in_cart,
+        filters=Filters.for_runtime(runtime),
+    )
+    # A best seller is no "frequently bought together": that row keeps the rules only.
+    together = [r for r in together if r.reason == "rule"]
+    shown = {r.product.id for r in together}
+    also = await recommend(
+        uow,
+        lists,
+        product_id,
+        kind="also_bought",
+        limit=PAGE_ALSO_BOUGHT,
+        country=country,
+        in_cart=in_cart | shown,
+        filters=Filters.for_runtime(runtime),
+    )
+    return PageLists(together, also)
+
+
+def _take(pending: Iterator[tuple[Item, Reason]], n: int) -> Iterable[tuple[Item, Reason]]:
+    for _ in range(n):
+        nxt = next(pending, None)
+        if nxt is None:
+            return
+        yield nxt
+
+
+async def products_in_cart(uow: UnitOfWork, owner: cart.CartOwner | None) -> set[str]:
+    """The products in the caller's cart (none without a cart, or for a cart gone)."""
+    if owner is None or (owner.user_id is None and owner.guest_cart_id is None):
+        return set()
+    found = await cart.get_cart_for(uow, owner.user_id, owner.guest_cart_id)
+    if found is None or not found.lines:
+        return set()
+    variants = await catalog.get_variants(uow, [line.variant_id for line in found.lines])
+    return {v.product_id for v in variants.values()}
+
+
+__all__ = [
+    "EMPTY",
+    "KINDS",
+    "MAX_LIMIT",
+    "PAGE_ALSO_BOUGHT",
+    "PAGE_BOUGHT_TOGETHER",
+    "BuildStats",
+    "Filters",
+    "Item",
+    "Kind",
+    "Lists",
+    "PageLists",
+    "Reason",
+    "Recommendation",
+    "build",
+    "compute_lists",
+    "for_shopper",
+    "last_build",
+    "page_lists",
+    "products_in_cart",
+    "rebuild_if_due",
+    "recommend",
+    "served",
+]

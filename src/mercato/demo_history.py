@@ -64,6 +64,7 @@ from mercato.inventory import service as inventory
 from mercato.modules import wire
 from mercato.orders import service as orders
 from mercato.problems import Problem
+from mercato.recommendations import service as recommendations
 from mercato.returns import service as returns
 from mercato.reviews import service as reviews
 from mercato.reviews.demo import demo_rating, demo_review
@@ -657,8 +658,9 @@ class History:
         )
 
     async def publish_figures(self) -> None:
-        """Recompute the sales rank now rather than at the worker's next turn, so the best
-        sellers reach the search index as soon as the orders are there."""
+        """Recompute the sales rank and rebuild the recommendations now rather than at the
+        worker's next turn, so the best sellers reach the search index and the product pages
+        show what was bought together as soon as the orders are there."""
         settings = self.runtime.settings
         async with self.runtime.db.transaction() as uow:
             await orders.refresh_sales_ranks(
@@ -667,6 +669,7 @@ class History:
                 window_days=settings.sales_rank_window_days,
                 half_life_days=settings.sales_rank_half_life_days,
             )
+        await recommendations.build(self.runtime)
 
     def close(self) -> None:
         self.journal.close()

@@ -20,6 +20,7 @@ from mercato.inventory import service as inventory
 from mercato.inventory.demo import seed_inventory
 from mercato.orders import service as orders
 from mercato.payments import service as payments
+from mercato.recommendations import service as recommendations
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
 from tests.conftest import TEST_PASSWORD
@@ -81,6 +82,13 @@ async def test_the_history_has_every_fate_and_the_ledgers_agree(runtime: Runtime
         assert customer.created_at < before - timedelta(days=90)
         summary = await payments.sandbox_charge_summary(uow)
         written = list(await uow.execute(select(reviews.REVIEWS.c.created_at)))
+        # The recommendations are built from the whole history, not left to the worker's hour.
+        built = await recommendations.last_build(uow)
+
+    # Every order sold (not cancelled, not wholly returned) is in the built lists.
+    sold = [o for o in infos if o.status not in ("cancelled", "refunded")]
+    placed = sum(1 for o in infos if o.status != "cancelled")
+    assert built is not None and len(sold) <= built[1] <= placed, built
 
     # The past is in the past: ninety days of orders, none from the future.
     moments = [o.created_at for o in infos]

@@ -400,23 +400,19 @@ def plan_units(
 
 def text_query(units: Sequence[Unit], match_all: bool, *, ranked: bool = True) -> Query:
     """Every (or, when not ``match_all``, any) unit. Units that would search the very same
-    thing ("game games": one stem) are matched once, weighted by how often they were typed:
-    the scores stay what they were, and the posting list is not walked twice."""
+    thing ("game games": one stem) are matched once, as if typed once: a repeated word says
+    nothing more about what the shopper wants, and weighting it would tip the balance between
+    relevance and the ranking's stock and sales bonuses (and the posting list is not walked
+    twice)."""
     required = [u for u in units if not u.optional] or list(units)
-    merged: dict[Hashable, tuple[bool, Unit, int]] = {}
+    merged: dict[Hashable, tuple[bool, Unit]] = {}
     for unit in units:
         must = match_all and unit in required
         seen = merged.get(unit.key)
-        if seen is None:
-            merged[unit.key] = (must, unit, 1)
-        else:
-            merged[unit.key] = (seen[0] or must, seen[1], seen[2] + 1)
+        merged[unit.key] = (must, unit) if seen is None else (seen[0] or must, seen[1])
     clauses = [
-        (
-            Occur.Must if must else Occur.Should,
-            _boost(unit.clause(ranked=ranked), float(times) if ranked else 1.0),
-        )
-        for must, unit, times in merged.values()
+        (Occur.Must if must else Occur.Should, unit.clause(ranked=ranked))
+        for must, unit in merged.values()
     ]
     if len(clauses) == 1:
         return clauses[0][1]

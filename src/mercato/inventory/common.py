@@ -40,7 +40,12 @@ MOVEMENTS = _table(Movement)
 # One row per (variant, active warehouse), with where the warehouse ships: every destination's
 # figure comes from the same read.
 _SPREAD = (
-    select(STOCK.c.variant_id, WAREHOUSES.c.countries, STOCK.c.on_hand - STOCK.c.reserved)
+    select(
+        STOCK.c.variant_id,
+        STOCK.c.warehouse_id,
+        WAREHOUSES.c.countries,
+        STOCK.c.on_hand - STOCK.c.reserved,
+    )
     .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
     .where(STOCK.c.variant_id.in_(bindparam("ids", expanding=True)), WAREHOUSES.c.active.is_(True))
 )
@@ -136,16 +141,21 @@ class StockSpread:
     """A variant's units available in each active warehouse, with the countries each ships
     to: what a shopper can buy depends on where the goods would go."""
 
-    parts: tuple[tuple[frozenset[str], int], ...] = ()
+    parts: tuple[tuple[str, frozenset[str], int], ...] = ()
+    """(warehouse id, the countries it ships to, units available there)."""
 
     @property
     def total(self) -> int:
         """Units available anywhere, whatever the destination."""
-        return sum(units for _, units in self.parts)
+        return sum(units for _, _, units in self.parts)
 
     def for_country(self, country: str | None) -> int:
         """Units that can reach ``country`` (every active warehouse's when ``None``)."""
-        return sum(units for ships, units in self.parts if country is None or country in ships)
+        return sum(units for _, ships, units in self.parts if country is None or country in ships)
+
+    def by_warehouse(self) -> dict[str, int]:
+        """Units per active warehouse that holds some (warehouse id → units)."""
+        return {warehouse: units for warehouse, _, units in self.parts if units > 0}
 
     def only_elsewhere(self, country: str | None) -> bool:
         """Nothing can reach ``country``, yet some warehouse that ships elsewhere has units:
@@ -159,11 +169,13 @@ NOTHING = StockSpread()
 async def stock_spreads(uow: UnitOfWork, variant_ids: Collection[str]) -> dict[str, StockSpread]:
     """Each variant's :class:`StockSpread` (an empty one when no active warehouse holds it)."""
     wanted = sorted(set(variant_ids))
-    parts: dict[str, list[tuple[frozenset[str], int]]] = {v: [] for v in wanted}
+    parts: dict[str, list[tuple[str, frozenset[str], int]]] = {v: [] for v in wanted}
     for chunk in chunks(wanted):
         rows = await uow.execute(_SPREAD, {"ids": list(chunk)})
-        for variant_id, countries, available in rows:
-            parts[variant_id].append((frozenset(countries or ()), int(available or 0)))
+        for variant_id, warehouse_id, countries, available in rows:
+            parts[variant_id].append(
+                (warehouse_id, frozenset(countries or ()), int(available or 0))
+            )
     return {v: StockSpread(tuple(p)) for v, p in parts.items()}
 
 

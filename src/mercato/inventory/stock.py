@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
@@ -34,30 +34,14 @@ from mercato.problems import Problem, validation_problem
 # Reading stock
 
 
-_AVAILABLE_BY_WAREHOUSE = (
-    select(STOCK.c.variant_id, STOCK.c.warehouse_id, STOCK.c.on_hand - STOCK.c.reserved)
-    .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
-    .where(
-        STOCK.c.variant_id.in_(bindparam("ids", expanding=True)),
-        WAREHOUSES.c.active.is_(True),
-        STOCK.c.on_hand > STOCK.c.reserved,
-    )
-)
-
-
 async def available_by_warehouse(
     uow: UnitOfWork, variant_ids: Collection[str]
 ) -> dict[str, dict[str, int]]:
     """Units available per variant in each active warehouse holding some (warehouse id →
     units; ``{}`` for a variant none holds). What a destination may buy is the sum over the
     warehouses shipping there, so a variant is available somewhere iff a warehouse appears."""
-    wanted = sorted(set(variant_ids))
-    found: dict[str, dict[str, int]] = {v: {} for v in wanted}
-    for chunk in chunks(wanted):
-        rows = await uow.execute(_AVAILABLE_BY_WAREHOUSE, {"ids": list(chunk)})
-        for variant_id, warehouse_id, units in rows:
-            found[variant_id][warehouse_id] = int(units)
-    return found
+    found = await stock_spreads(uow, variant_ids)
+    return {variant: spread.by_warehouse() for variant, spread in found.items()}
 
 
 async def stock_notes(

@@ -45,7 +45,7 @@ from mercato.money import format_minor
 from mercato.openapi import guest_allowed, problems, raises
 from mercato.problems import not_found
 from mercato.ratelimit import client_ip
-from mercato.runtime import RuntimeDep, UowDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter()
 public = APIRouter(prefix="/api/checkout", tags=["checkout"])
@@ -89,9 +89,11 @@ def _guest_cart_id(request: Request, runtime: RuntimeDep) -> str | None:
     """The cart a guest's token names (header or cookie); None without a token, 400
     ``invalid_cart_token`` for a forged one."""
     token, _ = presented_token(request)
-    if not token:
-        return None
-    return cart_service.read_cart_token(runtime.settings.secret_key, token)
+    return _cart_id_of(token, runtime)
+
+
+def _cart_id_of(token: str | None, runtime: Runtime) -> str | None:
+    return cart_service.read_cart_token(runtime.settings.secret_key, token) if token else None
 
 
 @guest_allowed
@@ -259,8 +261,7 @@ async def _guest_checkout(
     ip = client_ip(request)
     guard = cart_service.GuestThrottle.for_caller(runtime, ip)
     await cart_service.throttle_guest(guard, cart_service.CartOwner())
-    secret = runtime.settings.secret_key
-    cart_id = cart_service.read_cart_token(secret, token) if token else None
+    cart_id = _cart_id_of(token, runtime)
     answer = await service.checkout_guest(runtime, cart_id, idempotency_key, wanted, ip=ip)
     return JSONResponse(answer, status_code=status.HTTP_201_CREATED)
 

@@ -36,6 +36,7 @@ from mercato.web.shop.common import (
     country_name,
     form_errors,
     form_of,
+    served_countries,
     text_field,
 )
 from mercato.web.templating import field_errors, flash, redirect, render
@@ -651,8 +652,8 @@ async def _addresses_page(
 ) -> Response:
     async with runtime.db.transaction() as uow:
         saved = await identity.list_addresses(uow, user.id)
-        served = await identity.served_countries(uow)
-    countries = sorted(((c, country_name(c)) for c in served or ()), key=lambda c: c[1])
+    served = served_countries(request)
+    countries = sorted(((c, country_name(c)) for c in served), key=lambda c: c[1])
     return render(
         request,
         "shop/addresses.html",

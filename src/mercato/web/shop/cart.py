@@ -94,7 +94,7 @@ async def cart_page(
     settings = runtime.settings
     owner = cart_owner(request, user, settings)
     cart, stale = await owned_cart(uow, runtime, owner)
-    countries = await served_countries(uow) if cart is not None and cart.lines else []
+    countries = served_countries(request) if cart is not None and cart.lines else []
     chosen = checkout.choose_country(countries, country, destination.country)
     view = await cart_service.view_cart(
         uow,

@@ -11,6 +11,7 @@ own around the checkout: its steps take their own short ones."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -156,12 +157,12 @@ async def form_context(
     *,
     ip: str,
     default_country: str,
+    countries: Sequence[str],
 ) -> dict[str, Any]:
     """Countries, the shipping methods for the chosen one with their prices for this cart, the
     priced summary (a quote: nothing reserved), and the cart's notices. The promo code counts
     against the guessing allowance of ``ip`` and of the cart, as in the API."""
     errors = dict(errors or {})
-    countries = await served_countries(uow)
     country = checkout.choose_country(countries, form.country, default_country)
     methods = await checkout.shipping_methods_for(uow, country, currency=cart.currency)
     codes = [m.code for m in methods]
@@ -303,7 +304,13 @@ async def checkout_page(
         idempotency_key=new_key(),
     )
     context = await form_context(
-        uow, runtime, cart, form, ip=client_ip(request), default_country=destination.country
+        uow,
+        runtime,
+        cart,
+        form,
+        ip=client_ip(request),
+        default_country=destination.country,
+        countries=served_countries(request),
     )
     return render(
         request,
@@ -327,7 +334,13 @@ async def checkout_summary(
         return render(request, "shop/_checkout_empty.html")
     form = CheckoutForm.read(request.query_params)
     context = await form_context(
-        uow, runtime, cart, form, ip=client_ip(request), default_country=destination.country
+        uow,
+        runtime,
+        cart,
+        form,
+        ip=client_ip(request),
+        default_country=destination.country,
+        countries=served_countries(request),
     )
     return render(request, "shop/_checkout_dynamic.html", context)
 
@@ -357,6 +370,7 @@ async def _form_again(
             errors,
             ip=client_ip(request),
             default_country=destination.country,
+            countries=served_countries(request),
         )
     context["failure"] = failure
     context["guest"] = user is None

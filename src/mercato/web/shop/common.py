@@ -13,7 +13,6 @@ from starlette.datastructures import FormData
 from mercato.cart import schemas as cart_schemas
 from mercato.cart import service as cart_service
 from mercato.cart.service import CART_COOKIE, CartOwner
-from mercato.db import UnitOfWork
 from mercato.identity import service as identity
 from mercato.identity.service import UserInfo
 from mercato.money import MoneyError, to_minor
@@ -45,9 +44,10 @@ def form_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
-async def served_countries(uow: UnitOfWork) -> list[str]:
-    """The countries a shopper may pick on the cart and checkout pages: those the shop serves."""
-    return list(await identity.served_countries(uow) or ())
+def served_countries(request: Request) -> list[str]:
+    """The countries a shopper may pick on the pages (those the shop serves), as the shop's
+    routers' ``page_destination`` dependency read them for this request's header."""
+    return list(getattr(request.state, "deliver_to_choices", None) or ())
 
 
 def minor_of(amount: str, currency: str) -> int | None:

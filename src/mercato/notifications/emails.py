@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiosmtplib
 from sqlalchemy import Row, select, update
@@ -40,6 +40,7 @@ from mercato.notifications.common import (
 from mercato.orders import service as orders
 from mercato.orders.service import OrderInfo, OrderLineInfo
 from mercato.problems import validation_problem
+from mercato.recommendations import service as recommendations
 from mercato.settings import Settings
 
 log = logging.getLogger("mercato.notifications")
@@ -259,7 +260,31 @@ async def _order_draft(
     # it when the mail is sent.
     to = order.email if order.user_id is None else str(event.payload.get("email") or order.email)
     to = to.strip()
-    return _Draft(to, email_context(settings, order, event, kind), order_id=order.id)
+    context = email_context(settings, order, event, kind)
+    if kind == "order_placed":
+        context["suggested"] = await _suggested(uow, settings, order)
+    return _Draft(to, context, order_id=order.id)
+
+
+async def _suggested(uow: UnitOfWork, settings: Settings, order: OrderInfo) -> list[dict[str, str]]:
+    """ "You may also like" in the confirmation: what goes with the order's products, for its
+    destination (none when the shop has no recommendations yet)."""
+    country = str(order.shipping_address.get("country") or settings.default_country)
+    found = await recommendations.for_order_mail(
+        uow, sorted({line.product_id for line in order.lines}), country=country
+    )
+    base = settings.public_url.rstrip("/")
+    return [
+        {
+            "title": r.product.title,
+            "price": format_minor(r.product.min_price, r.product.currency)
+            if r.product.min_price is not None
+            else "",
+            "currency": r.product.currency,
+            "url": f"{base}/p/{quote(r.product.id)}",
+        }
+        for r in found
+    ]
 
 
 async def _account_draft(

@@ -588,6 +588,25 @@ async def sold_baskets(uow: UnitOfWork) -> list[SoldBasket]:
     ]
 
 
+async def products_bought_by(uow: UnitOfWork, user_id: str, *, limit: int) -> list[str]:
+    """The products a customer bought and kept (paid, not cancelled, not all returned), most
+    recently bought first, each once; at most ``limit``: what "for you" starts from."""
+    o, line = ORDERS.c, LINES.c
+    rows = await uow.execute(
+        select(line.product_id, func.max(o.created_at).label("last"))
+        .join(LINES, line.order_id == o.id)
+        .where(
+            o.user_id == user_id,
+            o.status.not_in(sorted(NOT_SOLD)),
+            line.quantity > line.quantity_returned,
+        )
+        .group_by(line.product_id)
+        .order_by(func.max(o.created_at).desc(), line.product_id)
+        .limit(limit)
+    )
+    return [str(product_id) for product_id, _ in rows]
+
+
 async def orders_placed_since(uow: UnitOfWork, since: datetime | None) -> int:
     """How many orders were placed after ``since`` (all when None), whatever became of them:
     the cheap "has anything happened" check the recommendations' rebuild starts with."""

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Query, Request
 
 from mercato.cart.schemas import presented_token
 from mercato.cart.service import CartOwner, read_cart_token
-from mercato.identity.deps import ApiDestination, OptionalUser
+from mercato.identity.deps import ApiDestination, CurrentUser, OptionalUser
 from mercato.openapi import problems
 from mercato.problems import Problem
 from mercato.recommendations import service
-from mercato.recommendations.schemas import RecommendationsOut, recommended_json
+from mercato.recommendations.schemas import ForYouOut, RecommendationsOut, recommended_json
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(tags=["recommendations"])
@@ -67,3 +67,26 @@ async def product_recommendations(
     return RecommendationsOut(
         product_id=product_id, kind=kind, items=[recommended_json(r) for r in found]
     )
+
+
+@router.get("/api/me/recommendations", response_model=ForYouOut)
+async def my_recommendations(
+    uow: UowDep,
+    runtime: RuntimeDep,
+    user: CurrentUser,
+    destination: ApiDestination,
+    limit: Limit = 10,
+) -> ForYouOut:
+    """Recommended for you: from what you bought, saved and looked at lately (reason
+    ``similar`` or ``rule``, with ``because``: the product of yours it comes from), never what
+    you bought, saved or have in the cart; filled up with the best sellers (``popular``), which
+    are all you get (``personal`` false) until there is something to go on."""
+    found = await service.for_you(
+        uow,
+        runtime,
+        user_id=user.id,
+        country=destination.country,
+        limit=limit,
+        cart_owner=CartOwner(user_id=user.id),
+    )
+    return ForYouOut(personal=found.personal, items=[recommended_json(r) for r in found.items])

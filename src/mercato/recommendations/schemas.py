@@ -22,11 +22,17 @@ class RecommendedProduct(BaseModel):
     confidence: float | None = None
     support: float | None = None
     lift: float | None = None
+    because: str | None = None  # for you: the shopper's product it comes from
 
 
 class RecommendationsOut(BaseModel):
     product_id: str
     kind: Literal["bought_together", "also_bought"]
+    items: list[RecommendedProduct]
+
+
+class ForYouOut(BaseModel):
+    personal: bool  # false: nothing to go on yet, these are the best sellers
     items: list[RecommendedProduct]
 
 
@@ -45,4 +51,5 @@ def recommended_json(r: Recommendation) -> RecommendedProduct:
         confidence=round(r.item.confidence, 6) if rule and r.item.confidence is not None else None,
         support=round(r.item.support, 6) if rule and r.item.support is not None else None,
         lift=round(r.item.lift, 6) if rule and r.item.lift is not None else None,
+        because=r.because,
     )

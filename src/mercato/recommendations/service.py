@@ -14,7 +14,7 @@ cart; a list left short is filled up from the best sellers.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -22,7 +22,9 @@ from mercato.cart import service as cart
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
+from mercato.orders import service as orders
 from mercato.problems import not_found
+from mercato.recommendations import personal, store
 from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
 from mercato.recommendations.recent import Recent
 from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
@@ -41,6 +43,7 @@ class Recommendation:
     reason: Reason
     item: Item
     variant_id: str  # the first of its variants in stock for the destination ("Add both")
+    because: str | None = None  # for you: the product of the shopper's it comes from
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +54,28 @@ class PageLists:
     also_bought: list[Recommendation]
 
 
+Candidate = tuple[Item, Reason, str | None]  # the item, why, and the seed it came from
+
+
 def _candidates(
     lists: Lists, kind: Kind, product_id: str, excluded: set[str]
-) -> Iterator[tuple[Item, Reason]]:
+) -> Iterator[Candidate]:
+    return _then_popular(
+        lists, ((item, _REASON[kind], None) for item in lists.of(kind, product_id)), excluded
+    )
+
+
+def _then_popular(
+    lists: Lists, first: Iterable[Candidate], excluded: set[str]
+) -> Iterator[Candidate]:
+    """``first``, then the best sellers, each product once and none of ``excluded``."""
     seen = set(excluded)
-    for items, reason in (
-        (lists.of(kind, product_id), _REASON[kind]),
-        (lists.of("popular"), "popular"),
-    ):
-        for item in items:
+    popular: Iterable[Candidate] = ((item, "popular", None) for item in lists.of("popular"))
+    for candidates in (first, popular):
+        for item, reason, because in candidates:
             if item.product_id not in seen:
                 seen.add(item.product_id)
-                yield item, reason
+                yield item, reason, because
 
 
 @dataclass(slots=True)
@@ -133,27 +146,43 @@ async def recommend(
 ) -> list[Recommendation]:
     """Up to ``limit`` products to show with ``product_id``, each with its reason; 404 for a
     product not on sale. ``filters``: this process's recent reads (None: read everything)."""
-    found: list[Recommendation] = []
     pending = _candidates(lists, kind, product_id, {product_id, *in_cart})
-    # Checked a few more than needed at a time (most pass); the product itself is read with
-    # the first batch, so a request costs one catalog read and one stock read when all goes
-    # well, and none when this process read them lately.
-    batch = list(_take(pending, limit * 2))
-    cards = await _cards(uow, {product_id, *(item.product_id for item, _ in batch)}, filters)
+    found, cards = await _offerable(uow, pending, limit, country, filters, also_read={product_id})
     if product_id not in cards:
         raise not_found("Product", product_id)
+    return found
+
+
+async def _offerable(
+    uow: UnitOfWork,
+    pending: Iterator[Candidate],
+    limit: int,
+    country: str,
+    filters: Filters | None,
+    *,
+    also_read: Collection[str] = (),
+) -> tuple[list[Recommendation], dict[str, catalog.ProductCard]]:
+    """The first ``limit`` candidates on sale with a variant that reaches ``country``, and the
+    cards read with the first batch (``also_read`` among them)."""
+    found: list[Recommendation] = []
+    # Checked a few more than needed at a time (most pass); ``also_read`` (the product whose
+    # lists these are) is read with the first batch, so a request costs one catalog read and
+    # one stock read when all goes well, and none when this process read them lately.
+    batch = list(_take(pending, limit * 2))
+    cards = await _cards(uow, {*also_read, *(item.product_id for item, _, _ in batch)}, filters)
+    first = cards
     while batch:
-        listed = [cards[item.product_id] for item, _ in batch if item.product_id in cards]
+        listed = [cards[item.product_id] for item, _, _ in batch if item.product_id in cards]
         reaching = await _reaching(uow, listed, country, filters)
-        for item, reason in batch:
+        for item, reason, because in batch:
             variant = reaching.get(item.product_id)
             if variant is not None and len(found) < limit:
-                found.append(Recommendation(cards[item.product_id], reason, item, variant))
+                found.append(Recommendation(cards[item.product_id], reason, item, variant, because))
         if len(found) >= limit:
             break
         batch = list(_take(pending, (limit - len(found)) * 2))
-        cards = await _cards(uow, {item.product_id for item, _ in batch}, filters)
-    return found
+        cards = await _cards(uow, {item.product_id for item, _, _ in batch}, filters)
+    return found, first
 
 
 async def for_shopper(
@@ -221,7 +250,87 @@ async def page_lists(
     return PageLists(together, also)
 
 
-def _take(pending: Iterator[tuple[Item, Reason]], n: int) -> Iterable[tuple[Item, Reason]]:
+@dataclass(frozen=True, slots=True)
+class ForYou:
+    """The home page's row: for you when the shopper left something to go on, else the best
+    sellers (``personal`` False: "trending")."""
+
+    items: list[Recommendation]
+    personal: bool
+
+
+async def for_you(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    *,
+    user_id: str | None,
+    country: str,
+    limit: int,
+    cart_owner: cart.CartOwner | None,
+    viewed: Sequence[str] = (),
+    saved: Sequence[str] = (),
+) -> ForYou:
+    """Recommended for you (:mod:`.personal`): from what the customer bought, saved and
+    viewed (most recent first), never what they bought or saved or have in the cart, filled up
+    from the best sellers; a shopper with nothing to go on gets the best sellers."""
+    bought = (
+        await orders.products_bought_by(uow, user_id, limit=personal.MAX_SEEDS) if user_id else []
+    )
+    seeds = personal.Seeds(bought=bought, saved=saved, viewed=viewed)
+    lists = await served(runtime, uow)
+    first = ((c.item, cast(Reason, c.reason), c.because) for c in personal.blend(lists, seeds))
+    pending = _then_popular(lists, first, seeds.owned() | await products_in_cart(uow, cart_owner))
+    found, _ = await _offerable(uow, pending, limit, country, Filters.for_runtime(runtime))
+    return ForYou(found, personal=any(r.reason != "popular" for r in found))
+
+
+CART_LIMIT = 4
+
+
+async def complete_the_cart(
+    uow: UnitOfWork,
+    runtime: Runtime,
+    *,
+    in_cart: Sequence[str],
+    country: str,
+    limit: int = CART_LIMIT,
+) -> list[Recommendation]:
+    """ "Complete your order": what is bought with the products in the cart (rules first, then
+    similar products; no best sellers: a cart is no place for filler), none already in it."""
+    if not in_cart:
+        return []
+    lists = await served(runtime, uow)
+    return await _complements_of(uow, lists, in_cart, country, limit, Filters.for_runtime(runtime))
+
+
+async def _complements_of(
+    uow: UnitOfWork,
+    lists: Lists,
+    products: Sequence[str],
+    country: str,
+    limit: int,
+    filters: Filters | None,
+) -> list[Recommendation]:
+    seeds = personal.Seeds(bought=products)
+    first = ((c.item, cast(Reason, c.reason), c.because) for c in personal.blend(lists, seeds))
+    found, _ = await _offerable(uow, iter(list(first)), limit, country, filters)
+    return found
+
+
+MAIL_LIMIT = 4
+
+
+async def for_order_mail(
+    uow: UnitOfWork, product_ids: Sequence[str], *, country: str, limit: int = MAIL_LIMIT
+) -> list[Recommendation]:
+    """What the order confirmation suggests: what goes with the order's products, none of them,
+    for the order's destination. Read from the database (only the lists of these products: the
+    mail is written by the worker, which needs no copy of every list)."""
+    lists = await store.read_some(uow, [(k, p) for p in product_ids for k in KINDS])
+    return await _complements_of(uow, lists, product_ids, country, limit, None)
+
+
+def _take(pending: Iterator[Candidate], n: int) -> Iterable[Candidate]:
     for _ in range(n):
         nxt = next(pending, None)
         if nxt is None:
@@ -241,13 +350,16 @@ async def products_in_cart(uow: UnitOfWork, owner: cart.CartOwner | None) -> set
 
 
 __all__ = [
+    "CART_LIMIT",
     "EMPTY",
     "KINDS",
+    "MAIL_LIMIT",
     "MAX_LIMIT",
     "PAGE_ALSO_BOUGHT",
     "PAGE_BOUGHT_TOGETHER",
     "BuildStats",
     "Filters",
+    "ForYou",
     "Item",
     "Kind",
     "Lists",
@@ -255,8 +367,11 @@ __all__ = [
     "Reason",
     "Recommendation",
     "build",
+    "complete_the_cart",
     "compute_lists",
+    "for_order_mail",
     "for_shopper",
+    "for_you",
     "last_build",
     "page_lists",
     "products_in_cart",

@@ -136,6 +136,27 @@ async def read(uow: UnitOfWork) -> Lists:
     return Lists(version, by_key, str(model or ""))
 
 
+async def read_some(uow: UnitOfWork, keys: Iterable[Key]) -> Lists:
+    """Only the lists of ``keys`` (and the shop-wide popular list) of the served version: for
+    a process that keeps no copy of them all."""
+    version = await current_version(uow)
+    wanted = {*keys, ("popular", SHOP_WIDE)}
+    if not version:
+        return EMPTY
+    rows = await uow.execute(
+        select(LISTS.c.kind, LISTS.c.product_id, LISTS.c["items"]).where(
+            LISTS.c.version == version,
+            LISTS.c.product_id.in_(sorted({product for _, product in wanted})),
+        )
+    )
+    by_key = {
+        (kind, product_id): tuple(Item.of_row(r) for r in items)
+        for kind, product_id, items in rows
+        if (kind, product_id) in wanted
+    }
+    return Lists(version, by_key)
+
+
 @dataclass(slots=True)
 class Loaded:
     """This process's copy of the served lists."""

@@ -18,6 +18,7 @@ from mercato.checkout import service as checkout
 from mercato.db import UnitOfWork
 from mercato.problems import Problem
 from mercato.ratelimit import client_ip
+from mercato.recommendations import service as recommendations
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.deps import PageDestination, PageUser
 from mercato.web.security import CsrfChecked, safe_next
@@ -106,6 +107,12 @@ async def cart_page(
     purchasable = any(line.purchasable for line in view.lines)
     clock = checkout.delivery_clock(settings)
     estimate = await checkout.estimate_cart(uow, cart, chosen, clock) if purchasable else None
+    complete = await recommendations.complete_the_cart(
+        uow,
+        runtime,
+        in_cart=[line.product_id for line in view.lines if line.product_id is not None],
+        country=chosen or destination.country,
+    )
     response = render(
         request,
         "shop/cart.html",
@@ -115,6 +122,7 @@ async def cart_page(
             "countries": sorted(((c, country_name(c)) for c in countries), key=lambda x: x[1]),
             "country": chosen,
             "checkout_ok": any(line.purchasable for line in view.lines),
+            "complete": complete,
         },
     )
     if stale:

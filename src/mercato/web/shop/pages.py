@@ -34,6 +34,7 @@ router = APIRouter()
 
 BEST_SELLERS = 12
 FEATURED = 6
+FOR_YOU = 6
 PLACEHOLDER = "/static/img/product.svg"
 
 
@@ -127,11 +128,25 @@ async def home(
     )
     async with runtime.db.transaction() as uow:
         tree = await catalog.get_category_tree(uow)
+        suggested = (
+            await recommendations.for_you(
+                uow,
+                runtime,
+                user_id=user.id,
+                country=country,
+                limit=FOR_YOU,
+                cart_owner=cart_owner(request, user, runtime.settings),
+            )
+            if user is not None
+            else None
+        )
     return render(
         request,
         "shop/home.html",
         {
             "tree": tree,
+            # Only when personal: the best sellers are the row below.
+            "for_you": suggested.items if suggested is not None and suggested.personal else [],
             "best_sellers": [card_view(h) for h in best.hits] if best else [],
             "top_rated": [card_view(h) for h in rated.hits] if rated else [],
             "index_ready": best is not None,

@@ -82,19 +82,24 @@ REVIEW_SHARE = 0.35  # of delivered lines, before the product's popularity is co
 REJECTED_SHARE = 0.08  # of written reviews that staff decide
 LEFT_WAITING_SHARE = 0.05  # of written reviews: still in the moderation queue, whatever their age
 # The history's structure: of the products in sets, the chance a buyer of one takes another;
-# how many of the catalog's neighbours form sets; the chance a draw keeps to the customer's
-# favourite brand; consumables, and the chance an order buys one again; the chance an order
-# completes a set the customer started in an earlier one (the lens after the camera).
+# how many of the catalog's neighbours form sets; how many departments a customer is into, the
+# chance a draw is in one, and how steeply a department's own best sellers lead it; the chance a
+# draw keeps to the brand the customer first bought in its department; consumables, and the
+# chance an order buys one again; the chance an order completes a set the customer started in
+# an earlier one (the lens after the camera).
 COMPLEMENT_SHARE = 0.6
 COMPLEMENT_GROUP_SHARE = 0.8
-BRAND_LOYALTY = 0.6
+INTERESTS = 1
+INTEREST_SHARE = 0.95
+INTEREST_FOCUS = 1.0
+BRAND_LOYALTY = 0.8
 CONSUMABLE_SHARE = 0.15
 REPEAT_SHARE = 0.3
 FOLLOW_UP_SHARE = 0.6
 RESTOCK_BELOW = 5
 RESTOCK_UNITS = 40
 JOURNAL_NAME = "demo-history.jsonl"
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: departments and brands per category shape the plan
 
 _FIRST = (
     "Anna", "Ben", "Clara", "David", "Elena", "Felix", "Greta", "Hugo", "Ines", "Jonas",
@@ -217,6 +222,22 @@ def _pick(
     return True
 
 
+Shelf = tuple[str, str, str]  # a product's brand id (or ""), category id and department id
+
+
+@dataclass(slots=True)
+class _Taste:
+    """What one customer is into: a department or two (most of their picks), and in each
+    department they bought in, the brand they bought first there (they keep to it)."""
+
+    interests: list[str]
+    brands: dict[str, str] = field(default_factory=dict)
+
+
+def _draw(shape: random.Random, pool: list[str], weight_of: dict[str, float]) -> str:
+    return shape.choices(pool, weights=[weight_of[p] for p in pool])[0]
+
+
 def _give_structure(
     shape: random.Random,
     plans: list[_Order],
@@ -224,38 +245,53 @@ def _give_structure(
     weights: list[float],
     variants: Variants,
     people: list[_Customer],
-    brands: dict[str, str],
+    shelves: dict[str, Shelf],
 ) -> None:
-    """What recommendations learn from, laid over the planned orders in time order: sets of
-    products bought together (and completed in a later order), a favourite brand per customer,
-    consumables bought again. ``products`` is in popularity order, ``weights`` its weights."""
-    partners = _complements(shape, products)
+    """What recommendations learn from, laid over the planned orders in time order: each
+    customer's department (most of their picks, the department's own best sellers first) and,
+    in each department, the brand they bought first there; sets of products bought together
+    (and completed in a later order); consumables bought again. ``products`` is in popularity
+    order, ``weights`` its weights."""
+    partners = _complements(shape, list(variants))  # variants: in SKU order, shelf by shelf
     consumables = {p for p in products if shape.random() < CONSUMABLE_SHARE}
     weight_of = dict(zip(products, weights, strict=True))
-    by_brand: dict[str, list[str]] = {}
+    by_department: dict[str, list[str]] = {}
+    by_shelf: dict[tuple[str, str], list[str]] = {}  # (brand, department) -> its products
     for product in products:
-        if product in brands:
-            by_brand.setdefault(brands[product], []).append(product)
-    names = sorted(by_brand)
-    favourite: dict[int, str] = {}
+        if product in shelves:
+            brand, _category, department = shelves[product]
+            by_department.setdefault(department, []).append(product)
+            by_shelf.setdefault((brand, department), []).append(product)
+    departments = sorted(by_department)
+    # Within a department its own best sellers lead (``products`` is in popularity order).
+    focused = {
+        p: 1 / (rank + 1) ** INTEREST_FOCUS
+        for shelf in by_department.values()
+        for rank, p in enumerate(shelf)
+    }
+    tastes: dict[int, _Taste] = {}
     stocked: dict[int, list[str]] = {}  # the consumables each customer bought, in order
     owned: dict[int, list[str]] = {}  # the products of a set each customer bought, in order
     for order in plans:
         who = order.customer
         country = people[who].address["country"]
-        if names and who not in favourite:
-            favourite[who] = shape.choices(
-                names, weights=[sum(weight_of[p] for p in by_brand[b]) for b in names]
-            )[0]
+        if who not in tastes:
+            tastes[who] = _Taste(shape.sample(departments, min(INTERESTS, len(departments))))
+        taste = tastes[who]
         lines: dict[str, tuple[str, str, int]] = {}
         for variant, product, units in order.lines:
-            shelf = by_brand.get(favourite.get(who, ""), [])
-            if shelf and shape.random() < BRAND_LOYALTY:
-                other = shape.choices(shelf, weights=[weight_of[p] for p in shelf])[0]
-                if _pick(shape, lines, variants[other], other, country):
-                    # Its planned review was of the product it replaced: none is written.
-                    order.reviews = [r for r in order.reviews if r[0] != product]
-                    continue
+            chosen = product
+            if taste.interests and shape.random() < INTEREST_SHARE:
+                chosen = _draw(shape, by_department[shape.choice(taste.interests)], focused)
+            if chosen in shelves:
+                brand, _category, department = shelves[chosen]
+                kept = taste.brands.setdefault(department, brand)
+                if kept != brand and shape.random() < BRAND_LOYALTY:
+                    chosen = _draw(shape, by_shelf[kept, department], weight_of)
+            if chosen != product and _pick(shape, lines, variants[chosen], chosen, country):
+                # Its planned review was of the product it replaced: none is written.
+                order.reviews = [r for r in order.reviews if r[0] != product]
+                continue
             lines[variant] = (variant, product, units)
         for _variant, product, _units in list(lines.values()):
             if product in partners and shape.random() < COMPLEMENT_SHARE:
@@ -284,7 +320,7 @@ def _plan(
     people: list[_Customer],
     now: datetime,
     days: int,
-    brands: dict[str, str] | None = None,
+    shelves: dict[str, Shelf] | None = None,
 ) -> list[_Order]:
     products = list(variants)  # in SKU order: the seeded catalog's, unlike the ids
     rng.shuffle(products)
@@ -350,7 +386,7 @@ def _plan(
     # The structure is laid over the plan with a generator of its own, seeded from this one's
     # final state: the times, customers and fates drawn above stay what they always were.
     shape = random.Random(repr(rng.getstate()))
-    _give_structure(shape, plans, products, weights, variants, people, brands or {})
+    _give_structure(shape, plans, products, weights, variants, people, shelves or {})
     return plans
 
 
@@ -470,11 +506,15 @@ async def _sellable_variants(runtime: Runtime) -> Variants:
     return by_product
 
 
-async def _brands(runtime: Runtime, product_ids: list[str]) -> dict[str, str]:
-    """Each product's brand id (the catalog's brands do not change under a history)."""
+async def _shelves(runtime: Runtime, product_ids: list[str]) -> dict[str, Shelf]:
+    """Each product's brand, category and department (its category's parent, else the
+    category itself); the catalog's do not change under a history."""
     async with runtime.db.transaction() as uow:
         views = await catalog.get_products(uow, product_ids)
-    return {p: v.brand.id for p, v in views.items() if v.brand is not None}
+    return {
+        p: (v.brand.id if v.brand else "", v.category.id, v.category.parent_id or v.category.id)
+        for p, v in views.items()
+    }
 
 
 Agenda = list[tuple[datetime, int, str, int, int]]
@@ -556,7 +596,7 @@ class History:
         variants = _variants_of(header)
         rng = random.Random(header["seed"])
         people = _customers(rng, header["customers"]) if variants else []
-        brands = await _brands(runtime, list(variants))
+        shelves = await _shelves(runtime, list(variants))
         plans = (
             _plan(
                 rng,
@@ -566,7 +606,7 @@ class History:
                 people=people,
                 now=datetime.fromisoformat(header["planned"]),
                 days=header["days"],
-                brands=brands,
+                shelves=shelves,
             )
             if variants
             else []

@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python -m bench.search                     # 100,000 and 1,000,000 products
     .venv/bin/python -m bench.search --sizes 100000      # one size only
     .venv/bin/python -m bench.search --countries DE,FR   # also for shoppers in these countries
+    .venv/bin/python -m bench.search --personal          # also for a signed-in customer
 
 For each size it generates the demo catalog (the generator ``mercato demo`` seeds from, so the
 data is deterministic for a seed) and loads the very same products into:
@@ -226,14 +227,34 @@ def generated_reach(country: str) -> Any:
     return q.Reach(country, tuple(sorted(reaching)))
 
 
+def customer_affinity(sources: Sequence[ProductSource], seed: int) -> Any:
+    """A customer's affinities as the re-rank reads them: the brands and categories of a
+    dozen products they might have bought (weights as the recommendations module would give:
+    the favourite 1, the others below)."""
+    from mercato.search.personal import Affinity
+
+    rng = random.Random(seed)
+    bought = [sources[rng.randrange(len(sources))] for _ in range(12)]
+    brands = {p.brand_slug: round(rng.uniform(0.1, 1.0), 3) for p in bought if p.brand_slug}
+    categories = {p.categories[-1][0]: round(rng.uniform(0.1, 1.0), 3) for p in bought}
+    categories |= {p.categories[0][0]: 0.25 for p in bought}
+    brands[next(iter(brands))] = 1.0
+    return Affinity(brands, categories)
+
+
 class MercatoInProcess:
     name = "Mercato (in process)"
 
-    def __init__(self, data_dir: Path, country: str | None = None) -> None:
+    def __init__(self, data_dir: Path, country: str | None = None, affinity: Any = None) -> None:
+        from mercato.search.personal import NO_AFFINITY
+
         self.data_dir = data_dir
         self.reach = generated_reach(country) if country else None
+        self.affinity = affinity if affinity is not None else NO_AFFINITY
         if country:
             self.name = f"Mercato (in process, deliver to {country})"
+        if affinity is not None:
+            self.name = f"{self.name[:-1]}, signed-in customer)"
 
     def build(self, sources: Sequence[ProductSource]) -> Built:
         from mercato.search.engine import IndexStore, VersionBuilder
@@ -275,7 +296,7 @@ class MercatoInProcess:
             limit=HITS,
             currency=CURRENCY,
         )
-        return q.search(self.reader, request, secret_key=BENCH_SECRET).total
+        return q.search(self.reader, request, secret_key=BENCH_SECRET, affinity=self.affinity).total
 
 
 def _free_port() -> int:
@@ -901,6 +922,11 @@ def bench_size(size: int, args: argparse.Namespace, info: dict[str, str]) -> lis
         mercato = MercatoInProcess(work / "data")
         builds.append(step("Mercato: building the index", lambda: mercato.build(sources)))
         engines_run.append(step("Mercato: in process", lambda: measure(mercato, mix, args.budget)))
+        if args.personal:
+            fan = MercatoInProcess(work / "data", affinity=customer_affinity(sources, args.seed))
+            fan.open()
+            label = "Mercato: in process, a signed-in customer"
+            engines_run.append(step(label, functools.partial(measure, fan, mix, args.budget)))
         for country in args.countries:
             there = MercatoInProcess(work / "data", country)
             there.open()
@@ -958,6 +984,12 @@ def main() -> None:
         default=[],
         help="also run the in-process mix for shoppers in these countries (e.g. DE,FR): "
         "stock, its filter, facet and ranking for the warehouses shipping there",
+    )
+    parser.add_argument(
+        "--personal",
+        action="store_true",
+        help="also run the in-process mix for a signed-in customer whose brand and category "
+        "affinities re-rank the top of every relevance search with words",
     )
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)

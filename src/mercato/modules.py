@@ -102,6 +102,7 @@ def _hooks() -> None:
     from mercato.identity import service as identity
     from mercato.inventory import service as inventory
     from mercato.orders import service as orders
+    from mercato.recommendations import affinity
     from mercato.reviews import service as reviews
     from mercato.search import service as search
 
@@ -125,3 +126,6 @@ def _hooks() -> None:
     reviews.purchase_checks.append(fulfilment.received_product)
     # The index ranks products by their sales, which the orders module computes.
     search.sales_readers.append(orders.sales_ranks)
+    # A signed-in customer's search re-ranks its top results by the brands and categories
+    # they buy, which the recommendations module tells from their orders.
+    search.affinity_readers.append(affinity.customer_affinity)

@@ -541,6 +541,32 @@ async def product_cards(uow: UnitOfWork, ids: Collection[str]) -> dict[str, Prod
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ProductGroups:
+    """The brand and category a product belongs to, by slug (the category's path: its slugs
+    from the root, "/"-separated)."""
+
+    brand: str | None
+    category_path: str
+
+
+async def product_groups(uow: UnitOfWork, ids: Collection[str]) -> dict[str, ProductGroups]:
+    """The brand and category of these products, whatever their status (unknown ids absent):
+    one plain read per chunk, no ORM objects."""
+    p, b, c = Product.__table__.c, Brand.__table__.c, Category.__table__.c
+    found: dict[str, ProductGroups] = {}
+    for chunk in chunks(sorted(set(ids))):
+        rows = await uow.execute(
+            select(p.id, b.slug, c.path)
+            .join(Category.__table__, c.id == p.category_id)
+            .outerjoin(Brand.__table__, b.id == p.brand_id)
+            .where(p.id.in_(chunk))
+        )
+        for product_id, brand, path in rows:
+            found[product_id] = ProductGroups(brand, path)
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # For the back office
 

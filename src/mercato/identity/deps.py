@@ -41,7 +41,7 @@ from mercato.identity.models import ROLES
 from mercato.identity.service import TokenStatus, UserInfo
 from mercato.openapi import guest_allowed, raises
 from mercato.problems import Problem
-from mercato.runtime import RuntimeDep, UowDep
+from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 COOKIE_NAME = "mercato_session"
 CSRF_COOKIE = "mercato_csrf"
@@ -355,17 +355,48 @@ async def brief_api_destination(
     """:data:`ApiDestination` resolved in a short transaction of its own, for endpoints that
     hold none while they work (a search reads its synonyms and warehouses in short reads of
     its own, which on SQLite would wait for a request-long transaction's write lock)."""
+    return (await _brief_shopper(runtime, credential, response, country)).destination
+
+
+BriefApiDestination = Annotated[Destination, Depends(brief_api_destination)]
+
+
+@dataclass(frozen=True, slots=True)
+class Shopper:
+    """Who is asking (None: a guest) and where their goods would go."""
+
+    user: UserInfo | None
+    destination: Destination
+
+
+@guest_allowed
+@raises(401)  # a bad bearer token: the client claimed an identity
+async def brief_api_shopper(
+    runtime: RuntimeDep,
+    credential: PresentedCredential,
+    response: Response,
+    country: CountryParam = None,
+) -> Shopper:
+    """:data:`BriefApiDestination` with the signed-in user it was resolved for, in the same
+    short transaction, for endpoints that hold none and answer a customer in their own way."""
+    return await _brief_shopper(runtime, credential, response, country)
+
+
+async def _brief_shopper(
+    runtime: Runtime, credential: Credential | None, response: Response, country: str | None
+) -> Shopper:
     async with runtime.db.transaction() as uow:
         user = await optional_user(uow, runtime, credential, response)
-        return await resolve_destination(
+        destination = await resolve_destination(
             uow,
             chosen=country,
             user_id=user.id if user is not None else None,
             shop_default=runtime.settings.default_country,
         )
+    return Shopper(user, destination)
 
 
-BriefApiDestination = Annotated[Destination, Depends(brief_api_destination)]
+BriefApiShopper = Annotated[Shopper, Depends(brief_api_shopper)]
 
 StaffUser = Annotated[UserInfo, Depends(require_role("staff"))]
 SellerUser = Annotated[UserInfo, Depends(require_role("seller"))]

@@ -273,9 +273,8 @@ async def for_you(
     """Recommended for you (:mod:`.personal`): from what the customer bought, saved and
     viewed (most recent first), never what they bought or saved or have in the cart, filled up
     from the best sellers; a shopper with nothing to go on gets the best sellers."""
-    bought = (
-        await orders.products_bought_by(uow, user_id, limit=personal.MAX_SEEDS) if user_id else []
-    )
+    purchases = await orders.customer_purchases(uow, user_id) if user_id else []
+    bought = list(dict.fromkeys(p.product_id for p in purchases))  # newest first, each once
     seeds = personal.Seeds(bought=bought, saved=saved, viewed=viewed)
     lists = await served(runtime, uow)
     first = ((c.item, cast(Reason, c.reason), c.because) for c in personal.blend(lists, seeds))

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from mercato.catalog import service as catalog
 from mercato.catalog.schemas import product_json
-from mercato.identity.deps import ApiDestination, BriefApiDestination, OptionalUser, StaffUser
+from mercato.identity.deps import ApiDestination, BriefApiShopper, OptionalUser, StaffUser
 from mercato.money import DECIMAL_PATTERN, CurrencyCode, DecimalStr, MoneyError, to_minor
 from mercato.openapi import ASCII_SPACES, SPACE, problems
 from mercato.problems import Problem, not_found, validation_problem
@@ -102,7 +102,7 @@ def _facets(value: str | None) -> frozenset[str]:
 async def search(
     request: Request,
     runtime: RuntimeDep,
-    destination: BriefApiDestination,
+    shopper: BriefApiShopper,
     q_: QueryText = "",
     category: Slug | None = None,
     brand: Annotated[list[str] | None, Query(max_length=20)] = None,
@@ -123,7 +123,12 @@ async def search(
     Availability is for the destination (``country``, else the signed-in customer's default
     address, else the shop's default country): a product is in stock when a warehouse shipping
     there holds units of it, for ``in_stock``, its facet, each hit's ``in_stock`` and the
-    ranking."""
+    ranking.
+
+    For a signed-in customer, the top results of a ``relevance`` search with words are
+    re-ordered by the brands and categories they buy (``personalized: true``); the matching
+    products, ``total`` and the facets are the same as a guest's, and explicit sorts are never
+    re-ordered."""
     text = _text(q_, "q")
     price_currency = currency or runtime.settings.currency
     low, high = _price_range(min_price, max_price, price_currency, "invalid_price_range")
@@ -148,7 +153,8 @@ async def search(
         cursor=cursor,
         facets=_facets(facets),
         currency=runtime.settings.currency,
-        country=destination.country,
+        country=shopper.destination.country,
+        user_id=shopper.user.id if shopper.user is not None else None,
     )
     result = await service.search(runtime, request_)
     # The answer is plain JSON data already: skip FastAPI's generic encoder (a millisecond).
@@ -162,6 +168,7 @@ async def search(
             "showing_results_for": result.showing_results_for,
             "did_you_mean": result.did_you_mean,
             "next_cursor": result.next_cursor,
+            "personalized": result.personalized,
         }
     )
 

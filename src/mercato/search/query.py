@@ -26,6 +26,10 @@ relevant products, best sellers and products in stock come first. Products that 
 same are ordered by sales rank (the index keeps each segment's documents best sellers first,
 and Tantivy breaks score ties by document order). Without words, ``relevance`` is
 ``best_selling``: by sales rank.
+
+For a signed-in customer, the top of a ``relevance`` answer with words is then re-ordered by
+their brand and category affinities (:mod:`~mercato.search.personal`, :func:`personal_page`);
+the matching set, and so the total and the facets, never depend on them.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from mercato.search.engine import (
     rating_term,
     sales_term,
 )
+from mercato.search.personal import NO_AFFINITY, TOP_N, Affinity, Candidate, personal_order
 
 MAX_QUERY_CHARS = 200
 MAX_WORDS = 10
@@ -674,6 +679,9 @@ class SearchRequest:
     snippets: bool = True
     country: str | None = None
     """The shopper's destination: the storefront sets ``filters.reach`` from it."""
+    user_id: str | None = None
+    """The signed-in customer: the storefront reads their affinities, which re-order the top
+    of a relevance-ranked answer (:mod:`~mercato.search.personal`); None for a guest."""
 
 
 @dataclass
@@ -694,6 +702,7 @@ class Page:
     addresses: list[tuple[tantivy.DocAddress, int | None]]  # (address, keyset key)
     docs: list[tantivy.Document]
     more: bool
+    personalized: bool = False  # ordered by the customer's affinities
 
 
 @dataclass
@@ -706,6 +715,8 @@ class SearchResult:
     matched: Literal["all", "any"]
     next_cursor: str | None
     ids: list[str]
+    personalized: bool = False
+    """The page was ordered by the customer's affinities (see :mod:`.personal`)."""
 
 
 def fingerprint(words: Sequence[Word], filters: Filters) -> str:
@@ -768,12 +779,19 @@ def relaxed(plan: Plan) -> Plan | None:
 
 
 def fetch_page(
-    searcher: tantivy.Searcher, plan: Plan, sort: str, limit: int, cursor: Cursor | None
+    searcher: tantivy.Searcher,
+    plan: Plan,
+    sort: str,
+    limit: int,
+    cursor: Cursor | None,
+    affinity: Affinity = NO_AFFINITY,
 ) -> Page:
     if sort == "relevance" and plan.text is not None:
         offset = cursor.offset if cursor else 0
         if offset >= MAX_OFFSET:
             return Page([], [], False)
+        if affinity and offset < TOP_N:
+            return personal_page(searcher, plan, offset, limit, affinity)
         found = searcher.search(plan.base, limit + 1, count=False, offset=offset)
         hits: list[tuple[tantivy.DocAddress, int | None]] = [(a, None) for _, a in found.hits]
     else:
@@ -801,6 +819,42 @@ def fetch_page(
     more = len(hits) > limit
     hits = hits[:limit]
     return Page(hits, [searcher.doc(address) for address, _ in hits], more)
+
+
+def personal_page(
+    searcher: tantivy.Searcher, plan: Plan, offset: int, limit: int, affinity: Affinity
+) -> Page:
+    """A relevance page starting inside the top :data:`~.personal.TOP_N`, from the engine's
+    ranking with its top N re-ordered by the customer's affinities and the rest as ranked: one
+    search for the top N (or as far as the page reaches past it), the top N's documents read
+    once (the re-rank needs their brand and category, the page is some of them)."""
+    found = searcher.search(plan.base, max(TOP_N, offset + limit + 1), count=False)
+    top = found.hits[:TOP_N]
+    top_docs = [searcher.doc(address) for _, address in top]
+    order = personal_order(
+        [_candidate(score, doc) for (score, _), doc in zip(top, top_docs, strict=True)], affinity
+    )
+    ranked: list[tuple[tantivy.DocAddress, tantivy.Document | None]]
+    ranked = [(top[i][1], top_docs[i]) for i in order]
+    ranked += [(address, None) for _, address in found.hits[TOP_N:]]
+    window = ranked[offset : offset + limit + 1]
+    more = len(window) > limit
+    window = window[:limit]
+    return Page(
+        [(address, None) for address, _ in window],
+        [searcher.doc(address) if doc is None else doc for address, doc in window],
+        more,
+        personalized=True,
+    )
+
+
+def _candidate(score: float, doc: tantivy.Document) -> Candidate:
+    brand = _first(doc, "brand")
+    return Candidate(
+        float(score),
+        brand.split(SEP, 1)[0] if brand else None,
+        _first(doc, "category", "").split(SEP, 1)[0],
+    )
 
 
 def next_cursor(
@@ -877,7 +931,11 @@ def search(
     *,
     secret_key: str,
     synonyms: Synonyms = EMPTY_SYNONYMS,
+    affinity: Affinity = NO_AFFINITY,
 ) -> SearchResult:
+    """The request's answer. ``affinity`` (a signed-in customer's) re-orders the top of a
+    relevance-ranked answer with words; the matching set, the total and the facets are the
+    same whatever it holds."""
     snapshot = reader.snapshot()
     searcher = snapshot.searcher
     words = words_of(request.q)
@@ -904,7 +962,7 @@ def search(
         counting = _POOL.submit(
             _facets_or_total, snapshot, plan.matching, request.facets, plan.reach
         )
-    page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
+    page = fetch_page(searcher, plan, request.sort, request.limit, cursor, affinity)
     if cursor is None and not page.addresses:
         # Nothing on the first page means nothing at all: let any word match instead.
         wider = relaxed(plan)
@@ -913,7 +971,7 @@ def search(
             counting = _POOL.submit(
                 _facets_or_total, snapshot, plan.matching, request.facets, plan.reach
             )
-            page = fetch_page(searcher, plan, request.sort, request.limit, cursor)
+            page = fetch_page(searcher, plan, request.sort, request.limit, cursor, affinity)
     if counting is not None:
         counted = counting.result()
         if key is not None:
@@ -937,6 +995,7 @@ def search(
         matched=plan.matched,
         next_cursor=next_cursor(secret_key, plan, request.sort, page, cursor),
         ids=[_first(doc, "id") for doc in page.docs],
+        personalized=page.personalized,
     )
 
 

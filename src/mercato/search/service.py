@@ -7,6 +7,7 @@ the catalog. Other modules import this file only; the rules live in
 * :mod:`~mercato.search.synonyms`: the staff's synonym list;
 * :mod:`~mercato.search.reach`: the warehouses that reach a shopper's country;
 * :mod:`~mercato.search.replica`: this process's copy of the index;
+* :mod:`~mercato.search.personal`: a signed-in customer's re-rank of the top results;
 
 and the engine itself in :mod:`~mercato.search.engine` and :mod:`~mercato.search.query`.
 
@@ -33,6 +34,14 @@ from mercato.search.indexing import (
     replay,
     sales_readers,
     sync_index,
+)
+from mercato.search.personal import (
+    AFFINITY_TTL,
+    Affinity,
+    AffinityReader,
+    affinity_readers,
+    customer_affinity,
+    forget_affinities,
 )
 from mercato.search.query import MAX_QUERY_CHARS, Filters, Reach, SearchRequest, SearchResult
 from mercato.search.reach import WAREHOUSE_TTL, current_warehouses, forget_warehouses, reach
@@ -70,6 +79,7 @@ from mercato.search.synonyms import (
 )
 
 __all__ = [
+    "AFFINITY_TTL",
     "BATCH",
     "EVENT_TYPES",
     "EXTRAS_KEY",
@@ -78,6 +88,8 @@ __all__ = [
     "SALES_RANKS_CHANGED",
     "SYNONYM_TTL",
     "WAREHOUSE_TTL",
+    "Affinity",
+    "AffinityReader",
     "Filters",
     "PendingChanges",
     "ProductDetail",
@@ -93,12 +105,15 @@ __all__ = [
     "SynonymInfo",
     "VariantChoice",
     "add_synonyms",
+    "affinity_readers",
     "consumer_name",
     "current_synonyms",
     "current_warehouses",
+    "customer_affinity",
     "delete_synonyms",
     "engine_for",
     "find_product",
+    "forget_affinities",
     "forget_synonyms",
     "forget_warehouses",
     "list_products",

@@ -24,6 +24,7 @@ from mercato.inventory import service as inventory
 from mercato.problems import validation_problem
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
+from mercato.search import personal
 from mercato.search import query as q
 from mercato.search.reach import reach
 from mercato.search.replica import consumer_name, engine_for, unavailable
@@ -41,11 +42,15 @@ log = logging.getLogger("mercato.search")
 async def search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult:
     """The request's answer; with ``request.country`` (the shopper's destination), "in stock"
     means units in a warehouse shipping there, for the filter, its count, the hits and the
-    ranking."""
+    ranking. With ``request.user_id`` (a signed-in customer), a relevance-ranked answer with
+    words has its top re-ordered by the customer's affinities (:mod:`.personal`)."""
     reader = engine_for(runtime).reader()
     if reader is None:
         raise unavailable()
     synonyms = await current_synonyms(runtime)
+    affinity = personal.NO_AFFINITY
+    if request.sort == "relevance" and q.words_of(request.q):
+        affinity = await personal.customer_affinity(runtime, request.user_id)
     if request.country is not None:
         reached = await reach(runtime, request.country)
         request = dataclasses.replace(
@@ -55,7 +60,12 @@ async def search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult:
         # Off the event loop: Tantivy releases the GIL, so other requests go on meanwhile.
         return await asyncio.to_thread(
             functools.partial(
-                q.search, reader, request, secret_key=runtime.settings.secret_key, synonyms=synonyms
+                q.search,
+                reader,
+                request,
+                secret_key=runtime.settings.secret_key,
+                synonyms=synonyms,
+                affinity=affinity,
             )
         )
     except (ValueError, OSError) as exc:  # the engine, never the shopper's input

@@ -84,8 +84,10 @@ class Listing:
         )
 
     def request(
-        self, *, category: str | None = None, limit: int = PAGE_SIZE
+        self, *, category: str | None = None, limit: int = PAGE_SIZE, user_id: str | None = None
     ) -> search.SearchRequest:
+        """The search; ``user_id`` (a signed-in customer) re-orders the top of a search with
+        words by their affinities."""
         return search.SearchRequest(
             q=self.q,
             filters=self.filters(category),
@@ -95,6 +97,7 @@ class Listing:
             snippets=False,
             currency=self.currency,
             country=self.country,
+            user_id=user_id,
         )
 
     def pairs(self, *, with_category: bool = True) -> list[tuple[str, str]]:

@@ -220,7 +220,7 @@ async def search_page(
 ) -> Response:
     settings = runtime.settings
     listing = lst.parse_listing(request.query_params, settings.currency, destination.country)
-    result = await _search(runtime, listing.request())
+    result = await _search(runtime, listing.request(user_id=user.id if user else None))
     facets = result.facets if result else None
     base = "/search"
     pairs = listing.pairs()
@@ -284,7 +284,9 @@ async def category_page(
         request.query_params, runtime.settings.currency, destination.country
     )
     listing.category = None  # the path says which category
-    result = await _search(runtime, listing.request(category=category.slug))
+    result = await _search(
+        runtime, listing.request(category=category.slug, user_id=user.id if user else None)
+    )
     facets = result.facets if result else None
     counts = {
         n["path"]: int(n["count"])

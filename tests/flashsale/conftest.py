@@ -70,11 +70,12 @@ async def new_sale(
 
 def make_keeper(runtime: Runtime, **changes: object) -> Keeper:
     """The runtime's gate and limits, an admission pass on every poll."""
-    limiter = limiter_for(runtime)
-    base: dict[str, object] = {"admit_every": 0.0}
-    return Keeper.from_settings(
-        runtime.settings, service.gate_for(runtime), limiter, **(base | changes)
+    keeper = Keeper.from_settings(
+        runtime.settings, service.gate_for(runtime), limiter_for(runtime), admit_every=0.0
     )
+    for name, value in changes.items():
+        setattr(keeper, name, value)
+    return keeper
 
 
 @pytest.fixture

@@ -427,6 +427,7 @@ def describe(
         sale_status=status,
         starts_at=sale.starts_at,
         ends_at=sale.ends_at,
+        position=entry.position,
         purchased=entry.purchased,
     )
     if entry.state == "purchased":
@@ -462,7 +463,6 @@ def describe(
     ahead = max(0, entry.position - sale.served_through - 1)
     return replace(
         waiting,
-        position=entry.position,
         ahead=ahead,
         estimated_wait_seconds=math.ceil(ahead * 60 / sale.admission_rate),
     )

@@ -325,7 +325,10 @@ async def admit_due(
         return PassResult(lapsed=lapsed, returned=returned, paused=True)
     taken = taken or 0
     admitted: list[tuple[str, int, int]] = []  # (entry id, position, units)
-    left = taken
+    # Never more than the database has: a return given back by another process between the
+    # synchronisation and the take would make the gate say too much for a moment. What is
+    # taken beyond is not given back: the gate stays low until the next synchronisation.
+    left = min(taken, sale.remaining)
     for entry_id, position in candidates[:let_in]:
         if left <= 0:
             break
@@ -337,7 +340,7 @@ async def admit_due(
     try:
         await _record_admissions(uow, keeper, sale, admitted, now)
     except BaseException:
-        await _give_back_quietly(keeper.gate, sale.id, taken)
+        await _give_back_quietly(keeper.gate, sale.id, sum(u for _, _, u in admitted))
         raise
     return PassResult(admitted=len(admitted), lapsed=lapsed, returned=returned)
 

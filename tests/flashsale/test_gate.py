@@ -203,3 +203,17 @@ async def test_an_admission_holds_up_to_the_limit(db: Database, keeper: Keeper, 
     assert bought.returned == 1
     assert await keeper.gate.remaining(created.id) == 1
     assert (await admit(db, keeper, created.id, START)).admitted == 1
+
+
+async def test_the_worker_admits_and_repairs_a_forgotten_gate(
+    db: Database, runtime: Runtime
+) -> None:
+    keeper = service.keeper_for(runtime)
+    variant = await stocked_variant(db, 10)
+    created = await new_sale(db, variant, 10)
+    for i in range(3):
+        await join(db, keeper, created.id, f"cus_{i}", START)
+    assert await service.watch_sales(runtime, now=START + timedelta(seconds=1)) == 3
+    await keeper.gate.forget(created.id)
+    await service.watch_sales(runtime, now=START + timedelta(seconds=2))
+    assert await keeper.gate.remaining(created.id) == 7

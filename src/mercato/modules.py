@@ -25,6 +25,7 @@ MODULES: tuple[str, ...] = (
     "payments",
     "orders",
     "checkout",
+    "flashsale",
     "search",
     "recommendations",
     "fulfilment",

@@ -179,6 +179,17 @@ class Settings(BaseSettings):
     # How often a process asks whether another one rebuilt the lists (0: on every request).
     recs_reload_seconds: float = Field(default=5.0, ge=0)
 
+    # flash sales: a buyer who stops polling the waiting room for the grace period loses the
+    # place; an admitted buyer holds the units (and the admission token) for the hold; the
+    # waiting room's endpoints are limited per customer and per client IP
+    flashsale_grace_seconds: int = Field(default=60, ge=5, le=3600)
+    flashsale_hold_seconds: int = Field(default=300, ge=30, le=3600)
+    flashsale_checkout_grace_seconds: int = Field(
+        default=600, ge=30, le=86400, description="How long a purchase in progress keeps units"
+    )
+    flashsale_polls_per_customer_per_minute: int = Field(default=60, ge=1)
+    flashsale_requests_per_ip_per_minute: int = Field(default=600, ge=1)
+
     # notifications: with no SMTP host, mails are written as .eml files under data_dir/mail
     smtp_host: str | None = None
     smtp_port: int = 25

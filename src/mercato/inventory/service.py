@@ -2,6 +2,7 @@
 ledger. Other modules import this file only; the rules live by family in
 
 * :mod:`~mercato.inventory.reserve`: holds for an owner, selling and giving them back;
+* :mod:`~mercato.inventory.holds`: selling a long-lived hold a few units at a time;
 * :mod:`~mercato.inventory.stock`: reading stock rows, and the staff's changes to them;
 * :mod:`~mercato.inventory.warehouses`: warehouses, and the catalog variants stock is kept for;
 * :mod:`~mercato.inventory.serving`: which warehouse would serve a destination (delivery dates);
@@ -34,6 +35,7 @@ from mercato.inventory.common import (
     normalize_country,
     stock_spreads,
 )
+from mercato.inventory.holds import SoldFromHold, sell_from_hold
 from mercato.inventory.ledger import (
     LEDGER_RULE,
     LedgerDifference,
@@ -96,6 +98,7 @@ __all__ = [
     "LowStockVariant",
     "ReservationInfo",
     "ServingWarehouse",
+    "SoldFromHold",
     "StockLevel",
     "StockSpread",
     "VariantRef",
@@ -123,6 +126,7 @@ __all__ = [
     "reserve",
     "resolve_variant",
     "restock",
+    "sell_from_hold",
     "serving_warehouses",
     "set_handling_days",
     "shipping_countries",

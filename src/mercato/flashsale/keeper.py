@@ -1,0 +1,111 @@
+"""What the waiting room's rules need from the process: the gate, the admission pace, the
+time windows, the secret that signs admission tokens and the per-caller limits.
+
+Built once per runtime (:func:`keeper_for`); tests build their own (a fake clock for the pace,
+no per-process admission throttle).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+
+from mercato.flashsale.gate import Gate, gate_for
+from mercato.ratelimit import (
+    MemoryTokenBucket,
+    Rate,
+    TokenBucketLimiter,
+    limiter_for,
+    throttle,
+)
+from mercato.runtime import Runtime
+from mercato.settings import Settings
+
+PACE_BURST_SECONDS = 5
+"""An admission burst is at most this many seconds' worth of the sale's rate."""
+MAX_BATCH = 200
+"""The most buyers one admission pass admits."""
+ADMIT_EVERY_SECONDS = 0.5
+"""A process runs a sale's admission pass on a poll at most this often."""
+
+
+def pace_rate(admission_rate: int) -> Rate:
+    """The token bucket that paces a sale's admissions: ``admission_rate`` buyers per minute,
+    in bursts of a few seconds' worth."""
+    burst = max(1, math.ceil(admission_rate * PACE_BURST_SECONDS / 60))
+    return Rate(burst, admission_rate / 60)
+
+
+@dataclass
+class Keeper:
+    gate: Gate
+    pace: TokenBucketLimiter
+    limiter: TokenBucketLimiter
+    secret_key: str
+    grace: timedelta
+    hold: timedelta
+    checkout_grace: timedelta
+    customer_rate: Rate
+    ip_rate: Rate
+    admit_every: float = ADMIT_EVERY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    # Used while Redis, which holds the shared limits, cannot be reached.
+    fallback_limiter: TokenBucketLimiter = field(default_factory=MemoryTokenBucket)
+    _last_pass: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, gate: Gate, limiter: TokenBucketLimiter, **changes: object
+    ) -> Keeper:
+        keeper = cls(
+            gate=gate,
+            pace=limiter,
+            limiter=limiter,
+            secret_key=settings.secret_key,
+            grace=timedelta(seconds=settings.flashsale_grace_seconds),
+            hold=timedelta(seconds=settings.flashsale_hold_seconds),
+            checkout_grace=timedelta(seconds=settings.flashsale_checkout_grace_seconds),
+            customer_rate=Rate.per_minute(settings.flashsale_polls_per_customer_per_minute),
+            ip_rate=Rate.per_minute(settings.flashsale_requests_per_ip_per_minute),
+        )
+        for name, value in changes.items():
+            setattr(keeper, name, value)
+        return keeper
+
+    def pass_due(self, sale_id: str) -> bool:
+        """Whether this process should run the sale's admission pass now: every poll would,
+        but one pass serves everyone waiting, so a process runs one at most every
+        ``admit_every`` seconds."""
+        now = self.clock()
+        if now - self._last_pass.get(sale_id, -math.inf) < self.admit_every:
+            return False
+        self._last_pass[sale_id] = now
+        return True
+
+    async def throttle(self, customer_id: str, ip: str) -> None:
+        """One request of the customer's and the address's allowance on the sale endpoints, or
+        429 ``rate_limited`` with ``Retry-After``. The client IP first: a refused request spends
+        nothing of the customer's allowance. Redis unreachable: this process's own buckets."""
+        buckets = {
+            f"flashsale:ip:{ip}": self.ip_rate,
+            f"flashsale:customer:{customer_id}": self.customer_rate,
+        }
+        detail = "Too many requests to the waiting room; try again shortly"
+        try:
+            await throttle(self.limiter, buckets, detail=detail)
+        except RedisError:
+            await throttle(self.fallback_limiter, buckets, detail=detail)
+
+
+def keeper_for(runtime: Runtime) -> Keeper:
+    keeper = runtime.extras.get("flashsale.keeper")
+    if keeper is None:
+        keeper = Keeper.from_settings(runtime.settings, gate_for(runtime), limiter_for(runtime))
+        runtime.extras["flashsale.keeper"] = keeper
+    assert isinstance(keeper, Keeper)
+    return keeper

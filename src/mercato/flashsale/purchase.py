@@ -1,0 +1,232 @@
+"""What the checkout calls for a buyer admitted to a flash sale.
+
+1. :func:`take_admitted_unit` — the admission token is checked (signature, expiry, and the
+   buyer's place admitted with exactly that expiry) and the place moves to ``checking_out``:
+   its units can no longer run out under the buyer while the purchase runs (a purchase stuck
+   past the checkout's grace does lose them, and :func:`mark_purchased` then refuses).
+2. :func:`mark_purchased` — the units bought are sold out of the sale's inventory hold, in the
+   checkout's transaction; units held but not bought go back to the gate.
+3. :func:`return_unit` — the purchase failed or was abandoned: the units go back to the gate for
+   the next buyer in line.
+
+Each locks the sale's row first, then the buyer's place (the module's locking order).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, update
+
+from mercato.db import UnitOfWork, utcnow
+from mercato.flashsale.common import (
+    ENTRIES,
+    SALE_VARIANTS,
+    SALES,
+    EntryInfo,
+    find_entry,
+    get_sale,
+    hold_owner,
+    not_in_queue,
+    sale_ended,
+)
+from mercato.flashsale.gate import Gate
+from mercato.flashsale.queue import _give_back_quietly
+from mercato.flashsale.tokens import invalid_admission, read_token
+from mercato.inventory import service as inventory
+from mercato.problems import Problem, validation_problem
+
+_SELL_VARIANT = (
+    update(SALE_VARIANTS)
+    .where(
+        SALE_VARIANTS.c.sale_id == bindparam("b_sale"),
+        SALE_VARIANTS.c.variant_id == bindparam("b_variant"),
+        SALE_VARIANTS.c.sold + bindparam("b_q") <= SALE_VARIANTS.c.allocation,
+    )
+    .values(sold=SALE_VARIANTS.c.sold + bindparam("b_q"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedUnits:
+    """What an admitted buyer may buy: up to ``units`` of the sale's variants at its price."""
+
+    sale_id: str
+    customer_id: str
+    units: int
+    price: int
+    currency: str
+    variant_ids: tuple[str, ...]
+    hold_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    sale_id: str
+    customer_id: str
+    lines: tuple[tuple[str, int], ...]  # (variant_id, units) sold
+    returned: int  # units held but not bought, back to the gate
+
+
+def not_admitted(sale_id: str) -> Problem:
+    return Problem(
+        409,
+        "not_admitted",
+        f"You hold no units of flash sale {sale_id!r} (never admitted, or the hold ran out)",
+        sale_id=sale_id,
+    )
+
+
+async def take_admitted_unit(
+    uow: UnitOfWork,
+    secret_key: str,
+    token: str,
+    customer_id: str,
+    now: datetime | None = None,
+) -> AdmittedUnits:
+    """Start a purchase with an admission token. 403 ``invalid_admission`` (not this shop's,
+    altered, or another customer's) or ``admission_expired``; 409 ``not_admitted`` when the
+    place no longer holds units under this token; 409 ``sale_ended``. Idempotent: a purchase
+    already started with this token is answered again."""
+    now = now or utcnow()
+    admission = read_token(secret_key, token, now)
+    if admission.customer_id != customer_id:
+        raise invalid_admission()
+    sale = await get_sale(uow, admission.sale_id, lock=True, variants=True)
+    if sale.status_at(now) == "ended":
+        raise sale_ended(sale.id)
+    entry = await find_entry(uow, sale.id, customer_id)
+    if (
+        entry is None
+        or entry.state not in ("admitted", "checking_out")
+        or entry.hold_expires_at != admission.expires_at
+    ):
+        raise not_admitted(sale.id)
+    if entry.state == "admitted":
+        await uow.execute(
+            update(ENTRIES)
+            .where(ENTRIES.c.id == entry.id, ENTRIES.c.state == "admitted")
+            .values(state="checking_out")
+        )
+    return AdmittedUnits(
+        sale_id=sale.id,
+        customer_id=customer_id,
+        units=entry.units,
+        price=sale.price,
+        currency=sale.currency,
+        variant_ids=tuple(v.variant_id for v in sale.variants),
+        hold_expires_at=admission.expires_at,
+    )
+
+
+async def _held_entry(uow: UnitOfWork, sale_id: str, customer_id: str) -> EntryInfo:
+    entry = await find_entry(uow, sale_id, customer_id)
+    if entry is None:
+        raise not_in_queue(sale_id)
+    if entry.state not in ("admitted", "checking_out"):
+        raise not_admitted(sale_id)
+    return entry
+
+
+def _check_lines(lines: Sequence[tuple[str, int]], units: int) -> dict[str, int]:
+    wanted: dict[str, int] = defaultdict(int)
+    for i, (variant_id, quantity) in enumerate(lines):
+        if quantity < 1:
+            raise validation_problem(f"lines[{i}].quantity", "must be at least 1")
+        wanted[variant_id] += quantity
+    total = sum(wanted.values())
+    if not 1 <= total <= units:
+        raise validation_problem("lines", f"1 to {units} unit(s) in all, {total} given")
+    return dict(wanted)
+
+
+async def mark_purchased(
+    uow: UnitOfWork,
+    gate: Gate,
+    sale_id: str,
+    customer_id: str,
+    lines: Sequence[tuple[str, int]],
+    *,
+    reference: str | None = None,
+) -> Purchase:
+    """The buyer bought ``lines`` (variant, units) of what they hold: the units are sold out of
+    the sale's inventory hold (in the caller's transaction, with the order), the place becomes
+    ``purchased``, and units held but not bought go back to the gate once this commits. 409
+    ``not_admitted`` (the hold ran out or was returned), ``sale_ended``, ``variant_sold_out``
+    (that variant's share is gone: the buyer may choose another), 422 for lines outside the
+    sale or beyond the units held."""
+    now = utcnow()
+    sale = await get_sale(uow, sale_id, lock=True, variants=True)
+    if sale.status == "ended":
+        raise sale_ended(sale_id)
+    entry = await _held_entry(uow, sale_id, customer_id)
+    wanted = _check_lines(lines, entry.units)
+    known = {v.variant_id for v in sale.variants}
+    for i, variant_id in enumerate(wanted):
+        if variant_id not in known:
+            raise validation_problem(
+                f"lines[{i}].variant_id", "is not in this sale", code="unknown_variant"
+            )
+    for variant_id, quantity in sorted(wanted.items()):
+        params = {"b_sale": sale_id, "b_variant": variant_id, "b_q": quantity}
+        if await uow.changed(_SELL_VARIANT, params) != 1:
+            raise Problem(
+                409,
+                "variant_sold_out",
+                f"{variant_id} is sold out in this flash sale; another variant may remain",
+                variant_id=variant_id,
+            )
+        await inventory.sell_from_hold(
+            uow, hold_owner(sale_id), variant_id, quantity, reason=reference
+        )
+    bought = sum(wanted.values())
+    await uow.execute(
+        update(ENTRIES)
+        .where(ENTRIES.c.id == entry.id)
+        .values(state="purchased", purchased=bought, finished_at=now)
+    )
+    await uow.execute(
+        update(SALES)
+        .where(SALES.c.id == sale_id)
+        .values(sold=SALES.c.sold + bought, held=SALES.c.held - entry.units)
+    )
+    _give_back_after_commit(uow, gate, sale_id, entry.units - bought)
+    return Purchase(sale_id, customer_id, tuple(sorted(wanted.items())), entry.units - bought)
+
+
+async def return_unit(
+    uow: UnitOfWork, gate: Gate, sale_id: str, customer_id: str, *, reason: str = "returned"
+) -> int:
+    """The purchase failed or was abandoned: the buyer's held units go back to the gate (once
+    this commits) for the next in line, and the place is ``expired`` (joining again queues at
+    the back). Returns the units given back; 0 when nothing was held any more (idempotent)."""
+    sale = await get_sale(uow, sale_id, lock=True)
+    entry = await find_entry(uow, sale_id, customer_id)
+    if entry is None or entry.state not in ("admitted", "checking_out"):
+        return 0
+    await uow.execute(
+        update(ENTRIES)
+        .where(ENTRIES.c.id == entry.id)
+        .values(state="expired", expired_reason=reason[:16], finished_at=utcnow())
+    )
+    if sale.status == "ended":
+        return 0  # the end gave every held unit back to regular stock already
+    await uow.execute(
+        update(SALES).where(SALES.c.id == sale_id).values(held=SALES.c.held - entry.units)
+    )
+    _give_back_after_commit(uow, gate, sale_id, entry.units)
+    return entry.units
+
+
+def _give_back_after_commit(uow: UnitOfWork, gate: Gate, sale_id: str, units: int) -> None:
+    # After the commit, never before: a rollback must not leave the gate higher than the
+    # database (a crash after the commit leaves it lower, which the next pass repairs).
+    if units > 0:
+
+        async def give_back() -> None:
+            await _give_back_quietly(gate, sale_id, units)
+
+        uow.after_commit(give_back)

@@ -1,0 +1,147 @@
+"""The waiting room: the pre-queue drawn at random at the start, first come first served
+after it, one place per customer, places that lapse, admissions in order at the sale's pace,
+holds that run out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from mercato.db import Database
+from mercato.flashsale.common import ENTRIES
+from mercato.flashsale.service import Keeper
+from tests.flashsale.conftest import (
+    START,
+    FakeClock,
+    admit,
+    join,
+    new_sale,
+    sale,
+    state,
+    stocked_variant,
+)
+
+
+async def test_pre_queue_is_drawn_at_random_at_the_start_then_first_come_first_served(
+    db: Database, keeper: Keeper
+) -> None:
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 5)
+    early = [f"cus_{i:02d}" for i in range(30)]
+    for i, customer in enumerate(early):
+        entry = await join(db, keeper, created.id, customer, START - timedelta(seconds=30 - i))
+        assert entry.position is None  # the pre-queue has no order yet
+    before = await state(db, keeper, created.id, early[0], START - timedelta(seconds=1))
+    assert before.state == "waiting" and before.position is None
+    assert before.sale_status == "scheduled"
+
+    # The first join after the start opens the sale: the pre-queue is numbered at random.
+    late = ["cus_late_1", "cus_late_2", "cus_late_3"]
+    positions = [
+        (await join(db, keeper, created.id, c, START + timedelta(seconds=i))).position
+        for i, c in enumerate(late)
+    ]
+    assert positions == [31, 32, 33]
+    drawn = []
+    for customer in early:
+        found = await state(db, keeper, created.id, customer, START + timedelta(seconds=5))
+        drawn.append(found.position)
+    assert sorted(drawn) == list(range(1, 31))
+    assert drawn != list(range(1, 31))  # 1 chance in 30! of failing by accident
+    assert (await sale(db, created.id)).status == "live"
+
+
+async def test_one_place_per_customer_across_devices(db: Database, keeper: Keeper) -> None:
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 5)
+    now = START + timedelta(seconds=1)
+    first, second = await asyncio.gather(
+        join(db, keeper, created.id, "cus_a", now), join(db, keeper, created.id, "cus_a", now)
+    )
+    assert first.id == second.id and first.position == second.position == 1
+    again = await join(db, keeper, created.id, "cus_a", now + timedelta(seconds=3))
+    assert again.id == first.id and again.position == 1
+    async with db.transaction() as uow:
+        count = await uow.scalar(select(func.count()).select_from(ENTRIES))
+    assert count == 1
+    assert (await join(db, keeper, created.id, "cus_b", now)).position == 2
+
+
+async def test_a_buyer_who_stops_polling_loses_the_place(db: Database, keeper: Keeper) -> None:
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 1)
+    grace = keeper.grace
+    await join(db, keeper, created.id, "cus_first", START)  # admitted, holds the only unit
+    await admit(db, keeper, created.id, START)
+    await join(db, keeper, created.id, "cus_a", START)
+    polled = START + grace - timedelta(seconds=1)
+    assert (await state(db, keeper, created.id, "cus_a", polled)).state == "waiting"
+    # The poll just before the grace ran out kept the place for another grace period.
+    kept = polled + grace - timedelta(seconds=1)
+    assert (await state(db, keeper, created.id, "cus_a", kept)).state == "waiting"
+    gone = kept + grace + timedelta(seconds=1)
+    assert (await state(db, keeper, created.id, "cus_a", gone)).state == "expired"
+    assert (await admit(db, keeper, created.id, gone)).lapsed == 1
+    # Joining again queues at the back.
+    back = await join(db, keeper, created.id, "cus_b", gone)
+    rejoined = await join(db, keeper, created.id, "cus_a", gone)
+    assert rejoined.state == "waiting" and rejoined.position > back.position
+
+
+async def test_admissions_go_in_queue_order_at_the_sales_pace(
+    db: Database, paced: Keeper, clock: FakeClock
+) -> None:
+    variant = await stocked_variant(db, 50)
+    created = await new_sale(db, variant, 50, rate=60)  # one a second, bursts of five
+    customers = [f"cus_{i:02d}" for i in range(20)]
+    for i, customer in enumerate(customers):
+        await join(db, paced, created.id, customer, START + timedelta(milliseconds=i))
+    now = START + timedelta(seconds=1)
+    assert (await admit(db, paced, created.id, now)).admitted == 5
+    assert (await admit(db, paced, created.id, now)).admitted == 0
+    clock.now += 3
+    assert (await admit(db, paced, created.id, now)).admitted == 3
+    states = [(await state(db, paced, created.id, c, now)).state for c in customers]
+    assert states == ["admitted"] * 8 + ["waiting"] * 12
+    ninth = await state(db, paced, created.id, customers[8], now)
+    assert ninth.position == 9 and ninth.ahead == 0
+    last = await state(db, paced, created.id, customers[-1], now)
+    assert last.ahead == 11 and last.estimated_wait_seconds == 11
+
+
+async def test_a_hold_that_runs_out_goes_to_the_next_in_line(db: Database, keeper: Keeper) -> None:
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 1)
+    await join(db, keeper, created.id, "cus_a", START)
+    await join(db, keeper, created.id, "cus_b", START)
+    assert (await admit(db, keeper, created.id, START)).admitted == 1
+    first = await state(db, keeper, created.id, "cus_a", START)
+    assert first.state == "admitted" and first.units == 1 and first.admission_token
+    assert (await state(db, keeper, created.id, "cus_b", START)).state == "waiting"
+    # cus_b keeps polling; cus_a never buys.
+    later = START
+    while later < START + keeper.hold:
+        later += keeper.grace / 2
+        await state(db, keeper, created.id, "cus_b", later)
+    result = await admit(db, keeper, created.id, later)
+    assert (result.returned, result.admitted) == (1, 1)
+    assert (await state(db, keeper, created.id, "cus_a", later)).state == "expired"
+    assert (await state(db, keeper, created.id, "cus_b", later)).state == "admitted"
+    assert (await sale(db, created.id)).held == 1
+
+
+async def test_sold_out_when_everything_is_sold(db: Database, keeper: Keeper) -> None:
+    from mercato.flashsale import service
+
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 1)
+    await join(db, keeper, created.id, "cus_a", START)
+    await join(db, keeper, created.id, "cus_b", START)
+    await admit(db, keeper, created.id, START)
+    # While the unit is held it may come back: cus_b waits.
+    assert (await state(db, keeper, created.id, "cus_b", START)).state == "waiting"
+    async with db.transaction() as uow:
+        await service.mark_purchased(uow, keeper.gate, created.id, "cus_a", [(variant, 1)])
+    assert (await state(db, keeper, created.id, "cus_b", START)).state == "sold_out"

@@ -10,6 +10,8 @@ In memory the lists are a few flat arrays rather than millions of Python objects
 products with twenty neighbours each would be tens of millions of them, gigabytes): the sorted
 product ids, and per kind a CSR layout over them (``indptr``; int32 neighbour indexes; float32
 score and rule measures). :meth:`Lists.of` makes the :class:`Item` objects of the one list asked.
+Stored, in the database and in Redis alike, they are those arrays in NumPy's ``.npz`` format,
+in parts of :data:`PART_BYTES`: loading is copying bytes, about a second at a million products.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -32,20 +34,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mercato.db import UnitOfWork
-from mercato.recommendations.models import RecommendationList, RecommendationState
+from mercato.recommendations.models import RecommendationPart, RecommendationState
 from mercato.runtime import Runtime
 
 log = logging.getLogger("mercato.recommendations")
 
-LISTS = cast(Table, RecommendationList.__table__)
+PARTS = cast(Table, RecommendationPart.__table__)
+LISTS = PARTS  # where the builds are stored (one version kept)
 STATE = cast(Table, RecommendationState.__table__)
 SHOP_WIDE = ""  # the product id of the shop-wide popular list
-INSERT_BATCH = 1000
-READ_BATCH = 5000  # rows per fetch of the streamed read
 EXTRA = "recommendations"
 MEASURES = ("confidence", "support", "lift")
 REDIS_PREFIX = "recommendations:lists:"
-REDIS_PART = 32 * 1024 * 1024  # a copy is split in parts no bigger than this
+PART_BYTES = 8 * 1024 * 1024  # a stored or copied build is split in parts this big
 REDIS_TTL = 7 * 24 * 3600  # a copy nobody rebuilt or reloaded for a week goes
 
 
@@ -167,34 +168,11 @@ class Lists:
         """The arrays' bytes (the whole of a loaded copy but a few small objects)."""
         return int(self.ids.nbytes) + sum(t.nbytes() for t in self.kinds.values())
 
-    def rows(self, batch: int = INSERT_BATCH) -> Iterator[list[tuple[Key, list[list[Any]]]]]:
-        """The lists as database rows (``[[product id, score, confidence, support, lift],
-        ...]``), ``batch`` products at a time; only these rows' values become Python objects."""
-        for kind, table in self.kinds.items():
-            owners = np.flatnonzero(np.diff(table.indptr))
-            for first in range(0, len(owners), batch):
-                chunk = owners[first : first + batch]
-                yield list(_rows_of(self.ids, kind, table, chunk))
-
 
 def _floats(values: Array | None, start: int, end: int) -> list[float | None]:
     if values is None:
         return [None] * (end - start)
     return [None if v != v else v for v in values[start:end].tolist()]  # NaN: no measure
-
-
-def _rows_of(
-    ids: Array, kind: str, table: KindLists, owners: Array
-) -> Iterator[tuple[Key, list[list[Any]]]]:
-    # The owners are sorted, so their entries are one contiguous run of the arrays.
-    start, end = int(table.indptr[owners[0]]), int(table.indptr[owners[-1] + 1])
-    names = [n.decode() for n in ids[table.targets[start:end]].tolist()]
-    scores = table.score[start:end].tolist()
-    c, s, lift = (_floats(m, start, end) for m in table.measures())
-    owner_names = [n.decode() for n in ids[owners].tolist()]
-    for owner, name in zip(owners.tolist(), owner_names, strict=True):
-        a, b = int(table.indptr[owner]) - start, int(table.indptr[owner + 1]) - start
-        yield (kind, name), [[names[k], scores[k], c[k], s[k], lift[k]] for k in range(a, b)]
 
 
 @dataclass(slots=True)
@@ -224,7 +202,7 @@ def assemble(
 
 
 def _laid_out(rows: KindRows, rank: Array) -> KindLists:
-    lengths = np.diff(np.asarray(rows.indptr, dtype=np.int64))
+    lengths: Array = np.diff(np.asarray(rows.indptr, dtype=np.int64))
     owner_rank = rank[np.asarray(rows.owners, dtype=np.int64)]
     counts = np.zeros(len(rank), dtype=np.int64)
     counts[owner_rank] = lengths
@@ -368,7 +346,7 @@ async def write(
     orders_seen: int,
     model: str,
 ) -> int:
-    """Store a build under a new version, make it the served one and drop the older rows, in
+    """Store a build under a new version, make it the served one and drop the older parts, in
     the caller's transaction (so a reader sees the old build or the new one, whole)."""
     if not isinstance(lists, Lists):
         lists = of_items(0, lists, model)
@@ -381,50 +359,39 @@ async def write(
         .on_conflict_do_nothing()
     )
     served = await uow.scalar(select(STATE.c.version).where(STATE.c.id == 1).with_for_update())
-    highest = await uow.scalar(select(func.max(LISTS.c.version)))
+    highest = await uow.scalar(select(func.max(PARTS.c.version)))
     version = max(int(served or 0), int(highest or 0)) + 1
-    for batch in lists.rows(INSERT_BATCH):
-        await uow.execute(
-            insert(LISTS),
-            [
-                {"version": version, "kind": kind, "product_id": product_id, "items": items}
-                for (kind, product_id), items in batch
-            ],
-        )
+    for n, part in enumerate(parts_of(to_blob(lists.with_version(version, model).compact()))):
+        await uow.execute(insert(PARTS).values(version=version, part=n, data=part))
     await uow.execute(
         update(STATE)
         .where(STATE.c.id == 1)
         .values(version=version, built_at=built_at, orders_seen=orders_seen, model=model)
     )
-    await uow.execute(delete(LISTS).where(LISTS.c.version != version))
+    await uow.execute(delete(PARTS).where(PARTS.c.version != version))
     return version
 
 
 async def read(uow: UnitOfWork, version: int | None = None) -> Lists:
-    """The served lists (or ``version``'s), streamed from the database ``READ_BATCH`` rows at a
-    time (a server-side cursor on PostgreSQL) into the compact form."""
+    """The served lists (or ``version``'s) from the database: its parts, one at a time."""
     if version is None:
         version = await current_version(uow)
     if not version:
         return EMPTY
-    model = await uow.scalar(select(STATE.c.model).where(STATE.c.id == 1))
-    gather = Gather()
     rows = await uow.stream(
-        select(LISTS.c.kind, LISTS.c.product_id, LISTS.c["items"])
-        .where(LISTS.c.version == version)
-        .execution_options(yield_per=READ_BATCH)
+        select(PARTS.c.data)
+        .where(PARTS.c.version == version)
+        .order_by(PARTS.c.part)
+        .execution_options(yield_per=1)
     )
-    async for kind, product_id, items in rows:
-        gather.add(kind, product_id, items)
-    # A build committed meanwhile (PostgreSQL reads each statement afresh) may have deleted
-    # these rows under the cursor: then the new version is the one to read.
-    now = await current_version(uow)
-    if now != version:
-        return await read(uow, now)
-    return gather.lists(version, str(model or "")).compact()
+    parts = [bytes(data) async for data in rows.scalars()]
+    if not parts:  # a build committed meanwhile and deleted them: read the new version
+        now = await current_version(uow)
+        return await read(uow, now) if now != version else EMPTY
+    return from_blob(b"".join(parts))
 
 
-# -- the Redis copy: one blob per version, in parts ------------------------------------------
+# -- the stored form: one blob per version, in parts (the database's and Redis's) ----------
 
 
 def to_blob(lists: Lists) -> bytes:
@@ -465,6 +432,10 @@ def from_blob(blob: bytes) -> Lists:
         return Lists(int(meta["version"]), found["ids"], kinds, str(meta["model"]))
 
 
+def parts_of(blob: bytes) -> list[bytes]:
+    return [blob[i : i + PART_BYTES] for i in range(0, len(blob), PART_BYTES)] or [b""]
+
+
 def _redis_key(version: int, part: int | None = None) -> str:
     return f"{REDIS_PREFIX}{version}:" + ("parts" if part is None else str(part))
 
@@ -473,8 +444,7 @@ async def copy_to_redis(redis: Redis, lists: Lists) -> bool:
     """Put ``lists`` (a stored version) in Redis and drop other versions' copies; the parts
     first and their count last, so a reader that finds the count finds every part. False
     (logged) when Redis failed: processes then load from the database."""
-    blob = to_blob(lists.compact())
-    parts = [blob[i : i + REDIS_PART] for i in range(0, len(blob), REDIS_PART)] or [b""]
+    parts = parts_of(to_blob(lists.compact()))
     try:
         for n, part in enumerate(parts):
             await redis.set(_redis_key(lists.version, n), part, ex=REDIS_TTL)

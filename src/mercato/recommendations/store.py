@@ -227,9 +227,9 @@ def _laid_out(rows: KindRows, rank: Array) -> KindLists:
 
 
 class Gather:
-    """Collects lists one product at a time (database rows, items) into :func:`assemble`'s
-    input, turning every ``GATHER_FLUSH`` products' values into float32 arrays so that no
-    Python object per item outlives its batch."""
+    """Collects lists one product at a time (``[product id, score, ...]`` rows) into
+    :func:`assemble`'s input, turning every ``GATHER_FLUSH`` products' values into float32 arrays
+    so that no Python object per item outlives its batch."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}

@@ -186,3 +186,33 @@ async def test_recent_reads_load_only_what_they_do_not_hold() -> None:
     await uncached.read(["a"], load)
     await uncached.read(["a"], load)
     assert loads[-2:] == [["a"], ["a"]]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 7), st.integers(0, 9)), min_size=1, max_size=60, unique=True),
+    st.integers(1, 4),
+    st.sampled_from(["itemknn", "rp3beta"]),
+)
+def test_banded_top_lists_are_the_whole_matrix_top_lists(
+    bought: list[tuple[int, int]], top: int, model: str
+) -> None:
+    # Customers x products; a budget of one entry puts every row in a band of its own.
+    x = sp.csr_matrix(
+        ([1.0] * len(bought), ([c for c, _ in bought], [p for _, p in bought])), shape=(8, 10)
+    )
+    items = [f"p{i}" for i in range(10)]
+    whole = similarity.top_neighbours(similarity.scores(model, x), items, top)
+    banded = similarity.top_of_rows(similarity.model_rows(model, x), items, top, budget=1)
+    found = {
+        items[i]: [
+            (items[t], s)
+            for t, s in zip(
+                banded.targets[banded.indptr[i] : banded.indptr[i + 1]].tolist(),
+                banded.scores[banded.indptr[i] : banded.indptr[i + 1]].tolist(),
+                strict=True,
+            )
+        ]
+        for i in range(10)
+        if banded.indptr[i] < banded.indptr[i + 1]
+    }
+    assert found == whole

@@ -41,6 +41,7 @@ from mercato.orders import service as orders
 from mercato.orders.service import OrderInfo, OrderLineInfo
 from mercato.problems import validation_problem
 from mercato.recommendations import service as recommendations
+from mercato.runtime import Runtime
 from mercato.settings import Settings
 
 log = logging.getLogger("mercato.notifications")
@@ -248,9 +249,7 @@ def _valid_for(expires_at: datetime, now: datetime) -> str:
     return f"{round(hours / 24)} days"
 
 
-async def _order_draft(
-    uow: UnitOfWork, settings: Settings, event: Event, kind: str
-) -> _Draft | None:
+async def _order_draft(uow: UnitOfWork, runtime: Runtime, event: Event, kind: str) -> _Draft | None:
     order_id = event.payload.get("order_id") or event.aggregate_id
     order = await orders.get_order(uow, str(order_id))
     if order is None:
@@ -260,18 +259,19 @@ async def _order_draft(
     # it when the mail is sent.
     to = order.email if order.user_id is None else str(event.payload.get("email") or order.email)
     to = to.strip()
-    context = email_context(settings, order, event, kind)
+    context = email_context(runtime.settings, order, event, kind)
     if kind == "order_placed":
-        context["suggested"] = await _suggested(uow, settings, order)
+        context["suggested"] = await _suggested(uow, runtime, order)
     return _Draft(to, context, order_id=order.id)
 
 
-async def _suggested(uow: UnitOfWork, settings: Settings, order: OrderInfo) -> list[dict[str, str]]:
-    """ "You may also like" in the confirmation: what goes with the order's products, for its
+async def _suggested(uow: UnitOfWork, runtime: Runtime, order: OrderInfo) -> list[dict[str, str]]:
+    """The confirmation's "You may also like": what goes with the order's products, for its
     destination (none when the shop has no recommendations yet)."""
+    settings = runtime.settings
     country = str(order.shipping_address.get("country") or settings.default_country)
     found = await recommendations.for_order_mail(
-        uow, sorted({line.product_id for line in order.lines}), country=country
+        uow, runtime, sorted({line.product_id for line in order.lines}), country=country
     )
     base = settings.public_url.rstrip("/")
     return [
@@ -309,7 +309,7 @@ async def _account_draft(
     return _Draft(found.email, context, account_token_id=found.token_id)
 
 
-async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str | None:
+async def record_email(uow: UnitOfWork, runtime: Runtime, event: Event) -> str | None:
     """Render and store the mail ``event`` calls for; returns its id (None when the event
     needs no mail, or its mail is already recorded).
 
@@ -325,10 +325,11 @@ async def record_email(uow: UnitOfWork, settings: Settings, event: Event) -> str
     if existing is not None:
         return None
     now = utcnow()
+    settings = runtime.settings
     if kind in ACCOUNT_LINKS:
         draft = await _account_draft(uow, settings, event, kind, now)
     else:
-        draft = await _order_draft(uow, settings, event, kind)
+        draft = await _order_draft(uow, runtime, event, kind)
     if draft is None:
         return None
     to = draft.to

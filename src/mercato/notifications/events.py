@@ -22,7 +22,7 @@ that recorded them."""
 
 async def record_email(runtime: Runtime, event: Event) -> None:
     async with runtime.db.transaction() as uow:
-        await service.record_email(uow, runtime.settings, event)
+        await service.record_email(uow, runtime, event)
 
 
 async def fan_out(runtime: Runtime, event: Event) -> None:

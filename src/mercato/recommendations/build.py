@@ -7,16 +7,19 @@ writing the lists are two short transactions around it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import numpy as np
 
 from mercato.db import utcnow
 from mercato.orders import service as orders
 from mercato.recommendations import rules, similarity, store
-from mercato.recommendations.store import SHOP_WIDE, Item, Key
+from mercato.recommendations.store import SHOP_WIDE, Item
 from mercato.runtime import Runtime
 from mercato.settings import Settings
 
@@ -40,7 +43,7 @@ class BuildStats:
 
 @dataclass(frozen=True, slots=True)
 class Computed:
-    lists: list[tuple[Key, list[Item]]]
+    lists: store.Lists  # version 0 until stored
     rules: int
     customers: int
     products: int
@@ -51,17 +54,18 @@ class Computed:
 
 
 def popular_items(
-    baskets: Sequence[orders.SoldBasket],
+    counts: Sequence[int] | Any,
+    items: Sequence[str],
     ranked: Sequence[tuple[str, orders.ProductRank]],
     size: int,
 ) -> list[Item]:
     """The sales rank's best sellers; a shop whose ranks were never computed yet counts the
-    orders' baskets instead."""
+    orders' baskets instead (``counts[i]``: baskets holding ``items[i]``, sorted by name)."""
     if ranked:
         return [Item(p, rank.score) for p, rank in ranked[:size]]
-    counts = Counter(p for b in baskets for p in b.product_ids)
-    best = sorted(counts.items(), key=lambda pc: (-pc[1], pc[0]))[:size]
-    return [Item(p, float(n)) for p, n in best]
+    counts = np.asarray(counts, dtype=np.int64)
+    best = np.lexsort((np.arange(len(counts)), -counts))[:size]  # ties by name
+    return [Item(items[i], float(counts[i])) for i in best.tolist()]
 
 
 def compute_lists(
@@ -71,46 +75,91 @@ def compute_lists(
     advance: Callable[[str], None] = lambda _step: None,
 ) -> Computed:
     size = settings.recs_list_size
-    found = rules.pair_rules(
-        [b.product_ids for b in baskets],
+    sold = rules.Baskets.of([b.product_ids for b in baskets])
+    found = rules.rule_arrays(
+        sold,
         min_support=settings.recs_min_support,
         min_confidence=settings.recs_min_confidence,
     )
-    together = rules.rules_by_product(found, size)
+    together = rules.top_rules(found, size)
     advance("rules")
-    x = similarity.Interactions.of((b.customer, p) for b in baskets for p in b.product_ids)
+    x = similarity.interactions_of_baskets([b.customer for b in baskets], sold.matrix, sold.items)
     model = settings.recs_also_bought_model
     if model == "ease" and len(x.items) > similarity.EASE_MAX_ITEMS:
         model = "rp3beta"
-    neighbours = (
-        similarity.top_neighbours(similarity.scores(model, x.matrix), x.items, size)
-        if x.items
-        else {}
-    )
+    if model == "ease":
+        near = similarity.top_of_matrix(similarity.ease(x.matrix), x.items, size)
+    else:
+        near = similarity.top_of_rows(similarity.model_rows(model, x.matrix), x.items, size)
     advance("similarity")
-    popular = popular_items(baskets, ranked, size * POPULAR_DEPTH)
-    lists: list[tuple[Key, list[Item]]] = [(("popular", SHOP_WIDE), popular)]
-    lists.extend(
-        (
-            ("bought_together", product),
-            [Item(r.consequent, r.lift, r.confidence, r.support, r.lift) for r in found_rules],
-        )
-        for product, found_rules in sorted(together.items())
-    )
-    lists.extend(
-        (("also_bought", product), [Item(p, round(s, 6)) for p, s in near])
-        for product, near in sorted(neighbours.items())
-    )
+    popular = popular_items(sold.counts(), sold.items, ranked, size * POPULAR_DEPTH)
+    lists = _lists(sold.items, together, near, popular, model)
     return Computed(
         lists,
         len(found),
         len(x.customers),
         len(x.items),
-        len(together),
-        len(neighbours),
+        lists.listed("bought_together"),
+        lists.listed("also_bought"),
         len(popular),
         model,
     )
+
+
+def _lists(
+    items: Sequence[str],
+    together: rules.RuleArrays,
+    near: similarity.Neighbours,
+    popular: list[Item],
+    model: str,
+) -> store.Lists:
+    """The three kinds over one list of names: the products (sorted), then the shop-wide key
+    and any best seller the orders do not hold."""
+    names = list(items)
+    extra = [i.product_id for i in popular if not _holds(items, i.product_id)]
+    names += [SHOP_WIDE, *dict.fromkeys(extra)]
+    index = {name: len(items) + k for k, name in enumerate(names[len(items) :])}
+
+    def position(name: str) -> int:
+        found = index.get(name)
+        return found if found is not None else bisect.bisect_left(items, name)
+
+    group_starts = np.flatnonzero(np.r_[True, together.antecedent[1:] != together.antecedent[:-1]])
+    owners = together.antecedent[group_starts] if len(together) else np.zeros(0, np.int64)
+    indptr = (
+        np.r_[group_starts, len(together)].astype(np.int64)
+        if len(together)
+        else np.zeros(1, np.int64)
+    )
+    kinds = {
+        "popular": store.KindRows(
+            np.array([position(SHOP_WIDE)]),
+            np.array([0, len(popular)]),
+            np.array([position(i.product_id) for i in popular], dtype=np.int64),
+            np.array([i.score for i in popular], dtype=np.float64),
+        ),
+        "bought_together": store.KindRows(
+            owners,
+            indptr,
+            together.consequent,
+            together.lift,
+            together.confidence,
+            together.support,
+            together.lift,
+        ),
+        "also_bought": store.KindRows(
+            np.arange(len(items)),
+            near.indptr,
+            near.targets,
+            np.round(near.scores, 6),
+        ),
+    }
+    return store.assemble(0, names, kinds, model)
+
+
+def _holds(items: Sequence[str], name: str) -> bool:
+    at = bisect.bisect_left(items, name)
+    return at < len(items) and items[at] == name
 
 
 async def build(
@@ -135,6 +184,11 @@ async def build(
             built_at=built_at,
             orders_seen=len(baskets),
             model=computed.model,
+        )
+    if runtime.redis is not None:
+        # After the commit: the copy is only ever of a version the database serves.
+        await store.copy_to_redis(
+            runtime.redis, computed.lists.with_version(version, computed.model)
         )
     advance("store")
     return BuildStats(

@@ -24,7 +24,7 @@ from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.problems import not_found
-from mercato.recommendations import personal, store
+from mercato.recommendations import personal
 from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
 from mercato.recommendations.recent import Recent
 from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
@@ -320,13 +320,20 @@ MAIL_LIMIT = 4
 
 
 async def for_order_mail(
-    uow: UnitOfWork, product_ids: Sequence[str], *, country: str, limit: int = MAIL_LIMIT
+    uow: UnitOfWork,
+    runtime: Runtime,
+    product_ids: Sequence[str],
+    *,
+    country: str,
+    limit: int = MAIL_LIMIT,
 ) -> list[Recommendation]:
     """What the order confirmation suggests: what goes with the order's products, none of them,
-    for the order's destination. Read from the database (only the lists of these products: the
-    mail is written by the worker, which needs no copy of every list)."""
-    lists = await store.read_some(uow, [(k, p) for p in product_ids for k in KINDS])
-    return await _complements_of(uow, lists, product_ids, country, limit, None)
+    for the order's destination, from this process's copy of the lists (the worker's, which
+    writes the mails)."""
+    lists = await served(runtime, uow)
+    return await _complements_of(
+        uow, lists, product_ids, country, limit, Filters.for_runtime(runtime)
+    )
 
 
 def _take(pending: Iterator[Candidate], n: int) -> Iterable[Candidate]:

@@ -17,7 +17,7 @@ from mercato.cart.service import CartOwner
 from mercato.notifications.service import EMAILS
 from mercato.orders import service as orders
 from mercato.recommendations import personal, service
-from mercato.recommendations.store import Item, Lists
+from mercato.recommendations.store import Item, of_items
 from tests.cart.conftest import login, make_customer
 from tests.fulfilment.conftest import assert_problem
 from tests.orders.conftest import LineSpec, make_draft
@@ -43,13 +43,13 @@ async def shop(app: FastAPI) -> Shop:
 
 
 def test_blend_fuses_by_rank_and_never_suggests_what_is_owned() -> None:
-    lists = Lists(
+    lists = of_items(
         1,
-        {
-            ("also_bought", "a"): (Item("x", 0.9), Item("y", 0.5), Item("b", 0.4)),
-            ("also_bought", "b"): (Item("y", 0.2), Item("z", 0.1)),
-            ("bought_together", "a"): (Item("z", 0.3, 0.6, 0.1, 2.0),),
-        },
+        [
+            (("also_bought", "a"), [Item("x", 0.9), Item("y", 0.5), Item("b", 0.4)]),
+            (("also_bought", "b"), [Item("y", 0.2), Item("z", 0.1)]),
+            (("bought_together", "a"), [Item("z", 0.3, 0.6, 0.1, 2.0)]),
+        ],
     )
     ranked = personal.blend(lists, personal.Seeds(bought=["a"], viewed=["b"]))
     by_id = {c.item.product_id: c for c in ranked}
@@ -61,7 +61,7 @@ def test_blend_fuses_by_rank_and_never_suggests_what_is_owned() -> None:
     assert by_id["y"].because == "a" and by_id["y"].reason == "similar"
     # z's strongest contribution is the bought a's rule, not b's similar list.
     assert by_id["z"].reason == "rule" and by_id["z"].because == "a"
-    assert by_id["z"].item.lift == 2.0
+    assert by_id["z"].item.lift == pytest.approx(2.0)
     # Only bought seeds bring their rules: a merely viewed product's complements are not used.
     only_viewed = personal.blend(lists, personal.Seeds(viewed=["a"]))
     assert {c.reason for c in only_viewed} == {"similar"}

@@ -125,3 +125,8 @@ def _hooks() -> None:
     reviews.purchase_checks.append(fulfilment.received_product)
     # The index ranks products by their sales, which the orders module computes.
     search.sales_readers.append(orders.sales_ranks)
+
+    from mercato.recommendations import service as recommendations
+
+    # Logging in: the guest's recently viewed products join the customer's list.
+    identity.after_login_hooks.append(recommendations.merge_viewed_on_login)

@@ -23,6 +23,7 @@ from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.problems import not_found
+from mercato.recommendations import viewed, wishlist
 from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
 from mercato.recommendations.recent import Recent
 from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
@@ -263,4 +264,62 @@ __all__ = [
     "rebuild_if_due",
     "recommend",
     "served",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The shopper's own signals: the wishlist (with the back-in-stock mail) and recently viewed,
+# whose rules live in :mod:`.wishlist` and :mod:`.viewed`.
+
+WISHLIST_MAX_ENTRIES = wishlist.MAX_ENTRIES
+BACK_IN_STOCK = wishlist.BACK_IN_STOCK
+WishlistItem = wishlist.WishlistItem
+SavedEntry = wishlist.SavedEntry
+BackInStock = wishlist.BackInStock
+save_to_wishlist = wishlist.save_to_wishlist
+remove_from_wishlist = wishlist.remove_from_wishlist
+wishlist_items = wishlist.wishlist
+wishlist_product_ids = wishlist.wishlist_product_ids
+is_saved = wishlist.is_saved
+restock_check = wishlist.restock_check
+back_in_stock_mail = wishlist.back_in_stock_mail
+
+RECENTLY_VIEWED_KEEP = viewed.KEEP
+VIEWED_COOKIE = viewed.VIEWED_COOKIE
+Viewer = viewed.Viewer
+PageSignals = viewed.PageSignals
+viewer_of = viewed.viewer_of
+set_viewer_cookie = viewed.set_viewer_cookie
+record_view = viewed.record_view
+recently_viewed = viewed.recently_viewed
+merge_recently_viewed = viewed.merge_recently_viewed
+merge_viewed_on_login = viewed.merge_viewed_on_login
+forget_stale_guest_views = viewed.forget_stale_guest_views
+page_signals = viewed.page_signals
+
+__all__ += [
+    "BACK_IN_STOCK",
+    "RECENTLY_VIEWED_KEEP",
+    "VIEWED_COOKIE",
+    "WISHLIST_MAX_ENTRIES",
+    "BackInStock",
+    "PageSignals",
+    "SavedEntry",
+    "Viewer",
+    "WishlistItem",
+    "back_in_stock_mail",
+    "forget_stale_guest_views",
+    "is_saved",
+    "merge_recently_viewed",
+    "merge_viewed_on_login",
+    "page_signals",
+    "recently_viewed",
+    "record_view",
+    "remove_from_wishlist",
+    "restock_check",
+    "save_to_wishlist",
+    "set_viewer_cookie",
+    "viewer_of",
+    "wishlist_items",
+    "wishlist_product_ids",
 ]

@@ -412,12 +412,20 @@ async def product_page(
         country=destination.country,
         cart_owner=cart_owner(request, user, runtime.settings),
     )
+    # The view is recorded here, on the storefront's page, not on the API's product reads.
+    signals = await recommendations.page_signals(
+        uow,
+        recommendations.viewer_of(request, runtime.settings.secret_key, user.id if user else None),
+        view.id,
+        secret_key=runtime.settings.secret_key,
+        limit=RECENTLY_VIEWED,
+    )
     next_href = (
         _reviews_href(view.id, sort, stars, section.page.next_cursor)
         if section.page.next_cursor
         else None
     )
-    return render(
+    response = render(
         request,
         "shop/product.html",
         {
@@ -439,10 +447,16 @@ async def product_page(
             "report_reasons": REPORT_REASONS,
             "login_href": "/account/login?next=" + quote(f"/p/{view.id}#reviews", safe="/"),
             "suggested": suggested,
+            "saved": signals.saved,
+            "recently_viewed": signals.recently_viewed,
         },
     )
+    if signals.cookie is not None:
+        recommendations.set_viewer_cookie(response, runtime.settings, signals.cookie)
+    return response
 
 
+RECENTLY_VIEWED = 8
 REVIEWS_PER_PAGE = 10
 REVIEW_SORTS = (
     ("helpful", "Most helpful"),

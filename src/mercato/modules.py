@@ -128,5 +128,10 @@ def _hooks() -> None:
     # The index ranks products by their sales, which the orders module computes.
     search.sales_readers.append(orders.sales_ranks)
     # A signed-in customer's search re-ranks its top results by the brands and categories
-    # they buy, which the recommendations module tells from their orders.
-    search.affinity_readers.append(affinity.customer_affinity)
+    # they buy and look at, which the recommendations module tells from their orders and views.
+    search.affinity_readers.append(affinity.shopper_affinity)
+
+    from mercato.recommendations import service as recommendations
+
+    # Logging in: the guest's recently viewed products join the customer's list.
+    identity.after_login_hooks.append(recommendations.merge_viewed_on_login)

@@ -181,3 +181,27 @@ async def test_the_order_confirmation_suggests_what_goes_with_the_order(
         assert "Test teapot" in body
         assert f"/p/{shop.product['teapot']}" in body
         assert "Test gone" not in body and "Test lyon" not in body  # archived; not for DE
+
+
+async def test_for_you_also_starts_from_what_was_saved_or_viewed(app: FastAPI, shop: Shop) -> None:
+    runtime = runtime_of(app)
+    user_id = await make_customer(app, "dora@example.com")
+    async with runtime.db.transaction() as uow:
+        await service.save_to_wishlist(uow, user_id, shop.product["teapot"])
+        await service.record_view(
+            uow, user_id=None, guest_key="gst_test", product_id=shop.product["mugs"]
+        )
+    async with runtime.db.transaction() as uow:
+        saver = await service.for_you(
+            uow, runtime, user_id=user_id, country="DE", limit=3, cart_owner=None
+        )
+        guest = await service.for_you(
+            uow, runtime, user_id=None, guest_key="gst_test", country="DE", limit=3, cart_owner=None
+        )
+    assert saver.personal
+    assert saver.items[0].product.id == shop.product["kettle"]
+    assert saver.items[0].because == shop.product["teapot"]
+    assert shop.product["teapot"] not in {r.product.id for r in saver.items}  # saved already
+    assert guest.personal
+    assert guest.items[0].product.id == shop.product["tray"]  # bought with mugs the most
+    assert guest.items[0].because == shop.product["mugs"]

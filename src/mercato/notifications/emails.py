@@ -64,8 +64,10 @@ ACCOUNT_LINKS: dict[str, tuple[str, str]] = {
     "password_reset": ("reset_password", "/account/reset-password"),
     "email_verification": ("verify_email", "/account/verify-email"),
 }
+# Mails about what a customer saved (the recommendations module's wishlist).
+SHOPPER_EMAIL_KINDS: dict[str, str] = {recommendations.BACK_IN_STOCK: "back_in_stock"}
 EMAIL_EVENT_TYPES: frozenset[str] = frozenset(
-    {*EMAIL_KINDS, *ACCOUNT_EMAIL_KINDS, "OrderStatusChanged"}
+    {*EMAIL_KINDS, *ACCOUNT_EMAIL_KINDS, *SHOPPER_EMAIL_KINDS, "OrderStatusChanged"}
 )
 
 
@@ -108,7 +110,11 @@ def email_kind(event: Event) -> str | None:
     """The customer mail an event calls for, if any."""
     if event.type == "OrderStatusChanged":
         return "order_cancelled" if event.payload.get("to") == "cancelled" else None
-    return EMAIL_KINDS.get(event.type) or ACCOUNT_EMAIL_KINDS.get(event.type)
+    return (
+        EMAIL_KINDS.get(event.type)
+        or ACCOUNT_EMAIL_KINDS.get(event.type)
+        or SHOPPER_EMAIL_KINDS.get(event.type)
+    )
 
 
 def _money(amount: int, currency: str) -> str:
@@ -309,6 +315,35 @@ async def _account_draft(
     return _Draft(found.email, context, account_token_id=found.token_id)
 
 
+async def _back_in_stock_draft(uow: UnitOfWork, settings: Settings, event: Event) -> _Draft | None:
+    """A saved product is available again: the customer's mail, unless they removed it from
+    their wishlist meanwhile (or the product left sale, or the account is gone)."""
+    payload = event.payload
+    user = await identity.get_user(uow, str(payload.get("user_id") or ""))
+    variant_id = payload.get("variant_id")
+    found = await recommendations.back_in_stock_mail(
+        uow,
+        str(payload.get("user_id") or ""),
+        str(payload.get("product_id") or ""),
+        variant_id if isinstance(variant_id, str) else None,
+    )
+    if user is None or found is None:
+        log.info("event %s (%s): nothing to tell any more; no mail", event.id, event.type)
+        return None
+    base = settings.public_url.rstrip("/")
+    context = {
+        "shop_name": settings.shop_name,
+        "shop_url": base,
+        "name": user.name,
+        "title": found.title,
+        "variant_title": found.variant_title,
+        "price": _money(found.price, found.currency) if found.price is not None else None,
+        "product_url": f"{base}/p/{quote(found.product_id, safe='')}",
+        "wishlist_url": f"{base}/account/wishlist",
+    }
+    return _Draft(user.email, context)
+
+
 async def record_email(uow: UnitOfWork, runtime: Runtime, event: Event) -> str | None:
     """Render and store the mail ``event`` calls for; returns its id (None when the event
     needs no mail, or its mail is already recorded).
@@ -328,6 +363,8 @@ async def record_email(uow: UnitOfWork, runtime: Runtime, event: Event) -> str |
     settings = runtime.settings
     if kind in ACCOUNT_LINKS:
         draft = await _account_draft(uow, settings, event, kind, now)
+    elif kind == "back_in_stock":
+        draft = await _back_in_stock_draft(uow, settings, event)
     else:
         draft = await _order_draft(uow, runtime, event, kind)
     if draft is None:

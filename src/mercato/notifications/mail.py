@@ -36,6 +36,7 @@ SUBJECTS: dict[str, str] = {
     "order_cancelled": "{shop_name}: order {order_number} was cancelled",
     "password_reset": "{shop_name}: set a new password",
     "email_verification": "{shop_name}: confirm your e-mail address",
+    "back_in_stock": "{shop_name}: {title} is back in stock",
 }
 KINDS: tuple[str, ...] = tuple(SUBJECTS)
 SMTP_TIMEOUT_SECONDS = 30.0

@@ -1,5 +1,5 @@
 """A customer's brand and category affinities: what the search's personal re-rank reads
-(``modules.wire`` registers :func:`customer_affinity` as the search's affinity reader).
+(``modules.wire`` registers :func:`shopper_affinity` as the search's affinity reader).
 
 Told from what the customer bought and kept (the order not cancelled, not every unit
 returned) and, when the caller passes them, the products they viewed. Each purchase weighs
@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
 from mercato.orders import service as orders
+from mercato.recommendations.viewed import recently_viewed
 from mercato.search import service as search
 
 PURCHASES = 200
@@ -93,3 +94,10 @@ def _normalised(sums: Mapping[str, float]) -> dict[str, float]:
     if not top > 0 or not math.isfinite(top):
         return {}
     return {key: round(value / top, 6) for key, value in sums.items() if value / top >= FLOOR}
+
+
+async def shopper_affinity(uow: UnitOfWork, user_id: str) -> search.Affinity:
+    """The search's reader: :func:`customer_affinity` from the customer's purchases and the
+    products they viewed lately (one more read)."""
+    viewed = await recently_viewed(uow, user_id=user_id, guest_key=None, limit=MAX_VIEWS)
+    return await customer_affinity(uow, user_id, viewed=viewed)

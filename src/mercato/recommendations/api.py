@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from mercato.cart.schemas import presented_token
 from mercato.cart.service import CartOwner, read_cart_token
@@ -16,7 +16,16 @@ from mercato.identity.deps import ApiDestination, CurrentUser, OptionalUser
 from mercato.openapi import problems
 from mercato.problems import Problem
 from mercato.recommendations import service
-from mercato.recommendations.schemas import ForYouOut, RecommendationsOut, recommended_json
+from mercato.recommendations.schemas import (
+    ForYouOut,
+    RecommendationsOut,
+    WishlistEntryOut,
+    WishlistIn,
+    WishlistOut,
+    recommended_json,
+    wishlist_entry_json,
+    wishlist_item_json,
+)
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 
 router = APIRouter(tags=["recommendations"])
@@ -90,3 +99,34 @@ async def my_recommendations(
         cart_owner=CartOwner(user_id=user.id),
     )
     return ForYouOut(personal=found.personal, items=[recommended_json(r) for r in found.items])
+
+
+# --------------------------------------------------------------------------------------------
+# The customer's wishlist
+
+
+@router.get("/api/me/wishlist", response_model=WishlistOut)
+async def list_wishlist(uow: UowDep, user: CurrentUser, destination: ApiDestination) -> WishlistOut:
+    """The caller's saved products, the most recent first, each with its current price and
+    whether it can be delivered to the destination (``?country=``, else the default address,
+    else the shop's country); an archived product stays listed with ``on_sale: false``."""
+    found = await service.wishlist_items(uow, user.id, country=destination.country)
+    return WishlistOut(
+        items=[wishlist_item_json(i) for i in found], limit=service.WISHLIST_MAX_ENTRIES
+    )
+
+
+@router.post("/api/me/wishlist", response_model=WishlistEntryOut, responses=problems(404, 409))
+async def save_to_wishlist(body: WishlistIn, uow: UowDep, user: CurrentUser) -> WishlistEntryOut:
+    """Save a product (or one ``variant_id`` of it); saving it again keeps one entry. 404 for
+    an unknown product, 409 ``product_not_on_sale`` for a draft or archived one, 422
+    ``unknown_variant`` for a variant of another product, 409 ``wishlist_full`` past the
+    limit. The caller is mailed once each time the saved item comes back in stock."""
+    saved = await service.save_to_wishlist(uow, user.id, body.product_id, body.variant_id)
+    return wishlist_entry_json(saved)
+
+
+@router.delete("/api/me/wishlist/{product_id}", status_code=204, response_class=Response)
+async def remove_from_wishlist(product_id: str, uow: UowDep, user: CurrentUser) -> None:
+    """Forget a saved product; 404 when it is not on the caller's wishlist."""
+    await service.remove_from_wishlist(uow, user.id, product_id)

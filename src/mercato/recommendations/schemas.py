@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mercato.money import format_minor
-from mercato.recommendations.service import Recommendation
+from mercato.recommendations.service import Recommendation, SavedEntry, WishlistItem
+from mercato.text import PlainLine
 
 
 class RecommendedProduct(BaseModel):
@@ -52,4 +54,62 @@ def recommended_json(r: Recommendation) -> RecommendedProduct:
         support=round(r.item.support, 6) if rule and r.item.support is not None else None,
         lift=round(r.item.lift, 6) if rule and r.item.lift is not None else None,
         because=r.because,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The wishlist (``/api/me/wishlist``)
+
+
+class WishlistIn(BaseModel):
+    product_id: Annotated[str, PlainLine(min_length=1, max_length=40), Field(examples=["prd_01"])]
+    variant_id: Annotated[str, PlainLine(min_length=1, max_length=40)] | None = None
+
+
+class WishlistEntryOut(BaseModel):
+    product_id: str
+    variant_id: str | None
+    saved_at: datetime
+
+
+class WishlistItemOut(BaseModel):
+    product_id: str
+    variant_id: str | None
+    saved_at: datetime
+    title: str
+    slug: str | None
+    image: str | None
+    variant_title: str | None
+    currency: str | None
+    price: str | None  # a decimal string, like every amount the API shows
+    on_sale: bool  # false once the product was archived (it stays listed until removed)
+    in_stock: bool  # for the shopper's destination
+    available_elsewhere: bool
+    cart_variant_id: str | None  # what "Add to cart" would add
+
+
+class WishlistOut(BaseModel):
+    items: list[WishlistItemOut]
+    limit: int
+
+
+def wishlist_entry_json(e: SavedEntry) -> WishlistEntryOut:
+    return WishlistEntryOut(product_id=e.product_id, variant_id=e.variant_id, saved_at=e.saved_at)
+
+
+def wishlist_item_json(i: WishlistItem) -> WishlistItemOut:
+    return WishlistItemOut(
+        product_id=i.product_id,
+        variant_id=i.variant_id,
+        saved_at=i.saved_at,
+        title=i.title,
+        slug=i.slug,
+        image=i.image,
+        variant_title=i.variant_title,
+        currency=i.currency,
+        price=format_minor(i.price, i.currency) if i.price is not None and i.currency else None,
+        on_sale=i.on_sale,
+        in_stock=i.in_stock,
+        available_elsewhere=i.available_elsewhere,
+        cart_variant_id=i.cart_variant_id,
     )

@@ -24,7 +24,7 @@ from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.orders import service as orders
 from mercato.problems import not_found
-from mercato.recommendations import personal
+from mercato.recommendations import personal, viewed, wishlist
 from mercato.recommendations.build import BuildStats, build, compute_lists, rebuild_if_due
 from mercato.recommendations.recent import Recent
 from mercato.recommendations.store import EMPTY, Item, Lists, last_build, served
@@ -264,23 +264,37 @@ async def for_you(
     runtime: Runtime,
     *,
     user_id: str | None,
+    guest_key: str | None = None,
     country: str,
     limit: int,
     cart_owner: cart.CartOwner | None,
-    viewed: Sequence[str] = (),
-    saved: Sequence[str] = (),
 ) -> ForYou:
-    """Recommended for you (:mod:`.personal`): from what the customer bought, saved and
-    viewed (most recent first), never what they bought or saved or have in the cart, filled up
-    from the best sellers; a shopper with nothing to go on gets the best sellers."""
-    purchases = await orders.customer_purchases(uow, user_id) if user_id else []
-    bought = list(dict.fromkeys(p.product_id for p in purchases))  # newest first, each once
-    seeds = personal.Seeds(bought=bought, saved=saved, viewed=viewed)
+    """Recommended for you (:mod:`.personal`): from what the customer bought and saved and
+    what the shopper (the customer, else the guest ``guest_key`` names) viewed, most recent
+    first; never what they bought or saved or have in the cart; filled up from the best
+    sellers. A shopper with nothing to go on gets the best sellers."""
+    seeds = await shopper_seeds(uow, user_id=user_id, guest_key=guest_key)
     lists = await served(runtime, uow)
     first = ((c.item, cast(Reason, c.reason), c.because) for c in personal.blend(lists, seeds))
     pending = _then_popular(lists, first, seeds.owned() | await products_in_cart(uow, cart_owner))
     found, _ = await _offerable(uow, pending, limit, country, Filters.for_runtime(runtime))
     return ForYou(found, personal=any(r.reason != "popular" for r in found))
+
+
+async def shopper_seeds(
+    uow: UnitOfWork, *, user_id: str | None, guest_key: str | None
+) -> personal.Seeds:
+    """What a shopper left behind: a customer's purchases (each product once, the latest
+    first), saved products and views; a guest's views."""
+    limit = personal.MAX_SEEDS
+    bought: list[str] = []
+    saved: list[str] = []
+    if user_id is not None:
+        purchases = await orders.customer_purchases(uow, user_id)
+        bought = list(dict.fromkeys(p.product_id for p in purchases))[:limit]
+        saved = (await wishlist.wishlist_product_ids(uow, user_id))[:limit]
+    looked = await viewed.recently_viewed(uow, user_id=user_id, guest_key=guest_key, limit=limit)
+    return personal.Seeds(bought=bought, saved=saved, viewed=looked)
 
 
 CART_LIMIT = 4
@@ -384,4 +398,62 @@ __all__ = [
     "rebuild_if_due",
     "recommend",
     "served",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The shopper's own signals: the wishlist (with the back-in-stock mail) and recently viewed,
+# whose rules live in :mod:`.wishlist` and :mod:`.viewed`.
+
+WISHLIST_MAX_ENTRIES = wishlist.MAX_ENTRIES
+BACK_IN_STOCK = wishlist.BACK_IN_STOCK
+WishlistItem = wishlist.WishlistItem
+SavedEntry = wishlist.SavedEntry
+BackInStock = wishlist.BackInStock
+save_to_wishlist = wishlist.save_to_wishlist
+remove_from_wishlist = wishlist.remove_from_wishlist
+wishlist_items = wishlist.wishlist
+wishlist_product_ids = wishlist.wishlist_product_ids
+is_saved = wishlist.is_saved
+restock_check = wishlist.restock_check
+back_in_stock_mail = wishlist.back_in_stock_mail
+
+RECENTLY_VIEWED_KEEP = viewed.KEEP
+VIEWED_COOKIE = viewed.VIEWED_COOKIE
+Viewer = viewed.Viewer
+PageSignals = viewed.PageSignals
+viewer_of = viewed.viewer_of
+set_viewer_cookie = viewed.set_viewer_cookie
+record_view = viewed.record_view
+recently_viewed = viewed.recently_viewed
+merge_recently_viewed = viewed.merge_recently_viewed
+merge_viewed_on_login = viewed.merge_viewed_on_login
+forget_stale_guest_views = viewed.forget_stale_guest_views
+page_signals = viewed.page_signals
+
+__all__ += [
+    "BACK_IN_STOCK",
+    "RECENTLY_VIEWED_KEEP",
+    "VIEWED_COOKIE",
+    "WISHLIST_MAX_ENTRIES",
+    "BackInStock",
+    "PageSignals",
+    "SavedEntry",
+    "Viewer",
+    "WishlistItem",
+    "back_in_stock_mail",
+    "forget_stale_guest_views",
+    "is_saved",
+    "merge_recently_viewed",
+    "merge_viewed_on_login",
+    "page_signals",
+    "recently_viewed",
+    "record_view",
+    "remove_from_wishlist",
+    "restock_check",
+    "save_to_wishlist",
+    "set_viewer_cookie",
+    "viewer_of",
+    "wishlist_items",
+    "wishlist_product_ids",
 ]

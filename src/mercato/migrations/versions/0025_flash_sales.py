@@ -1,7 +1,7 @@
 """flash sales: sales, their variants, and the places in their waiting rooms
 
 Revision ID: 0025_flash_sales
-Revises: 0023_recommendations
+Revises: 0024_shopper_signals
 Create Date: 2026-12-10
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import mercato.db
 
 revision = "0025_flash_sales"
-down_revision = "0023_recommendations"
+down_revision = "0024_shopper_signals"
 branch_labels = None
 depends_on = None
 

@@ -128,17 +128,21 @@ async def home(
     )
     async with runtime.db.transaction() as uow:
         tree = await catalog.get_category_tree(uow)
+        viewer = recommendations.viewer_of(
+            request, runtime.settings.secret_key, user.id if user else None
+        )
         suggested = (
             await recommendations.for_you(
                 uow,
                 runtime,
-                user_id=user.id,
+                user_id=viewer.user_id,
+                guest_key=viewer.guest_key,
                 country=country,
                 limit=FOR_YOU,
                 cart_owner=cart_owner(request, user, runtime.settings),
             )
-            if user is not None
-            else None
+            if viewer.user_id is not None or viewer.cookie_returned
+            else None  # a first visit: nothing to go on, the best sellers below say it all
         )
     return render(
         request,
@@ -429,12 +433,20 @@ async def product_page(
         country=destination.country,
         cart_owner=cart_owner(request, user, runtime.settings),
     )
+    # The view is recorded here, on the storefront's page, not on the API's product reads.
+    signals = await recommendations.page_signals(
+        uow,
+        recommendations.viewer_of(request, runtime.settings.secret_key, user.id if user else None),
+        view.id,
+        secret_key=runtime.settings.secret_key,
+        limit=RECENTLY_VIEWED,
+    )
     next_href = (
         _reviews_href(view.id, sort, stars, section.page.next_cursor)
         if section.page.next_cursor
         else None
     )
-    return render(
+    response = render(
         request,
         "shop/product.html",
         {
@@ -456,10 +468,16 @@ async def product_page(
             "report_reasons": REPORT_REASONS,
             "login_href": "/account/login?next=" + quote(f"/p/{view.id}#reviews", safe="/"),
             "suggested": suggested,
+            "saved": signals.saved,
+            "recently_viewed": signals.recently_viewed,
         },
     )
+    if signals.cookie is not None:
+        recommendations.set_viewer_cookie(response, runtime.settings, signals.cookie)
+    return response
 
 
+RECENTLY_VIEWED = 8
 REVIEWS_PER_PAGE = 10
 REVIEW_SORTS = (
     ("helpful", "Most helpful"),

@@ -167,6 +167,22 @@ class UnitOfWork(AsyncSession):
         conn = await self.connection()
         await conn.exec_driver_sql(sql)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction (``SAVEPOINT``): an error inside undoes its statements and also
+        forgets the after-commit callbacks registered inside it, then goes to the caller, whose
+        transaction carries on (a group commit sets one failing member aside this way)."""
+        callbacks = len(self._after_commit)
+        info = dict(self.info)
+        try:
+            async with self.begin_nested():
+                yield
+        except BaseException:
+            del self._after_commit[callbacks:]
+            self.info.clear()
+            self.info.update(info)
+            raise
+
     def after_commit(self, callback: AfterCommit) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back).
         A failing callback is logged: the transaction is already durable."""

@@ -12,6 +12,10 @@ them here. The loop sleeps until the next thing is due:
   outbox delivered something (the search index sync, the mail and webhook senders), so a
   change travels end to end in well under a second while an idle shop does next to nothing.
 
+* A job with a ``channel`` also runs as soon as someone signals that channel (:func:`signal`
+  in the transaction that made work for it: ``NOTIFY`` on PostgreSQL, at once in process), so
+  a queue is drained promptly while its interval stays a slow safety net.
+
 A failing job is logged and retried on its next turn; it never stops the loop.
 """
 
@@ -24,8 +28,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sqlalchemy import text
+
 from mercato import events, workflows
-from mercato.db import Listener
+from mercato.db import Listener, UnitOfWork
 from mercato.runtime import Runtime
 
 log = logging.getLogger("mercato.worker")
@@ -42,6 +48,8 @@ class Job:
     func: JobFunc
     after_delivery: bool = False
     """Also run right after an outbox pass that delivered events."""
+    channel: str | None = None
+    """Also run at once when :func:`signal` is called for this channel (any process)."""
 
 
 _JOBS: dict[str, Job] = {}
@@ -49,6 +57,25 @@ _JOBS: dict[str, Job] = {}
 
 def register(job: Job) -> None:
     _JOBS[job.name] = job
+
+
+_SIGNALLED: dict[str, set[Callable[[], None]]] = {}
+
+
+async def signal(uow: UnitOfWork, channel: str) -> None:
+    """Make the jobs of ``channel`` due once ``uow`` commits: a ``NOTIFY`` on PostgreSQL (sent
+    by the server at the commit, to every process), and this process's own workers at once."""
+    if not uow.is_sqlite:
+        await uow.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+    if _SIGNALLED.get(channel) and not uow.info.get(("signal", channel)):
+        uow.info[("signal", channel)] = True
+        uow.after_commit(lambda: poke(channel))
+
+
+def poke(channel: str) -> None:
+    """Make the jobs of ``channel`` due in this process now (a job with more work left)."""
+    for callback in list(_SIGNALLED.get(channel, ())):
+        callback()
 
 
 async def _recover_workflows(runtime: Runtime) -> int:
@@ -133,9 +160,11 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
     next_run = dict.fromkeys((j.name for j in all_jobs), 0.0)
     wake = events.waker()
     outbox = _Outbox(runtime, wake)
+    channels = _Channels(runtime, [j for j in all_jobs if j.channel], next_run)
     try:
         while not stop.is_set():
             await outbox.listen()
+            await channels.listen()
             delivered = 0
             try:
                 if await outbox.due():
@@ -143,22 +172,29 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
                     outbox.delivered(delivered)
             except Exception:
                 log.exception("outbox delivery failed")
+            channels.poked.clear()
             now = time.monotonic()
             for j in all_jobs:
                 if now < next_run[j.name] and not (delivered and j.after_delivery):
                     continue
+                channels.pending.discard(j.name)
                 try:
                     await j.func(runtime)
                 except Exception:
                     log.exception("job %s failed", j.name)
                 next_run[j.name] = time.monotonic() + j.interval
-            if wake.is_set():
+                channels.again_if_signalled(j.name)
+            if wake.is_set() or channels.poked.is_set():
                 continue
             now = time.monotonic()
             sleep = min([outbox.next_poll - now, *(t - now for t in next_run.values())])
             if sleep <= 0:
                 continue
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            waiters = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(wake.wait()),
+                asyncio.ensure_future(channels.poked.wait()),
+            ]
             try:
                 await asyncio.wait(waiters, timeout=sleep, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -169,3 +205,65 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
     finally:
         events.drop_waker(wake)
         await outbox.close()
+        await channels.close()
+
+
+class _Channels:
+    """Jobs woken by a channel: a ``LISTEN`` per channel on PostgreSQL, and in process."""
+
+    def __init__(self, runtime: Runtime, woken: list[Job], next_run: dict[str, float]) -> None:
+        self.runtime = runtime
+        self.by_channel: dict[str, list[str]] = {}
+        for j in woken:
+            assert j.channel is not None
+            self.by_channel.setdefault(j.channel, []).append(j.name)
+        self.next_run = next_run
+        self.poked = asyncio.Event()
+        self.pending: set[str] = set()
+        self.listeners: dict[str, Listener] = {}
+        self.next_listen = 0.0
+        self.callbacks = {c: self._callback(c) for c in self.by_channel}
+        for channel, callback in self.callbacks.items():
+            _SIGNALLED.setdefault(channel, set()).add(callback)
+
+    def _callback(self, channel: str) -> Callable[[], None]:
+        def due_now() -> None:
+            for name in self.by_channel[channel]:
+                self.next_run[name] = 0.0
+                self.pending.add(name)
+            self.poked.set()
+
+        return due_now
+
+    def again_if_signalled(self, name: str) -> None:
+        """A signal that came while the job ran: run it again at once (its work may have been
+        committed just after the job looked)."""
+        if name in self.pending:
+            self.next_run[name] = 0.0
+            self.poked.set()
+
+    async def listen(self) -> None:
+        if not self.by_channel or self.runtime.db.is_sqlite:
+            return
+        if all(c in self.listeners and self.listeners[c].alive for c in self.by_channel):
+            return
+        now = time.monotonic()
+        if now < self.next_listen:
+            return
+        self.next_listen = now + 10.0
+        for channel, callback in self.callbacks.items():
+            old = self.listeners.pop(channel, None)
+            if old is not None and old.alive:
+                self.listeners[channel] = old
+                continue
+            if old is not None:
+                await old.close()
+            listener = await self.runtime.db.listen(channel, callback)
+            if listener is not None:
+                self.listeners[channel] = listener
+
+    async def close(self) -> None:
+        for channel, callback in self.callbacks.items():
+            _SIGNALLED.get(channel, set()).discard(callback)
+        for listener in self.listeners.values():
+            await listener.close()

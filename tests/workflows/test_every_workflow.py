@@ -31,6 +31,7 @@ from sqlalchemy import select
 from mercato import workflows
 from mercato.checkout import service as checkout
 from mercato.db import utcnow
+from mercato.flashsale import service as flashsale
 from mercato.fulfilment import service as fulfilment
 from mercato.inventory import service as inventory
 from mercato.modules import workflows_declared
@@ -48,6 +49,7 @@ from tests.checkout.conftest import (
     make_shop,
     make_variant,
 )
+from tests.flashsale.conftest import make_keeper, new_sale
 from tests.support.crashes import SimulatedCrash, boundaries, crash_at
 
 ALL = workflows_declared()
@@ -142,7 +144,36 @@ async def refund_scenario(world: World) -> Callable[[], Awaitable[Any]]:
     return receive
 
 
+async def flash_purchase_scenario(world: World) -> Callable[[], Awaitable[Any]]:
+    """An admitted buyer's purchase, queued, then placed by the worker's batch."""
+    runtime = world.runtime
+    keeper = make_keeper(runtime)
+    runtime.extras["flashsale.keeper"] = keeper
+    now = utcnow()
+    sale = await new_sale(
+        runtime.db,
+        world.variant,
+        1,
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+        now=now - timedelta(minutes=2),
+    )
+    user = world.customer.user
+    place = await flashsale.join(runtime.db, keeper, sale.id, user.id, ip="10.0.0.1")
+    assert place.admission_token is not None
+    wanted = checkout.PurchaseRequest(
+        admission_token=place.admission_token, shipping_address=ADDRESS, payment_token="tok_visa"
+    )
+
+    async def buy() -> Any:
+        await checkout.enqueue_purchase(runtime, user, sale.id, "key-1", wanted)
+        await checkout.drain_purchases(runtime)
+
+    return buy
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "flashsale.purchase": flash_purchase_scenario,
     "checkout": checkout_scenario,
     "orders.cancellation": cancellation_scenario,
     "fulfilment.ship_and_capture": shipping_scenario,
@@ -194,7 +225,8 @@ async def check_the_shop(runtime: Runtime) -> None:
             for (run_id,) in (
                 await uow.execute(
                     select(RUNS.c.id).where(
-                        RUNS.c.workflow == "checkout", RUNS.c.status == "completed"
+                        RUNS.c.workflow.in_(("checkout", "flashsale.purchase")),
+                        RUNS.c.status == "completed",
                     )
                 )
             ).all()

@@ -16,6 +16,9 @@ from mercato.checkout.schemas import (
     CheckoutIn,
     CheckoutOut,
     CheckoutStatusOut,
+    FlashCheckoutIn,
+    FlashPurchaseOut,
+    FlashPurchaseQueuedOut,
     ProductDeliveryOut,
     PromoIn,
     PromoOut,
@@ -38,6 +41,7 @@ from mercato.identity.deps import (
     OptionalUser,
     PresentedCredential,
     StaffUser,
+    WorkflowUser,
     unauthorized,
 )
 from mercato.identity.service import UserInfo
@@ -53,6 +57,8 @@ admin = APIRouter(prefix="/api/admin/checkout", tags=["checkout admin"])
 # Delivery dates need the inventory and the shipping methods, which the catalog (below both)
 # cannot read: the product's delivery answer lives here.
 products = APIRouter(prefix="/api/products", tags=["checkout"])
+# A flash sale's units are sold by this module's queue-fed checkout (flashsale sits below it).
+flash = APIRouter(prefix="/api/flash-sales", tags=["flash sales"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,6 +401,57 @@ async def put_settings(body: SettingsIn, _staff: StaffUser, uow: UowDep) -> dict
     return {"prices_include_tax": value}
 
 
+# --------------------------------------------------------------------------------------------
+# The flash-sale checkout
+
+
+@flash.post(
+    "/{sale_id}/checkout",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=FlashPurchaseQueuedOut,
+    responses=problems(400, 403, 409, 422, 429),
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
+)
+async def flash_checkout(
+    sale_id: str,
+    body: FlashCheckoutIn,
+    request: Request,
+    runtime: RuntimeDep,
+    user: WorkflowUser,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", include_in_schema=False)
+    ] = None,
+) -> dict[str, Any]:
+    """Buy the units an admission holds: the token is checked at once (403
+    ``invalid_admission`` or ``admission_expired``, 409 ``not_admitted`` or ``sale_ended``),
+    then the purchase is queued and placed by a worker with others (its payment authorized,
+    its order created). 202 with the purchase to poll. The same ``Idempotency-Key`` and body
+    answer the same purchase; another body under that key is a 409 ``idempotency_conflict``.
+    429 ``rate_limited`` like the waiting room."""
+    wanted = service.PurchaseRequest(
+        admission_token=body.admission_token,
+        shipping_address=body.shipping_address.model_dump(),
+        payment_token=body.payment_token,
+        shipping_method=body.shipping_method,
+        variant_id=body.variant_id,
+    )
+    queued = await service.enqueue_purchase(
+        runtime, user, sale_id, idempotency_key, wanted, ip=client_ip(request)
+    )
+    return queued.answer()
+
+
+@flash.get("/{sale_id}/purchases/{purchase_id}", response_model=FlashPurchaseOut)
+async def flash_purchase(
+    sale_id: str, purchase_id: str, uow: UowDep, user: CurrentUser
+) -> service.PurchaseStatus:
+    """Where the caller's purchase stands: ``queued``, ``processing``, then ``completed`` with
+    its order or ``failed`` with the problem (a declined card, the units gone). Another
+    customer's purchase is a 404."""
+    return await service.purchase_status(uow, sale_id, purchase_id, user.id)
+
+
 router.include_router(public)
 router.include_router(products)
 router.include_router(admin)
+router.include_router(flash)

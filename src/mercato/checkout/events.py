@@ -1,8 +1,16 @@
-"""What the checkout module gives the worker: its workflow, which the core ``workflows.recover``
-job finishes or undoes after a crash (see :mod:`mercato.checkout.workflow`)."""
+"""What the checkout module gives the worker: its workflows, which the core
+``workflows.recover`` job finishes or undoes after a crash (see
+:mod:`mercato.checkout.workflow` and :mod:`mercato.checkout.flash`), and the job that places
+queued flash-sale purchases in batches, woken as soon as one is queued."""
 
 from __future__ import annotations
 
+from mercato.checkout.flash import CHANNEL, PURCHASE, drain_purchases
 from mercato.checkout.workflow import CHECKOUT
+from mercato.worker import Job
 
-WORKFLOWS = (CHECKOUT,)
+WORKFLOWS = (CHECKOUT, PURCHASE)
+
+DRAIN_INTERVAL = 5.0
+"""A safety net only: an enqueue wakes the job at once (``NOTIFY`` or in process)."""
+JOBS = (Job("flashsale.checkout", DRAIN_INTERVAL, drain_purchases, channel=CHANNEL),)

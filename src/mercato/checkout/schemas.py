@@ -357,3 +357,38 @@ class SettingsIn(_In):
 
 class SettingsOut(BaseModel):
     prices_include_tax: bool
+
+
+# --------------------------------------------------------------------------------------------
+# The flash-sale checkout
+
+
+class FlashCheckoutIn(_In):
+    admission_token: Annotated[str, PlainLine(min_length=1, max_length=400)] = Field(
+        description="The token ``GET /api/flash-sales/{sale_id}/queue/me`` gave when admitted"
+    )
+    shipping_address: AddressIn
+    payment_token: PaymentToken
+    shipping_method: MethodCode = "standard"
+    variant_id: Annotated[str, PlainLine(min_length=1, max_length=40)] | None = Field(
+        default=None,
+        description="Which of the sale's variants (default: the first with units left)",
+    )
+
+
+class FlashPurchaseQueuedOut(BaseModel):
+    purchase_id: str
+    status: Literal["queued"]
+    poll: str = Field(description="Where to follow the purchase to its order")
+
+
+class FlashProblemOut(BaseModel):
+    code: str
+    detail: str
+
+
+class FlashPurchaseOut(BaseModel):
+    purchase_id: str
+    status: Literal["queued", "processing", "completed", "failed"]
+    order_id: str | None = Field(description="The order, once completed")
+    problem: FlashProblemOut | None = Field(description="Why it failed (failed only)")

@@ -9,7 +9,8 @@ The rules live in one file per family, read on their own:
 * :mod:`~mercato.checkout.pricing` — the arithmetic, pure;
 * :mod:`~mercato.checkout.arrival` — the delivery-date rule, pure, and
   :mod:`~mercato.checkout.delivery` — delivery estimates for a product or a cart;
-* :mod:`~mercato.checkout.workflow` — the checkout itself, from a cart to a paid order.
+* :mod:`~mercato.checkout.workflow` — the checkout itself, from a cart to a paid order;
+* :mod:`~mercato.checkout.flash` — the flash-sale checkout: queued purchases, placed in batches.
 
 Other modules import this one only.
 """
@@ -34,6 +35,14 @@ from mercato.checkout.delivery import (
     dispatch_day_for,
     product_delivery,
     variant_arrivals,
+)
+from mercato.checkout.flash import (
+    Enqueued,
+    PurchaseRequest,
+    PurchaseStatus,
+    drain_purchases,
+    enqueue_purchase,
+    purchase_status,
 )
 from mercato.checkout.promos import (
     PromoAmounts,
@@ -137,6 +146,7 @@ __all__ = [
     "CheckoutStatus",
     "DeliveryClock",
     "DeliveryOption",
+    "Enqueued",
     "PricingContext",
     "PricingSetupCache",
     "ProductDelivery",
@@ -144,6 +154,8 @@ __all__ = [
     "PromoGuard",
     "PromoInfo",
     "PromoRow",
+    "PurchaseRequest",
+    "PurchaseStatus",
     "Quote",
     "ShippingMethodInfo",
     "ShippingOption",
@@ -172,6 +184,8 @@ __all__ = [
     "delivery_clock",
     "dispatch_day",
     "dispatch_day_for",
+    "drain_purchases",
+    "enqueue_purchase",
     "estimate_arrival",
     "estimate_cart",
     "get_promo",
@@ -200,6 +214,7 @@ __all__ = [
     "product_delivery",
     "promo_redemption_counts",
     "promo_used_up",
+    "purchase_status",
     "quote_cart",
     "release_promo_use",
     "save_tax_rate",

@@ -40,6 +40,7 @@ Tests crash a workflow at every step boundary by wrapping its steps (``tests/wor
 crash hook lives here.
 """
 
+from mercato.workflows.batch import BatchResult, Queued, drive_batch, enqueue
 from mercato.workflows.definitions import (
     RetryLater,
     Step,
@@ -71,8 +72,10 @@ __all__ = [
     "ACTIVE",
     "RUNS",
     "STATUSES",
+    "BatchResult",
     "KeyFunc",
     "Prepare",
+    "Queued",
     "RetryLater",
     "RunInfo",
     "Step",
@@ -82,6 +85,8 @@ __all__ = [
     "WorkflowRun",
     "count_by_status",
     "definition",
+    "drive_batch",
+    "enqueue",
     "find_run",
     "get_run",
     "idempotency_conflict",

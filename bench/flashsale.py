@@ -1,0 +1,396 @@
+"""A flash sale over HTTP: ``mercato serve --workers 2`` and ``mercato worker`` on PostgreSQL +
+Redis, thousands of buyers arriving within seconds; then the same buyers through the regular
+checkout, with no gate, for the same stock.
+
+Run from the repository root::
+
+    python -m bench.flashsale                    # 5,000 buyers within 5 s, 500 units
+    python -m bench.flashsale --buyers 1000      # a lighter run
+
+It starts a private PostgreSQL and Redis (the test suite's servers: fsync off), migrates, seeds
+a demo catalog, the shipping/tax setup and one customer (with a bearer token) per buyer, sets
+``--units`` aside for a live sale, and starts the server and a worker. Buyers arrive uniformly
+over ``--arrival`` seconds; each joins the waiting room (``POST …/queue``), polls
+(``GET …/queue/me``) until admitted or sold out, checks out (``POST …/checkout``, 202) and
+polls its purchase until it is an order. Measured: join latency, time from admission to order,
+time to sell out, orders per second (orders / time from the first checkout to the last order),
+PostgreSQL CPU per order. Then the same buyers each add one unit of another variant with
+``--units`` in stock to their cart and ``POST /api/checkout``, arriving the same way.
+
+Every run checks: units sold = the allocation = flash orders, the stock ledger balances, the
+sandbox processor holds one live charge per order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from bench.checkout import BODY, SECRET_KEY, SERVER_LOG, stop_server, tree_cpu, wait_until_up
+from bench.common import CURRENCY, ROOT, machine, seed_hot_and_spread
+
+console = Console()
+WORKER_LOG = ROOT / "bench" / "results" / "flashsale-worker.log"
+ADDRESS = BODY["shipping_address"]
+
+
+@dataclass
+class Phase:
+    name: str
+    joins: list[float] = field(default_factory=list)
+    to_order: list[float] = field(default_factory=list)
+    order_times: list[float] = field(default_factory=list)
+    first_checkout: float = float("inf")
+    outcomes: Counter[str] = field(default_factory=Counter)
+    db_cpu: float = 0.0
+    api_cpu: float = 0.0
+    load: float = 0.0
+
+    @property
+    def orders(self) -> int:
+        return len(self.order_times)
+
+    @property
+    def sellout_seconds(self) -> float:
+        return max(self.order_times) - self.first_checkout if self.order_times else 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.orders / self.sellout_seconds if self.sellout_seconds else 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+def env_for(url: str, redis_url: str, args: argparse.Namespace) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MERCATO_DB_POOL_SIZE": str(args.pool_size),
+        "MERCATO_DB_MAX_OVERFLOW": "0",
+        "MERCATO_DATABASE_URL": url,
+        "MERCATO_REDIS_URL": redis_url,
+        "MERCATO_SECRET_KEY": SECRET_KEY,
+        "MERCATO_CURRENCY": CURRENCY,
+        # Every buyer comes from 127.0.0.1 here: the per-address limit would refuse the crowd.
+        "MERCATO_FLASHSALE_REQUESTS_PER_IP_PER_MINUTE": "100000000",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+
+
+def start(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mercato.cli", *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def seed(db: Any, products: int, units: int, buyers: int) -> tuple[str, str, list[str]]:
+    """Catalog, ``units`` of two variants (the sale's, the regular checkout's), the shipping and
+    tax setup, one customer with a bearer token per buyer (cheap argon2: logins are not
+    measured, and tokens are made before the clock starts)."""
+    from argon2 import PasswordHasher
+
+    from mercato.checkout.demo import seed_checkout
+    from mercato.identity import service as identity
+
+    hot, [regular] = await seed_hot_and_spread(
+        db,
+        products=products,
+        seed=7,
+        spread_variants=1,
+        hot_stock=units,
+        spread_stock=units,
+        currency=CURRENCY,
+    )
+    await seed_checkout(db, currency=CURRENCY)
+    identity.PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    tokens = []
+    for start_at in range(0, buyers, 500):
+        async with db.transaction() as s:
+            for i in range(start_at, min(buyers, start_at + 500)):
+                user = await identity.create_user(
+                    s,
+                    email=f"buyer{i}@bench.example",
+                    password=secrets.token_urlsafe(16),
+                    role="customer",
+                    name=f"Buyer {i}",
+                )
+                tokens.append(await identity.issue_token(s, user.id, 24 * 3600))
+    return hot, regular, tokens
+
+
+async def make_sale(db: Any, variant: str, units: int) -> str:
+    from mercato.db import utcnow
+    from mercato.flashsale import service as flashsale
+
+    now = utcnow()
+    async with db.transaction() as uow:
+        sale = await flashsale.schedule_sale(
+            uow,
+            flashsale.NewSale(
+                title="Bench drop",
+                variants=[(variant, units)],
+                price=1999,
+                currency=CURRENCY,
+                starts_at=now + timedelta(seconds=2),
+                ends_at=now + timedelta(hours=1),
+                admission_rate=1_000_000,
+                per_customer_limit=1,
+            ),
+        )
+    return sale.id
+
+
+async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """The request, sent again on a dropped connection (every call here is idempotent: the
+    waiting room's, the polls, and the checkouts by their Idempotency-Key)."""
+    for attempt in range(5):
+        try:
+            return await client.request(method, url, **kwargs)
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+async def flash_buyer(
+    client: httpx.AsyncClient, phase: Phase, sale: str, token: str, at: float, t0: float
+) -> None:
+    await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"/api/flash-sales/{sale}"
+    started = time.perf_counter()
+    r = await call(client, "POST", f"{base}/queue", headers=headers)
+    phase.joins.append(time.perf_counter() - started)
+    state = r.json() if r.status_code == 200 else {"state": f"join {r.status_code}"}
+    while state.get("state") == "waiting":
+        await asyncio.sleep(max(0.5, min(2.0, float(state.get("poll_after_seconds", 1)))))
+        r = await call(client, "GET", f"{base}/queue/me", headers=headers)
+        state = r.json() if r.status_code == 200 else {"state": "waiting"}
+    if state.get("state") != "admitted":
+        phase.outcomes[str(state.get("state"))] += 1
+        return
+    admitted = time.perf_counter()
+    phase.first_checkout = min(phase.first_checkout, admitted)
+    body = {
+        "admission_token": state["admission_token"],
+        "shipping_address": ADDRESS,
+        "payment_token": "tok_visa",
+    }
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    r = await call(client, "POST", f"{base}/checkout", json=body, headers={**headers, **key})
+    if r.status_code != 202:
+        phase.outcomes[f"checkout {r.status_code} {r.json().get('code')}"] += 1
+        return
+    poll = r.json()["poll"]
+    while True:
+        await asyncio.sleep(0.25)
+        found = (await call(client, "GET", poll, headers=headers)).json()
+        if found["status"] in ("completed", "failed"):
+            break
+    if found["status"] == "completed":
+        now = time.perf_counter()
+        phase.to_order.append(now - admitted)
+        phase.order_times.append(now)
+        phase.outcomes["ordered"] += 1
+    else:
+        phase.outcomes[f"failed {found['problem']['code']}"] += 1
+
+
+async def regular_buyer(
+    client: httpx.AsyncClient, phase: Phase, variant: str, token: str, at: float, t0: float
+) -> None:
+    await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
+    headers = {"Authorization": f"Bearer {token}"}
+    r = await call(
+        client,
+        "POST",
+        "/api/cart/items",
+        json={"variant_id": variant, "quantity": 1},
+        headers=headers,
+    )
+    if r.status_code != 201:
+        phase.outcomes[f"cart {r.status_code} {r.json().get('code')}"] += 1
+        return
+    started = time.perf_counter()
+    phase.first_checkout = min(phase.first_checkout, started)
+    r = await call(
+        client,
+        "POST",
+        "/api/checkout",
+        json=BODY,
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    if r.status_code == 201:
+        now = time.perf_counter()
+        phase.to_order.append(now - started)
+        phase.order_times.append(now)
+        phase.outcomes["ordered"] += 1
+    else:
+        phase.outcomes[f"checkout {r.status_code} {r.json().get('code')}"] += 1
+
+
+async def crowd(
+    phase: Phase, buyer: Any, target: str, tokens: list[str], args: argparse.Namespace, pids: Any
+) -> None:
+    rng = random.Random(5)
+    arrivals = sorted(rng.uniform(0, args.arrival) for _ in tokens)
+    limits = httpx.Limits(max_connections=args.connections, keepalive_expiry=3.0)
+    async with httpx.AsyncClient(base_url=args.base, timeout=120, limits=limits) as client:
+        before = (tree_cpu(pids[0]), tree_cpu(pids[1]), tree_cpu(pids[2]))
+        t0 = time.perf_counter() + 0.5
+        await asyncio.gather(
+            *(
+                buyer(client, phase, target, t, at, t0)
+                for t, at in zip(tokens, arrivals, strict=True)
+            )
+        )
+        after = (tree_cpu(pids[0]), tree_cpu(pids[1]), tree_cpu(pids[2]))
+    phase.api_cpu = (after[0] - before[0]) + (after[2] - before[2])
+    phase.db_cpu = after[1] - before[1]
+    phase.load = os.getloadavg()[0]
+
+
+async def check(db: Any, sale: str, units: int, flash_orders: int, regular: int) -> list[str]:
+    from mercato.flashsale import service as flashsale
+    from mercato.inventory import service as inventory
+    from mercato.orders import service as orders
+    from mercato.payments import service as payments
+
+    problems = []
+    async with db.transaction() as uow:
+        found = await flashsale.get_sale(uow, sale)
+        count = sum((await orders.count_by_status(uow)).values())
+        ledger = await inventory.check_ledger(uow)
+        charges = (await payments.sandbox_charge_summary(uow)).charges
+    if found.sold != units:
+        problems.append(f"sold {found.sold} of an allocation of {units}")
+    if found.sold > units:
+        problems.append("OVERSOLD")
+    if flash_orders != found.sold:
+        problems.append(f"{flash_orders} flash orders seen for {found.sold} units sold")
+    if count != flash_orders + regular:
+        problems.append(f"{count} orders for {flash_orders} + {regular} answers")
+    if ledger:
+        problems.append(f"{len(ledger)} stock ledger differences")
+    if charges != count:
+        problems.append(f"{charges} live charges for {count} orders")
+    return problems
+
+
+def line(phase: Phase, units: int) -> str:
+    return (
+        f"{phase.name:>8}: orders {phase.orders}/{units}, {phase.per_second:6.1f} orders/s, "
+        f"sold out in {phase.sellout_seconds:5.2f} s; to order p50 {pct(phase.to_order, 0.5):.0f} "
+        f"ms p99 {pct(phase.to_order, 0.99):.0f} ms; PostgreSQL CPU "
+        f"{phase.db_cpu / max(phase.orders, 1) * 1000:.1f} ms/order, API+worker CPU "
+        f"{phase.api_cpu / max(phase.orders, 1) * 1000:.1f} ms/order; load {phase.load:.1f}; "
+        f"{dict(phase.outcomes)}"
+    )
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+    from tests.support.servers import PostgresServer, RedisServer, free_port
+
+    from mercato import migrate
+    from mercato.db import Database
+
+    load_before = os.getloadavg()[0]
+    pg = PostgresServer.start()
+    redis = RedisServer.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        admin = await asyncpg.connect(pg.dsn())
+        await admin.execute("CREATE DATABASE bench")
+        await admin.close()
+        url = pg.url("bench")
+        await asyncio.to_thread(migrate.upgrade, url)
+        db = Database(url, pool_size=4, max_overflow=4)
+        try:
+            started = time.perf_counter()
+            hot, regular_variant, tokens = await seed(db, args.products, args.units, args.buyers)
+            console.print(f"seeded in {time.perf_counter() - started:.1f}s")
+            sale = await make_sale(db, hot, args.units)
+            env = env_for(url, redis.url(), args)
+            port = free_port()
+            args.base = f"http://127.0.0.1:{port}"
+            serve = ["serve", "--workers", str(args.workers), "--port", str(port)]
+            procs.append(start([*serve, "--database", url], env, SERVER_LOG))
+            procs.append(start(["worker"], env, WORKER_LOG))
+            await wait_until_up(args.base, procs[0])
+            await asyncio.sleep(2.0)  # the sale starts
+            pids = (procs[0].pid, pg.proc.pid, procs[1].pid)
+            flash = Phase("flash")
+            await crowd(flash, flash_buyer, sale, tokens, args, pids)
+            console.print(line(flash, args.units))
+            regular = Phase("regular")
+            await crowd(regular, regular_buyer, regular_variant, tokens, args, pids)
+            console.print(line(regular, args.units))
+            for p in procs:
+                stop_server(p)
+            procs.clear()
+            problems = await check(db, sale, args.units, flash.orders, regular.orders)
+        finally:
+            await db.dispose()
+    finally:
+        for p in procs:
+            stop_server(p)
+        redis.stop()
+        pg.stop()
+    info = machine()
+    ratio = flash.per_second / max(regular.per_second, 1e-9)
+    console.print(
+        f"{args.buyers} buyers arriving within {args.arrival:g} s, {args.units} units; "
+        f"join p50 {pct(flash.joins, 0.5):.0f} ms p99 {pct(flash.joins, 0.99):.0f} ms "
+        f"(while they arrive); flash {flash.per_second:.1f} orders/s vs regular "
+        f"{regular.per_second:.1f} orders/s: x{ratio:.2f}"
+    )
+    console.print(
+        f"{info['cpu']}, {info['cores']} cores, {info['ram']}, Python {info['python']}; load "
+        f"average before {load_before:.1f}; mercato serve --workers {args.workers} + 1 worker"
+    )
+    if problems:
+        console.print(f"[red]PROBLEMS: {problems}[/red]")
+        raise SystemExit(1)
+    console.print("checks: sold = allocation = flash orders, ledger balanced, one charge per order")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--buyers", type=int, default=5000)
+    parser.add_argument("--arrival", type=float, default=5.0, help="seconds they arrive within")
+    parser.add_argument("--units", type=int, default=500, help="units for sale (both phases)")
+    parser.add_argument("--workers", type=int, default=2, help="API processes of mercato serve")
+    parser.add_argument("--pool-size", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=400, help="client connections")
+    parser.add_argument("--products", type=int, default=300)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

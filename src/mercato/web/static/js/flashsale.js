@@ -1,5 +1,7 @@
-// Flash-sale pages: times that count down (<time data-countdown="ISO" data-countdown-done="…">).
-// Without this file the time itself shows; htmx swaps new ones in, so every tick looks again.
+// Flash-sale pages: times that count down (<time data-countdown="ISO" data-countdown-prefix="…"
+// data-countdown-done="…">), and a scheduled sale's badge that says "Live now" at its start
+// (data-live-at). Without this file the time itself shows; htmx swaps new ones in, so every
+// tick looks again.
 (() => {
   const pad = (n) => String(n).padStart(2, "0");
   const left = (ms) => {
@@ -15,8 +17,15 @@
     document.querySelectorAll("[data-countdown]").forEach((el) => {
       const at = Date.parse(el.dataset.countdown);
       if (Number.isNaN(at)) return;
-      const text = at > now ? left(at - now) : (el.dataset.countdownDone || "now");
+      const prefix = el.dataset.countdownPrefix || "";
+      const text = at > now ? prefix + left(at - now) : (el.dataset.countdownDone || "now");
       if (el.textContent !== text) el.textContent = text;
+    });
+    document.querySelectorAll("[data-live-at]").forEach((el) => {
+      if (Date.parse(el.dataset.liveAt) > now) return;
+      el.textContent = "Live now";
+      el.classList.replace("fs-status-scheduled", "fs-status-live");
+      delete el.dataset.liveAt;
     });
   };
   document.addEventListener("DOMContentLoaded", () => {

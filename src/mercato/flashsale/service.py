@@ -182,3 +182,114 @@ __all__ = [
     "take_admitted_unit",
     "watch_sales",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# What the shop's and the back office's pages read (read-only). Imported here, at the end, so
+# that this part stays an addition to the file.
+
+from dataclasses import dataclass  # noqa: E402
+
+from sqlalchemy import select  # noqa: E402
+
+from mercato.catalog import service as catalog  # noqa: E402
+from mercato.db import UnitOfWork  # noqa: E402
+from mercato.flashsale.common import SALE_VARIANTS, SALES, sale_info  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class SaleItem:
+    """A variant of a sale as the pages show it: its product, its regular price and the units
+    of it set aside and sold."""
+
+    variant_id: str
+    sku: str
+    product_id: str
+    product_title: str
+    variant_title: str
+    regular_price: int
+    currency: str
+    image: str | None
+    allocation: int
+    sold: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaleView:
+    """A sale with its status as buyers see it now (the stored one may lag the clock) and
+    its variants as products."""
+
+    sale: SaleInfo
+    status: str
+    items: tuple[SaleItem, ...]
+
+
+async def _views(uow: UnitOfWork, sales: list[SaleInfo], now: datetime) -> list[SaleView]:
+    """The sales with their variants as products: one read of the sales' variants, one of
+    the catalog."""
+    ids = [s.id for s in sales]
+    shares: dict[str, list[SaleVariantInfo]] = {}
+    if ids:
+        rows = await uow.execute(
+            select(SALE_VARIANTS)
+            .where(SALE_VARIANTS.c.sale_id.in_(ids))
+            .order_by(SALE_VARIANTS.c.sale_id, SALE_VARIANTS.c.variant_id)
+        )
+        for r in rows:
+            shares.setdefault(r.sale_id, []).append(
+                SaleVariantInfo(r.variant_id, r.allocation, r.sold)
+            )
+    variants = await catalog.get_variants(
+        uow, {v.variant_id for found in shares.values() for v in found}
+    )
+
+    def item(sale: SaleInfo, share: SaleVariantInfo) -> SaleItem:
+        v = variants.get(share.variant_id)
+        return SaleItem(
+            variant_id=share.variant_id,
+            sku=v.sku if v else share.variant_id,
+            product_id=v.product_id if v else "",
+            product_title=v.product_title if v else share.variant_id,
+            variant_title=v.title if v else "",
+            regular_price=v.price if v else sale.price,
+            currency=v.currency if v else sale.currency,
+            image=v.image if v else None,
+            allocation=share.allocation,
+            sold=share.sold,
+        )
+
+    return [
+        SaleView(
+            sale=sale,
+            status=sale.status_at(now),
+            items=tuple(item(sale, share) for share in shares.get(sale.id, [])),
+        )
+        for sale in sales
+    ]
+
+
+async def sale_view(uow: UnitOfWork, sale_id: str, now: datetime | None = None) -> SaleView:
+    """One sale as its page shows it to shoppers. 404 for an unknown sale."""
+    sale = await get_sale(uow, sale_id)
+    return (await _views(uow, [sale], now or utcnow()))[0]
+
+
+async def list_sales(
+    uow: UnitOfWork, *, current_only: bool = False, limit: int = 100, now: datetime | None = None
+) -> list[SaleView]:
+    """Sales as the pages list them: ``current_only``, those live or still to come, the
+    soonest first (the shop's list and the home page's link); else every sale, the latest
+    start first (the back office)."""
+    now = now or utcnow()
+    query = select(SALES).limit(limit)
+    if current_only:
+        query = query.where(SALES.c.status != "ended", SALES.c.ends_at > now).order_by(
+            SALES.c.starts_at, SALES.c.id
+        )
+    else:
+        query = query.order_by(SALES.c.starts_at.desc(), SALES.c.id.desc())
+    sales = [sale_info(row) for row in await uow.execute(query)]
+    return await _views(uow, sales, now)
+
+
+__all__ += ["SaleItem", "SaleView", "list_sales", "sale_view"]

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from mercato.web.admin import (
     catalog,
     dashboard,
+    flashsales,
     integrations,
     inventory,
     orders,
@@ -31,6 +32,7 @@ for part in (
     inventory,
     catalog,
     promos,
+    flashsales,
     settings,
     integrations,
 ):

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from mercato.catalog import service as catalog
 from mercato.checkout import service as checkout
+from mercato.flashsale import service as flashsale
 from mercato.identity import service as identity
 from mercato.problems import Problem, not_found
 from mercato.recommendations import service as recommendations
@@ -144,10 +145,13 @@ async def home(
             if viewer.user_id is not None or viewer.cookie_returned
             else None  # a first visit: nothing to go on, the best sellers below say it all
         )
+        # A small link when a flash sale is live or coming.
+        flash_sales = await flashsale.list_sales(uow, current_only=True, limit=2)
     return render(
         request,
         "shop/home.html",
         {
+            "flash_sales": flash_sales,
             "tree": tree,
             # Only when personal: the best sellers are the row below.
             "for_you": suggested.items if suggested is not None and suggested.personal else [],

@@ -521,11 +521,18 @@ async def product_cards(uow: UnitOfWork, ids: Collection[str]) -> dict[str, Prod
         .order_by(v.product_id, v.position, v.id)
     ):
         variants.setdefault(product_id, []).append(variant_id)
-    rows = await uow.execute(
-        select(p.id, p.title, p.slug, b.name, p.currency, p.min_price, p.media)
-        .outerjoin(Brand.__table__, b.id == p.brand_id)
-        .where(p.id.in_(wanted), p.status == "active")
-    )
+    # The status is checked here, not in the WHERE: by the ids alone every planner takes the
+    # primary key, while "AND status = ?" let SQLite without statistics pick the status index
+    # and scan every active product (177 ms at a million products).
+    rows = [
+        row[:-1]
+        for row in await uow.execute(
+            select(p.id, p.title, p.slug, b.name, p.currency, p.min_price, p.media, p.status)
+            .outerjoin(Brand.__table__, b.id == p.brand_id)
+            .where(p.id.in_(wanted))
+        )
+        if row[-1] == "active"
+    ]
     return {
         pid: ProductCard(
             pid,

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from mercato.db import utcnow
 from mercato.recommendations import service
-from mercato.recommendations.store import LISTS, Item, current_version, served, write
+from mercato.recommendations.store import EXTRA, LISTS, Item, current_version, served, write
 from tests.fulfilment.conftest import assert_problem
 from tests.recommendations.conftest import Shop, make_shop, runtime_of, sell, sell_history
 
@@ -140,6 +140,20 @@ async def test_a_rebuild_switches_every_list_at_once(
         assert await current_version(uow) == stats.version
     items = await _recs(client, shop.product["kettle"], kind="bought_together", country="DE")
     assert items[0]["id"] == shop.product["filters"]
+
+
+async def test_while_one_request_loads_a_new_build_the_others_serve_the_held_one(
+    app: FastAPI, shop: Shop
+) -> None:
+    runtime = runtime_of(app)
+    held = await served(runtime)
+    for i in range(5):
+        await sell(runtime.db, shop, f"late{i}", "kettle", "filters")
+    stats = await service.build(runtime)
+    loaded = runtime.extras[EXTRA]
+    async with loaded.lock:  # a request is loading the new build
+        assert (await served(runtime)).version == held.version  # no one waits for it
+    assert (await served(runtime)).version == stats.version  # the next look switches
 
 
 async def test_the_worker_rebuilds_only_once_enough_orders_arrived(

@@ -388,7 +388,8 @@ async def read(uow: UnitOfWork, version: int | None = None) -> Lists:
     if not parts:  # a build committed meanwhile and deleted them: read the new version
         now = await current_version(uow)
         return await read(uow, now) if now != version else EMPTY
-    return from_blob(b"".join(parts))
+    # Unpacking a million products' arrays takes a while: off the event loop.
+    return await asyncio.to_thread(from_blob, b"".join(parts))
 
 
 # -- the stored form: one blob per version, in parts (the database's and Redis's) ----------
@@ -482,7 +483,7 @@ async def from_redis(redis: Redis, version: int) -> Lists | None:
     if any(p is None for p in parts):
         return None
     try:
-        lists = from_blob(b"".join(cast(list[bytes], parts)))
+        lists = await asyncio.to_thread(from_blob, b"".join(cast(list[bytes], parts)))
     except (ValueError, KeyError, OSError):
         log.warning("ignoring a malformed Redis copy of recommendations version %s", version)
         return None
@@ -528,6 +529,10 @@ async def served(runtime: Runtime, uow: UnitOfWork | None = None) -> Lists:
     work when given (a request's: on SQLite a second transaction would wait for its lock)."""
     loaded = _loaded(runtime)
     if time.monotonic() - loaded.checked < runtime.settings.recs_reload_seconds:
+        return loaded.lists
+    if loaded.lock.locked() and loaded.lists.version:
+        # Another request is loading a newer build (about a second at a million products):
+        # the build this process holds is served meanwhile rather than everyone waiting.
         return loaded.lists
     async with loaded.lock:
         if time.monotonic() - loaded.checked < runtime.settings.recs_reload_seconds:

@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "cart",
     "payments",
     "orders",
+    "marketplace",
     "checkout",
     "search",
     "recommendations",
@@ -101,6 +102,7 @@ def _hooks() -> None:
     from mercato.fulfilment import service as fulfilment
     from mercato.identity import service as identity
     from mercato.inventory import service as inventory
+    from mercato.marketplace import service as marketplace
     from mercato.orders import service as orders
     from mercato.recommendations import affinity
     from mercato.reviews import service as reviews
@@ -129,3 +131,8 @@ def _hooks() -> None:
     # A signed-in customer's search re-ranks its top results by the brands and categories
     # they buy, which the recommendations module tells from their orders.
     search.affinity_readers.append(affinity.customer_affinity)
+    # A marketplace offer that wins a product's buy box sets the price listings show.
+    search.featured_price_readers.append(marketplace.featured_prices)
+    # The house's landed price counts the checkout's cheapest shipping to the destination.
+    marketplace.shipping_readers.append(checkout.cheapest_shipping)
+

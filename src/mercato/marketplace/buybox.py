@@ -124,12 +124,15 @@ def landed_order(o: BuyBoxOffer) -> tuple[int, int, int, int, str, str]:
 
 async def _house_shipping(
     uow: UnitOfWork, country: str | None, variant: catalog.VariantInfo
-) -> int | None:
+) -> int:
+    """The house's charge to the destination; nothing when no method is set up there (the
+    checkout says so when the shopper gets there, as it does today)."""
     if country is None or not shipping_readers:
         return 0
-    return await shipping_readers[0](
+    charge = await shipping_readers[0](
         uow, country, variant.weight_grams, variant.price, variant.currency
     )
+    return charge or 0
 
 
 async def _house_offers(
@@ -150,8 +153,6 @@ async def _house_offers(
     found = []
     for v in in_stock:
         shipping = await _house_shipping(uow, country, v)
-        if shipping is None:
-            continue
         serving = served.get(v.id)
         days = serving.handling_days if serving else inventory.DEFAULT_HANDLING_DAYS
         found.append(

@@ -135,4 +135,3 @@ def _hooks() -> None:
     search.featured_price_readers.append(marketplace.featured_prices)
     # The house's landed price counts the checkout's cheapest shipping to the destination.
     marketplace.shipping_readers.append(checkout.cheapest_shipping)
-

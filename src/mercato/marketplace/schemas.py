@@ -11,13 +11,14 @@ from mercato.inventory.service import MAX_QUANTITY, low_stock_hint
 from mercato.marketplace import service
 from mercato.marketplace.models import MAX_HANDLING_DAYS
 from mercato.money import DecimalStr, format_minor
+from mercato.openapi import WholeNumber
 from mercato.text import PlainLine, PlainText
 
 Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
-Stock = Annotated[int, Field(ge=0, le=MAX_QUANTITY, strict=True)]
-HandlingDays = Annotated[int, Field(ge=0, le=MAX_HANDLING_DAYS, strict=True)]
-Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x20]+$")]
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+Stock = Annotated[int, Field(ge=0, le=MAX_QUANTITY, strict=True), WholeNumber]
+HandlingDays = Annotated[int, Field(ge=0, le=MAX_HANDLING_DAYS, strict=True), WholeNumber]
+Ref = Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=64)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -27,11 +28,11 @@ class _Strict(BaseModel):
 class SellerApplicationIn(_Strict):
     name: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=100)]
     legal_name: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=200)]
-    email: Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
+    email: Annotated[str, PlainLine(strip_whitespace=True, min_length=3, max_length=254)]
     country: Country
     ship_to: Annotated[list[Country], Field(min_length=1, max_length=60)]
     description: Annotated[str, PlainText(max_length=2000)] = ""
-    payout_reference: Annotated[str, Field(min_length=3, max_length=80)] | None = Field(
+    payout_reference: Annotated[str, PlainLine(min_length=3, max_length=80)] | None = Field(
         default=None,
         description="The payment provider's reference of the payout account (never a bank "
         "account number)",
@@ -122,7 +123,7 @@ class OfferIn(_Strict):
     shipping: DecimalStr = "0"
     quantity: Stock = 0
     handling_days: HandlingDays = 2
-    active: bool = True
+    active: Flag = True
     seller_id: Annotated[str, Field(max_length=40)] | None = Field(
         default=None, description="Staff only: the seller the offer is for"
     )
@@ -133,7 +134,7 @@ class OfferPatchIn(_Strict):
     shipping: DecimalStr | None = None
     quantity: Stock | None = None
     handling_days: HandlingDays | None = None
-    active: bool | None = None
+    active: Flag | None = None
 
 
 class OfferOut(BaseModel):

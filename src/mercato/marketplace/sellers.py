@@ -77,6 +77,9 @@ async def apply(uow: UnitOfWork, user_id: str, application: Application) -> Sell
     """A pending seller for the signed-in account; 409 ``already_seller`` when the account
     already applied or acts for a seller."""
     payout = check_payout_reference(application.payout_reference)
+    bad_email = identity.email_problem(identity.normalize_email(application.email))
+    if bad_email is not None:
+        raise validation_problem("email", bad_email)
     country = inventory.normalize_country(application.country) or ""
     if not application.ship_to:
         raise validation_problem("ship_to", "at least one country is required")

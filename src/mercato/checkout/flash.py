@@ -57,7 +57,7 @@ from mercato.checkout.quote import (
     priced_to_minor,
 )
 from mercato.checkout.setup_cache import pricing_setup_cache
-from mercato.checkout.workflow import Payment, check_idempotency_key, interrupted
+from mercato.checkout.workflow import Payment, check_idempotency_key, interrupted, order_draft
 from mercato.db import UnitOfWork
 from mercato.flashsale import service as flashsale
 from mercato.identity.service import UserInfo
@@ -315,43 +315,15 @@ async def place_order(ctx: StepContext, state: PurchaseState) -> None:
 
 
 def _order_draft(state: PurchaseState) -> orders.OrderDraft:
-    priced = priced_from_minor(state.pricing)
-    by_variant = {str(i["variant_id"]): i for i in state.items}
-    lines = []
-    for line in priced.lines:
-        item = by_variant[line.variant_id]
-        lines.append(
-            orders.OrderLineDraft(
-                variant_id=line.variant_id,
-                product_id=str(item["product_id"]),
-                sku=str(item["sku"]),
-                title=str(item["title"]),
-                options={str(k): str(v) for k, v in dict(item["options"]).items()},
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                subtotal=line.subtotal,
-                discount=line.discount,
-                tax=line.tax,
-                total=line.total,
-            )
-        )
-    payment = state.payment or Payment()
-    return orders.OrderDraft(
-        id=state.order_id,
+    return order_draft(
+        order_id=state.order_id,
         checkout_id=state.purchase_id,
         user_id=state.user_id,
         email=state.email,
-        currency=priced.currency,
-        lines=tuple(lines),
-        subtotal=priced.subtotal,
-        shipping=priced.shipping_total,
-        discount=priced.discount,
-        tax=priced.tax,
-        total=priced.total,
-        shipping_address=dict(state.shipping_address),
-        shipping_method=priced.shipping_method,
-        promo_code=None,
-        payment_intent_id=payment.intent_id or "",
+        items=state.items,
+        priced=priced_from_minor(state.pricing),
+        shipping_address=state.shipping_address,
+        payment=state.payment,
     )
 
 

@@ -18,6 +18,7 @@ from mercato.web.shop import (
     images,
     pages,
     reviews,
+    sellers,
     wishlist,
 )
 
@@ -25,5 +26,5 @@ router = APIRouter()
 router.include_router(images.router)
 router.include_router(flashsale.panel_router)
 # Every page's header says where the shopper's goods would go, and offers to change it.
-for part in (pages, reviews, cart, checkout, account, guest_orders, wishlist, flashsale):
+for part in (pages, sellers, reviews, cart, checkout, account, guest_orders, wishlist, flashsale):
     router.include_router(part.router, dependencies=[Depends(page_destination)])

@@ -1,8 +1,9 @@
 """Storefront and account pages: browsing and search (``pages``), a customer's reviews
 (``reviews``), the cart (``cart``), checkout (``checkout``), the shopper's account
 (``account``), the wishlist (``wishlist``), a guest's order by its link or a lookup
-(``guest_orders``), flash sales (``flashsale``) and the demo's placeholder pictures
-(``images``). They call the same services as the JSON API; no commerce rule lives here."""
+(``guest_orders``), flash sales (``flashsale``), who sells a product and a seller's page
+(``sellers``) and the demo's placeholder pictures (``images``). They call the same services as
+the JSON API; no commerce rule lives here."""
 
 from __future__ import annotations
 

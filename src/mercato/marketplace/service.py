@@ -123,3 +123,95 @@ __all__ = [
     "suspend",
     "update_offer",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# What the web pages read: one call per page, nothing written. Imported here, after the public
+# names above, so that this block stays apart from them.
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from mercato.catalog import service as _catalog
+from mercato.db import UnitOfWork
+from mercato.marketplace.common import OFFERS as _OFFERS
+from mercato.marketplace.common import sellers_by_id as _sellers_by_id
+from mercato.marketplace.offers import offer_infos as _offer_infos
+from mercato.problems import not_found as _not_found
+
+SHELF_PAGE = 24
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSellers:
+    """A product page's buy box and "Other sellers", with every seller they name."""
+
+    variants: list[VariantOffers]
+    sellers: dict[str, SellerInfo]
+
+
+async def product_sellers(
+    uow: UnitOfWork, product_id: str, country: str | None, *, sort: Sort = "score"
+) -> ProductSellers:
+    """:func:`product_offers` and the profile of each seller an offer names (for its rating
+    and figures); 404 for a product not for sale."""
+    found = await product_offers(uow, product_id, country, sort=sort)
+    ids = {o.seller_id for v in found for o in [*v.others, *([v.featured] if v.featured else [])]}
+    return ProductSellers(found, await _sellers_by_id(uow, ids))
+
+
+@dataclass(frozen=True, slots=True)
+class SellerShelf:
+    """A seller's public page: its profile and one page of its offers for sale."""
+
+    seller: SellerInfo
+    offers: list[OfferInfo]
+    product_titles: dict[str, str]
+    next_after: str | None
+
+
+async def seller_shelf(
+    uow: UnitOfWork, seller_id: str, *, after: str | None = None, limit: int = SHELF_PAGE
+) -> SellerShelf:
+    """An approved seller (404 otherwise, as :func:`public_seller`) and its active offers of
+    listed products, by offer id, ``limit`` after ``after``."""
+    seller = await public_seller(uow, seller_id)
+    query = select(_OFFERS).where(_OFFERS.c.seller_id == seller.id, _OFFERS.c.active.is_(True))
+    if after is not None:
+        query = query.where(_OFFERS.c.id > after)
+    rows = (await uow.execute(query.order_by(_OFFERS.c.id).limit(limit + 1))).all()
+    page, more = rows[:limit], len(rows) > limit
+    products = await _catalog.get_products(
+        uow, {r.product_id for r in page}, include_inactive=False
+    )
+    offers = [o for o in await _offer_infos(uow, page) if o.product_id in products]
+    return SellerShelf(
+        seller=seller,
+        offers=offers,
+        product_titles={pid: p.title for pid, p in products.items()},
+        next_after=page[-1].id if more and page else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SellerForStaff:
+    seller: SellerInfo
+    offers: int
+    active_offers: int
+
+
+async def seller_for_staff(uow: UnitOfWork, seller_id: str) -> SellerForStaff:
+    """A seller as the back office shows it, with how many offers it has (404 if unknown)."""
+    seller = await get_seller(uow, seller_id)
+    if seller is None:
+        raise _not_found("Seller", seller_id)
+    counts = (
+        await uow.execute(
+            select(_OFFERS.c.active, func.count())
+            .where(_OFFERS.c.seller_id == seller_id)
+            .group_by(_OFFERS.c.active)
+        )
+    ).all()
+    by_state = {bool(active): int(n) for active, n in counts}
+    return SellerForStaff(seller, sum(by_state.values()), by_state.get(True, 0))

@@ -49,14 +49,19 @@ from pydantic import BaseModel
 
 from mercato import workflows
 from mercato.catalog import service as catalog
+from mercato.checkout.pricing import PricedCart
 from mercato.checkout.quote import (
     CartItem,
+    Quote,
+    ShippingOption,
     load_pricing_context,
     price_items,
     priced_from_minor,
     priced_to_minor,
+    shipping_options,
 )
 from mercato.checkout.setup_cache import pricing_setup_cache
+from mercato.checkout.shipping import shipping_methods_for
 from mercato.checkout.workflow import Payment, check_idempotency_key, interrupted, order_draft
 from mercato.db import UnitOfWork
 from mercato.flashsale import service as flashsale
@@ -450,6 +455,56 @@ async def purchase_status(
         status = "processing"
     order_id = run.state.get("order_id") if status == "completed" else None
     return PurchaseStatus(purchase_id, status, order_id, problem)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseQuote:
+    """What the buyer's held units would cost delivered to a destination, and the shipping
+    methods there with their prices (the checkout's page shows it; asking holds nothing)."""
+
+    priced: PricedCart
+    options: tuple[ShippingOption, ...]
+
+
+async def quote_purchase(
+    runtime: Runtime,
+    uow: UnitOfWork,
+    sale_id: str,
+    units: int,
+    *,
+    country: str,
+    region: str | None,
+    shipping_method: str,
+) -> PurchaseQuote:
+    """Read-only: ``units`` of the sale priced as :func:`take_unit` will price them (the
+    sale's price, the destination's tax and shipping), with ``shipping_method`` if it ships
+    there, else the first that does. 404 for an unknown sale; 422 naming the field for a
+    destination the shop does not ship to."""
+    sale = await flashsale.get_sale(uow, sale_id, variants=True)
+    held = flashsale.AdmittedUnits(
+        sale_id=sale.id,
+        customer_id="",
+        units=units,
+        price=sale.price,
+        currency=sale.currency,
+        variant_ids=tuple(v.variant_id for v in sale.variants),
+        hold_expires_at=sale.ends_at,
+    )
+    item = await _sale_item(uow, await _variant_for(uow, held, None), held)
+    methods = await shipping_methods_for(uow, country.strip().upper(), currency=sale.currency)
+    codes = [m.code for m in methods]
+    context = await load_pricing_context(
+        uow,
+        country=country,
+        region=region,
+        shipping_method=shipping_method if shipping_method in codes else (codes or ["standard"])[0],
+        promo_code=None,
+        currency=sale.currency,
+        cache=pricing_setup_cache(runtime.extras),
+    )
+    priced = price_items([item], context, sale.currency)
+    quote = Quote(priced, (item,), context.method, (), methods=tuple(methods))
+    return PurchaseQuote(priced, tuple(shipping_options(methods, quote)))
 
 
 async def drain_purchases(runtime: Runtime) -> int:

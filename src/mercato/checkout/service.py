@@ -38,11 +38,13 @@ from mercato.checkout.delivery import (
 )
 from mercato.checkout.flash import (
     Enqueued,
+    PurchaseQuote,
     PurchaseRequest,
     PurchaseStatus,
     drain_purchases,
     enqueue_purchase,
     purchase_status,
+    quote_purchase,
 )
 from mercato.checkout.promos import (
     PromoAmounts,
@@ -155,6 +157,7 @@ __all__ = [
     "PromoGuard",
     "PromoInfo",
     "PromoRow",
+    "PurchaseQuote",
     "PurchaseRequest",
     "PurchaseStatus",
     "Quote",
@@ -218,6 +221,7 @@ __all__ = [
     "promo_used_up",
     "purchase_status",
     "quote_cart",
+    "quote_purchase",
     "release_promo_use",
     "save_tax_rate",
     "set_prices_include_tax",

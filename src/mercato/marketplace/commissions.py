@@ -28,12 +28,12 @@ from sqlalchemy import Row, and_, insert, or_, select, text, update
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
-from mercato.marketplace.common import get_seller
-from mercato.marketplace.models import MAX_RATE_BP, CommissionRule
+from mercato.marketplace.common import COMMISSION_RULES, get_seller
+from mercato.marketplace.models import MAX_RATE_BP
 from mercato.money import MAX_MINOR, MoneyError, to_minor
 from mercato.problems import Problem, not_found, validation_problem
 
-RULES = CommissionRule.__table__
+RULES = COMMISSION_RULES
 
 SCOPES: tuple[str, ...] = ("seller_category", "seller", "category", "default")
 """The scopes, most specific first: the first one with a valid rule decides."""

@@ -56,14 +56,18 @@ from sqlalchemy import Row, func, insert, select, update
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
 from mercato.marketplace.commissions import Terms, check_amount, commission_amount, commission_for
-from mercato.marketplace.common import SELLERS
-from mercato.marketplace.models import CommissionLine, JournalEntry, Payout, Posting
+from mercato.marketplace.common import (
+    COMMISSION_LINES,
+    JOURNAL_ENTRIES,
+    PAYOUTS,
+    POSTINGS,
+    SELLERS,
+)
+from mercato.money import MoneyError, to_minor
 from mercato.problems import Problem, not_found, validation_problem
 
-LINES = CommissionLine.__table__
-ENTRIES = JournalEntry.__table__
-POSTINGS = Posting.__table__
-PAYOUTS = Payout.__table__
+LINES = COMMISSION_LINES
+ENTRIES = JOURNAL_ENTRIES
 
 CUSTOMER_CLEARING = "customer_clearing"
 REFUNDS = "refunds"
@@ -72,7 +76,8 @@ PAYOUTS_CLEARING = "payouts_clearing"
 PAYABLE_PREFIX = "seller_payable:"
 MAX_REFERENCE = 80
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+MONTH_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
 
 
 def seller_payable(seller_id: str) -> str:
@@ -186,11 +191,15 @@ class UnbalancedEntry(AssertionError):
 # Periods
 
 
+def _bad_range(field: str, message: str) -> Problem:
+    return validation_problem(field, message, code="invalid_range")
+
+
 def month(value: str) -> Period:
-    """``"2026-11"``: the calendar month, UTC."""
+    """``"2026-11"``: the calendar month, UTC (years 1970 to 2999)."""
     match = _MONTH.match(value)
     if match is None:
-        raise validation_problem("period", 'must be a month such as "2026-11"')
+        raise _bad_range("period", 'must be a month such as "2026-11"')
     year, number = int(match.group(1)), int(match.group(2))
     days = calendar.monthrange(year, number)[1]
     start = datetime(year, number, 1, tzinfo=UTC)
@@ -200,7 +209,9 @@ def month(value: str) -> Period:
 def days(first: date, last: date) -> Period:
     """From ``first`` to ``last``, both days included, UTC."""
     if last < first:
-        raise validation_problem("to", "must not be before from")
+        raise _bad_range("to", "must not be before from")
+    if last >= date.max:
+        raise _bad_range("to", "is too far ahead")
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
     return Period(start, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(1))
 
@@ -209,11 +220,11 @@ def period_of(period: str | None, first: date | None, last: date | None) -> Peri
     """``?period=YYYY-MM``, or ``?from=&to=`` (days), or this month."""
     if period is not None:
         if first is not None or last is not None:
-            raise validation_problem("period", "give either period or from and to, not both")
+            raise _bad_range("period", "give either period or from and to, not both")
         return month(period)
     if first is not None or last is not None:
         if first is None or last is None:
-            raise validation_problem("from" if first is None else "to", "give both from and to")
+            raise _bad_range("from" if first is None else "to", "give both from and to")
         return days(first, last)
     return month(utcnow().strftime("%Y-%m"))
 
@@ -226,6 +237,15 @@ def _check_reference(field: str, reference: str) -> str:
     if not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE:
         raise validation_problem(field, f"must be 1 to {MAX_REFERENCE} characters")
     return reference
+
+
+def parse_amount(field: str, value: str, currency: str) -> int:
+    """A positive decimal string in ``currency`` as minor units (422 naming ``field``)."""
+    try:
+        minor = to_minor(value, currency)
+    except MoneyError as exc:
+        raise validation_problem(field, str(exc)) from exc
+    return check_amount(field, minor)
 
 
 def _check_currency(currency: str) -> str:
@@ -658,22 +678,24 @@ async def list_payouts(uow: UnitOfWork, seller_id: str | None = None) -> list[Pa
 async def account_balances(uow: UnitOfWork) -> dict[tuple[str, str], int]:
     """Every account's balance by (account, currency), debit positive."""
     rows = await uow.execute(
-        select(POSTINGS.c.account, POSTINGS.c.currency, func.sum(POSTINGS.c.amount).label("b"))
+        select(
+            POSTINGS.c.account, POSTINGS.c.currency, func.sum(POSTINGS.c.amount).label("balance")
+        )
         .group_by(POSTINGS.c.account, POSTINGS.c.currency)
         .order_by(POSTINGS.c.account, POSTINGS.c.currency)
     )
-    return {(r.account, r.currency): int(r.b) for r in rows}
+    return {(r.account, r.currency): int(r.balance) for r in rows}
 
 
 async def check_ledger(uow: UnitOfWork) -> list[LedgerDifference]:
     """Entries whose postings do not add up to zero in some currency (none, always), and
     postings in another currency than their entry's."""
     unbalanced = await uow.execute(
-        select(POSTINGS.c.entry_id, POSTINGS.c.currency, func.sum(POSTINGS.c.amount).label("t"))
+        select(POSTINGS.c.entry_id, POSTINGS.c.currency, func.sum(POSTINGS.c.amount).label("total"))
         .group_by(POSTINGS.c.entry_id, POSTINGS.c.currency)
         .having(func.sum(POSTINGS.c.amount) != 0)
     )
-    found = [LedgerDifference(r.entry_id, r.currency, int(r.t)) for r in unbalanced]
+    found = [LedgerDifference(r.entry_id, r.currency, int(r.total)) for r in unbalanced]
     mixed = await uow.execute(
         select(POSTINGS.c.entry_id, POSTINGS.c.currency, POSTINGS.c.amount)
         .select_from(POSTINGS.join(ENTRIES, ENTRIES.c.id == POSTINGS.c.entry_id))
@@ -681,3 +703,22 @@ async def check_ledger(uow: UnitOfWork) -> list[LedgerDifference]:
     )
     found += [LedgerDifference(r.entry_id, r.currency, int(r.amount)) for r in mixed]
     return sorted(found, key=lambda d: (d.entry_id, d.currency))
+
+
+async def seller_statements(
+    uow: UnitOfWork, scope: str | None, seller_id: str | None, period: Period, currency: str
+) -> list[Statement]:
+    """Statements as the caller may see them: a seller's account its own seller's only
+    (another's is a 404, as if it did not exist); staff ``seller_id``'s, or every seller's with
+    entries up to the period's end."""
+    if scope is not None:
+        if seller_id is not None and seller_id != scope:
+            raise not_found("Seller", seller_id)
+        wanted = [scope]
+    elif seller_id is not None:
+        if await uow.scalar(select(SELLERS.c.id).where(SELLERS.c.id == seller_id)) is None:
+            raise not_found("Seller", seller_id)
+        wanted = [seller_id]
+    else:
+        wanted = await sellers_with_entries(uow, currency, period.end)
+    return [await statement(uow, s, period, currency) for s in wanted]

@@ -222,7 +222,7 @@ async def deactivate_commission_rule(rule_id: str, uow: UowDep, _: StaffUser) ->
 
 
 @router.post(
-    "/api/admin/payouts", status_code=201, response_model=PayoutOut, responses=problems(409)
+    "/api/admin/payouts", status_code=201, response_model=PayoutOut, responses=problems(404, 409)
 )
 async def record_payout(
     body: PayoutIn, uow: UowDep, user: StaffUser, runtime: RuntimeDep
@@ -243,7 +243,9 @@ async def record_payout(
     return PayoutOut.of(payout)
 
 
-@router.get("/api/seller/statements", response_model=list[StatementOut], responses=problems(403))
+@router.get(
+    "/api/seller/statements", response_model=list[StatementOut], responses=problems(403, 404)
+)
 async def statements(
     uow: UowDep,
     user: SellerOrStaff,

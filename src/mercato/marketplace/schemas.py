@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mercato.inventory.service import MAX_QUANTITY, low_stock_hint
 from mercato.marketplace import service
 from mercato.marketplace.models import MAX_HANDLING_DAYS
 from mercato.money import CurrencyCode, DecimalStr, format_minor
-from mercato.openapi import WholeNumber
+from mercato.openapi import DateTime, WholeNumber
 from mercato.text import PlainLine, PlainText
 
 Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
@@ -285,6 +285,15 @@ RatePercent = Annotated[
     ),
 ]
 ScopeId = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+def _utc_if_naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Instant = Annotated[
+    DateTime, AfterValidator(_utc_if_naive), Field(examples=["2026-01-01T00:00:00Z"])
+]
 Month = Annotated[str, Field(pattern=service.MONTH_PATTERN, examples=["2026-11"])]
 
 
@@ -295,8 +304,8 @@ class CommissionRuleIn(_Strict):
     category_id: ScopeId | None = Field(default=None, description="None: every category")
     min_commission: DecimalStr | None = None
     max_commission: DecimalStr | None = None
-    valid_from: AwareDatetime | None = Field(default=None, description="Default: now")
-    valid_to: AwareDatetime | None = Field(default=None, description="None: open-ended")
+    valid_from: Instant | None = Field(default=None, description="Default: now")
+    valid_to: Instant | None = Field(default=None, description="None: open-ended")
 
 
 class CommissionRuleOut(BaseModel):

@@ -74,6 +74,8 @@ RULES = frozenset(
         "invalid_csv",
         "too_many_rows",
         "import_rejected",
+        # marketplace: a commission rule for a seller that does not exist
+        "unknown_seller",
     }
 )
 

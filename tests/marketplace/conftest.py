@@ -81,3 +81,36 @@ async def approved_seller(
     r = await client.post(f"/api/admin/sellers/{seller['id']}/approve", headers=staff)
     assert r.status_code == 200, r.text
     return SellerAccount(seller["id"], headers, seller["warehouse_code"])
+
+
+async def add_seller(db: Database, seller_id: str) -> str:
+    """An approved seller row, for ledger tests that need no account nor warehouse."""
+    from mercato.marketplace.models import Seller
+
+    async with db.transaction() as uow:
+        uow.add(
+            Seller(
+                id=seller_id,
+                name=seller_id,
+                legal_name=seller_id,
+                email=f"{seller_id}@example.com",
+                country="DE",
+                description="",
+                status="approved",
+                is_house=False,
+                orders_counted=0,
+                defect_rate_bp=0,
+                late_shipment_rate_bp=0,
+                cancel_rate_bp=0,
+                rating_count=0,
+                eligible=True,
+            )
+        )
+    return seller_id
+
+
+async def add_category(db: Database, name: str) -> str:
+    from tests.factories import make_category
+
+    async with db.transaction() as uow:
+        return (await make_category(uow, name)).id

@@ -5,11 +5,15 @@
   a 404, as if it did not exist; ``POST /api/seller/offers/import`` takes a CSV body;
 * ``/api/admin/sellers``: staff list, approve and suspend sellers;
 * ``GET /api/products/{product_id}/offers``: the featured offer and the other sellers' offers
-  of each variant, for the shopper's destination.
+  of each variant, for the shopper's destination;
+* ``/api/admin/commission-rules``: staff list, create and deactivate commission rules;
+  ``POST /api/admin/payouts`` records money paid out to a seller;
+* ``GET /api/seller/statements``: a seller's own statements (staff: anyone's).
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,19 +22,26 @@ from mercato.identity.deps import ApiDestination, CurrentUser, StaffUser, requir
 from mercato.identity.service import UserInfo
 from mercato.marketplace import service
 from mercato.marketplace.schemas import (
+    CommissionRuleIn,
+    CommissionRuleOut,
     ImportReportOut,
+    Month,
     OfferIn,
     OfferOut,
     OfferPatchIn,
+    PayoutIn,
+    PayoutOut,
     ProductOffersOut,
     SellerApplicationIn,
     SellerOut,
     SellerPublicOut,
+    StatementOut,
     SuspendIn,
     application,
+    rule_draft,
 )
 from mercato.openapi import problems
-from mercato.runtime import UowDep
+from mercato.runtime import RuntimeDep, UowDep
 
 router = APIRouter(tags=["marketplace"])
 
@@ -172,3 +183,88 @@ async def product_offers(
     for the destination (``?country=``, else the customer's, else the shop's)."""
     found = await service.product_offers(uow, product_id, destination.country, sort=sort)
     return ProductOffersOut.of(product_id, destination.country, sort, found)
+
+
+RULES = "/api/admin/commission-rules"
+
+
+@router.get(RULES, response_model=list[CommissionRuleOut])
+async def list_commission_rules(
+    uow: UowDep,
+    _: StaffUser,
+    seller_id: Annotated[str | None, Query(max_length=40)] = None,
+    include_inactive: bool = False,
+) -> list[CommissionRuleOut]:
+    """Commission rules, most specific scope first (``seller_id``: those that may apply to
+    that seller's sales)."""
+    found = await service.list_rules(uow, seller_id=seller_id, include_inactive=include_inactive)
+    return [CommissionRuleOut.of(r) for r in found]
+
+
+@router.post(RULES, status_code=201, response_model=CommissionRuleOut, responses=problems(409))
+async def create_commission_rule(
+    body: CommissionRuleIn, uow: UowDep, user: StaffUser, runtime: RuntimeDep
+) -> CommissionRuleOut:
+    """A commission rule: a percentage of each sale's gross, with an optional minimum and
+    maximum, for a seller and/or a category (neither: the default), valid from ``valid_from``
+    until ``valid_to``. Precedence: seller + category, seller, category, default. An active
+    rule of the same scope and currency valid at an overlapping time: 409
+    ``commission_rule_overlap``."""
+    draft = rule_draft(body, runtime.settings.currency)
+    return CommissionRuleOut.of(await service.create_rule(uow, draft, user.id))
+
+
+@router.delete(f"{RULES}/{{rule_id}}", response_model=CommissionRuleOut)
+async def deactivate_commission_rule(rule_id: str, uow: UowDep, _: StaffUser) -> CommissionRuleOut:
+    """Take a rule out of force (it stays listed with ``include_inactive``: sales priced by it
+    keep its terms)."""
+    return CommissionRuleOut.of(await service.deactivate_rule(uow, rule_id))
+
+
+@router.post(
+    "/api/admin/payouts", status_code=201, response_model=PayoutOut, responses=problems(404, 409)
+)
+async def record_payout(
+    body: PayoutIn, uow: UowDep, user: StaffUser, runtime: RuntimeDep
+) -> PayoutOut:
+    """Record money paid out to a seller for a period (``period`` as a month, or
+    ``period_from`` and ``period_to``). More than the seller is owed: 409
+    ``payout_exceeds_balance``. The same ``reference`` again: the payout already recorded."""
+    currency = body.currency or runtime.settings.currency
+    payout = await service.record_payout(
+        uow,
+        seller_id=body.seller_id,
+        amount=service.parse_amount("amount", body.amount, currency),
+        currency=currency,
+        reference=body.reference,
+        period=service.period_of(body.period, body.period_from, body.period_to),
+        recorded_by=user.id,
+    )
+    return PayoutOut.of(payout)
+
+
+@router.get(
+    "/api/seller/statements", response_model=list[StatementOut], responses=problems(403, 404)
+)
+async def statements(
+    uow: UowDep,
+    user: SellerOrStaff,
+    runtime: RuntimeDep,
+    period: Annotated[Month | None, Query(description="A month, e.g. 2026-11")] = None,
+    first: Annotated[date | None, Query(alias="from", description="First day")] = None,
+    last: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
+    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
+    seller_id: SellerIdParam = None,
+) -> list[StatementOut]:
+    """The caller's statement for the period (this month by default): sales, refunds,
+    cancellations, commission, net, payouts, and what it was owed at either end. Staff: any
+    seller's (``seller_id``), or every seller's with entries."""
+    scope = await service.seller_scope(uow, user)
+    found = await service.seller_statements(
+        uow,
+        scope,
+        seller_id,
+        service.period_of(period, first, last),
+        currency or runtime.settings.currency,
+    )
+    return [StatementOut.of(s) for s in found]

@@ -13,7 +13,17 @@ from sqlalchemy import Row, Table, select
 from mercato import events
 from mercato.db import Base, UnitOfWork
 from mercato.identity import service as identity
-from mercato.marketplace.models import HOUSE_SELLER_ID, Offer, Seller, SellerUser
+from mercato.marketplace.models import (
+    HOUSE_SELLER_ID,
+    CommissionLine,
+    CommissionRule,
+    JournalEntry,
+    Offer,
+    Payout,
+    Posting,
+    Seller,
+    SellerUser,
+)
 from mercato.problems import Problem, not_found
 
 
@@ -26,6 +36,11 @@ def _table(model: type[Base]) -> Table:
 SELLERS = _table(Seller)
 SELLER_USERS = _table(SellerUser)
 OFFERS = _table(Offer)
+COMMISSION_RULES = _table(CommissionRule)
+COMMISSION_LINES = _table(CommissionLine)
+JOURNAL_ENTRIES = _table(JournalEntry)
+POSTINGS = _table(Posting)
+PAYOUTS = _table(Payout)
 
 OFFERS_CHANGED = "ProductOffersChanged"
 """Published with ``product_id`` whenever what a product's buy box may pick changes (an offer,

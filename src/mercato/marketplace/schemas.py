@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mercato.inventory.service import MAX_QUANTITY, low_stock_hint
 from mercato.marketplace import service
 from mercato.marketplace.models import MAX_HANDLING_DAYS
-from mercato.money import DecimalStr, format_minor
-from mercato.openapi import WholeNumber
+from mercato.money import CurrencyCode, DecimalStr, format_minor
+from mercato.openapi import DateTime, WholeNumber
 from mercato.text import PlainLine, PlainText
 
 Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")]
@@ -269,4 +269,174 @@ def application(body: SellerApplicationIn) -> service.Application:
         ship_to=body.ship_to,
         description=body.description,
         payout_reference=body.payout_reference,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Commissions, payouts, statements
+
+RatePercent = Annotated[
+    str,
+    Field(
+        strict=True,
+        pattern=r"^[0-9]{1,3}(\.[0-9]{1,2})?$",
+        examples=["12.5"],
+        description="Per cent of the gross, 0 to 100, two decimals at most",
+    ),
+]
+ScopeId = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+def _utc_if_naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Instant = Annotated[
+    DateTime, AfterValidator(_utc_if_naive), Field(examples=["2026-01-01T00:00:00Z"])
+]
+Month = Annotated[str, Field(pattern=service.MONTH_PATTERN, examples=["2026-11"])]
+
+
+class CommissionRuleIn(_Strict):
+    rate: RatePercent
+    currency: CurrencyCode | None = Field(default=None, description="Default: the shop's")
+    seller_id: ScopeId | None = Field(default=None, description="None: every seller")
+    category_id: ScopeId | None = Field(default=None, description="None: every category")
+    min_commission: DecimalStr | None = None
+    max_commission: DecimalStr | None = None
+    valid_from: Instant | None = Field(default=None, description="Default: now")
+    valid_to: Instant | None = Field(default=None, description="None: open-ended")
+
+
+class CommissionRuleOut(BaseModel):
+    id: str
+    scope: str = Field(description="seller_category, seller, category or default")
+    seller_id: str | None
+    category_id: str | None
+    rate: str = Field(description='Per cent, e.g. "12.50"')
+    rate_bp: int
+    min_commission: str | None
+    max_commission: str | None
+    currency: str
+    valid_from: datetime
+    valid_to: datetime | None
+    active: bool
+    created_at: datetime
+    deactivated_at: datetime | None
+
+    @classmethod
+    def of(cls, r: service.RuleInfo) -> CommissionRuleOut:
+        def bound(value: int | None) -> str | None:
+            return None if value is None else format_minor(value, r.currency)
+
+        return cls(
+            id=r.id,
+            scope=r.scope,
+            seller_id=r.seller_id,
+            category_id=r.category_id,
+            rate=format_minor(r.rate_bp, "EUR"),
+            rate_bp=r.rate_bp,
+            min_commission=bound(r.min_commission),
+            max_commission=bound(r.max_commission),
+            currency=r.currency,
+            valid_from=r.valid_from,
+            valid_to=r.valid_to,
+            active=r.active,
+            created_at=r.created_at,
+            deactivated_at=r.deactivated_at,
+        )
+
+
+class PayoutIn(_Strict):
+    seller_id: ScopeId
+    amount: DecimalStr
+    currency: CurrencyCode | None = Field(default=None, description="Default: the shop's")
+    reference: Annotated[str, PlainLine(strip_whitespace=True, min_length=1, max_length=80)] = (
+        Field(
+            description="The payment provider's transfer reference: recording it twice is "
+            "recording it once"
+        )
+    )
+    period: Month | None = Field(default=None, description="The month paid for")
+    period_from: date | None = Field(default=None, description="Or the first day paid for")
+    period_to: date | None = Field(default=None, description="And the last day paid for")
+
+
+class PayoutOut(BaseModel):
+    id: str
+    seller_id: str
+    amount: str
+    currency: str
+    reference: str
+    period_start: datetime
+    period_end: datetime = Field(description="Exclusive")
+    recorded_by: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, p: service.PayoutInfo) -> PayoutOut:
+        return cls(
+            id=p.id,
+            seller_id=p.seller_id,
+            amount=format_minor(p.amount, p.currency),
+            currency=p.currency,
+            reference=p.reference,
+            period_start=p.period.start,
+            period_end=p.period.end,
+            recorded_by=p.recorded_by,
+            created_at=p.created_at,
+        )
+
+
+class StatementOut(BaseModel):
+    """Amounts are decimal strings; payables may be negative (the seller owes the shop)."""
+
+    seller_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime = Field(description="Exclusive")
+    opening_payable: str
+    sales: str
+    refunds: str
+    cancellations: str
+    commission_charged: str
+    commission_reversed: str
+    commission: str = Field(description="Charged less reversed")
+    net: str = Field(description="Sales less refunds, cancellations and commission")
+    payouts: str
+    closing_payable: str = Field(description="Opening payable + net - payouts")
+
+    @classmethod
+    def of(cls, s: service.Statement) -> StatementOut:
+        def money(value: int) -> str:
+            return format_minor(value, s.currency)
+
+        return cls(
+            seller_id=s.seller_id,
+            currency=s.currency,
+            period_start=s.period.start,
+            period_end=s.period.end,
+            opening_payable=money(s.opening_payable),
+            sales=money(s.sales),
+            refunds=money(s.refunds),
+            cancellations=money(s.cancellations),
+            commission_charged=money(s.commission_charged),
+            commission_reversed=money(s.commission_reversed),
+            commission=money(s.commission),
+            net=money(s.net),
+            payouts=money(s.payouts),
+            closing_payable=money(s.closing_payable),
+        )
+
+
+def rule_draft(body: CommissionRuleIn, shop_currency: str) -> service.RuleDraft:
+    return service.RuleDraft(
+        rate=body.rate,
+        currency=body.currency or shop_currency,
+        seller_id=body.seller_id,
+        category_id=body.category_id,
+        min_commission=body.min_commission,
+        max_commission=body.max_commission,
+        valid_from=body.valid_from,
+        valid_to=body.valid_to,
     )

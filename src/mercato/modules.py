@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "cart",
     "payments",
     "orders",
+    "marketplace",
     "checkout",
     "flashsale",
     "search",
@@ -102,6 +103,7 @@ def _hooks() -> None:
     from mercato.fulfilment import service as fulfilment
     from mercato.identity import service as identity
     from mercato.inventory import service as inventory
+    from mercato.marketplace import service as marketplace
     from mercato.orders import service as orders
     from mercato.recommendations import affinity
     from mercato.reviews import service as reviews
@@ -135,3 +137,7 @@ def _hooks() -> None:
 
     # Logging in: the guest's recently viewed products join the customer's list.
     identity.after_login_hooks.append(recommendations.merge_viewed_on_login)
+    # A marketplace offer that wins a product's buy box sets the price listings show.
+    search.featured_price_readers.append(marketplace.featured_prices)
+    # The house's landed price counts the checkout's cheapest shipping to the destination.
+    marketplace.shipping_readers.append(checkout.cheapest_shipping)

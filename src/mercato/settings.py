@@ -189,6 +189,13 @@ class Settings(BaseSettings):
     )
     flashsale_polls_per_customer_per_minute: int = Field(default=60, ge=1)
     flashsale_requests_per_ip_per_minute: int = Field(default=600, ge=1)
+    # marketplace: a seller above any of these rates over the window (basis points: 100 = 1 %)
+    # has no offer in the buy box (Amazon's published targets: order defects under 1 %, late
+    # shipments under 4 %, cancellations before fulfilment under 2.5 %)
+    marketplace_max_defect_rate_bp: int = Field(default=100, ge=0, le=10_000)
+    marketplace_max_late_shipment_rate_bp: int = Field(default=400, ge=0, le=10_000)
+    marketplace_max_cancel_rate_bp: int = Field(default=250, ge=0, le=10_000)
+    marketplace_performance_days: int = Field(default=90, ge=1, le=365)
 
     # notifications: with no SMTP host, mails are written as .eml files under data_dir/mail
     smtp_host: str | None = None

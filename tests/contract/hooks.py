@@ -66,6 +66,16 @@ RULES = frozenset(
         "nul_character",
         # credentials that do not match an account
         "invalid_credentials",
+        # marketplace: a bank number where the payment provider's reference belongs, and an
+        # uploaded offers file that is not UTF-8 CSV with a known header, or has a bad row
+        "bank_number_refused",
+        "invalid_encoding",
+        "invalid_header",
+        "invalid_csv",
+        "too_many_rows",
+        "import_rejected",
+        # marketplace: a commission rule for a seller that does not exist
+        "unknown_seller",
     }
 )
 

@@ -1,8 +1,9 @@
 """A flash sale in a real browser: staff schedule it in the back office a few seconds ahead; a
 customer opens its page before the start, joins the queue and waits in the pre-queue; the
 sale starts and the page's own polling (which runs the admission pass) lets the customer in;
-the staff's page shows its counters moving by themselves. Not one Content-Security-Policy
-violation, nor a script error, on the way."""
+the staff's page shows its counters moving by themselves. The customer clicks "Buy now", places
+the order with a test card, and the purchase's page follows it (the worker places it) to the
+order. Not one Content-Security-Policy violation, nor a script error, on the way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import timedelta
 import pytest
 from playwright.async_api import Browser, BrowserContext, expect
 
+from mercato.checkout import service as checkout
 from mercato.db import utcnow
 from mercato.runtime import Runtime
 from mercato.settings import Settings
@@ -102,6 +104,34 @@ async def test_a_customer_queues_before_the_start_and_is_let_in_by_polling(
     await expect(admin.get_by_test_id("count-queued")).to_have_text("Queued0")
     await expect(admin.get_by_test_id("count-remaining")).to_have_text("Remaining1")
     await screenshot(admin, "flashsale-staff-counters")
+    # "Buy now": the held unit, the time left, the address, a test card; "Place order".
+    await page.get_by_test_id("buy-now").click()
+    await expect(page).to_have_url(f"{live_server}/flash-sales/{sale_id}/checkout")
+    await expect(page.get_by_test_id("held-price")).to_have_text("€9.99")
+    await expect(page.get_by_test_id("buy-countdown")).to_contain_text("m")
+    await page.get_by_label("Full name").fill("Erika Mustermann")
+    await page.get_by_label("Address", exact=True).fill("Heidestrasse 17")
+    await page.get_by_label("Postal code").fill("10557")
+    await page.get_by_label("City").fill("Berlin")
+    await page.get_by_label("Country").select_option("DE")
+    await expect(page.get_by_test_id("checkout-total")).to_be_visible()
+    await page.get_by_test_id("card-select").select_option("tok_visa")
+    await screenshot(page, "flashsale-checkout")
+    await page.get_by_test_id("place-order").click()
+
+    # The purchase's page: queued, until the worker places it; then the order.
+    purchase = page.get_by_test_id("purchase-state")
+    await expect(purchase).to_have_attribute("data-state", "queued")
+    await expect(purchase).to_contain_text("Placing your order")
+    assert await checkout.drain_purchases(shop) == 1
+    await expect(purchase).to_have_attribute("data-state", "completed")
+    order_id = await page.get_by_test_id("order-number").inner_text()
+    await screenshot(page, "flashsale-order-placed")
+    await page.get_by_test_id("view-order").click()
+    await expect(page).to_have_url(f"{live_server}/account/orders/{order_id}")
+    await expect(page.get_by_test_id("order")).to_have_attribute("data-order-id", order_id)
+    await expect(admin.get_by_test_id("count-remaining")).to_have_text("Remaining1")
+
     await watch.visit(page, "/flash-sales")
     await watch.visit(admin, "/admin/flash-sales/new")
     await watch.visit(admin, "/admin/flash-sales")

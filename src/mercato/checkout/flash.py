@@ -49,15 +49,20 @@ from pydantic import BaseModel
 
 from mercato import workflows
 from mercato.catalog import service as catalog
+from mercato.checkout.pricing import PricedCart
 from mercato.checkout.quote import (
     CartItem,
+    Quote,
+    ShippingOption,
     load_pricing_context,
     price_items,
     priced_from_minor,
     priced_to_minor,
+    shipping_options,
 )
 from mercato.checkout.setup_cache import pricing_setup_cache
-from mercato.checkout.workflow import Payment, check_idempotency_key, interrupted
+from mercato.checkout.shipping import shipping_methods_for
+from mercato.checkout.workflow import Payment, check_idempotency_key, interrupted, order_draft
 from mercato.db import UnitOfWork
 from mercato.flashsale import service as flashsale
 from mercato.identity.service import UserInfo
@@ -315,43 +320,15 @@ async def place_order(ctx: StepContext, state: PurchaseState) -> None:
 
 
 def _order_draft(state: PurchaseState) -> orders.OrderDraft:
-    priced = priced_from_minor(state.pricing)
-    by_variant = {str(i["variant_id"]): i for i in state.items}
-    lines = []
-    for line in priced.lines:
-        item = by_variant[line.variant_id]
-        lines.append(
-            orders.OrderLineDraft(
-                variant_id=line.variant_id,
-                product_id=str(item["product_id"]),
-                sku=str(item["sku"]),
-                title=str(item["title"]),
-                options={str(k): str(v) for k, v in dict(item["options"]).items()},
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                subtotal=line.subtotal,
-                discount=line.discount,
-                tax=line.tax,
-                total=line.total,
-            )
-        )
-    payment = state.payment or Payment()
-    return orders.OrderDraft(
-        id=state.order_id,
+    return order_draft(
+        order_id=state.order_id,
         checkout_id=state.purchase_id,
         user_id=state.user_id,
         email=state.email,
-        currency=priced.currency,
-        lines=tuple(lines),
-        subtotal=priced.subtotal,
-        shipping=priced.shipping_total,
-        discount=priced.discount,
-        tax=priced.tax,
-        total=priced.total,
-        shipping_address=dict(state.shipping_address),
-        shipping_method=priced.shipping_method,
-        promo_code=None,
-        payment_intent_id=payment.intent_id or "",
+        items=state.items,
+        priced=priced_from_minor(state.pricing),
+        shipping_address=state.shipping_address,
+        payment=state.payment,
     )
 
 
@@ -478,6 +455,56 @@ async def purchase_status(
         status = "processing"
     order_id = run.state.get("order_id") if status == "completed" else None
     return PurchaseStatus(purchase_id, status, order_id, problem)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseQuote:
+    """What the buyer's held units would cost delivered to a destination, and the shipping
+    methods there with their prices (the checkout's page shows it; asking holds nothing)."""
+
+    priced: PricedCart
+    options: tuple[ShippingOption, ...]
+
+
+async def quote_purchase(
+    runtime: Runtime,
+    uow: UnitOfWork,
+    sale_id: str,
+    units: int,
+    *,
+    country: str,
+    region: str | None,
+    shipping_method: str,
+) -> PurchaseQuote:
+    """Read-only: ``units`` of the sale priced as :func:`take_unit` will price them (the
+    sale's price, the destination's tax and shipping), with ``shipping_method`` if it ships
+    there, else the first that does. 404 for an unknown sale; 422 naming the field for a
+    destination the shop does not ship to."""
+    sale = await flashsale.get_sale(uow, sale_id, variants=True)
+    held = flashsale.AdmittedUnits(
+        sale_id=sale.id,
+        customer_id="",
+        units=units,
+        price=sale.price,
+        currency=sale.currency,
+        variant_ids=tuple(v.variant_id for v in sale.variants),
+        hold_expires_at=sale.ends_at,
+    )
+    item = await _sale_item(uow, await _variant_for(uow, held, None), held)
+    methods = await shipping_methods_for(uow, country.strip().upper(), currency=sale.currency)
+    codes = [m.code for m in methods]
+    context = await load_pricing_context(
+        uow,
+        country=country,
+        region=region,
+        shipping_method=shipping_method if shipping_method in codes else (codes or ["standard"])[0],
+        promo_code=None,
+        currency=sale.currency,
+        cache=pricing_setup_cache(runtime.extras),
+    )
+    priced = price_items([item], context, sale.currency)
+    quote = Quote(priced, (item,), context.method, (), methods=tuple(methods))
+    return PurchaseQuote(priced, tuple(shipping_options(methods, quote)))
 
 
 async def drain_purchases(runtime: Runtime) -> int:

@@ -38,11 +38,13 @@ from mercato.checkout.delivery import (
 )
 from mercato.checkout.flash import (
     Enqueued,
+    PurchaseQuote,
     PurchaseRequest,
     PurchaseStatus,
     drain_purchases,
     enqueue_purchase,
     purchase_status,
+    quote_purchase,
 )
 from mercato.checkout.promos import (
     PromoAmounts,
@@ -96,6 +98,7 @@ from mercato.checkout.shipping import (
     ShippingMethodInfo,
     ZoneInfo,
     add_shipping_method,
+    cheapest_shipping,
     choose_country,
     create_shipping_method,
     create_zone,
@@ -154,6 +157,7 @@ __all__ = [
     "PromoGuard",
     "PromoInfo",
     "PromoRow",
+    "PurchaseQuote",
     "PurchaseRequest",
     "PurchaseStatus",
     "Quote",
@@ -166,6 +170,7 @@ __all__ = [
     "arrival_after",
     "cart_empty",
     "cart_items",
+    "cheapest_shipping",
     "check_promo",
     "check_promo_usable",
     "check_purchasable",
@@ -216,6 +221,7 @@ __all__ = [
     "promo_used_up",
     "purchase_status",
     "quote_cart",
+    "quote_purchase",
     "release_promo_use",
     "save_tax_rate",
     "set_prices_include_tax",

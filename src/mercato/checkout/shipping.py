@@ -24,7 +24,7 @@ from mercato.checkout.common import (
     normalize_country,
 )
 from mercato.checkout.models import methods, zones
-from mercato.checkout.pricing import ShippingKind, ShippingRate, WeightBand
+from mercato.checkout.pricing import ShippingKind, ShippingRate, WeightBand, shipping_cost
 from mercato.checkout.schemas import ShippingMethodIn
 from mercato.checkout.setup_cache import pricing_setup_changed
 from mercato.db import UnitOfWork, utcnow
@@ -295,6 +295,20 @@ async def shipping_methods_for(
         if country in (row.countries or ()) and row.code not in found:
             found[row.code] = _method_info(row, row.zone_name)
     return list(found.values())
+
+
+async def cheapest_shipping(
+    uow: UnitOfWork, country: str, weight_grams: int, goods_total: int, currency: str
+) -> int | None:
+    """What the cheapest active method charges to carry one parcel of ``weight_grams`` worth
+    ``goods_total`` to ``country`` (a marketplace offer's landed price); ``None`` when no method
+    ships there in ``currency`` or can carry it."""
+    costs = [
+        cost
+        for m in await shipping_methods_for(uow, country, currency=currency)
+        if (cost := shipping_cost(m.rate(), weight_grams, goods_total)) is not None
+    ]
+    return min(costs, default=None)
 
 
 def unknown_shipping_method(code: str, country: str) -> Problem:

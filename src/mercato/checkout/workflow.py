@@ -464,7 +464,32 @@ async def _sell_again(
 
 
 def _order_draft(state: CheckoutState, priced: PricedCart) -> orders.OrderDraft:
-    by_variant = {str(i["variant_id"]): i for i in state.items}
+    return order_draft(
+        order_id=state.order_id,
+        checkout_id=state.checkout_id,
+        user_id=state.user_id,
+        email=state.email,
+        items=state.items,
+        priced=priced,
+        shipping_address=state.shipping_address,
+        payment=state.payment,
+    )
+
+
+def order_draft(
+    *,
+    order_id: str,
+    checkout_id: str,
+    user_id: str | None,
+    email: str,
+    items: Sequence[Mapping[str, Any]],
+    priced: PricedCart,
+    shipping_address: Mapping[str, Any],
+    payment: Payment | None,
+) -> orders.OrderDraft:
+    """The order a priced cart makes: its lines as priced, with each item's product, SKU,
+    title and options as the cart held them (the regular checkout's and a flash purchase's)."""
+    by_variant = {str(i["variant_id"]): i for i in items}
     lines = []
     for line in priced.lines:
         item = by_variant[line.variant_id]
@@ -483,12 +508,11 @@ def _order_draft(state: CheckoutState, priced: PricedCart) -> orders.OrderDraft:
                 total=line.total,
             )
         )
-    payment = state.payment or Payment()
     return orders.OrderDraft(
-        id=state.order_id,
-        checkout_id=state.checkout_id,
-        user_id=state.user_id,
-        email=state.email,
+        id=order_id,
+        checkout_id=checkout_id,
+        user_id=user_id,
+        email=email,
         currency=priced.currency,
         lines=tuple(lines),
         subtotal=priced.subtotal,
@@ -496,10 +520,10 @@ def _order_draft(state: CheckoutState, priced: PricedCart) -> orders.OrderDraft:
         discount=priced.discount,
         tax=priced.tax,
         total=priced.total,
-        shipping_address=dict(state.shipping_address),
+        shipping_address=dict(shipping_address),
         shipping_method=priced.shipping_method,
         promo_code=priced.promo_code,
-        payment_intent_id=payment.intent_id or "",
+        payment_intent_id=(payment or Payment()).intent_id or "",
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from mercato.db import utcnow
 from mercato.flashsale import service
-from mercato.flashsale.schemas import QueueStateOut, SaleIn, SaleOut, check_zones, price_minor
+from mercato.flashsale.schemas import QueueStateOut, SaleIn, SaleOut, new_sale
 from mercato.identity.deps import StaffUser, WorkflowUser
 from mercato.openapi import problems
 from mercato.ratelimit import client_ip
@@ -28,18 +28,7 @@ async def create_sale(body: SaleIn, uow: UowDep, runtime: RuntimeDep, _: StaffUs
     owned by the sale, until it ends). 409 ``insufficient_stock`` when the stock is not there
     (nothing set aside), ``variant_unavailable``; 422 naming the field (``unknown_variant``,
     ``currency_mismatch``, ``ends_at`` before ``starts_at`` or past)."""
-    check_zones(body)
-    currency = body.currency or runtime.settings.currency
-    new = service.NewSale(
-        title=body.title,
-        variants=[(v.variant_id, v.allocation) for v in body.variants],
-        price=price_minor(body, currency),
-        currency=currency,
-        starts_at=body.starts_at,
-        ends_at=body.ends_at,
-        admission_rate=body.admission_rate,
-        per_customer_limit=body.per_customer_limit,
-    )
+    new = new_sale(body, runtime.settings.currency)
     sale = await service.schedule_sale(uow, new)
     counters = await service.sale_counters(uow, service.gate_for(runtime), sale.id)
     return SaleOut.of(counters, utcnow())

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.flashsale.common import MAX_ALLOCATION, MAX_LIMIT, MAX_RATE
-from mercato.flashsale.service import QueueState, SaleCounters
+from mercato.flashsale.service import NewSale, QueueState, SaleCounters
 from mercato.money import CurrencyCode, DecimalStr, MoneyError, format_minor, to_minor
 from mercato.openapi import DateTime, WholeNumber
 from mercato.problems import validation_problem
@@ -55,6 +55,23 @@ def check_zones(body: SaleIn) -> None:
         moment: datetime = getattr(body, name)
         if moment.tzinfo is None:
             raise validation_problem(name, "needs a time zone, e.g. 2026-01-01T00:00:00Z")
+
+
+def new_sale(body: SaleIn, shop_currency: str) -> NewSale:
+    """The sale the API's body and the back office's form ask for (422 naming a field with no
+    time zone or a price the currency cannot hold)."""
+    check_zones(body)
+    currency = body.currency or shop_currency
+    return NewSale(
+        title=body.title,
+        variants=[(v.variant_id, v.allocation) for v in body.variants],
+        price=price_minor(body, currency),
+        currency=currency,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        admission_rate=body.admission_rate,
+        per_customer_limit=body.per_customer_limit,
+    )
 
 
 class SaleVariantOut(BaseModel):

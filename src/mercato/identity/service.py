@@ -289,6 +289,20 @@ async def get_user(uow: UnitOfWork, user_id: str) -> UserInfo | None:
     return None if user is None else _info(user)
 
 
+async def set_role(uow: UnitOfWork, user_id: str, role: str) -> UserInfo | None:
+    """Give an account another role (staff's decision, never the account's own: a marketplace
+    seller's applicant becomes a ``seller`` when staff approve the seller). ``None`` when there
+    is no such account."""
+    if role not in ROLES:
+        raise validation_problem("role", f"must be one of {', '.join(ROLES)}")
+    user = await uow.get(User, user_id)
+    if user is None:
+        return None
+    user.role = role
+    await uow.flush()
+    return _info(user)
+
+
 async def get_user_by_email(uow: UnitOfWork, email: str) -> UserInfo | None:
     user = await uow.scalar(select(User).where(User.email == normalize_email(email)))
     return None if user is None else _info(user)

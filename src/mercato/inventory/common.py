@@ -47,7 +47,11 @@ _SPREAD = (
         STOCK.c.on_hand - STOCK.c.reserved,
     )
     .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
-    .where(STOCK.c.variant_id.in_(bindparam("ids", expanding=True)), WAREHOUSES.c.active.is_(True))
+    .where(
+        STOCK.c.variant_id.in_(bindparam("ids", expanding=True)),
+        WAREHOUSES.c.active.is_(True),
+        WAREHOUSES.c.pooled.is_(True),
+    )
 )
 
 
@@ -64,6 +68,7 @@ class WarehouseInfo:
     region: str | None
     active: bool
     handling_days: int = 1
+    pooled: bool = True
 
     def ships_to(self, country: str | None) -> bool:
         return country is None or country in self.countries
@@ -138,7 +143,7 @@ def chunks(values: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]
 
 @dataclass(frozen=True, slots=True)
 class StockSpread:
-    """A variant's units available in each active warehouse, with the countries each ships
+    """A variant's units available in each active pooled warehouse, with the countries each ships
     to: what a shopper can buy depends on where the goods would go."""
 
     parts: tuple[tuple[str, frozenset[str], int], ...] = ()

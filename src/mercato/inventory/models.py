@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, JSONType, UTCDateTime, utcnow
@@ -35,7 +35,11 @@ class Warehouse(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Business days from the day an order counts from to the day its parcel leaves.
-    handling_days: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    handling_days: Mapped[int] = mapped_column(Integer, default=1, server_default=true())
+    # Pooled stock is the shop's own: what a reservation naming no warehouse, the product
+    # pages and the search draw on. A marketplace seller's warehouse is not pooled: its units
+    # are sold only through that seller's offers, by a reservation that names the warehouse.
+    pooled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (
         CheckConstraint(

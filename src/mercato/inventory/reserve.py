@@ -63,6 +63,7 @@ _CANDIDATES = (
         WAREHOUSES.c.code,
         WAREHOUSES.c.countries,
         (STOCK.c.on_hand - STOCK.c.reserved).label("available"),
+        WAREHOUSES.c.pooled,
     )
     .join(WAREHOUSES, WAREHOUSES.c.id == STOCK.c.warehouse_id)
     .where(STOCK.c.variant_id.in_(bindparam("ids", expanding=True)), WAREHOUSES.c.active.is_(True))
@@ -263,6 +264,7 @@ class _Candidate:
     code: str
     countries: tuple[str, ...]
     available: int
+    pooled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +319,14 @@ async def _active_for_owner(uow: UnitOfWork, owner: str) -> list[ReservationInfo
 async def _candidates(uow: UnitOfWork, variant_ids: Collection[str]) -> list[_Candidate]:
     rows = await uow.execute(_CANDIDATES, {"ids": sorted(variant_ids)})
     return [
-        _Candidate(r.variant_id, r.warehouse_id, r.code, tuple(r.countries or ()), r.available)
+        _Candidate(
+            r.variant_id,
+            r.warehouse_id,
+            r.code,
+            tuple(r.countries or ()),
+            r.available,
+            bool(r.pooled),
+        )
         for r in rows
     ]
 
@@ -330,12 +339,15 @@ def plan_holds(
 ) -> tuple[list[_Hold], list[tuple[str, int, int]]]:
     """Where each variant's units come from: one warehouse that can fill the whole line (the
     fullest, so stock stays balanced), else a split across the warehouses that ship to
-    ``country``, fullest first. Returns the holds sorted in locking order, and the lines that
-    cannot be filled as (variant_id, requested, available)."""
+    ``country``, fullest first. Without ``warehouse_id`` only pooled warehouses count (a
+    marketplace seller's stock is held only by naming its warehouse). Returns the holds sorted
+    in locking order, and the lines that cannot be filled as (variant_id, requested,
+    available)."""
     by_variant: dict[str, list[_Candidate]] = defaultdict(list)
     for c in candidates:
         ships = country is None or country in c.countries
-        if c.available > 0 and ships and warehouse_id in (None, c.warehouse_id):
+        chosen = c.pooled if warehouse_id is None else warehouse_id == c.warehouse_id
+        if c.available > 0 and ships and chosen:
             by_variant[c.variant_id].append(c)
     holds: list[_Hold] = []
     short: list[tuple[str, int, int]] = []

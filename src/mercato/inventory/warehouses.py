@@ -90,6 +90,7 @@ def _warehouse_info(row: Row[Any]) -> WarehouseInfo:
         region=row.region,
         active=bool(row.active),
         handling_days=int(row.handling_days),
+        pooled=bool(row.pooled),
     )
 
 
@@ -109,9 +110,11 @@ async def create_warehouse(
     countries: Sequence[str],
     region: str | None = None,
     handling_days: int = DEFAULT_HANDLING_DAYS,
+    pooled: bool = True,
 ) -> WarehouseInfo:
     """A new warehouse; ``handling_days`` is how many business days it takes to hand a parcel
-    to the carrier (counted from the day an order counts from, see the delivery estimates)."""
+    to the carrier (counted from the day an order counts from, see the delivery estimates).
+    ``pooled=False`` keeps its stock out of the shop's pool (a marketplace seller's own)."""
     check_handling_days(handling_days)
     code = code.strip().upper()
     if not _CODE.match(code):
@@ -132,6 +135,7 @@ async def create_warehouse(
         "active": True,
         "created_at": utcnow(),
         "handling_days": handling_days,
+        "pooled": pooled,
     }
     created = await uow.changed(
         dialect_insert(uow, WAREHOUSES).values(row).on_conflict_do_nothing(index_elements=["code"])
@@ -147,6 +151,7 @@ async def create_warehouse(
         region=region,
         active=True,
         handling_days=handling_days,
+        pooled=pooled,
     )
 
 
@@ -170,8 +175,10 @@ async def list_warehouses(uow: UnitOfWork) -> list[WarehouseInfo]:
 
 
 async def shipping_countries(uow: UnitOfWork) -> list[str]:
-    """Every country some active warehouse ships to (sorted by code)."""
-    rows = await uow.execute(select(WAREHOUSES.c.countries).where(WAREHOUSES.c.active))
+    """Every country some active pooled warehouse ships to (sorted by code)."""
+    rows = await uow.execute(
+        select(WAREHOUSES.c.countries).where(WAREHOUSES.c.active, WAREHOUSES.c.pooled)
+    )
     return sorted({c for (countries,) in rows for c in countries or ()})
 
 

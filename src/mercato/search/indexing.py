@@ -74,6 +74,8 @@ EVENT_TYPES = (
     "CategoryUpdated",
     reviews.PRODUCT_RATING_CHANGED,
     SALES_RANKS_CHANGED,
+    # A marketplace offer or a seller's standing changed: the product's featured price may.
+    "ProductOffersChanged",
 )
 REPLAY_MARGIN = timedelta(seconds=60)
 BATCH = 1000
@@ -99,6 +101,19 @@ SalesReader = Callable[[UnitOfWork, Collection[str]], Awaitable[tuple[bool, Mapp
 sales_readers: list[SalesReader] = []
 """Registered by ``modules.wire``: the orders module's sales ranks."""
 
+FeaturedPriceReader = Callable[[UnitOfWork, Collection[str]], Awaitable[Mapping[str, int]]]
+"""``(uow, product_ids) -> {product id: the price listings show}`` for the products whose price
+is not simply their catalog price (a marketplace seller's offer wins their buy box)."""
+featured_price_readers: list[FeaturedPriceReader] = []
+"""Registered by ``modules.wire``: the marketplace's featured prices."""
+
+
+async def _featured_prices(uow: UnitOfWork, product_ids: Collection[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for reader in featured_price_readers:
+        found.update(await reader(uow, product_ids))
+    return found
+
 
 async def _sales(uow: UnitOfWork, product_ids: Collection[str]) -> tuple[bool, dict[str, Sales]]:
     known, found = False, dict[str, Sales]()
@@ -107,6 +122,10 @@ async def _sales(uow: UnitOfWork, product_ids: Collection[str]) -> tuple[bool, d
         known = known or some
         found.update(figures)
     return known, found
+
+
+def _max_price(catalog_max: int, featured: int | None) -> int:
+    return catalog_max if featured is None else max(catalog_max, featured)
 
 
 def _attribute_text(value: Any) -> str:
@@ -128,6 +147,7 @@ async def load_sources(
     stock = await inventory.available_by_warehouse(uow, variant_ids) if variant_ids else {}
     rated = await reviews.ratings(uow, products.keys())
     sales_known, sold = await _sales(uow, products.keys())
+    featured = await _featured_prices(uow, products.keys()) if products else {}
     found: dict[str, ProductSource] = {}
     for p in products.values():
         slugs = p.category_path.split("/")
@@ -159,8 +179,8 @@ async def load_sources(
             options=tuple(options),
             skus=tuple(v.sku for v in p.variants),
             currency=p.currency,
-            min_price=p.min_price,
-            max_price=p.max_price,
+            min_price=featured.get(p.id, p.min_price),
+            max_price=_max_price(p.max_price, featured.get(p.id)),
             in_stock=bool(stocked_in),
             image=p.image,
             created_at=p.created_at,

@@ -16,6 +16,7 @@ from mercato.web.admin import (
     promos,
     returns,
     reviews,
+    sellers,
     settings,
 )
 from mercato.web.deps import staff_user
@@ -33,6 +34,7 @@ for part in (
     catalog,
     promos,
     flashsales,
+    sellers,
     settings,
     integrations,
 ):

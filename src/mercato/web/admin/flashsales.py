@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork, utcnow
 from mercato.flashsale import service as flashsale
-from mercato.flashsale.schemas import SaleIn, check_zones, price_minor
+from mercato.flashsale.schemas import SaleIn
+from mercato.flashsale.schemas import new_sale as sale_asked
 from mercato.problems import Problem
 from mercato.runtime import Runtime, RuntimeDep, UowDep
 from mercato.web.admin.cfg_forms import (
@@ -220,19 +221,8 @@ async def create_sale(
         return _form_page(request, runtime, values, {**found, **errors}, status_code=422)
     if errors:
         return _form_page(request, runtime, values, errors, status_code=422)
-    currency = body.currency or runtime.settings.currency
     try:
-        check_zones(body)
-        new = flashsale.NewSale(
-            title=body.title,
-            variants=[(v.variant_id, v.allocation) for v in body.variants],
-            price=price_minor(body, currency),
-            currency=currency,
-            starts_at=body.starts_at,
-            ends_at=body.ends_at,
-            admission_rate=body.admission_rate,
-            per_customer_limit=body.per_customer_limit,
-        )
+        new = sale_asked(body, runtime.settings.currency)
         # A refusal leaves nothing behind: the form is shown again in the same transaction.
         async with uow.begin_nested():
             sale = await flashsale.schedule_sale(uow, new)

@@ -20,6 +20,7 @@ from mercato.catalog import service as catalog
 from mercato.checkout import service as checkout
 from mercato.flashsale import service as flashsale
 from mercato.identity import service as identity
+from mercato.marketplace import service as marketplace
 from mercato.problems import Problem, not_found
 from mercato.recommendations import service as recommendations
 from mercato.reviews import service as reviews
@@ -28,6 +29,7 @@ from mercato.search import service as search
 from mercato.web.deps import DELIVER_TO_COOKIE, PageDestination, PageUser
 from mercato.web.security import CsrfChecked, safe_next
 from mercato.web.shop import listing as lst
+from mercato.web.shop import sellers as seller_views
 from mercato.web.shop.common import BriefUser, cart_owner, form_of, text_field
 from mercato.web.templating import decimal_money, flash, redirect, render
 
@@ -393,9 +395,11 @@ async def product_page(
     rsort: str | None = None,
     rstars: str | None = None,
     rcursor: str | None = None,
+    sellers_sort: str | None = None,
 ) -> Response:
-    """A product: images, price, rating, the variant picker and "Add to cart", then its
-    reviews (``rsort``, ``rstars`` and ``rcursor`` choose their order, stars and page)."""
+    """A product: images, price, rating, the variant picker and "Add to cart", who sells it
+    ("Other sellers" in the ``sellers_sort`` order), then its reviews (``rsort``, ``rstars``
+    and ``rcursor`` choose their order, stars and page)."""
     sort = rsort if rsort in reviews.SORTS else "helpful"
     stars = int(rstars) if rstars in ("1", "2", "3", "4", "5") else None
     query = reviews.ReviewQuery(
@@ -430,6 +434,8 @@ async def product_page(
         destination.country,
         checkout.delivery_clock(runtime.settings),
     )
+    offers_sort = seller_views.chosen_sort(sellers_sort)
+    offers = await marketplace.product_sellers(uow, view.id, destination.country, sort=offers_sort)
     suggested = await recommendations.page_lists(
         uow,
         runtime,
@@ -474,6 +480,13 @@ async def product_page(
             "suggested": suggested,
             "saved": signals.saved,
             "recently_viewed": signals.recently_viewed,
+            **seller_views.sellers_context(
+                offers,
+                shop_name=runtime.settings.shop_name,
+                product_id=view.id,
+                chosen_variant=detail.chosen.id if detail.chosen else None,
+                sort=offers_sort,
+            ),
         },
     )
     if signals.cookie is not None:

@@ -82,13 +82,17 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
-  // --- variant picker: when the chosen variant would arrive ---------------------------------
+  // --- variant picker: when the chosen variant would arrive, who sells it ------------------
   body.addEventListener("change", (event) => {
     const radio = event.target.closest("input[name=variant_id]");
-    const box = document.getElementById("variant-arrives");
-    if (!radio || !box) return;
-    for (const line of box.querySelectorAll("[data-variant]")) {
-      line.hidden = line.dataset.variant !== radio.value;
+    if (!radio) return;
+    // Its arrival dates and who sells it (the buy box and "Other sellers").
+    for (const id of ["variant-arrives", "variant-sellers"]) {
+      const box = document.getElementById(id);
+      if (!box) continue;
+      for (const line of box.querySelectorAll("[data-variant]")) {
+        line.hidden = line.dataset.variant !== radio.value;
+      }
     }
   });
 

@@ -44,6 +44,7 @@ from mercato.workflows.engine import (
     _postpone,
     _progress_values,
     _Run,
+    _run_step,
     _write,
 )
 from mercato.workflows.runs import RUNS, RunInfo, _info, find_run
@@ -254,7 +255,7 @@ async def _group_commit(
         for n, run in enumerate(runs):
             try:
                 async with uow.savepoint():
-                    await _one_step(runtime, uow, run)
+                    await _run_step(runtime, uow, run, run.workflow.steps[run.index], run.index)
                 done.append(n)
             except _Moved:
                 restore(n)  # taken over meanwhile: its new owner finishes it
@@ -272,26 +273,6 @@ async def _group_commit(
             restore(n)
         raise
     return [runs[n] for n in done], [runs[n] for n in aside]
-
-
-async def _one_step(runtime: Runtime, uow: UnitOfWork, run: _Run[Any]) -> None:
-    """The run's transactional step and its progress, as the engine's ``_drive`` runs it."""
-    index = run.index
-    step = run.workflow.steps[index]
-    recorded = False
-
-    async def record() -> None:
-        nonlocal recorded
-        await _write(uow, run, **_progress_values(run, index + 1))
-        recorded = True
-
-    ctx = run.context(runtime, uow)
-    ctx._record = record
-    await step.run(ctx, run.state)
-    if not recorded:
-        await record()
-    elif run.state.model_dump(mode="json") != run.dumped:
-        await _write(uow, run)
 
 
 async def _alone(runtime: Runtime, run: _Run[Any]) -> None:

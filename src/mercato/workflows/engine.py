@@ -314,6 +314,27 @@ async def _record_refusal(
     raise problem
 
 
+async def _run_step(
+    runtime: Runtime, uow: UnitOfWork, run: _Run[Any], step: Step[Any], index: int
+) -> None:
+    """A transactional step and its progress in ``uow``: the step may record its progress
+    itself (``ctx.record``) before doing more; what it changed after that is written too."""
+    recorded = False
+
+    async def record() -> None:
+        nonlocal recorded
+        await _write(uow, run, **_progress_values(run, index + 1))
+        recorded = True
+
+    ctx = run.context(runtime, uow)
+    ctx._record = record
+    await step.run(ctx, run.state)
+    if not recorded:
+        await record()
+    elif run.state.model_dump(mode="json") != run.dumped:
+        await _write(uow, run)  # what the step changed after recording
+
+
 async def _drive(runtime: Runtime, run: _Run[Any], fingerprint: str | None) -> dict[str, Any]:
     """Run the remaining steps; the result, or the problem the run failed with."""
     wf = run.workflow
@@ -325,20 +346,7 @@ async def _drive(runtime: Runtime, run: _Run[Any], fingerprint: str | None) -> d
             if step.transactional:
 
                 async def work(uow: UnitOfWork, step: Step[Any] = step, index: int = index) -> None:
-                    recorded = False
-
-                    async def record() -> None:
-                        nonlocal recorded
-                        await _write(uow, run, **_progress_values(run, index + 1))
-                        recorded = True
-
-                    ctx = run.context(runtime, uow)
-                    ctx._record = record
-                    await step.run(ctx, run.state)
-                    if not recorded:
-                        await record()
-                    elif run.state.model_dump(mode="json") != run.dumped:
-                        await _write(uow, run)  # what the step changed after recording
+                    await _run_step(runtime, uow, run, step, index)
 
                 await _attempt(runtime, run, work)
                 external_done.clear()

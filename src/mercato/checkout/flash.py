@@ -62,7 +62,13 @@ from mercato.checkout.quote import (
 )
 from mercato.checkout.setup_cache import pricing_setup_cache
 from mercato.checkout.shipping import shipping_methods_for
-from mercato.checkout.workflow import Payment, check_idempotency_key, interrupted, order_draft
+from mercato.checkout.workflow import (
+    Payment,
+    check_idempotency_key,
+    interrupted,
+    order_draft,
+    void_payment,
+)
 from mercato.db import UnitOfWork
 from mercato.flashsale import service as flashsale
 from mercato.identity.service import UserInfo
@@ -292,17 +298,7 @@ async def _payment_made_before(ctx: StepContext, state: PurchaseState) -> paymen
 
 
 async def void(ctx: StepContext, state: PurchaseState) -> None:
-    intent_id = state.payment.intent_id if state.payment is not None else None
-    if intent_id is None:
-        async with ctx.db.transaction() as uow:
-            intent = await payments.find_intent_by_owner(uow, state.purchase_id)
-        if intent is None:
-            return
-        intent_id = intent.id
-    provider = payments.get_provider(ctx.runtime)
-    outcome = await payments.void(ctx.db, provider, intent_id, void_key(state.purchase_id))
-    if outcome.pending:
-        raise RetryLater(payments.payment_problem(outcome), workflows.retry_delay(ctx.attempt))
+    await void_payment(ctx, state.payment, state.purchase_id)
 
 
 # --------------------------------------------------------------------------------------------

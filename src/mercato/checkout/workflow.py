@@ -395,16 +395,22 @@ def _authorized(ctx: StepContext, outcome: payments.PaymentOutcome) -> Payment:
 
 
 async def void(ctx: StepContext, state: CheckoutState) -> None:
-    intent_id = state.payment.intent_id if state.payment is not None else None
+    await void_payment(ctx, state.payment, state.checkout_id)
+
+
+async def void_payment(ctx: StepContext, payment: Payment | None, owner: str) -> None:
+    """Undo the authorization made for ``owner`` (a checkout or a flash purchase), found by its
+    owner when the run never recorded it; retried later while the processor has no answer."""
+    intent_id = payment.intent_id if payment is not None else None
     if intent_id is None:
         # A crash may have come between the processor's answer and our record of it.
         async with ctx.db.transaction() as uow:
-            intent = await payments.find_intent_by_owner(uow, state.checkout_id)
+            intent = await payments.find_intent_by_owner(uow, owner)
         if intent is None:
             return
         intent_id = intent.id
     provider = payments.get_provider(ctx.runtime)
-    outcome = await payments.void(ctx.db, provider, intent_id, void_key(state.checkout_id))
+    outcome = await payments.void(ctx.db, provider, intent_id, void_key(owner))
     if outcome.pending:
         delay = workflows.retry_delay(ctx.attempt)
         raise RetryLater(payments.payment_problem(outcome), delay=delay)

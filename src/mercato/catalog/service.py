@@ -90,6 +90,8 @@ from mercato.catalog.shopify import (
     ShopifyFileError,
     ShopifyProduct,
     ShopStock,
+    html_to_text,
+    text_to_html,
 )
 from mercato.catalog.shopify import count_rows as count_csv_rows
 from mercato.catalog.shopify import export_rows as shopify_export_rows
@@ -159,6 +161,7 @@ __all__ = [
     "get_products",
     "get_variant_by_sku",
     "get_variants",
+    "html_to_text",
     "import_shopify_product",
     "list_brands",
     "list_products",
@@ -173,6 +176,7 @@ __all__ = [
     "staff_products",
     "stock_notes",
     "stock_readers",
+    "text_to_html",
     "update_category",
     "update_product",
     "update_variant",

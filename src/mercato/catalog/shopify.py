@@ -48,7 +48,7 @@ from sqlalchemy import select
 from mercato.catalog.brands import create_brand, get_brand_by_slug
 from mercato.catalog.categories import create_category, get_category_by_slug
 from mercato.catalog.common import SKU_PATTERN, UNSET, ProductStatus, slugify
-from mercato.catalog.models import PRODUCT_STATUSES, Product
+from mercato.catalog.models import PRODUCT_STATUSES, Product, Variant
 from mercato.catalog.products import (
     NewProduct,
     NewVariant,
@@ -129,6 +129,7 @@ MAX_GRAMS = 10_000_000
 _SKU = re.compile(SKU_PATTERN)
 _HANDLE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _MEDIA = re.compile(r"^(https?://|/)\S+$")
+_CREATED, _UPDATED, _UNCHANGED = 0, 1, 2
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 # The block-level elements whose ends are line breaks in the text kept of a description.
 _BLOCKS = {
@@ -566,7 +567,7 @@ async def import_product(
         errors.append(
             RowError(product.images[MAX_IMAGES].row, IMAGE_SRC, f"at most {MAX_IMAGES} images")
         )
-    counts = [0, 0]
+    counts = [0, 0, 0]
     for position, variant in enumerate(product.variants):
         try:
             async with uow.savepoint():
@@ -575,13 +576,13 @@ async def import_product(
             errors.append(RowError(variant.row, bad.column, bad.message))
         except Problem as exc:
             errors.append(_problem_error(variant.row, SKU, exc))
-    updated = updated or (not created and counts[1] > 0)
+    updated = updated or (not created and counts[_UPDATED] > 0)
     return ProductImported(
         product_id,
         created=created,
         updated=updated,
-        variants_created=counts[0],
-        variants_updated=counts[1],
+        variants_created=counts[_CREATED],
+        variants_updated=counts[_UPDATED],
         images=len(media),
         errors=tuple(sorted(errors, key=lambda e: (e.row, e.column or ""))),
     )
@@ -625,7 +626,8 @@ async def _import_variant(
     position: int,
     stock: ShopStock | None,
 ) -> int:
-    """Create (0) or update (1) one variant, and set its stock when the row gives it."""
+    """Create, update or leave alone one variant (which of them it did), and set its stock
+    when the row gives it."""
     title = " / ".join(variant.options.values())
     owner = await get_variant_by_sku(uow, variant.sku)
     if owner is not None and owner.product_id != product_id:
@@ -644,22 +646,23 @@ async def _import_variant(
                 position=position,
             ),
         )
-        variant_id, outcome = created.id, 0
+        variant_id, outcome = created.id, _CREATED
     else:
-        changed = await update_variant(
-            uow,
-            owner.id,
-            VariantChanges(
-                title=title,
-                options=variant.options,
-                price=variant.price,
-                compare_at=variant.compare_at,
-                weight_grams=variant.grams if variant.grams is not None else UNSET,
-                active=True,
-                position=position,
-            ),
-        )
-        variant_id, outcome = changed.id, 1
+        row = await uow.get(Variant, owner.id)
+        assert row is not None
+        wanted = {
+            "title": title,
+            "options": variant.options,
+            "price": variant.price,
+            "compare_at": variant.compare_at,
+            "weight_grams": row.weight_grams if variant.grams is None else variant.grams,
+            "active": True,
+            "position": position,
+        }
+        same = all(getattr(row, name) == value for name, value in wanted.items())
+        if not same:
+            await update_variant(uow, owner.id, VariantChanges(**wanted))  # type: ignore[arg-type]
+        variant_id, outcome = owner.id, _UNCHANGED if same else _UPDATED
     if variant.quantity is not None and stock is not None:
         try:
             await stock.set_available(uow, variant_id, variant.quantity)

@@ -2,10 +2,10 @@
 
 The rules live in files by family: the state machine as data (:mod:`.machine`), placing an order
 and moving it (:mod:`.lifecycle`), reading (:mod:`.queries`), giving money back
-(:mod:`.refunds`), the cancellation workflow (:mod:`.cancellation`) and the CSV export's
-rows (:mod:`.export`). Everything here takes
-the caller's unit of work first, except what starts or resumes a workflow (it takes the
-runtime: the workflow runs its steps in transactions of its own).
+(:mod:`.refunds`), the cancellation workflow (:mod:`.cancellation`) and the rows of the CSV
+export (:mod:`.export`). Everything here takes the caller's unit of work first, except what
+starts or resumes a workflow (it takes the runtime: the workflow runs its steps in
+transactions of its own).
 
 Shipments live in the fulfilment module's tables; ``modules.wire`` registers its reader in
 :data:`shipment_readers`, so the order page can show them without this module knowing their

@@ -117,7 +117,9 @@ async def test_the_portal_is_for_seller_accounts_and_shows_their_own_seller(
     assert r.status_code == 404
     r = await client.post(f"/seller/offers/{beta_offer}", data={**edit, "handling_days": "1"})
     assert r.status_code == 404
-    r = await client.post(f"/seller/stock/{beta_offer}", data={"csrf_token": token, "available": "0"})
+    r = await client.post(
+        f"/seller/stock/{beta_offer}", data={"csrf_token": token, "available": "0"}
+    )
     assert r.status_code == 404
     beta_now = (await client.get(f"/api/seller/offers/{beta_offer}", headers=beta.headers)).json()
     assert (beta_now["price"], beta_now["quantity"]) == ("19.00", 3)

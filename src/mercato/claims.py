@@ -114,7 +114,8 @@ class Claimant:
             free = and_(free, or_(c.due_at.is_(None), c.due_at <= now))
         return free
 
-    async def _take(self, name: str, *, due_only: bool) -> bool:
+    async def take(self, name: str, *, due_only: bool = False) -> bool:
+        """Take ``name`` if it is free (with ``due_only``: and due); whether we got it."""
         now = utcnow()
         values = {"holder": self.holder, "lease_until": now + self.lease, "taken_at": now}
         async with self.db.transaction() as uow:
@@ -204,7 +205,7 @@ class Claimant:
             yield None
             return
         async with lock:
-            if not await self._take(name, due_only=due_only):
+            if not await self.take(name, due_only=due_only):
                 yield None
                 return
             held = Held(name)

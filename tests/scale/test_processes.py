@@ -228,17 +228,19 @@ async def test_kill_9_of_an_api_process_and_a_worker_loses_nothing(
         async with httpx.AsyncClient(timeout=30) as client:
             gate = asyncio.Semaphore(10)
             done = 0
+            eight_done = asyncio.Event()
 
             async def buy(i: int, customer: Customer) -> int:
                 nonlocal done
                 async with gate:
                     status = await checkout(client, fleet.apis[i % 2], customer, f"k{i}")
                 done += 1
+                if done >= 8:
+                    eight_done.set()
                 return status
 
             async def kill_api_mid_way() -> None:
-                while done < 8:
-                    await asyncio.sleep(0.005)
+                await eight_done.wait()
                 fleet.apis[0].kill()
 
             async def kill_worker_mid_delivery() -> None:

@@ -91,8 +91,12 @@ def worker(env: dict[str, str], logs: Path, name: str) -> Proc:
     return Proc(name, [sys.executable, "-m", "tests.support.processes"], env, logs / f"{name}.log")
 
 
-async def wait_healthy(*apis: Proc, timeout: float = 150) -> None:
-    deadline = time.monotonic() + timeout
+STARTUP_SECONDS = 150.0
+"""Generous: on a loaded two-core machine four processes importing the app take a while."""
+
+
+async def wait_healthy(*apis: Proc) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
     async with httpx.AsyncClient() as client:
         for p in apis:
             while True:

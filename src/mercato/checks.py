@@ -21,7 +21,7 @@ from mercato.fulfilment import service as fulfilment
 from mercato.orders import service as orders
 from mercato.payments import service as payments
 
-PAGE = 200
+PAGE = 100  # the most a page of the orders search gives
 SETTLED = frozenset({"voided", "failed"})
 """Payment statuses that hold no money for anyone."""
 

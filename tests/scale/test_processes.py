@@ -197,7 +197,10 @@ async def test_two_api_processes_and_two_workers_share_the_work(
                     found = await client.get(f"{fleet.apis[1].url}/api/search", params={"q": word})
                     if found.status_code == 200 and product in found.text:
                         return
-                    assert time.monotonic() < deadline, f"{word} never found by the second API"
+                    assert time.monotonic() < deadline, (
+                        f"{word} never found by the second API: {found.text[:300]}\n"
+                        + "\n".join(w.tail() for w in fleet.workers)
+                    )
                     await asyncio.sleep(0.1)
 
             answers = await asyncio.gather(

@@ -124,11 +124,8 @@ async def expected_deliveries(db: Database) -> dict[str, int]:
     types = {c.name: c.types for c in events.dispatcher.consumers.values()}
     types[PROBE_CONSUMER] = PROBE_TYPES
     async with db.transaction() as uow:
-        by_type = dict(
-            (await uow.execute(select(OutboxEvent.type, func.count()).group_by(OutboxEvent.type)))
-            .tuples()
-            .all()
-        )
+        rows = await uow.execute(select(OutboxEvent.type, func.count()).group_by(OutboxEvent.type))
+        by_type: dict[str, int] = {t: n for t, n in rows}
     return {
         name: sum(n for t, n in by_type.items() if t in wanted) for name, wanted in types.items()
     }
@@ -139,7 +136,7 @@ async def delivered(db: Database) -> dict[str, int]:
         rows = await uow.execute(
             select(OutboxDelivery.consumer, func.count()).group_by(OutboxDelivery.consumer)
         )
-        return dict(rows.tuples().all())
+        return {consumer: n for consumer, n in rows}
 
 
 async def wait_until_quiet(db: Database) -> dict[str, int]:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -41,6 +41,51 @@ app.add_typer(cli_transfer.import_app, name="import")
 app.add_typer(cli_transfer.export_app, name="export")
 app.command()(cli_transfer.backup)
 app.command()(cli_transfer.restore)
+
+
+payments_app = typer.Typer(help="Payments: the money check.", no_args_is_help=True)
+app.add_typer(payments_app, name="payments")
+
+
+@payments_app.command("check")
+def payments_check(
+    database: DatabaseOption = None,
+    grace_seconds: Annotated[
+        int | None,
+        typer.Option(
+            help="Age past which a payment without an order must have been voided "
+            "(default: the reservation TTL, the longest a checkout can take)"
+        ),
+    ] = None,
+) -> None:
+    """Verify that what the processor holds is what the orders say; exit code 1 otherwise."""
+    from datetime import timedelta
+
+    from mercato.checks import check_money
+    from mercato.cli_support import run_migrated
+
+    async def work(runtime: Runtime) -> list[Any]:
+        settings = runtime.settings
+        grace = grace_seconds if grace_seconds is not None else settings.reservation_ttl_seconds
+        async with runtime.db.transaction() as uow:
+            return await check_money(
+                uow,
+                secret_key=settings.secret_key,
+                grace=timedelta(seconds=grace),
+                sandbox=settings.payment_provider == "sandbox",
+            )
+
+    differences = run_migrated(database, work)
+    if not differences:
+        console.print("[green]Money check passed: 0 differences.[/green]")
+        return
+    for d in differences:
+        console.print(
+            f"[red]{escape(d.reference)}[/red] {escape(d.what)}: "
+            f"expected {d.expected}, found {d.found}"
+        )
+    console.print(f"[red]{len(differences)} differences[/red]")
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -7,6 +7,13 @@ delivery per (consumer, event); consumers must therefore be idempotent. Modules 
 consumers as data (``CONSUMERS`` in their ``events.py``); :func:`mercato.modules.wire` registers
 them.
 
+**One deliverer per consumer.** Several workers may run against one database: while one of
+them delivers to a consumer it holds that consumer's claim (:mod:`mercato.claims`; ``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL), so no two hand events to the same consumer at once and each
+consumer sees its events in order. The delivery record is written only while the claim is still
+held. A worker killed between a handler and its record leaves the event undelivered: after its
+lease passes, another worker hands it over again, hence "at least once" and idempotent handlers.
+
 **Waking the worker.** A committed transaction that wrote events sets every registered
 :func:`waker` in this process at once (the embedded worker of the one-command shop delivers
 within milliseconds and otherwise sleeps); across processes on PostgreSQL a trigger on the
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import BigInteger, Index, Integer, String, func, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mercato.claims import Claimant, ClaimLost
 from mercato.db import Base, JSONType, UnitOfWork, UTCDateTime, utcnow
 from mercato.ids import new_id
 
@@ -149,10 +157,24 @@ class Consumer:
     name: str
     types: frozenset[str]
     handler: Handler
+    ready: Callable[[Runtime], bool] | None = None
+    """Whether this process can take the consumer now (the search index's feeder: only the
+    process holding the host's index writer); None: always."""
+
+    @property
+    def claim(self) -> str:
+        """The claim a worker holds while it delivers to this consumer."""
+        return f"outbox:{self.name}"
 
     @classmethod
-    def of(cls, name: str, types: Iterable[str], handler: Handler) -> Consumer:
-        return cls(name, frozenset(types), handler)
+    def of(
+        cls,
+        name: str,
+        types: Iterable[str],
+        handler: Handler,
+        ready: Callable[[Runtime], bool] | None = None,
+    ) -> Consumer:
+        return cls(name, frozenset(types), handler, ready)
 
 
 @dataclass
@@ -179,7 +201,40 @@ class Dispatcher:
         return handled
 
     async def _dispatch_consumer(self, runtime: Runtime, consumer: Consumer, batch: int) -> int:
-        db = runtime.db
+        # A look without a claim first: a pass with nothing to deliver writes nothing.
+        if not await self._pending(runtime, consumer, batch):
+            return 0
+        if consumer.ready is not None and not consumer.ready(runtime):
+            return 0
+        claimant = Claimant(runtime.db, runtime.settings.worker_lease_seconds)
+        async with claimant.holding(consumer.claim) as held:
+            if held is None:
+                return 0  # another worker is delivering to this consumer
+            count = 0
+            # Read again under the claim: the last holder may have delivered these meanwhile.
+            for ev in await self._pending(runtime, consumer, batch):
+                try:
+                    await consumer.handler(runtime, ev)
+                except Exception:
+                    log.exception(
+                        "consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type
+                    )
+                    break
+                try:
+                    async with runtime.db.transaction() as uow:
+                        await claimant.fence(uow, consumer.claim)
+                        uow.add(
+                            OutboxDelivery(
+                                consumer=consumer.name, event_seq=ev.seq, delivered_at=utcnow()
+                            )
+                        )
+                except ClaimLost:
+                    log.warning("consumer %s: taken over by another worker", consumer.name)
+                    break
+                count += 1
+            return count
+
+    async def _pending(self, runtime: Runtime, consumer: Consumer, batch: int) -> list[Event]:
         delivered = select(OutboxDelivery.event_seq).where(
             OutboxDelivery.consumer == consumer.name,
             OutboxDelivery.event_seq == OutboxEvent.seq,
@@ -190,25 +245,12 @@ class Dispatcher:
             .order_by(OutboxEvent.seq)
             .limit(batch)
         )
-        async with db.transaction() as uow:
+        async with runtime.db.transaction() as uow:
             rows = (await uow.scalars(query)).all()
-            events = [
+            return [
                 Event(r.seq, r.id, r.type, r.aggregate_id, dict(r.payload), r.occurred_at)
                 for r in rows
             ]
-        count = 0
-        for ev in events:
-            try:
-                await consumer.handler(runtime, ev)
-            except Exception:
-                log.exception("consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type)
-                break
-            async with db.transaction() as uow:
-                uow.add(
-                    OutboxDelivery(consumer=consumer.name, event_seq=ev.seq, delivered_at=utcnow())
-                )
-            count += 1
-        return count
 
 
 dispatcher = Dispatcher()

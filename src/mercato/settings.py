@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     # worker: new events wake it at once (in process, or PostgreSQL's NOTIFY); without a signal
     # (a separate worker process on SQLite) it checks the outbox this often
     worker_idle_poll_seconds: float = 0.5
+    # worker claims: a worker that stops renewing (killed) loses its outbox consumers and jobs
+    # to another worker after this long
+    worker_lease_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _data_dir_of_the_database(self) -> Self:

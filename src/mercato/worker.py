@@ -17,6 +17,15 @@ them here. The loop sleeps until the next thing is due:
   a queue is drained promptly while its interval stays a slow safety net.
 
 A failing job is logged and retried on its next turn; it never stops the loop.
+
+**Several workers.** Any number of ``mercato worker`` processes may run against one database.
+A job runs in one of them at a time: the runner holds the job's claim (:mod:`mercato.claims`)
+while it runs, and writes when the job is next due on the claim, so the workers split a job's
+turns rather than each running every one. A worker that finds the claim taken moves on and
+looks again when the job is next due (or after a second, when it was woken for that job). The
+outbox consumers are claimed the same way (see :mod:`mercato.events`). A job marked
+``claimed=False`` is this host's own (the search index's sync) and runs in every worker, where
+its own lock decides.
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import text
 
 from mercato import events, workflows
-from mercato.db import Listener, UnitOfWork
+from mercato.claims import Claimant
+from mercato.db import Listener, UnitOfWork, utcnow
 from mercato.runtime import Runtime
 
 log = logging.getLogger("mercato.worker")
@@ -50,6 +61,13 @@ class Job:
     """Also run right after an outbox pass that delivered events."""
     channel: str | None = None
     """Also run at once when :func:`signal` is called for this channel (any process)."""
+    claimed: bool = True
+    """Run by one worker of the shop at a time (False: each host's own work, run by every
+    worker, such as feeding this host's search index)."""
+
+    @property
+    def claim(self) -> str:
+        return f"job:{self.name}"
 
 
 _JOBS: dict[str, Job] = {}
@@ -90,11 +108,45 @@ def jobs() -> list[Job]:
     return [*CORE_JOBS, *_JOBS.values()]
 
 
+BUSY_RETRY = 1.0
+"""Seconds before a worker woken for a job that another worker was running looks again."""
+
+
+async def run_job(runtime: Runtime, job: Job, *, due_only: bool = False) -> int | None:
+    """Run ``job`` once under its claim; how much work it did, or None when another worker is
+    running it (or, with ``due_only``, when the shop does not want it run yet)."""
+    if not job.claimed:
+        return await job.func(runtime)
+    claimant = Claimant(runtime.db, runtime.settings.worker_lease_seconds)
+    async with claimant.holding(job.claim, due_only=due_only) as held:
+        if held is None:
+            return None
+        try:
+            return await job.func(runtime)
+        finally:
+            held.due_at = utcnow() + timedelta(seconds=job.interval)
+
+
+async def _next_look(runtime: Runtime, job: Job, woken: bool) -> float:
+    """Seconds until a worker that did not get ``job`` should look again: when the shop next
+    wants it, or soon when this worker was woken for it (the runner may have missed that)."""
+    if not woken:
+        claimant = Claimant(runtime.db, runtime.settings.worker_lease_seconds)
+        state = await claimant.state(job.claim)
+        if state is not None and state.due_at is not None:
+            wait = (state.due_at - utcnow()).total_seconds()
+            if wait > 0:
+                return min(wait, job.interval)
+    return min(BUSY_RETRY, job.interval)
+
+
 async def run_once(runtime: Runtime) -> dict[str, int]:
-    """Deliver the outbox, then run every job once (tests and ``mercato worker --once``)."""
+    """Deliver the outbox, then run every job once (tests and ``mercato worker --once``); a job
+    another worker is running at that moment counts as -1."""
     done: dict[str, int] = {"outbox": await events.dispatcher.dispatch_once(runtime)}
     for j in jobs():
-        done[j.name] = await j.func(runtime)
+        ran = await run_job(runtime, j)
+        done[j.name] = -1 if ran is None else ran
     return done
 
 
@@ -161,6 +213,7 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
     wake = events.waker()
     outbox = _Outbox(runtime, wake)
     channels = _Channels(runtime, [j for j in all_jobs if j.channel], next_run)
+    owed: set[str] = set()  # woken for these, but another worker was running them
     try:
         while not stop.is_set():
             await outbox.listen()
@@ -177,12 +230,19 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
             for j in all_jobs:
                 if now < next_run[j.name] and not (delivered and j.after_delivery):
                     continue
+                woken = bool(delivered and j.after_delivery) or j.name in channels.pending
+                woken = woken or j.name in owed
                 channels.pending.discard(j.name)
+                owed.discard(j.name)
+                wait = j.interval
                 try:
-                    await j.func(runtime)
+                    if await run_job(runtime, j, due_only=not woken) is None:
+                        wait = await _next_look(runtime, j, woken)
+                        if woken:
+                            owed.add(j.name)
                 except Exception:
                     log.exception("job %s failed", j.name)
-                next_run[j.name] = time.monotonic() + j.interval
+                next_run[j.name] = time.monotonic() + wait
                 channels.again_if_signalled(j.name)
             if wake.is_set() or channels.poked.is_set():
                 continue

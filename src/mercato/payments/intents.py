@@ -130,6 +130,16 @@ async def get_intent(uow: UnitOfWork, intent_id: str) -> IntentInfo | None:
     return info_of(row) if row is not None else None
 
 
+async def list_intents(
+    uow: UnitOfWork, *, after: str | None = None, limit: int = 500
+) -> list[IntentInfo]:
+    """Every intent in id order, a page at a time (the money check walks them all)."""
+    query = select(INTENTS).order_by(INTENTS.c.id).limit(limit)
+    if after is not None:
+        query = query.where(INTENTS.c.id > after)
+    return [info_of(row) for row in await uow.execute(query)]
+
+
 async def find_intent_by_owner(uow: UnitOfWork, owner: str) -> IntentInfo | None:
     """The owner's live intent: the newest that did not fail, else the newest."""
     failed_last = case((INTENTS.c.status == "failed", 1), else_=0)

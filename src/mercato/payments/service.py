@@ -18,6 +18,7 @@ from mercato.payments.intents import (
     find_intent_by_owner,
     get_intent,
     intent_events,
+    list_intents,
     payment_problem,
     pending_intents,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "get_provider",
     "intent_events",
     "list_charges",
+    "list_intents",
     "payment_problem",
     "pending_intents",
     "recover",

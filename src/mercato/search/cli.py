@@ -77,7 +77,11 @@ def follow(
     async def main() -> None:
         runtime = Runtime.from_settings(settings)
         dispatcher = Dispatcher()
-        dispatcher.register(Consumer.of(consumer, service.EVENT_TYPES, events.note_change))
+        dispatcher.register(
+            Consumer.of(
+                consumer, service.EVENT_TYPES, events.note_change, ready=service.feeds_index
+            )
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

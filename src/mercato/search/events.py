@@ -26,5 +26,15 @@ async def sync(runtime: Runtime) -> int:
 
 
 CONSUMER = service.consumer_name()
-CONSUMERS = (Consumer.of(CONSUMER, service.EVENT_TYPES, note_change),) if CONSUMER else ()
-JOBS = (Job("search.sync", SYNC_JOB_INTERVAL, sync, after_delivery=True),) if CONSUMER else ()
+# The consumer is taken only by the process writing this host's index (``feeds_index``), and
+# the sync is this host's own work (not claimed shop-wide): the index's writer lock decides.
+CONSUMERS = (
+    (Consumer.of(CONSUMER, service.EVENT_TYPES, note_change, ready=service.feeds_index),)
+    if CONSUMER
+    else ()
+)
+JOBS = (
+    (Job("search.sync", SYNC_JOB_INTERVAL, sync, after_delivery=True, claimed=False),)
+    if CONSUMER
+    else ()
+)

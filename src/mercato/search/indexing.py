@@ -365,6 +365,29 @@ async def _rebuild_outdated(runtime: Runtime, engine: SearchEngine) -> int:
         return 0  # another process of this host is rebuilding it
 
 
+BUSY_LOOK_AGAIN = 5.0
+"""Seconds a process that found the host's index writer taken waits before trying again."""
+_busy_until: dict[Path, float] = {}
+
+
+def feeds_index(runtime: Runtime) -> bool:
+    """Whether this process may take the index's outbox consumer: it holds the host's index
+    writer, or can take it (the process that held it stopped), or there is no index yet.
+
+    What the consumer notes is applied by this same process's sync job, so on a host with two
+    workers only the one writing the index must be handed its events (the other would note
+    changes it cannot apply)."""
+    engine = engine_for(runtime)
+    if time.monotonic() < _busy_until.get(engine.root, 0.0):
+        return False
+    try:
+        engine.writer()
+    except IndexBusy:
+        _busy_until[engine.root] = time.monotonic() + BUSY_LOOK_AGAIN
+        return False
+    return True
+
+
 async def sync_index(runtime: Runtime, *, bootstrap: bool, consumer: str | None = None) -> int:
     """Apply the pending changes to this host's index and commit; how many products changed.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mercato.events import Consumer, Event
 from mercato.runtime import Runtime
-from mercato.search import service
+from mercato.search import pagecache, service
 from mercato.worker import Job
 
 SYNC_INTERVAL = 0.2
@@ -26,5 +26,9 @@ async def sync(runtime: Runtime) -> int:
 
 
 CONSUMER = service.consumer_name()
-CONSUMERS = (Consumer.of(CONSUMER, service.EVENT_TYPES, note_change),) if CONSUMER else ()
+# The page cache is one for all processes (Redis) or lives in the process running the worker.
+PAGE_CACHE = Consumer.of(pagecache.CONSUMER, pagecache.EVENT_TYPES, service.forget_changed)
+CONSUMERS = ((Consumer.of(CONSUMER, service.EVENT_TYPES, note_change),) if CONSUMER else ()) + (
+    PAGE_CACHE,
+)
 JOBS = (Job("search.sync", SYNC_JOB_INTERVAL, sync, after_delivery=True),) if CONSUMER else ()

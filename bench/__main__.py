@@ -1,0 +1,148 @@
+"""Every benchmark, one command, with sizes that finish in about a quarter of an hour on two
+cores; the figures are printed and written into ``docs/benchmarks.md``'s "Latest run" section
+(between its markers; the hand-written analysis around it is left as it is).
+
+    python -m bench                              # all of them, modest sizes
+    python -m bench --only mixed,search          # some of them
+    python -m bench --size full                  # each benchmark's own (much larger) defaults
+    python -m bench --no-write                   # print only
+
+Each benchmark runs as its own process (``python -m bench.<name> ...``) with the options below;
+its output is kept whole in ``bench/results/<name>.txt`` and its last lines (the figures) go to
+the document, beside the machine's description and the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import ROOT, machine
+
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench" / "results"
+START = "<!-- bench:latest:start -->"
+END = "<!-- bench:latest:end -->"
+TAIL_LINES = 25
+
+MODEST: dict[str, list[str]] = {
+    "reservations": ["--seconds", "3", "--products", "2000"],
+    "checkout": ["--seconds", "5", "--products", "1000", "--shoppers", "16,64"],
+    "search": ["--sizes", "20000", "--queries", "300", "--budget", "120", "--no-sqlite"],
+    "flashsale": ["--buyers", "1000", "--units", "200", "--products", "300"],
+    "recommendations": [
+        "--build-orders",
+        "20000",
+        "--products",
+        "20000",
+        "--orders",
+        "20000",
+        "--requests",
+        "200",
+        "--http-requests",
+        "100",
+    ],
+    "mixed": ["--seconds", "15"],
+}
+ORDER = tuple(MODEST)
+
+
+def run(name: str, extra: list[str], timeout: float) -> tuple[str, float, int]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", f"bench.{name}", *extra],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        output, code = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        output += f"\n(stopped after {timeout:.0f} s)"
+        code = -1
+    (RESULTS / f"{name}.txt").write_text(output)
+    return output, time.monotonic() - started, code
+
+
+def section(
+    results: list[tuple[str, list[str], str, float, int]], load: tuple[float, float]
+) -> str:
+    info = machine()
+    lines = [
+        START,
+        "## Latest run (`python -m bench`, written by the command)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {info['cpu']}, {info['cores']} cores, "
+        f"{info['ram']}, Python {info['python']}; load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after"
+        + (" (a shared, loaded machine: figures are lower bounds)" if max(load) > 1 else "")
+        + ".",
+        "",
+    ]
+    for name, extra, output, seconds, code in results:
+        status = "" if code == 0 else f", exit status {code}"
+        lines += [
+            f"### {name} (`python -m bench.{name} {' '.join(extra)}`, {seconds:.0f} s{status})",
+            "",
+            "```",
+            *[line.rstrip() for line in output.strip().splitlines()[-TAIL_LINES:]],
+            "```",
+            "",
+        ]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(doc: Path, block: str) -> None:
+    text = doc.read_text()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--only", default=",".join(ORDER), help=f"some of: {','.join(ORDER)}")
+    parser.add_argument(
+        "--size", choices=("modest", "full"), default="modest", help="full: their own defaults"
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark")
+    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(chosen) - set(ORDER)
+    if unknown:
+        parser.error(f"unknown benchmarks: {sorted(unknown)}")
+    before = os.getloadavg()[0]
+    results = []
+    for name in (n for n in ORDER if n in chosen):
+        extra = MODEST[name] if args.size == "modest" else []
+        print(f"== {name}: python -m bench.{name} {' '.join(extra)}", flush=True)
+        output, seconds, code = run(name, extra, args.timeout)
+        print(output.rstrip(), flush=True)
+        results.append((name, extra, output, seconds, code))
+    block = section(results, (before, os.getloadavg()[0]))
+    if args.write:
+        write(DOC, block)
+        print(f"wrote the latest run into {DOC.relative_to(ROOT)}")
+    if any(code != 0 for *_, code in results):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

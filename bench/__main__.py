@@ -55,7 +55,11 @@ ORDER = tuple(MODEST)
 def run(name: str, extra: list[str], timeout: float) -> tuple[str, float, int]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+        "COLUMNS": "160",  # rich wraps at 80 columns when its output is not a terminal
+    }
     try:
         done = subprocess.run(
             [sys.executable, "-m", f"bench.{name}", *extra],

@@ -25,12 +25,13 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from mercato import cache
 from mercato.catalog import service as catalog
 from mercato.catalog.service import ProductView
-from mercato.db import UnitOfWork
+from mercato.db import UnitOfWork, utcnow
 from mercato.events import Event
 from mercato.inventory import service as inventory
 from mercato.reviews import service as reviews
@@ -181,8 +182,9 @@ async def category_subtree(
 async def forget_changed(runtime: Runtime, event: Event) -> None:
     """Bump the tags of what ``event`` changed (after its transaction committed: the outbox
     delivers only committed events). A failure is retried with the event."""
-    if not cache.enabled(runtime):
-        return
+    ttl = runtime.settings.page_cache_ttl_seconds
+    if not cache.enabled(runtime) or utcnow() - event.occurred_at > timedelta(seconds=ttl):
+        return  # every entry stored before it has expired (a new consumer's backlog, say)
     if event.type.startswith("Category"):
         await cache.bump(runtime, CATEGORIES)
         return

@@ -79,7 +79,8 @@ async def search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult:
         return await answer()  # one customer's ranking, or a commit landing: not shared
     # The same answer for every shopper asking the same of this generation of the index: a
     # commit (catalog, stock, ratings, sales) names a new generation, so no tag is needed.
-    key = pagecache.digest(reader.version, generation, request, synonyms.groups)
+    shared = dataclasses.replace(request, user_id=None)  # who asked changes nothing here
+    key = pagecache.digest(reader.version, generation, shared, synonyms.groups)
     return await pagecache.read_through_listing(runtime, key, answer)
 
 

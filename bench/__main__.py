@@ -31,8 +31,8 @@ END = "<!-- bench:latest:end -->"
 TAIL_LINES = 25
 
 MODEST: dict[str, list[str]] = {
-    "reservations": ["--seconds", "3", "--products", "2000"],
-    "checkout": ["--seconds", "5", "--products", "1000", "--shoppers", "16,64"],
+    "reservations": ["--seconds", "3"],
+    "checkout": ["--seconds", "5", "--shoppers", "16,64"],
     "search": ["--sizes", "20000", "--queries", "300", "--budget", "120", "--no-sqlite"],
     "flashsale": ["--buyers", "1000", "--units", "200", "--products", "300"],
     "recommendations": [

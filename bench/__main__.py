@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,44 +80,49 @@ def run(name: str, extra: list[str], timeout: float) -> tuple[str, float, int]:
     return output, time.monotonic() - started, code
 
 
-def section(
-    results: list[tuple[str, list[str], str, float, int]], load: tuple[float, float]
-) -> str:
+Result = tuple[str, list[str], str, float, int]  # name, options, output, seconds, exit status
+HEADING = "## Latest run (`python -m bench`, written by the command; do not edit by hand)"
+
+
+def block(result: Result, load: tuple[float, float]) -> str:
+    """One benchmark's figures, between markers of its own: a run of some benchmarks leaves
+    the others' figures as they were."""
+    name, extra, output, seconds, code = result
     info = machine()
-    lines = [
-        START,
-        "## Latest run (`python -m bench`, written by the command)",
-        "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {info['cpu']}, {info['cores']} cores, "
-        f"{info['ram']}, Python {info['python']}; load average {load[0]:.1f} before, "
-        f"{load[1]:.1f} after"
-        + (" (a shared, loaded machine: figures are lower bounds)" if max(load) > 1 else "")
-        + ".",
-        "",
-    ]
-    for name, extra, output, seconds, code in results:
-        status = "" if code == 0 else f", exit status {code}"
-        lines += [
+    status = "" if code == 0 else f", exit status {code}"
+    loaded = " (a shared, loaded machine: figures are lower bounds)" if max(load) > 1 else ""
+    return "\n".join(
+        [
+            f"<!-- bench:{name}:start -->",
             f"### {name} (`python -m bench.{name} {' '.join(extra)}`, {seconds:.0f} s{status})",
+            "",
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {info['cpu']}, {info['cores']} cores, "
+            f"{info['ram']}, Python {info['python']}; load average {load[0]:.1f} before, "
+            f"{load[1]:.1f} after{loaded}.",
             "",
             "```",
             *[line.rstrip() for line in output.strip().splitlines()[-TAIL_LINES:]],
             "```",
-            "",
+            f"<!-- bench:{name}:end -->",
         ]
-    lines.append(END)
-    return "\n".join(lines)
+    )
 
 
-def write(doc: Path, block: str) -> None:
+def write(doc: Path, blocks: dict[str, str]) -> None:
     text = doc.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(text)
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    section, tail = rest.split(END, 1)
+    kept = {
+        name: f"<!-- bench:{name}:start -->{body}<!-- bench:{name}:end -->"
+        for name, body in re.findall(
+            r"<!-- bench:(\w+):start -->(.*?)<!-- bench:\1:end -->", section, flags=re.S
+        )
+    }
+    kept.update(blocks)
+    ordered = "\n\n".join(kept[n] for n in ORDER if n in kept)
+    doc.write_text(f"{head}{START}\n{HEADING}\n\n{ordered}\n{END}{tail}")
 
 
 def main() -> None:
@@ -132,19 +138,20 @@ def main() -> None:
     unknown = set(chosen) - set(ORDER)
     if unknown:
         parser.error(f"unknown benchmarks: {sorted(unknown)}")
-    before = os.getloadavg()[0]
-    results = []
+    blocks: dict[str, str] = {}
+    failed = False
     for name in (n for n in ORDER if n in chosen):
         extra = MODEST[name] if args.size == "modest" else []
         print(f"== {name}: python -m bench.{name} {' '.join(extra)}", flush=True)
+        before = os.getloadavg()[0]
         output, seconds, code = run(name, extra, args.timeout)
         print(output.rstrip(), flush=True)
-        results.append((name, extra, output, seconds, code))
-    block = section(results, (before, os.getloadavg()[0]))
+        failed = failed or code != 0
+        blocks[name] = block((name, extra, output, seconds, code), (before, os.getloadavg()[0]))
     if args.write:
-        write(DOC, block)
-        print(f"wrote the latest run into {DOC.relative_to(ROOT)}")
-    if any(code != 0 for *_, code in results):
+        write(DOC, blocks)
+        print(f"wrote the latest figures into {DOC.relative_to(ROOT)}")
+    if failed:
         raise SystemExit(1)
 
 

@@ -35,7 +35,7 @@ MODEST: dict[str, list[str]] = {
     "reservations": ["--seconds", "3"],
     "checkout": ["--seconds", "5", "--shoppers", "16,64"],
     "search": ["--sizes", "20000", "--queries", "300", "--budget", "120", "--no-sqlite"],
-    "flashsale": ["--buyers", "1000", "--units", "200", "--products", "300"],
+    "flashsale": ["--buyers", "300", "--units", "60", "--products", "300"],
     "recommendations": [
         "--build-orders",
         "20000",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -61,21 +62,27 @@ def run(name: str, extra: list[str], timeout: float) -> tuple[str, float, int]:
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
         "COLUMNS": "160",  # rich wraps at 80 columns when its output is not a terminal
     }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"bench.{name}", *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", f"bench.{name}", *extra],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        output, code = done.stdout + done.stderr, done.returncode
-    except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        output += f"\n(stopped after {timeout:.0f} s)"
-        code = -1
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, as a person would: the benchmark's own clean-up stops the servers it started
+        # (in sessions of their own, which killing it would leave running).
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        output = (output or "") + f"\n(stopped after {timeout:.0f} s)"
+    code = proc.returncode if proc.returncode is not None else -1
     (RESULTS / f"{name}.txt").write_text(output)
     return output, time.monotonic() - started, code
 

@@ -127,6 +127,9 @@ def _serve(settings: Settings, workers: int, with_worker: bool) -> None:
         workers=workers if workers > 1 else None,
         log_level="info",
         access_log=False,
+        # The supervisor pings each worker; on a busy host a worker still importing answers
+        # late, and uvicorn's 5 s default kills and respawns healthy workers in a loop.
+        timeout_worker_healthcheck=30,
     )
 
 

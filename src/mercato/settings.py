@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     guest_cart_ttl_seconds: int = 30 * 24 * 3600
     cart_cache_ttl_seconds: int = 3600
 
+    # the page cache (product pages, listings, the home page's rows): Redis when configured,
+    # else this process's memory; entries expire after the TTL even if no change was heard of
+    page_cache_ttl_seconds: int = Field(default=60, ge=0, description="0 turns the cache off")
+    page_cache_max_entries: int = Field(default=10_000, ge=1, description="In memory only")
+
     # guessing and flooding: each limit is a burst of that many, then that many per period
     promo_failures_per_cart_per_hour: int = Field(
         default=10, ge=1, description="Promo codes that do not exist a cart may try"

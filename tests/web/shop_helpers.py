@@ -13,10 +13,12 @@ import httpx
 from playwright.async_api import Page, expect
 
 from mercato.catalog import service as catalog
+from mercato.events import dispatcher
 from mercato.identity import service as identity
 from mercato.inventory import service as inventory
 from mercato.money import format_minor
 from mercato.runtime import Runtime
+from mercato.search import events as search_events
 from mercato.search import query as q
 from mercato.search import service as search
 from tests.conftest import TEST_PASSWORD
@@ -224,3 +226,5 @@ async def set_stock(runtime: Runtime, variant_id: str, units: int) -> None:
                 await inventory.adjust(
                     uow, variant_id, level.warehouse_code, target - level.available, "test"
                 )
+    # Pages show it once the page cache heard of it (the worker's delivery, here at once).
+    await dispatcher.dispatch_once(runtime, only=[search_events.PAGE_CACHE.name])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mercato.events import Consumer, Event
 from mercato.runtime import Runtime
-from mercato.search import service
+from mercato.search import pagecache, service
 from mercato.worker import Job
 
 SYNC_INTERVAL = 0.2
@@ -28,11 +28,13 @@ async def sync(runtime: Runtime) -> int:
 CONSUMER = service.consumer_name()
 # The consumer is taken only by the process writing this host's index (``feeds_index``), and
 # the sync is this host's own work (not claimed shop-wide): the index's writer lock decides.
+# The page cache is one for all processes (Redis) or lives in the process running the worker.
+PAGE_CACHE = Consumer.of(pagecache.CONSUMER, pagecache.EVENT_TYPES, service.forget_changed)
 CONSUMERS = (
     (Consumer.of(CONSUMER, service.EVENT_TYPES, note_change, ready=service.feeds_index),)
     if CONSUMER
     else ()
-)
+) + (PAGE_CACHE,)
 JOBS = (
     (Job("search.sync", SYNC_JOB_INTERVAL, sync, after_delivery=True, claimed=False),)
     if CONSUMER

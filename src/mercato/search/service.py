@@ -7,6 +7,7 @@ the catalog. Other modules import this file only; the rules live in
 * :mod:`~mercato.search.synonyms`: the staff's synonym list;
 * :mod:`~mercato.search.reach`: the warehouses that reach a shopper's country;
 * :mod:`~mercato.search.replica`: this process's copy of the index;
+* :mod:`~mercato.search.pagecache`: the page cache of what the storefront reads most;
 * :mod:`~mercato.search.personal`: a signed-in customer's re-rank of the top results;
 
 and the engine itself in :mod:`~mercato.search.engine` and :mod:`~mercato.search.query`.
@@ -37,6 +38,12 @@ from mercato.search.indexing import (
     replay,
     sales_readers,
     sync_index,
+)
+from mercato.search.pagecache import (
+    ProductData,
+    category_subtree,
+    category_tree,
+    forget_changed,
 )
 from mercato.search.personal import (
     AFFINITY_TTL,
@@ -96,6 +103,7 @@ __all__ = [
     "FeaturedPriceReader",
     "Filters",
     "PendingChanges",
+    "ProductData",
     "ProductDetail",
     "Progress",
     "Reach",
@@ -110,6 +118,8 @@ __all__ = [
     "VariantChoice",
     "add_synonyms",
     "affinity_readers",
+    "category_subtree",
+    "category_tree",
     "consumer_name",
     "current_synonyms",
     "current_warehouses",
@@ -120,6 +130,7 @@ __all__ = [
     "feeds_index",
     "find_product",
     "forget_affinities",
+    "forget_changed",
     "forget_synonyms",
     "forget_warehouses",
     "list_products",

@@ -24,7 +24,7 @@ from mercato.inventory import service as inventory
 from mercato.problems import validation_problem
 from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
-from mercato.search import personal
+from mercato.search import pagecache, personal
 from mercato.search import query as q
 from mercato.search.reach import reach
 from mercato.search.replica import consumer_name, engine_for, unavailable
@@ -56,21 +56,32 @@ async def search(runtime: Runtime, request: q.SearchRequest) -> q.SearchResult:
         request = dataclasses.replace(
             request, filters=dataclasses.replace(request.filters, reach=reached)
         )
-    try:
-        # Off the event loop: Tantivy releases the GIL, so other requests go on meanwhile.
-        return await asyncio.to_thread(
-            functools.partial(
-                q.search,
-                reader,
-                request,
-                secret_key=runtime.settings.secret_key,
-                synonyms=synonyms,
-                affinity=affinity,
+
+    async def answer() -> q.SearchResult:
+        try:
+            # Off the event loop: Tantivy releases the GIL, so other requests go on meanwhile.
+            return await asyncio.to_thread(
+                functools.partial(
+                    q.search,
+                    reader,
+                    request,
+                    secret_key=runtime.settings.secret_key,
+                    synonyms=synonyms,
+                    affinity=affinity,
+                )
             )
-        )
-    except (ValueError, OSError) as exc:  # the engine, never the shopper's input
-        log.exception("search failed")
-        raise unavailable() from exc
+        except (ValueError, OSError) as exc:  # the engine, never the shopper's input
+            log.exception("search failed")
+            raise unavailable() from exc
+
+    generation = reader.snapshot().generation
+    if affinity is not personal.NO_AFFINITY or generation.startswith("unsettled"):
+        return await answer()  # one customer's ranking, or a commit landing: not shared
+    # The same answer for every shopper asking the same of this generation of the index: a
+    # commit (catalog, stock, ratings, sales) names a new generation, so no tag is needed.
+    shared = dataclasses.replace(request, user_id=None)  # who asked changes nothing here
+    key = pagecache.digest(reader.version, generation, shared, synonyms.groups)
+    return await pagecache.read_through_listing(runtime, key, answer)
 
 
 async def suggest(runtime: Runtime, text: str) -> dict[str, list[dict[str, Any]]]:
@@ -251,15 +262,6 @@ async def find_product(uow: UnitOfWork, ident: str) -> ProductView | None:
     return None
 
 
-def _breadcrumb(view: ProductView, names: dict[str, str]) -> list[tuple[str, str]]:
-    parts = view.category.path.split("/")
-    crumbs = []
-    for i in range(1, len(parts) + 1):
-        path = "/".join(parts[:i])
-        crumbs.append((names.get(path, parts[i - 1]), path))
-    return crumbs
-
-
 def _choice(
     v: catalog.VariantView,
     spread: inventory.StockSpread,
@@ -304,19 +306,22 @@ async def product_detail(
     may do; stock as can be delivered to ``destination`` (anywhere when ``None``). None when
     the URL names no product a shopper may see.
 
-    The rating is the reviews' own figures, current at once; in demo mode a product no
+    The rating is the reviews' own figures (current as soon as the change is delivered to the
+    page cache); in demo mode a product no
     approved review rates yet shows the demo figure the index holds for it."""
-    view = await find_product(uow, ident)
-    if view is None:
+    if ident.startswith("prd_"):
+        data = await pagecache.product_data(uow, runtime, ident)
+    else:  # a slug (links carry ids): read afresh
+        data = await pagecache.load_product(uow, await find_product(uow, ident))
+    if data is None:
         return None
-    spreads = await inventory.stock_spreads(uow, [v.id for v in view.variants])
-    names = await catalog.category_names_by_path(uow)
-    section = await reviews.review_section(
+    view, spreads = data.view, data.spreads
+    section = await pagecache.review_section(
         uow,
+        runtime,
         view.id,
         review_query or reviews.ReviewQuery(),
         viewer_id=viewer_id,
-        secret_key=runtime.settings.secret_key,
     )
     figures = section.summary
     rating: tuple[float, int] | None = None
@@ -340,7 +345,7 @@ async def product_detail(
         chosen=chosen,
         option_names=option_names,
         rating=rating,
-        breadcrumb=_breadcrumb(view, names),
+        breadcrumb=data.breadcrumb,
         reviews=section,
     )
 

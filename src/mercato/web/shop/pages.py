@@ -16,7 +16,6 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from mercato.catalog import service as catalog
 from mercato.checkout import service as checkout
 from mercato.flashsale import service as flashsale
 from mercato.identity import service as identity
@@ -130,7 +129,7 @@ async def home(
         ),
     )
     async with runtime.db.transaction() as uow:
-        tree = await catalog.get_category_tree(uow)
+        tree = await search.category_tree(uow, runtime)
         viewer = recommendations.viewer_of(
             request, runtime.settings.secret_key, user.id if user else None
         )
@@ -281,7 +280,7 @@ async def category_page(
     found = None
     if lst.SLUG.fullmatch(slug):
         async with runtime.db.transaction() as uow:
-            found = await catalog.get_category_subtree(uow, slug)
+            found = await search.category_subtree(uow, runtime, slug)
     if found is None:
         raise not_found("Category", path)
     node, ancestors = found

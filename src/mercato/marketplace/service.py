@@ -110,6 +110,12 @@ from mercato.marketplace.sellers import (
     public_seller,
     suspend,
 )
+from mercato.marketplace.split import (
+    cart_line_offer,
+    cart_line_offers,
+    record_order_cancellation,
+    record_order_sales,
+)
 
 __all__ = [
     "HOUSE_OFFER_PREFIX",
@@ -149,6 +155,8 @@ __all__ = [
     "add_seller_user",
     "apply",
     "approve",
+    "cart_line_offer",
+    "cart_line_offers",
     "check_ledger",
     "commission_amount",
     "commission_for",
@@ -178,6 +186,8 @@ __all__ = [
     "product_offers",
     "public_seller",
     "record_cancellation",
+    "record_order_cancellation",
+    "record_order_sales",
     "record_payout",
     "record_performance",
     "record_refund",

@@ -4,6 +4,7 @@ which the page renderer turns into a redirect to the login form) or refuses (403
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +12,7 @@ from fastapi import Depends, Request
 from mercato.identity import service as identity
 from mercato.identity.deps import COOKIE_NAME
 from mercato.identity.service import Destination, UserInfo
+from mercato.marketplace import service as marketplace
 from mercato.problems import Problem
 from mercato.runtime import RuntimeDep
 
@@ -50,6 +52,35 @@ async def staff_user(user: Annotated[UserInfo, Depends(signed_in_user)]) -> User
 PageUser = Annotated[UserInfo | None, Depends(page_user)]
 SignedInUser = Annotated[UserInfo, Depends(signed_in_user)]
 PageStaff = Annotated[UserInfo, Depends(staff_user)]
+
+
+@dataclass(frozen=True, slots=True)
+class SellerCaller:
+    """A seller account on the seller portal, and the one seller it acts for."""
+
+    user: UserInfo
+    seller_id: str
+
+
+async def seller_user(
+    request: Request, user: Annotated[UserInfo, Depends(signed_in_user)], runtime: RuntimeDep
+) -> SellerCaller:
+    """The seller portal is for ``seller`` accounts, each seeing its own seller only (staff
+    have the back office); an account acting for no seller is refused as the API refuses it."""
+    cached: SellerCaller | None = getattr(request.state, "page_seller", None)
+    if cached is not None:
+        return cached
+    if user.role != "seller":
+        raise Problem(403, "forbidden", "This page is for the shop's sellers", title="Sellers only")
+    async with runtime.db.transaction() as uow:
+        seller_id = await marketplace.seller_scope(uow, user)
+    assert seller_id is not None  # only staff see every seller
+    caller = SellerCaller(user, seller_id)
+    request.state.page_seller = caller
+    return caller
+
+
+PageSeller = Annotated[SellerCaller, Depends(seller_user)]
 
 
 DELIVER_TO_COOKIE = "mercato_deliver_to"

@@ -8,10 +8,12 @@ from fastapi.responses import HTMLResponse
 
 from mercato.web.admin import (
     catalog,
+    commissions,
     dashboard,
     flashsales,
     integrations,
     inventory,
+    ledger,
     orders,
     promos,
     returns,
@@ -35,6 +37,8 @@ for part in (
     promos,
     flashsales,
     sellers,
+    commissions,
+    ledger,
     settings,
     integrations,
 ):

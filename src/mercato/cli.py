@@ -13,6 +13,7 @@ import typer
 import uvicorn
 from rich.markup import escape
 
+from mercato import cli_transfer
 from mercato import migrate as migrations
 from mercato.cli_support import (
     DatabaseOption,
@@ -35,6 +36,11 @@ for _module in MODULES:
     _cli = _import(f"mercato.{_module}.cli")
     if _cli is not None:
         app.add_typer(_cli.app, name=_module)
+
+app.add_typer(cli_transfer.import_app, name="import")
+app.add_typer(cli_transfer.export_app, name="export")
+app.command()(cli_transfer.backup)
+app.command()(cli_transfer.restore)
 
 
 @app.command()

@@ -21,6 +21,8 @@ ProductStatus = Literal["draft", "active", "archived"]
 Sort = Literal["newest", "price_asc", "price_desc"]
 SORTS: tuple[str, ...] = ("newest", "price_asc", "price_desc")
 MAX_PATH_LENGTH = 500
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+"""What a SKU may be: the API's schemas and the product file import check the same rule."""
 _CHUNK = 500
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from mercato.catalog.service import (
     NO_STOCK,
+    SKU_PATTERN,
     BrandInfo,
     CategoryInfo,
     CategoryNode,
@@ -30,7 +31,7 @@ Slug = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9]+(?:
 Name = Annotated[str, PlainLine(min_length=1, max_length=120)]
 Title = Annotated[str, PlainLine(min_length=1, max_length=200)]
 Description = Annotated[str, PlainText(max_length=20_000)]
-Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=SKU_PATTERN)]
 EntityId = Annotated[str, PlainLine(min_length=1, max_length=40)]
 AttributeName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
 AttributeValue = Annotated[str, PlainLine(max_length=200)] | Integer | bool

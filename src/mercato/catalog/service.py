@@ -6,6 +6,7 @@ only; the rules live by family in
 * :mod:`~mercato.catalog.variants`: variants as cart, checkout and inventory read them;
 * :mod:`~mercato.catalog.categories` and :mod:`~mercato.catalog.brands`;
 * :mod:`~mercato.catalog.listing`: the database listing and the projection reads;
+* :mod:`~mercato.catalog.shopify`: products read from and written to Shopify's product CSV;
 * :mod:`~mercato.catalog.common`: slugs, problems and the attribute-filter reading;
 * :mod:`~mercato.catalog.demo`: the seeded generator of the demo catalog (search builds large
   test indexes straight from it).
@@ -34,6 +35,7 @@ from mercato.catalog.common import (
     ATTR_PREFIX,
     MAX_ATTRIBUTE_FILTERS,
     MAX_PATH_LENGTH,
+    SKU_PATTERN,
     SORTS,
     UNSET,
     ProductStatus,
@@ -81,6 +83,20 @@ from mercato.catalog.products import (
     update_product,
     update_variant,
 )
+from mercato.catalog.shopify import COLUMNS as SHOPIFY_COLUMNS
+from mercato.catalog.shopify import (
+    ProductImported,
+    RowError,
+    ShopifyFileError,
+    ShopifyProduct,
+    ShopStock,
+    html_to_text,
+    text_to_html,
+)
+from mercato.catalog.shopify import count_rows as count_csv_rows
+from mercato.catalog.shopify import export_rows as shopify_export_rows
+from mercato.catalog.shopify import import_product as import_shopify_product
+from mercato.catalog.shopify import read_products as read_shopify_products
 from mercato.catalog.variants import (
     VariantInfo,
     get_variant_by_sku,
@@ -93,6 +109,8 @@ __all__ = [
     "MAX_ATTRIBUTE_FILTERS",
     "MAX_PATH_LENGTH",
     "NO_STOCK",
+    "SHOPIFY_COLUMNS",
+    "SKU_PATTERN",
     "SORTS",
     "UNSET",
     "BrandInfo",
@@ -106,11 +124,16 @@ __all__ = [
     "ProductCard",
     "ProductChanges",
     "ProductGroups",
+    "ProductImported",
     "ProductPage",
     "ProductQuery",
     "ProductStatus",
     "ProductView",
+    "RowError",
     "ShopGenerator",
+    "ShopStock",
+    "ShopifyFileError",
+    "ShopifyProduct",
     "Sort",
     "StaffProductPage",
     "StockNote",
@@ -122,6 +145,7 @@ __all__ = [
     "archive_product",
     "attribute_filters",
     "category_names_by_path",
+    "count_csv_rows",
     "count_listed_products",
     "create_brand",
     "create_category",
@@ -137,6 +161,8 @@ __all__ = [
     "get_products",
     "get_variant_by_sku",
     "get_variants",
+    "html_to_text",
+    "import_shopify_product",
     "list_brands",
     "list_products",
     "listed_product_ids",
@@ -144,10 +170,13 @@ __all__ = [
     "product_cards",
     "product_groups",
     "product_ids_in_category_tree",
+    "read_shopify_products",
+    "shopify_export_rows",
     "slugify",
     "staff_products",
     "stock_notes",
     "stock_readers",
+    "text_to_html",
     "update_category",
     "update_product",
     "update_variant",

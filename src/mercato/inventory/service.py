@@ -4,6 +4,7 @@ ledger. Other modules import this file only; the rules live by family in
 * :mod:`~mercato.inventory.reserve`: holds for an owner, selling and giving them back;
 * :mod:`~mercato.inventory.holds`: selling a long-lived hold a few units at a time;
 * :mod:`~mercato.inventory.stock`: reading stock rows, and the staff's changes to them;
+* :mod:`~mercato.inventory.counts`: stock counts (setting what is free), the default warehouse;
 * :mod:`~mercato.inventory.warehouses`: warehouses, and the catalog variants stock is kept for;
 * :mod:`~mercato.inventory.serving`: which warehouse would serve a destination (delivery dates);
 * :mod:`~mercato.inventory.ledger`: the movement rows, ``StockChanged`` events and the check;
@@ -34,6 +35,12 @@ from mercato.inventory.common import (
     low_stock_hint,
     normalize_country,
     stock_spreads,
+)
+from mercato.inventory.counts import (
+    WarehouseStock,
+    default_warehouse,
+    set_available,
+    warehouse_stock,
 )
 from mercato.inventory.holds import SoldFromHold, sell_from_hold
 from mercato.inventory.ledger import (
@@ -103,6 +110,7 @@ __all__ = [
     "StockSpread",
     "VariantRef",
     "WarehouseInfo",
+    "WarehouseStock",
     "active_reservations",
     "adjust",
     "availability",
@@ -112,6 +120,7 @@ __all__ = [
     "commit",
     "count_stock_rows",
     "create_warehouse",
+    "default_warehouse",
     "expire_due",
     "get_warehouse",
     "list_reservations",
@@ -128,6 +137,7 @@ __all__ = [
     "restock",
     "sell_from_hold",
     "serving_warehouses",
+    "set_available",
     "set_handling_days",
     "shipping_countries",
     "stock_for_variant",
@@ -136,4 +146,5 @@ __all__ = [
     "stock_spreads",
     "sum_lines",
     "warehouse_listeners",
+    "warehouse_stock",
 ]

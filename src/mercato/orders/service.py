@@ -2,9 +2,10 @@
 
 The rules live in files by family: the state machine as data (:mod:`.machine`), placing an order
 and moving it (:mod:`.lifecycle`), reading (:mod:`.queries`), giving money back
-(:mod:`.refunds`) and the cancellation workflow (:mod:`.cancellation`). Everything here takes
-the caller's unit of work first, except what starts or resumes a workflow (it takes the
-runtime: the workflow runs its steps in transactions of its own).
+(:mod:`.refunds`), the cancellation workflow (:mod:`.cancellation`) and the rows of the CSV
+export (:mod:`.export`). Everything here takes the caller's unit of work first, except what
+starts or resumes a workflow (it takes the runtime: the workflow runs its steps in
+transactions of its own).
 
 Shipments live in the fulfilment module's tables; ``modules.wire`` registers its reader in
 :data:`shipment_readers`, so the order page can show them without this module knowing their
@@ -29,6 +30,7 @@ from mercato.orders.cancellation import (
     release_payment,
     take_over,
 )
+from mercato.orders.export import EXPORT_COLUMNS, export_order_rows
 from mercato.orders.guests import (
     FoundOrder,
     LookupThrottle,
@@ -167,6 +169,7 @@ __all__ = [
     "CANCELLABLE",
     "CANCELLATION",
     "CANCELLATION_WORKFLOW",
+    "EXPORT_COLUMNS",
     "FINAL",
     "HISTORY",
     "HOUSE_SELLER",
@@ -226,6 +229,7 @@ __all__ = [
     "daily_sales",
     "decode_cursor",
     "encode_cursor",
+    "export_order_rows",
     "finish_cancellation",
     "get_customer_order",
     "get_order",

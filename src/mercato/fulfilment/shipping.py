@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from mercato import events, workflows
 from mercato.db import UnitOfWork, utcnow

@@ -51,6 +51,7 @@ from mercato.marketplace.common import (
     SellerInfo,
     get_seller,
     house_seller,
+    seller_names,
     seller_of_user,
     seller_scope,
 )
@@ -223,6 +224,7 @@ __all__ = [
     "record_sale",
     "refresh_performance",
     "seller_dashboard",
+    "seller_names",
     "seller_of_user",
     "seller_offer_page",
     "seller_scope",

@@ -148,3 +148,5 @@ def _hooks() -> None:
     # prices (the cart sits below it).
     cart.offer_readers.append(marketplace.cart_line_offer)
     cart.offer_price_readers.append(marketplace.cart_line_offers)
+    # An order's page says who sells each of its parts, which the marketplace knows.
+    orders.seller_name_readers.append(marketplace.seller_names)

@@ -106,6 +106,14 @@ async def test_each_seller_ships_its_part_and_captures_its_share(
         order = await orders.get_order(uow, order_id)
     assert order is not None
     part = {p.seller_id: p for p in order.parts}
+    r = await client.get(f"/api/orders/{order_id}", headers=buyer)
+    assert r.status_code == 200, r.text
+    shown = r.json()["parts"]
+    names = {x["seller_id"]: x["seller_name"] for x in shown}
+    assert shown[0]["seller_id"] == service.HOUSE_SELLER_ID and names[service.HOUSE_SELLER_ID]
+    assert (names[a.seller_id], names[b.seller_id]) == ("Alpha", "Beta")
+    assert sum(int(x["total"].replace(".", "")) for x in shown) == order.total
+    assert {i for x in shown for i in x["line_ids"]} == {line.id for line in order.lines}
 
     # Who may see which part.
     r = await client.get(ORDERS, headers=a.headers)

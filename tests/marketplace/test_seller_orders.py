@@ -6,6 +6,7 @@ variant buy exactly each seller's stock."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 
 import httpx
@@ -28,6 +29,7 @@ from tests.marketplace.conftest import (
     make_shop,
     runtime_of,
 )
+from tests.web.admin_helpers import HTML, api_login, page_token
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -263,3 +265,57 @@ async def test_many_buyers_buy_exactly_each_sellers_stock(
         for seller in sellers:
             parts[seller.seller_id] = len(await orders.seller_part_ids(uow, seller.seller_id))
     assert parts == sold
+
+
+async def test_the_orders_page_ships_a_sellers_own_part(
+    client: httpx.AsyncClient, app: FastAPI, staff_headers: dict[str, str]
+) -> None:
+    shop = await _shop(app)
+    a = await approved_seller(client, app, staff_headers, "Alpha")
+    b = await approved_seller(client, app, staff_headers, "Beta")
+    await _offer(client, a, shop, "18.00", 5, "3.00")
+    await _offer(client, b, shop, "19.00", 5, "4.50")
+    buyer = await user_headers(app, "customer", "buyer@example.com")
+    r = await _buy(
+        client,
+        buyer,
+        "page-ship",
+        [
+            {"variant_id": shop.variant_id, "seller_id": a.seller_id, "quantity": 2},
+            {"variant_id": shop.variant_id, "seller_id": b.seller_id, "quantity": 1},
+        ],
+    )
+    assert r.status_code == 201, r.text
+    async with runtime_of(app).db.transaction() as uow:
+        order = await orders.get_order(uow, r.json()["order_id"])
+    assert order is not None
+    part = {p.seller_id: p.id for p in order.parts}
+
+    await api_login(client, "alpha@example.com")
+    token = await page_token(client, "/seller/orders")
+    r = await client.get("/seller/orders", headers=HTML)
+    assert 'href="/seller/orders" aria-current="page"' in r.text
+    assert re.findall(r'data-testid="order-part" data-part-id="([^"]+)"', r.text) == [
+        part[a.seller_id]
+    ]
+    assert "Heidestrasse 17" in r.text and 'data-testid="units-left">2<' in r.text
+    # The manual carrier needs a tracking number: refused, said on the page, nothing shipped.
+    ship = f"/seller/orders/{part[a.seller_id]}/ship"
+    r = await client.post(ship, data={"csrf_token": token, "carrier": "manual"})
+    assert r.status_code == 303
+    r = await client.get("/seller/orders", headers=HTML)
+    assert "tracking_number" in r.text or "tracking number" in r.text
+    assert 'data-testid="units-left">2<' in r.text
+    r = await client.post(
+        ship, data={"csrf_token": token, "carrier": "manual", "tracking_number": "AL-1"}
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/seller/orders")
+    r = await client.get("/seller/orders", headers=HTML)
+    assert "Shipped with manual, tracking number AL-1" in r.text
+    assert 'data-testid="tracking-number">AL-1<' in r.text
+    assert 'data-testid="units-left">0<' in r.text and 'data-testid="ship-form"' not in r.text
+    # Beta's part does not exist for Alpha.
+    r = await client.post(
+        f"/seller/orders/{part[b.seller_id]}/ship", data={"csrf_token": token, "carrier": "sandbox"}
+    )
+    assert r.status_code == 404

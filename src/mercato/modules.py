@@ -141,3 +141,12 @@ def _hooks() -> None:
     search.featured_price_readers.append(marketplace.featured_prices)
     # The house's landed price counts the checkout's cheapest shipping to the destination.
     marketplace.shipping_readers.append(checkout.cheapest_shipping)
+
+    from mercato.cart import service as cart
+
+    # A cart line may buy a marketplace seller's offer, which the marketplace checks and
+    # prices (the cart sits below it).
+    cart.offer_readers.append(marketplace.cart_line_offer)
+    cart.offer_price_readers.append(marketplace.cart_line_offers)
+    # An order's page says who sells each of its parts, which the marketplace knows.
+    orders.seller_name_readers.append(marketplace.seller_names)

@@ -65,12 +65,12 @@ def sql_of(app: FastAPI) -> Iterator[Sent]:
     [
         # Token; cart, variants; stock read, savepoint, hold, ledger, event, stock; the run.
         # The payment: intent, its event, the processor's charge and operation, the answer,
-        # the intent, its event. The order, lines, history, event; the cart emptied (version,
-        # lines); the stock sold (reservations, ledger, stock); the run.
-        (None, 27),
+        # the intent, its event. The order, its part(s), lines, history, event; the cart
+        # emptied (version, lines); the stock sold (reservations, ledger, stock); the run.
+        (None, 28),
         # And the code read, its use taken (count, per-customer count, redemption) and made
         # final.
-        ("WELCOME10", 32),
+        ("WELCOME10", 33),
     ],
 )
 async def test_one_checkout_in_five_transactions(

@@ -138,7 +138,7 @@ async def show_cart(
     "/items",
     response_model=CartOut,
     status_code=status.HTTP_201_CREATED,
-    responses=problems(409, 429),
+    responses=problems(404, 409, 429),
 )
 async def add_item(
     body: AddItemIn,
@@ -148,8 +148,17 @@ async def add_item(
     destination: ApiDestination,
     response: Response,
 ) -> CartOut:
-    """Add a variant (a guest's first add creates the cart and returns its ``cart_token``)."""
-    edit = Edit.add(body.variant_id, body.quantity)
+    """Add a variant, or a marketplace seller's offer (``offer_id``, or ``variant_id`` with
+    ``seller_id``: 404 for no such offer, 409 ``offer_unavailable`` when it cannot be bought
+    now). A guest's first add creates the cart and returns its ``cart_token``."""
+    body.check_names_offer()
+    edit = Edit.add(
+        body.variant_id or "",
+        body.quantity,
+        seller_id=body.seller_id,
+        offer_id=body.offer_id,
+        country=destination.country,
+    )
     return await _edit(uow, runtime, caller, destination, response, edit)
 
 

@@ -115,6 +115,7 @@ def _line_to_json(line: CartLineInfo) -> dict[str, Any]:
     return {
         "id": line.id,
         "variant_id": line.variant_id,
+        "seller_id": line.seller_id,
         "quantity": line.quantity,
         "unit_price_seen": line.unit_price_seen,
         "currency": line.currency,
@@ -133,4 +134,5 @@ def _line_from_json(cart_id: str, item: dict[str, Any]) -> CartLineInfo:
         currency=str(item["currency"]),
         added_at=datetime.fromisoformat(item["added_at"]),
         updated_at=datetime.fromisoformat(item["updated_at"]),
+        seller_id=item.get("seller_id") or None,
     )

@@ -17,8 +17,10 @@ from mercato.cart.common import (
     CartChange,
     CartLimits,
     CartOwner,
+    LineOffer,
     check_quantity,
     line_not_found,
+    offer_readers,
     out_of_stock,
 )
 from mercato.cart.models import cart_lines, carts
@@ -48,13 +50,27 @@ async def add_item(
     *,
     limits: CartLimits,
     cache: CartCache | None = None,
+    seller_id: str | None = None,
+    offer_id: str | None = None,
+    country: str | None = None,
 ) -> CartChange:
     """Add ``quantity`` of a variant (creating the cart on first add); an existing line grows.
+
+    A line buys one offer: the house's (no ``seller_id`` nor ``offer_id``: the catalog's price
+    and the pooled stock, as a shop without sellers always did), or a marketplace seller's
+    (``offer_id``, or ``variant_id`` with ``seller_id``), at the offer's price and within the
+    seller's stock. The same variant from two sellers is two lines.
 
     The stock check here is a fast pre-check: the real one is the reservation at checkout.
     Adding again refreshes the line's price seen, since the shopper has just seen that price.
     """
     check_quantity(quantity, limits)
+    offer = None
+    if offer_id is not None or seller_id is not None:
+        offer = await _offer(uow, offer_id, variant_id or None, seller_id, country)
+        variant_id = offer.variant_id
+        if offer.seller_id is None:
+            offer = None  # the house's offer: the line is a plain one
     variant = (await catalog.get_variants(uow, [variant_id])).get(variant_id)
     if variant is None:
         raise Problem(
@@ -75,7 +91,8 @@ async def add_item(
     spread = (await inventory.stock_spreads(uow, [variant_id]))[variant_id]
     # Whether the units can reach the shopper is the cart view's flag and checkout's refusal:
     # a shopper may fill a cart before choosing where it goes.
-    available = spread.total
+    available = spread.total if offer is None else offer.available
+    price = variant.price if offer is None else offer.price
     if available < quantity:
         raise out_of_stock(variant_id, variant.sku, max(available, 0), quantity)
 
@@ -84,7 +101,8 @@ async def add_item(
     assert row is not None
     # A cart created just now has no lines yet; otherwise its lines are locked with it.
     lines = () if created else await load_lines(uow, row.id)
-    has_line = any(line.variant_id == variant_id for line in lines)
+    line_seller = offer.seller_id if offer is not None else None
+    has_line = any((x.variant_id, x.seller_id) == (variant_id, line_seller) for x in lines)
     if not has_line and len(lines) >= limits.max_lines:
         raise Problem(
             422,
@@ -111,8 +129,9 @@ async def add_item(
         "b_id": new_id("cl"),
         "b_cart": row.id,
         "b_variant": variant_id,
+        "b_seller": line_seller or "",
         "b_quantity": quantity,
-        "b_price": variant.price,
+        "b_price": price,
         "b_currency": variant.currency,
         "b_now": now,
         "b_max": limits.max_line_quantity,
@@ -141,8 +160,25 @@ async def add_item(
         created,
         cart=replace(cart, lines=with_line(lines, line_from_row(added))),
         variants={variant_id: variant},
-        stock={variant_id: spread},
+        stock={variant_id: spread} if offer is None else {},
     )
+
+
+async def _offer(
+    uow: UnitOfWork,
+    offer_id: str | None,
+    variant_id: str | None,
+    seller_id: str | None,
+    country: str | None,
+) -> LineOffer:
+    if not offer_readers:
+        raise Problem(
+            422,
+            "offers_not_supported",
+            "This shop sells no other seller's offers",
+            errors=[{"field": "offer_id", "message": "unknown offer", "type": "unknown"}],
+        )
+    return await offer_readers[0](uow, offer_id, variant_id, seller_id, country)
 
 
 async def set_quantity(
@@ -167,7 +203,11 @@ async def set_quantity(
         raise line_not_found(line_id)
     variants: dict[str, catalog.VariantInfo] = {}
     stock: dict[str, inventory.StockSpread] = {}
-    if quantity > line.quantity:
+    if quantity > line.quantity and line.seller_id is not None:
+        offer = await _offer(uow, None, line.variant_id, line.seller_id, None)
+        if quantity > offer.available:
+            raise out_of_stock(line.variant_id, line.variant_id, max(offer.available, 0), quantity)
+    elif quantity > line.quantity:
         variant = (await catalog.get_variants(uow, [line.variant_id])).get(line.variant_id)
         if variant is None or not variant.active:
             raise Problem(
@@ -248,7 +288,15 @@ async def accept_price(
     if line is None:
         raise line_not_found(line_id)
     await remove_item(uow, owner, line_id, limits=limits, cache=cache)
-    return await add_item(uow, owner, line.variant_id, line.quantity, limits=limits, cache=cache)
+    return await add_item(
+        uow,
+        owner,
+        line.variant_id,
+        line.quantity,
+        limits=limits,
+        cache=cache,
+        seller_id=line.seller_id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +308,28 @@ class Edit:
     variant_id: str = ""
     line_id: str = ""
     quantity: int = 0
+    seller_id: str | None = None
+    offer_id: str | None = None
+    country: str | None = None
 
     @classmethod
-    def add(cls, variant_id: str, quantity: int) -> Edit:
-        return cls("add", variant_id=variant_id, quantity=quantity)
+    def add(
+        cls,
+        variant_id: str,
+        quantity: int,
+        *,
+        seller_id: str | None = None,
+        offer_id: str | None = None,
+        country: str | None = None,
+    ) -> Edit:
+        return cls(
+            "add",
+            variant_id=variant_id,
+            quantity=quantity,
+            seller_id=seller_id,
+            offer_id=offer_id,
+            country=country,
+        )
 
     @classmethod
     def set_quantity(cls, line_id: str, quantity: int) -> Edit:
@@ -294,7 +360,15 @@ async def edit_cart(
     not exist."""
     if edit.kind == "add":
         return await add_item(
-            uow, owner, edit.variant_id, edit.quantity, limits=limits, cache=cache
+            uow,
+            owner,
+            edit.variant_id,
+            edit.quantity,
+            limits=limits,
+            cache=cache,
+            seller_id=edit.seller_id,
+            offer_id=edit.offer_id,
+            country=edit.country,
         )
     if edit.kind == "set_quantity":
         return await set_quantity(

@@ -3,7 +3,7 @@ problems it answers with, and the signed tokens guests hold for their carts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -12,6 +12,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from mercato import problems
 from mercato.catalog import service as catalog
+from mercato.db import UnitOfWork
 from mercato.inventory import service as inventory
 from mercato.problems import Problem
 from mercato.settings import Settings
@@ -64,6 +65,8 @@ class CartLineInfo:
     currency: str
     added_at: datetime
     updated_at: datetime
+    seller_id: str | None = None
+    """The seller of the offer the line buys; ``None``: the house (the shop's own stock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,41 @@ class CartChange:
     cart: CartInfo | None = None
     variants: Mapping[str, catalog.VariantInfo] = field(default_factory=dict)
     stock: Mapping[str, inventory.StockSpread] = field(default_factory=dict)
+
+
+# --- offers: what a line buys from a marketplace seller --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LineOffer:
+    """A seller's offer as a cart line needs it (``seller_id`` ``None``: the house's)."""
+
+    offer_id: str
+    variant_id: str
+    seller_id: str | None
+    seller_name: str
+    price: int
+    currency: str
+    available: int
+
+
+OfferReader = Callable[
+    [UnitOfWork, str | None, str | None, str | None, str | None], Awaitable[LineOffer]
+]
+"""(uow, offer_id, variant_id, seller_id, country) → the offer a line names, checked buyable
+(its problem raised otherwise). Registered by ``modules.wire`` (the marketplace's buy box);
+the cart sits below the marketplace and cannot ask it directly."""
+
+offer_readers: list[OfferReader] = []
+
+OfferPrices = Callable[
+    [UnitOfWork, Collection[tuple[str, str]], str | None],
+    Awaitable[Mapping[tuple[str, str], LineOffer]],
+]
+offer_price_readers: list[OfferPrices] = []
+"""(uow, (variant id, seller id) pairs, country) → each pair's offer now, buyable for the
+country (absent: no longer offered there),
+for the cart view's current prices of sellers' lines (registered by ``modules.wire``)."""
 
 
 # --- problems --------------------------------------------------------------------------------

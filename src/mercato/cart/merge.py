@@ -65,7 +65,7 @@ async def merge_carts(
         else_=cart_lines.c.quantity,
     )
     upsert = ins.on_conflict_do_update(
-        index_elements=[cart_lines.c.cart_id, cart_lines.c.variant_id],
+        index_elements=[cart_lines.c.cart_id, cart_lines.c.variant_id, cart_lines.c.seller_id],
         set_={"quantity": higher, "updated_at": ins.excluded.updated_at},
     )
     await uow.execute(
@@ -75,6 +75,7 @@ async def merge_carts(
                 "id": new_id("cl"),
                 "cart_id": row.id,
                 "variant_id": line.variant_id,
+                "seller_id": line.seller_id or "",
                 "quantity": min(line.quantity, limits.max_line_quantity),
                 "unit_price_seen": line.unit_price_seen,
                 "currency": line.currency,

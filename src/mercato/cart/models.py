@@ -1,4 +1,4 @@
-"""The cart tables: one row per cart, one row per (cart, variant) line."""
+"""The cart tables: one row per cart, one row per (cart, variant, seller) line."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class CartLine(Base):
         String(40), ForeignKey("cart_carts.id", ondelete="CASCADE")
     )
     variant_id: Mapped[str] = mapped_column(String(40))
+    # The seller of the offer the line buys; "" for the house (the shop's own stock). Not
+    # NULL: the unique key treats the house like any seller.
+    seller_id: Mapped[str] = mapped_column(String(40), default="", server_default="")
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_seen: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -49,7 +52,7 @@ class CartLine(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("cart_id", "variant_id"),
+        UniqueConstraint("cart_id", "variant_id", "seller_id"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
     )
 

@@ -12,15 +12,41 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.cart.service import CART_COOKIE, CART_HEADER
 from mercato.openapi import Integer
+from mercato.problems import validation_problem
 from mercato.settings import Settings
 from mercato.text import PlainLine
 
 
 class AddItemIn(BaseModel):
-    variant_id: Annotated[
-        str, PlainLine(min_length=1, max_length=40), Field(examples=["var_01hx..."])
-    ]
+    """A variant from the house (``variant_id``), or a marketplace seller's offer:
+    ``offer_id``, or ``variant_id`` with ``seller_id``."""
+
+    variant_id: (
+        Annotated[str, PlainLine(min_length=1, max_length=40), Field(examples=["var_01hx..."])]
+        | None
+    ) = None
+    offer_id: (
+        Annotated[
+            str,
+            PlainLine(min_length=1, max_length=60),
+            Field(description="A seller's offer (or house_<variant id>)"),
+        ]
+        | None
+    ) = None
+    seller_id: (
+        Annotated[
+            str,
+            PlainLine(min_length=1, max_length=40),
+            Field(description="With variant_id: that seller's offer"),
+        ]
+        | None
+    ) = None
     quantity: Integer = Field(default=1, ge=1, strict=True, examples=[1])
+
+    def check_names_offer(self) -> None:
+        """422 naming ``variant_id`` when the body names nothing to buy."""
+        if self.variant_id is None and self.offer_id is None:
+            raise validation_problem("variant_id", "give variant_id (or offer_id)")
 
 
 class SetQuantityIn(BaseModel):
@@ -32,6 +58,10 @@ class CartLineOut(BaseModel):
 
     id: str
     variant_id: str
+    seller_id: str | None = Field(
+        default=None, description="The seller of the offer the line buys; null: the shop itself"
+    )
+    seller_name: str | None = None
     product_id: str | None
     sku: str | None
     title: str

@@ -46,6 +46,7 @@ _CART_AND_LINES = (
         *carts.c,
         cart_lines.c.id.label("line_id"),
         cart_lines.c.variant_id,
+        cart_lines.c.seller_id,
         cart_lines.c.quantity,
         cart_lines.c.unit_price_seen,
         cart_lines.c.currency.label("line_currency"),
@@ -85,6 +86,7 @@ def line_from_row(r: Row[Any]) -> CartLineInfo:
         currency=r.currency,
         added_at=r.added_at,
         updated_at=r.updated_at,
+        seller_id=r.seller_id or None,
     )
 
 
@@ -103,6 +105,7 @@ def cart_from_joined_rows(rows: Sequence[Row[*tuple[Any, ...]]]) -> CartInfo | N
             currency=r.line_currency,
             added_at=r.added_at,
             updated_at=r.line_updated_at,
+            seller_id=r.seller_id or None,
         )
         for r in rows
         if r.line_id is not None
@@ -272,6 +275,7 @@ def _add_line_statement(insert: Callable[[Table], Any]) -> Any:
         id=bindparam("b_id"),
         cart_id=bindparam("b_cart"),
         variant_id=bindparam("b_variant"),
+        seller_id=bindparam("b_seller"),
         quantity=bindparam("b_quantity"),
         unit_price_seen=bindparam("b_price"),
         currency=bindparam("b_currency"),
@@ -280,7 +284,7 @@ def _add_line_statement(insert: Callable[[Table], Any]) -> Any:
     )
     total = cart_lines.c.quantity + ins.excluded.quantity
     return ins.on_conflict_do_update(
-        index_elements=[cart_lines.c.cart_id, cart_lines.c.variant_id],
+        index_elements=[cart_lines.c.cart_id, cart_lines.c.variant_id, cart_lines.c.seller_id],
         set_={
             "quantity": total,
             "unit_price_seen": ins.excluded.unit_price_seen,
@@ -304,10 +308,10 @@ SET_LINE_QUANTITY = (
 
 
 def with_line(lines: tuple[CartLineInfo, ...], line: CartLineInfo) -> tuple[CartLineInfo, ...]:
-    """``lines`` (in display order) with ``line`` in place of its variant's line, or inserted
-    where the display order (added, then id) puts it."""
-    if any(x.variant_id == line.variant_id for x in lines):
-        return tuple(line if x.variant_id == line.variant_id else x for x in lines)
+    """``lines`` (in display order) with ``line`` in place of its offer's line (same variant and
+    seller), or inserted where the display order (added, then id) puts it."""
+    if any(x.id == line.id for x in lines):
+        return tuple(line if x.id == line.id else x for x in lines)
     key = (line.added_at, line.id)
     at = next((i for i, x in enumerate(lines) if (x.added_at, x.id) > key), len(lines))
     return (*lines[:at], line, *lines[at:])

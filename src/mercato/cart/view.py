@@ -4,10 +4,16 @@ was added), stock per line, notices, and totals."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from mercato.cart.common import CartInfo, CartLineInfo, StockStatus
+from mercato.cart.common import (
+    CartInfo,
+    CartLineInfo,
+    LineOffer,
+    StockStatus,
+    offer_price_readers,
+)
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork
 from mercato.identity import service as identity
@@ -19,6 +25,8 @@ from mercato.money import format_minor
 class CartLineView:
     id: str
     variant_id: str
+    seller_id: str | None
+    seller_name: str | None
     product_id: str | None
     sku: str | None
     title: str
@@ -91,22 +99,30 @@ async def view_cart(
         return CartView(None, None, (), 0, 0, format_minor(0, shop_currency), (), country)
     ids = [line.variant_id for line in cart.lines]
     variants = await _variants_of(uow, ids, known_variants or {})
-    stock = await _stock_of(uow, ids, known_stock or {})
+    house_ids = [line.variant_id for line in cart.lines if line.seller_id is None]
+    stock = await _stock_of(uow, house_ids, known_stock or {})
+    offers = await _offers_of(uow, cart.lines, country)
     views: list[CartLineView] = []
     notices: list[str] = []
     subtotal = 0
     for line in cart.lines:
+        variant = variants.get(line.variant_id)
+        if line.seller_id is None:
+            spread = stock.get(line.variant_id, inventory.StockSpread())
+        else:
+            # A seller's line: its offer's price and the seller's own stock.
+            offer = offers.get((line.variant_id, line.seller_id))
+            variant = _as_offer(variant, offer)
+            ships = frozenset({country}) if country is not None else frozenset()
+            spread = inventory.StockSpread((("", ships, offer.available if offer else 0),))
         view = _line_view(
-            line,
-            variants.get(line.variant_id),
-            stock.get(line.variant_id, inventory.StockSpread()),
-            cart.currency,
-            low_stock_threshold,
-            notices,
-            country,
+            line, variant, spread, cart.currency, low_stock_threshold, notices, country
         )
+        if line.seller_id is not None:
+            name = offer.seller_name if offer is not None else None
+            view = replace(view, seller_id=line.seller_id, seller_name=name)
         if view.purchasable:
-            subtotal += _price_of(line, variants.get(line.variant_id)) * line.quantity
+            subtotal += _price_of(line, variant) * line.quantity
         views.append(view)
     return CartView(
         id=cart.id,
@@ -140,6 +156,27 @@ async def _stock_of(
     return found
 
 
+async def _offers_of(
+    uow: UnitOfWork, lines: tuple[CartLineInfo, ...], country: str | None
+) -> Mapping[tuple[str, str], LineOffer]:
+    wanted = {(x.variant_id, x.seller_id) for x in lines if x.seller_id is not None}
+    if not wanted or not offer_price_readers:
+        return {}
+    return await offer_price_readers[0](uow, wanted, country)
+
+
+def _as_offer(
+    variant: catalog.VariantInfo | None, offer: LineOffer | None
+) -> catalog.VariantInfo | None:
+    """The variant as the seller's line shows it: at the offer's price; not for sale when the
+    seller no longer offers it."""
+    if variant is None:
+        return None
+    if offer is None:
+        return replace(variant, active=False)
+    return replace(variant, price=offer.price, currency=offer.currency)
+
+
 def _price_of(line: CartLineInfo, variant: catalog.VariantInfo | None) -> int:
     return variant.price if variant is not None else line.unit_price_seen
 
@@ -159,6 +196,8 @@ def _line_view(
         return CartLineView(
             id=line.id,
             variant_id=line.variant_id,
+            seller_id=line.seller_id,
+            seller_name=None,
             product_id=None,
             sku=None,
             title="Unavailable item",
@@ -202,6 +241,8 @@ def _line_view(
     return CartLineView(
         id=line.id,
         variant_id=line.variant_id,
+        seller_id=line.seller_id,
+        seller_name=None,
         product_id=variant.product_id,
         sku=variant.sku,
         title=variant.title,

@@ -60,6 +60,10 @@ class PriceLine:
     unit_price: int
     tax_class: str = STANDARD
     weight_grams: int = 0
+    seller_id: str | None = None
+    """A marketplace seller's line (``None``: the shop's own)."""
+    seller_shipping: int = 0
+    """A seller's line: its offer's flat shipping fee."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,16 @@ class PricedLine:
     tax: int
     total: int
     tax_rate_bps: int
+    seller_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PricedPart:
+    """One seller's parcel: its shipping (as the cart's ``shipping``) and that shipping's tax."""
+
+    seller_id: str | None
+    shipping: int
+    shipping_tax: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +158,8 @@ class PricedCart:
     weight_grams: int
     shipping_method: str
     promo_code: str | None
+    parts: tuple[PricedPart, ...] = ()
+    """One per seller of the lines (the house's first); their shipping adds up to the cart's."""
 
     @property
     def shipping_total(self) -> int:
@@ -269,17 +285,15 @@ def price_cart(
                 tax=tax,
                 total=base if inclusive else base + tax,
                 tax_rate_bps=rate,
+                seller_id=line.seller_id,
             )
         )
 
     goods = subtotal - discount
-    shipping = shipping_cost(shipping_method, weight, goods)
-    if shipping is None:
-        raise _shipping_unavailable(
-            shipping_method.code, f"the parcel ({weight} g) is too heavy for it"
-        )
     shipping_rate = tax_table.rate_for(address.country, address.region, shipping_method.tax_class)
-    shipping_tax = tax_of(shipping, shipping_rate, inclusive=inclusive)
+    parts = _parcels(lines, priced, shipping_method, shipping_rate, inclusive)
+    shipping = sum(p.shipping for p in parts)
+    shipping_tax = sum(p.shipping_tax for p in parts)
 
     tax = sum(p.tax for p in priced) + shipping_tax
     total = goods + shipping + (0 if inclusive else tax)
@@ -296,7 +310,37 @@ def price_cart(
         weight_grams=weight,
         shipping_method=shipping_method.code,
         promo_code=promo.code if promo is not None else None,
+        parts=tuple(parts),
     )
+
+
+def _parcels(
+    lines: Sequence[PriceLine],
+    priced: Sequence[PricedLine],
+    method: ShippingRate,
+    rate: int,
+    inclusive: bool,
+) -> list[PricedPart]:
+    """6. **Sellers.** The shop's own lines ship by the chosen method (its weight bands and
+    free-over threshold see those lines only); each marketplace seller ships its lines as one
+    parcel charged the highest flat fee among its offers. Every parcel's shipping is taxed at
+    the chosen method's tax class."""
+    sellers = list(dict.fromkeys(line.seller_id for line in lines))
+    if None in sellers:
+        sellers.remove(None)
+    found: list[PricedPart] = []
+    house = [(x, p) for x, p in zip(lines, priced, strict=True) if x.seller_id is None]
+    if house or not sellers:
+        weight = sum(x.weight_grams * x.quantity for x, _ in house)
+        goods = sum(p.subtotal - p.discount for _, p in house)
+        cost = shipping_cost(method, weight, goods)
+        if cost is None:
+            raise _shipping_unavailable(method.code, f"the parcel ({weight} g) is too heavy for it")
+        found.append(PricedPart(None, cost, tax_of(cost, rate, inclusive=inclusive)))
+    for seller in sellers:
+        cost = max(x.seller_shipping for x in lines if x.seller_id == seller)
+        found.append(PricedPart(seller, cost, tax_of(cost, rate, inclusive=inclusive)))
+    return found
 
 
 def _shipping_unavailable(code: str, why: str) -> Problem:

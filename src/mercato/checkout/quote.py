@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from mercato.checkout.pricing import (
     Destination,
     PricedCart,
     PricedLine,
+    PricedPart,
     PriceLine,
     TaxTable,
     price_cart,
@@ -46,6 +47,7 @@ from mercato.checkout.tax import prices_include_tax, tax_table_for
 from mercato.db import UnitOfWork, utcnow
 from mercato.identity import service as identity
 from mercato.inventory import service as inventory
+from mercato.marketplace import service as marketplace
 from mercato.money import format_minor
 from mercato.problems import Problem
 
@@ -83,6 +85,12 @@ class CartItem:
     tax_class: str
     weight_grams: int
     active: bool
+    seller_id: str | None = None
+    """A marketplace seller's line (``None``: the shop's own), at its offer's price."""
+    seller_shipping: int = 0
+    handling_days: int = 0
+    warehouse_id: str | None = None
+    """A seller's line: the seller's warehouse, the only one its units are held in."""
 
     @property
     def price_changed(self) -> bool:
@@ -90,7 +98,13 @@ class CartItem:
 
     def price_line(self) -> PriceLine:
         return PriceLine(
-            self.variant_id, self.quantity, self.unit_price, self.tax_class, self.weight_grams
+            self.variant_id,
+            self.quantity,
+            self.unit_price,
+            self.tax_class,
+            self.weight_grams,
+            self.seller_id,
+            self.seller_shipping,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +123,10 @@ class CartItem:
             "tax_class": self.tax_class,
             "weight_grams": self.weight_grams,
             "active": self.active,
+            "seller_id": self.seller_id,
+            "seller_shipping": self.seller_shipping,
+            "handling_days": self.handling_days,
+            "warehouse_id": self.warehouse_id,
         }
 
     @classmethod
@@ -128,6 +146,10 @@ class CartItem:
             tax_class=str(data["tax_class"]),
             weight_grams=int(data["weight_grams"]),
             active=bool(data["active"]),
+            seller_id=data.get("seller_id"),
+            seller_shipping=int(data.get("seller_shipping") or 0),
+            handling_days=int(data.get("handling_days") or 0),
+            warehouse_id=data.get("warehouse_id"),
         )
 
 
@@ -137,9 +159,15 @@ def _display_title(variant: catalog.VariantInfo) -> str:
     return variant.product_title
 
 
-async def cart_items(uow: UnitOfWork, lines: Sequence[cart_service.CartLineInfo]) -> list[CartItem]:
+async def cart_items(
+    uow: UnitOfWork,
+    lines: Sequence[cart_service.CartLineInfo],
+    country: str | None = None,
+) -> list[CartItem]:
     """The cart's lines with their variants. A variant missing from the catalog is a 409
-    ``variant_unavailable`` (it can only be removed from the cart)."""
+    ``variant_unavailable`` (it can only be removed from the cart). A marketplace seller's
+    line is priced by its offer, buyable now for ``country`` (else the offer's 404 or 409
+    ``offer_unavailable``)."""
     ids = [line.variant_id for line in lines]
     variants = await catalog.get_variants(uow, ids)
     gone = sorted(set(ids) - variants.keys())
@@ -166,7 +194,25 @@ async def cart_items(uow: UnitOfWork, lines: Sequence[cart_service.CartLineInfo]
                 active=v.active,
             )
         )
+        if line.seller_id is not None:
+            items[-1] = await _seller_item(uow, items[-1], line.seller_id, country)
     return items
+
+
+async def _seller_item(
+    uow: UnitOfWork, item: CartItem, seller_id: str, country: str | None
+) -> CartItem:
+    offer = await marketplace.offer_for_line(uow, item.variant_id, seller_id, country)
+    seller = await marketplace.get_seller(uow, offer.seller_id)
+    return replace(
+        item,
+        seller_id=offer.seller_id,
+        unit_price=offer.price,
+        currency=offer.currency,
+        seller_shipping=offer.shipping,
+        handling_days=offer.handling_days,
+        warehouse_id=seller.warehouse_id if seller is not None else None,
+    )
 
 
 def variant_unavailable(variant_ids: Sequence[str]) -> Problem:
@@ -352,9 +398,11 @@ def priced_to_minor(priced: PricedCart) -> dict[str, Any]:
                 "tax": x.tax,
                 "total": x.total,
                 "tax_rate_bps": x.tax_rate_bps,
+                "seller_id": x.seller_id,
             }
             for x in priced.lines
         ],
+        "parts": [[p.seller_id, p.shipping, p.shipping_tax] for p in priced.parts],
         "subtotal": priced.subtotal,
         "discount": priced.discount,
         "shipping": priced.shipping,
@@ -381,9 +429,11 @@ def priced_from_minor(data: Mapping[str, Any]) -> PricedCart:
                 tax=int(x["tax"]),
                 total=int(x["total"]),
                 tax_rate_bps=int(x["tax_rate_bps"]),
+                seller_id=x.get("seller_id"),
             )
             for x in data["lines"]
         ),
+        parts=tuple(PricedPart(s, int(a), int(t)) for s, a, t in data.get("parts") or ()),
         subtotal=int(data["subtotal"]),
         discount=int(data["discount"]),
         shipping=int(data["shipping"]),

@@ -163,7 +163,27 @@ class CheckoutState(BaseModel):
 
     @property
     def lines(self) -> list[tuple[str, int]]:
+        """Every line's (variant, units), the house's and the sellers'."""
         return [(str(i["variant_id"]), int(i["quantity"])) for i in self.items]
+
+    @property
+    def house_lines(self) -> list[tuple[str, int]]:
+        """The shop's own lines: held in its pooled warehouses."""
+        return [
+            (str(i["variant_id"]), int(i["quantity"]))
+            for i in self.items
+            if i.get("seller_id") is None
+        ]
+
+    @property
+    def seller_lines(self) -> dict[str, list[tuple[str, int]]]:
+        """Marketplace sellers' lines by the seller's warehouse: held there only."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        for i in self.items:
+            if i.get("seller_id") is not None:
+                where = str(i.get("warehouse_id") or "")
+                found.setdefault(where, []).append((str(i["variant_id"]), int(i["quantity"])))
+        return found
 
     @property
     def country(self) -> str:
@@ -269,7 +289,7 @@ async def prepare(
     cart = await cart_service.get_cart_for(uow, buyer.user_id, buyer.cart_id)
     if cart is None or not cart.lines:
         raise cart_empty()
-    items = await cart_items(uow, cart.lines)
+    items = await cart_items(uow, cart.lines, str(address.get("country") or "") or None)
     check_purchasable(items, cart.currency)
     context = await load_pricing_context(
         uow,
@@ -318,11 +338,12 @@ async def reserve(ctx: StepContext, state: CheckoutState) -> None:
     await inventory.reserve(
         ctx.uow,
         state.checkout_id,
-        state.lines,
+        state.house_lines,
         country=state.country,
         ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
         check_catalog=False,  # checked moments ago, in this transaction
         new_owner=first,
+        named=state.seller_lines,
     )
     if state.promo_id is not None:
         promo: PromoInfo | None = ctx.memo.get("promo")
@@ -439,7 +460,11 @@ async def place_order(ctx: StepContext, state: CheckoutState) -> None:
     await ctx.record_progress()
     sold = await inventory.commit(uow, state.checkout_id)
     missing = _missing(state.lines, sold)
-    if missing:
+    if missing and state.seller_lines:
+        # A seller's units come from its warehouse only: the expired hold is taken again as
+        # a whole (or the checkout is undone with out_of_stock).
+        await _hold_all_again(ctx, state)
+    elif missing:
         await _sell_again(ctx, state, missing)
 
 
@@ -465,6 +490,20 @@ async def _sell_again(
         missing,
         country=state.country,
         ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
+    )
+    await inventory.commit(ctx.uow, state.checkout_id)
+
+
+async def _hold_all_again(ctx: StepContext, state: CheckoutState) -> None:
+    log.warning("checkout %s: the reservation expired before the order", state.checkout_id)
+    await inventory.release(ctx.uow, state.checkout_id, reason="held again")
+    await inventory.reserve(
+        ctx.uow,
+        state.checkout_id,
+        state.house_lines,
+        country=state.country,
+        ttl_seconds=ctx.runtime.settings.reservation_ttl_seconds,
+        named=state.seller_lines,
     )
     await inventory.commit(ctx.uow, state.checkout_id)
 
@@ -495,10 +534,10 @@ def order_draft(
 ) -> orders.OrderDraft:
     """The order a priced cart makes: its lines as priced, with each item's product, SKU,
     title and options as the cart held them (the regular checkout's and a flash purchase's)."""
-    by_variant = {str(i["variant_id"]): i for i in items}
     lines = []
-    for line in priced.lines:
-        item = by_variant[line.variant_id]
+    # Priced lines come in the items' order (two lines may share a variant: two sellers').
+    for line, item in zip(priced.lines, items, strict=True):
+        seller = item.get("seller_id") or orders.HOUSE_SELLER
         lines.append(
             orders.OrderLineDraft(
                 variant_id=line.variant_id,
@@ -512,8 +551,23 @@ def order_draft(
                 discount=line.discount,
                 tax=line.tax,
                 total=line.total,
+                seller_id=seller,
             )
         )
+    handling = {
+        item.get("seller_id") or orders.HOUSE_SELLER: int(item.get("handling_days") or 1)
+        for item in items
+    }
+    parts = tuple(
+        orders.OrderPartDraft(
+            seller_id=p.seller_id or orders.HOUSE_SELLER,
+            # As the order's shipping: with its tax when prices exclude tax.
+            shipping=p.shipping if priced.prices_include_tax else p.shipping + p.shipping_tax,
+            shipping_tax=p.shipping_tax,
+            handling_days=handling.get(p.seller_id or orders.HOUSE_SELLER, 1),
+        )
+        for p in priced.parts
+    )
     return orders.OrderDraft(
         id=order_id,
         checkout_id=checkout_id,
@@ -530,6 +584,7 @@ def order_draft(
         shipping_method=priced.shipping_method,
         promo_code=priced.promo_code,
         payment_intent_id=(payment or Payment()).intent_id or "",
+        parts=parts,
     )
 
 

@@ -34,6 +34,7 @@ from mercato.fulfilment.queries import (
 )
 from mercato.ids import new_id
 from mercato.inventory import service as inventory
+from mercato.marketplace import service as marketplace
 from mercato.orders import service as orders
 from mercato.problems import Problem, not_found
 
@@ -50,9 +51,14 @@ def _plan_allocation(
     order: orders.OrderInfo,
     held: Sequence[inventory.ReservationInfo],
     fallback: str | None,
+    seller_warehouses: dict[str, str] | None = None,
 ) -> dict[str, list[tuple[orders.OrderLineInfo, int]]]:
     """warehouse code → [(line, units)]: each line's units from the warehouses its variant was
-    reserved in (alphabetical), anything the reservations do not cover from ``fallback``."""
+    reserved in (alphabetical), anything the reservations do not cover from ``fallback``. A
+    marketplace seller's line (``seller_warehouses``: seller id → its warehouse's code) draws
+    only on its seller's warehouse, the shop's lines on the others."""
+    sellers = seller_warehouses or {}
+    theirs = set(sellers.values())
     pools: dict[str, list[list[Any]]] = defaultdict(list)
     for r in sorted(held, key=lambda r: (r.variant_id, r.warehouse_code)):
         pools[r.variant_id].append([r.warehouse_code, r.quantity])
@@ -60,7 +66,10 @@ def _plan_allocation(
     by_id = {line.id: line for line in order.lines}
     for line in order.lines:
         need = line.quantity
+        own = sellers.get(line.seller_id)
         for pool in pools.get(line.variant_id, []):
+            if (pool[0] != own) if own is not None else (pool[0] in theirs):
+                continue
             take = min(need, pool[1])
             if take > 0:
                 plan[pool[0]][line.id] += take
@@ -74,7 +83,7 @@ def _plan_allocation(
                     "The order's units are not held in any warehouse, and none exists",
                     order_id=order.id,
                 )
-            plan[fallback][line.id] += need
+            plan[own or fallback][line.id] += need
     return {
         code: [(by_id[line_id], units) for line_id, units in sorted(lines.items())]
         for code, lines in sorted(plan.items())
@@ -105,7 +114,15 @@ async def allocate_order(uow: UnitOfWork, order_id: str) -> list[FulfilmentInfo]
     held = await inventory.list_reservations(
         uow, state="committed", owner=order.checkout_id, limit=10_000
     )
-    plan = _plan_allocation(order, held, await _fallback_warehouse(uow, held))
+    sellers = {}
+    for seller_id in {line.seller_id for line in order.lines} - {orders.HOUSE_SELLER}:
+        seller = await marketplace.get_seller(uow, seller_id)
+        if seller is not None and seller.warehouse_code is not None:
+            sellers[seller_id] = seller.warehouse_code
+    fallback = await _fallback_warehouse(
+        uow, [r for r in held if r.warehouse_code not in sellers.values()]
+    )
+    plan = _plan_allocation(order, held, fallback, sellers)
     now = utcnow()
     for code, lines in plan.items():
         fulfilment_id = new_id("ful")

@@ -1,5 +1,7 @@
 """The fulfilment API: the warehouse back office under ``/api/admin`` (fulfilments to pick and
-pack, shipments, delivery) and the customer's tracking page of an order.
+pack, shipments, delivery), the customer's tracking page of an order, and a marketplace
+seller's parts of orders under ``/api/seller/orders`` (list them, ship one; another seller's
+part is a 404, staff see and ship every part).
 
 Making a shipment starts the ship-and-capture workflow, which runs its steps in transactions
 of its own (and calls the payment processor between them): that endpoint takes no request
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from mercato.fulfilment import carriers, service
 from mercato.fulfilment.schemas import (
@@ -19,13 +21,23 @@ from mercato.fulfilment.schemas import (
     FulfilmentListOut,
     FulfilmentOut,
     RateQuoteOut,
+    SellerOrderOut,
+    SellerOrderPageOut,
+    SellerShipmentIn,
     ShipmentIn,
     ShipmentOut,
     StaffShipmentListOut,
     StaffShipmentOut,
     TrackingOut,
 )
-from mercato.identity.deps import CurrentUser, StaffUser, WorkflowStaff
+from mercato.identity.deps import (
+    CurrentUser,
+    StaffUser,
+    WorkflowSellerOrStaff,
+    WorkflowStaff,
+    require_role,
+)
+from mercato.identity.service import UserInfo
 from mercato.money import format_minor
 from mercato.openapi import problems
 from mercato.problems import not_found
@@ -34,6 +46,8 @@ from mercato.runtime import RuntimeDep, UowDep
 router = APIRouter(tags=["fulfilment"])
 
 ADMIN = "/api/admin"
+SELLER_ORDERS = "/api/seller/orders"
+SellerOrStaff = Annotated[UserInfo, Depends(require_role("seller", "staff"))]
 
 
 # -- customers -------------------------------------------------------------------------------------
@@ -50,6 +64,59 @@ async def track_my_order(order_id: str, user: CurrentUser, uow: UowDep) -> Track
         status=found.order.status,
         shipments=[ShipmentOut.of(s) for s in found.shipments],
     )
+
+
+# -- marketplace sellers: their parts of orders ---------------------------------------------------
+
+
+@router.get(SELLER_ORDERS, response_model=SellerOrderPageOut, responses=problems(403))
+async def seller_orders(
+    user: SellerOrStaff,
+    uow: UowDep,
+    seller_id: Annotated[str | None, Query(max_length=40, description="Staff only")] = None,
+    before: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PARTS_PAGE)] = 20,
+) -> SellerOrderPageOut:
+    """The signed-in seller's parts of orders, newest first, each with its lines (shipped and
+    left), the address to ship to and its shipments; staff see every seller's (or
+    ``seller_id``'s). Pages: pass ``next_before`` as ``before``."""
+    page = await service.seller_orders(uow, user, seller_id=seller_id, before=before, limit=limit)
+    return SellerOrderPageOut.of(page)
+
+
+@router.get(
+    SELLER_ORDERS + "/{order_part_id}", response_model=SellerOrderOut, responses=problems(403)
+)
+async def seller_order(order_part_id: str, user: SellerOrStaff, uow: UowDep) -> SellerOrderOut:
+    """One of the seller's parts of an order (another seller's: 404)."""
+    return SellerOrderOut.of(await service.seller_order(uow, user, order_part_id))
+
+
+@router.post(
+    SELLER_ORDERS + "/{order_part_id}/shipments",
+    response_model=StaffShipmentOut,
+    status_code=201,
+    responses=problems(402, 409, 503),
+)
+async def ship_part(
+    order_part_id: str, body: SellerShipmentIn, user: WorkflowSellerOrStaff, runtime: RuntimeDep
+) -> StaffShipmentOut:
+    """Ship units of the seller's part (``lines`` left out: all its units not shipped yet),
+    capturing their share of the payment first (the part's last parcel also captures the
+    part's shipping). A refused capture ships nothing (402 ``capture_failed``)."""
+    request = service.ShipmentRequest(
+        carrier=body.carrier,
+        service=body.service,
+        tracking_number=body.tracking_number,
+        lines=(
+            tuple((line.order_line_id, line.quantity) for line in body.lines)
+            if body.lines is not None
+            else None
+        ),
+        shipment_id=body.shipment_id,
+    )
+    shipment = await service.ship_part(runtime, order_part_id, request, user=user)
+    return StaffShipmentOut.staff(shipment)
 
 
 # -- staff: fulfilments ----------------------------------------------------------------------------

@@ -7,7 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mercato.fulfilment.service import FulfilmentInfo, ShipmentInfo
+from mercato.fulfilment.service import (
+    FulfilmentInfo,
+    SellerOrderPage,
+    SellerOrderPart,
+    ShipmentInfo,
+)
 from mercato.money import format_minor
 from mercato.openapi import DateTime
 from mercato.text import PlainLine
@@ -188,3 +193,95 @@ class CarrierOut(BaseModel):
     services: list[str]
     requires_tracking_number: bool
     rates: list[RateQuoteOut]
+
+
+# -- a marketplace seller's order parts ------------------------------------------------------------
+
+
+class SellerShipmentIn(BaseModel):
+    """``lines`` left out: every unit of the part not shipped yet. ``shipment_id`` (optional,
+    ``shp_…``): chosen by the client so that a retried request can never ship or capture
+    twice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    carrier: Annotated[str, PlainLine(min_length=1, max_length=40), Field(examples=["sandbox"])]
+    service: Annotated[str, PlainLine(max_length=40)] | None = None
+    tracking_number: Annotated[str, PlainLine(max_length=80)] | None = None
+    lines: list[ShipmentLineIn] | None = Field(default=None, min_length=1, max_length=500)
+    shipment_id: Annotated[str, PlainLine(max_length=40)] | None = None
+
+
+class SellerOrderLineOut(BaseModel):
+    order_line_id: str
+    sku: str
+    title: str
+    options: dict[str, str]
+    quantity: int
+    quantity_shipped: int
+    quantity_left: int = Field(description="Units not shipped yet")
+
+
+class SellerOrderOut(BaseModel):
+    """One seller's part of an order: what that seller ships, where, and its parcels."""
+
+    part_id: str
+    order_id: str
+    seller_id: str
+    seller_name: str
+    status: str = Field(description="The part's status")
+    order_status: str
+    created_at: datetime
+    currency: str
+    subtotal: str
+    shipping: str
+    total: str
+    shipping_address: dict[str, Any]
+    units: int
+    units_left: int = Field(description="Units of the part not shipped yet")
+    can_ship: bool
+    lines: list[SellerOrderLineOut]
+    shipments: list[ShipmentOut]
+
+    @classmethod
+    def of(cls, found: SellerOrderPart) -> SellerOrderOut:
+        part, order, c = found.part, found.order, found.order.currency
+        return cls(
+            part_id=part.id,
+            order_id=order.id,
+            seller_id=part.seller_id,
+            seller_name=found.seller_name,
+            status=part.status,
+            order_status=order.status,
+            created_at=part.created_at,
+            currency=c,
+            subtotal=format_minor(part.subtotal, c),
+            shipping=format_minor(part.shipping, c),
+            total=format_minor(part.total, c),
+            shipping_address=order.shipping_address,
+            units=found.units,
+            units_left=found.units_left,
+            can_ship=found.can_ship,
+            lines=[
+                SellerOrderLineOut(
+                    order_line_id=line.id,
+                    sku=line.sku,
+                    title=line.title,
+                    options=line.options,
+                    quantity=line.quantity,
+                    quantity_shipped=line.quantity_shipped,
+                    quantity_left=line.quantity - line.quantity_shipped,
+                )
+                for line in found.lines
+            ],
+            shipments=[ShipmentOut.of(s) for s in found.shipments],
+        )
+
+
+class SellerOrderPageOut(BaseModel):
+    items: list[SellerOrderOut]
+    next_before: str | None = Field(description="Pass as ``before`` for the next (older) page")
+
+    @classmethod
+    def of(cls, page: SellerOrderPage) -> SellerOrderPageOut:
+        return cls(items=[SellerOrderOut.of(x) for x in page.items], next_before=page.next_before)

@@ -2,7 +2,8 @@
 
 The rules live in files by family: allocation, picking and packing (:mod:`.allocation`), the
 ship-and-capture workflow (:mod:`.shipping`), tracking and delivery (:mod:`.tracking`) and
-reading (:mod:`.queries`). Everything takes the caller's unit of work first, except what runs
+reading (:mod:`.queries`), and a marketplace seller's parts of orders to ship
+(:mod:`.sellers`). Everything takes the caller's unit of work first, except what runs
 over several units of work (:func:`create_shipment` starts a workflow, :func:`advance_tracking`
 asks the carriers between transactions): those take the runtime.
 """
@@ -48,6 +49,14 @@ from mercato.fulfilment.queries import (
     unit_share,
     warehouse_of_line,
 )
+from mercato.fulfilment.sellers import (
+    MAX_PARTS_PAGE,
+    SellerOrderPage,
+    SellerOrderPart,
+    seller_order,
+    seller_orders,
+    ship_part,
+)
 from mercato.fulfilment.shipping import (
     SHIP_AND_CAPTURE,
     SHIPMENT_CREATED,
@@ -65,6 +74,7 @@ __all__ = [
     "ITEMS",
     "MAX_ACTOR",
     "MAX_PAGE",
+    "MAX_PARTS_PAGE",
     "SHIPMENTS",
     "SHIPMENT_CREATED",
     "SHIPMENT_DELIVERED",
@@ -77,6 +87,8 @@ __all__ = [
     "FulfilmentItemInfo",
     "FulfilmentStep",
     "OrderTracking",
+    "SellerOrderPage",
+    "SellerOrderPart",
     "ShipmentInfo",
     "ShipmentLine",
     "ShipmentRequest",
@@ -103,6 +115,9 @@ __all__ = [
     "order_shipments",
     "received_product",
     "retry_capture",
+    "seller_order",
+    "seller_orders",
+    "ship_part",
     "shipment_view",
     "shipments_for_order",
     "unit_share",

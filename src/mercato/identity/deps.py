@@ -278,9 +278,17 @@ async def workflow_staff(user: Annotated[UserInfo, Depends(workflow_user)]) -> U
     return _with_role(user, frozenset({"staff"}))
 
 
+@raises(403)
+async def workflow_seller_or_staff(
+    user: Annotated[UserInfo, Depends(workflow_user)],
+) -> UserInfo:
+    return _with_role(user, frozenset({"seller", "staff"}))
+
+
 CurrentUser = Annotated[UserInfo, Depends(current_user)]
 WorkflowUser = Annotated[UserInfo, Depends(workflow_user)]
 WorkflowStaff = Annotated[UserInfo, Depends(workflow_staff)]
+WorkflowSellerOrStaff = Annotated[UserInfo, Depends(workflow_seller_or_staff)]
 OptionalUser = Annotated[UserInfo | None, Depends(optional_user)]
 
 

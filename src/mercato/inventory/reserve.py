@@ -465,8 +465,13 @@ async def reserve(
     now: datetime | None = None,
     check_catalog: bool = True,
     new_owner: bool = False,
+    named: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> list[ReservationInfo]:
     """Hold stock for ``owner`` (a checkout, a cart): every line or nothing.
+
+    ``named`` adds lines held only in the warehouse each is keyed by (warehouse id): a
+    marketplace seller's units, which no pooled plan touches. All lines, pooled and named, are
+    held together or not at all.
 
     ``lines`` are (variant_id, quantity); lines of the same variant are summed first. Units come
     from warehouses shipping to ``country`` (any active warehouse when ``None``), or only from
@@ -487,7 +492,12 @@ async def reserve(
     for it yet: the owner's lock and the read of its existing holds are skipped.
     """
     _check_owner(owner)
-    wanted = _check_lines(lines)
+    groups: dict[str | None, dict[str, int]] = {}
+    if lines or not named:
+        groups[None] = _check_lines(lines)
+    for warehouse_id, named_lines in sorted((named or {}).items()):
+        groups[warehouse_id] = _check_lines(named_lines)
+    wanted = sum_lines((v, q) for g in groups.values() for v, q in g.items())
     country = normalize_country(country)
     if ttl_seconds <= 0:
         raise validation_problem("ttl_seconds", "must be positive")
@@ -514,9 +524,14 @@ async def reserve(
     expires_at = now + timedelta(seconds=ttl_seconds)
     for _ in range(RESERVE_ATTEMPTS):
         candidates = await _candidates(uow, wanted.keys())
-        holds, short = plan_holds(wanted, candidates, country, only_id)
-        if short:
-            raise _refusal(short, candidates, country, only_id)
+        holds = []
+        for group_warehouse, units in groups.items():
+            where = only_id if group_warehouse is None else group_warehouse
+            planned, short = plan_holds(units, candidates, country, where)
+            if short:
+                raise _refusal(short, candidates, country, where)
+            holds += planned
+        holds.sort(key=lambda h: (h.variant_id, h.warehouse_id))
         held = await _hold_attempt(uow, owner, holds, candidates, now, expires_at)
         if held is not None:
             return held

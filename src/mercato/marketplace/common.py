@@ -154,6 +154,11 @@ async def sellers_by_id(uow: UnitOfWork, ids: Collection[str]) -> dict[str, Sell
     return {r.id: seller_info(r) for r in rows}
 
 
+async def seller_names(uow: UnitOfWork, ids: Collection[str]) -> dict[str, str]:
+    """Each known seller's shop name, by id (what an order's page says each part is sold by)."""
+    return {k: v.name for k, v in (await sellers_by_id(uow, ids)).items()}
+
+
 async def house_seller(uow: UnitOfWork) -> SellerInfo:
     """The shop itself (written by the migration)."""
     found = await get_seller(uow, HOUSE_SELLER_ID)

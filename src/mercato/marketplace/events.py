@@ -1,8 +1,10 @@
 """The worker recomputes the sellers' performance figures (and so their buy-box standing)
-every hour from the registered readers."""
+every hour from the registered readers, and feeds the ledger from the orders' events (see
+:mod:`mercato.marketplace.split`)."""
 
 from __future__ import annotations
 
+from mercato.events import Consumer, Event
 from mercato.marketplace import service
 from mercato.runtime import Runtime
 from mercato.worker import Job
@@ -16,3 +18,20 @@ async def refresh_performance(runtime: Runtime) -> int:
 
 
 JOBS = (Job("marketplace.performance", PERFORMANCE_INTERVAL, refresh_performance),)
+
+
+SALES_CONSUMER = "marketplace-sales"
+
+
+async def record_sales(runtime: Runtime, event: Event) -> None:
+    """``OrderPlaced``: each seller's part is a sale in the ledger (commission frozen now);
+    ``OrderStatusChanged`` to ``cancelled``: what is left of each is undone. Idempotent."""
+    order_id = str(event.payload.get("order_id") or event.aggregate_id)
+    async with runtime.db.transaction() as uow:
+        if event.type == "OrderPlaced":
+            await service.record_order_sales(uow, order_id)
+        elif event.payload.get("to") == "cancelled":
+            await service.record_order_cancellation(uow, order_id)
+
+
+CONSUMERS = (Consumer.of(SALES_CONSUMER, ("OrderPlaced", "OrderStatusChanged"), record_sales),)

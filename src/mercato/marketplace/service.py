@@ -51,6 +51,7 @@ from mercato.marketplace.common import (
     SellerInfo,
     get_seller,
     house_seller,
+    seller_names,
     seller_of_user,
     seller_scope,
 )
@@ -127,6 +128,12 @@ from mercato.marketplace.sellers import (
     public_seller,
     suspend,
 )
+from mercato.marketplace.split import (
+    cart_line_offer,
+    cart_line_offers,
+    record_order_cancellation,
+    record_order_sales,
+)
 
 __all__ = [
     "HOUSE_OFFER_PREFIX",
@@ -174,6 +181,8 @@ __all__ = [
     "add_seller_user",
     "apply",
     "approve",
+    "cart_line_offer",
+    "cart_line_offers",
     "check_ledger",
     "commission_amount",
     "commission_for",
@@ -207,12 +216,15 @@ __all__ = [
     "product_offers",
     "public_seller",
     "record_cancellation",
+    "record_order_cancellation",
+    "record_order_sales",
     "record_payout",
     "record_performance",
     "record_refund",
     "record_sale",
     "refresh_performance",
     "seller_dashboard",
+    "seller_names",
     "seller_of_user",
     "seller_offer_page",
     "seller_scope",

@@ -43,13 +43,16 @@ from mercato.orders.machine import (
     check_status,
     invalid_transition,
 )
+from mercato.orders.models import HOUSE_SELLER
 from mercato.orders.queries import (
     HISTORY,
     LINES,
     ORDERS,
+    PARTS,
     HistoryEntry,
     OrderInfo,
     OrderLineInfo,
+    OrderPartInfo,
     get_order,
     order_row,
 )
@@ -77,6 +80,18 @@ class OrderLineDraft:
     discount: int
     tax: int
     total: int
+    seller_id: str = HOUSE_SELLER
+
+
+@dataclass(frozen=True)
+class OrderPartDraft:
+    """A seller's share of the order's shipping (as the order's ``shipping``: its tax included
+    when prices exclude tax) and that shipping's tax; its goods are its lines'."""
+
+    seller_id: str
+    shipping: int
+    shipping_tax: int
+    handling_days: int = 1
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,8 @@ class OrderDraft:
     shipping_method: str
     promo_code: str | None
     payment_intent_id: str
+    parts: tuple[OrderPartDraft, ...] = ()
+    """One per seller of the lines; none: the house's part takes all of the shipping."""
 
 
 # -- input checks ----------------------------------------------------------------------------------
@@ -274,6 +291,8 @@ async def create_order(uow: UnitOfWork, draft: OrderDraft) -> OrderInfo:
             "This checkout has already placed a different order",
             checkout_id=draft.checkout_id,
         )
+    part_rows, part_of = _part_rows(draft, now)
+    await uow.execute(insert(PARTS), part_rows)
     lines: list[dict[str, Any]] = [
         {
             "id": new_id("ol"),
@@ -292,6 +311,8 @@ async def create_order(uow: UnitOfWork, draft: OrderDraft) -> OrderInfo:
             "total": line.total,
             "quantity_shipped": 0,
             "quantity_returned": 0,
+            "seller_id": line.seller_id,
+            "part_id": part_of[line.seller_id],
         }
         for position, line in enumerate(draft.lines, start=1)
     ]
@@ -344,7 +365,46 @@ async def create_order(uow: UnitOfWork, draft: OrderDraft) -> OrderInfo:
             HistoryEntry(seq, from_status, to_status, actor, None, now)
             for seq, from_status, to_status in history
         ),
+        parts=tuple(
+            OrderPartInfo(
+                **{k: v for k, v in row.items()},
+                line_ids=tuple(x["id"] for x in lines if x["part_id"] == row["id"]),
+            )
+            for row in part_rows
+        ),
     )
+
+
+def _part_rows(draft: OrderDraft, now: datetime) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """One row per seller of the lines, with its lines' money and its shipping; the parts add up
+    to the order (a draft without parts: the shipping is the first seller's, the house's)."""
+    sellers = list(dict.fromkeys(line.seller_id for line in draft.lines))
+    given = {p.seller_id: p for p in draft.parts}
+    if not given:
+        line_tax = sum(line.tax for line in draft.lines)
+        given = {sellers[0]: OrderPartDraft(sellers[0], draft.shipping, draft.tax - line_tax)}
+    rows: list[dict[str, Any]] = []
+    for seller_id in sellers:
+        mine = [line for line in draft.lines if line.seller_id == seller_id]
+        part = given.get(seller_id, OrderPartDraft(seller_id, 0, 0))
+        rows.append(
+            {
+                "id": new_id("opt"),
+                "order_id": draft.id,
+                "seller_id": seller_id,
+                "status": BORN,
+                "subtotal": sum(x.subtotal for x in mine),
+                "discount": sum(x.discount for x in mine),
+                "shipping": part.shipping,
+                "tax": sum(x.tax for x in mine) + part.shipping_tax,
+                "total": sum(x.total for x in mine) + part.shipping,
+                "handling_days": part.handling_days,
+                "created_at": now,
+            }
+        )
+    if sum(r["total"] for r in rows) != draft.total:
+        raise ValueError("the order's parts do not add up to its total")
+    return rows, {r["seller_id"]: r["id"] for r in rows}
 
 
 # -- transitions -----------------------------------------------------------------------------------
@@ -422,6 +482,10 @@ async def transition(
         uow, order_id, row.user_id, row.version, from_status, to_status, actor, reason
     )
     log.info("order %s: %s -> %s by %s", order_id, from_status, to_status, actor)
+    if to_status == "cancelled":
+        await uow.execute(
+            update(PARTS).where(PARTS.c.order_id == order_id).values(status="cancelled")
+        )
     order = await get_order(uow, order_id)
     assert order is not None
     return order
@@ -513,7 +577,21 @@ async def record_shipped(
         await _bump_lines(uow, order_id, wanted, "quantity_shipped", "quantity")
     order = await get_order(uow, order_id)
     assert order is not None
+    await _mark_parts_shipped(uow, order)
     return order
+
+
+async def _mark_parts_shipped(uow: UnitOfWork, order: OrderInfo) -> None:
+    """A part with every unit shipped is ``shipped``; with some, ``fulfilling``."""
+    lines = {line.id: line for line in order.lines}
+    for part in order.parts:
+        mine = [lines[i] for i in part.line_ids]
+        shipped = sum(x.quantity_shipped for x in mine)
+        if shipped == 0 or part.status == "cancelled":
+            continue
+        status = "shipped" if shipped == sum(x.quantity for x in mine) else "fulfilling"
+        if status != part.status:
+            await uow.execute(update(PARTS).where(PARTS.c.id == part.id).values(status=status))
 
 
 async def record_returned(

@@ -49,6 +49,10 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+HOUSE_SELLER = "sel_house"
+"""The house seller's id (the marketplace's migration writes that seller): an order line
+bought from no particular seller is the shop's own."""
+
 STATUS_CHECK = _in("status", ORDER_STATUSES)
 AMOUNTS_CHECK = (
     "subtotal >= 0 AND shipping >= 0 AND discount >= 0 AND tax >= 0 AND total >= 0 "
@@ -119,6 +123,10 @@ class OrderLine(Base):
     total: Mapped[int] = mapped_column(BigInteger)
     quantity_shipped: Mapped[int] = mapped_column(Integer, default=0)
     quantity_returned: Mapped[int] = mapped_column(Integer, default=0)
+    # Who sells the line (the house, ``sel_house``, unless a marketplace seller's offer was
+    # bought) and the order part it belongs to.
+    seller_id: Mapped[str] = mapped_column(String(40), server_default=HOUSE_SELLER)
+    part_id: Mapped[str | None] = mapped_column(String(40))
 
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
@@ -131,6 +139,36 @@ class OrderLine(Base):
             name="returned_le_shipped",
         ),
         UniqueConstraint("order_id", "position"),
+    )
+
+
+class OrderPart(Base):
+    """One seller's share of an order: its lines, its shipping and its money. Every order has
+    at least one (the house's, for an order of the shop's own goods); the parts' amounts add
+    up to the order's."""
+
+    __tablename__ = "orders_order_parts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(40), ForeignKey("orders_orders.id"))
+    seller_id: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(24))
+    subtotal: Mapped[int] = mapped_column(BigInteger)
+    discount: Mapped[int] = mapped_column(BigInteger)
+    shipping: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    # The seller's promised days before dispatch, as the offer said when the order was placed.
+    handling_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(
+            "subtotal >= 0 AND discount >= 0 AND shipping >= 0 AND tax >= 0 AND total >= 0",
+            name="amounts_non_negative",
+        ),
+        UniqueConstraint("order_id", "seller_id"),
+        Index("ix_orders_order_parts_seller_id_created_at", "seller_id", "created_at"),
     )
 
 

@@ -18,13 +18,14 @@ from sqlalchemy import Row, Select, Table, and_, func, or_, select
 from mercato import workflows
 from mercato.db import UnitOfWork
 from mercato.orders.machine import NOT_SOLD, TRANSITIONS, can_cancel, check_status
-from mercato.orders.models import Order, OrderHistory, OrderLine
+from mercato.orders.models import HOUSE_SELLER, Order, OrderHistory, OrderLine, OrderPart
 from mercato.payments import service as payments
 from mercato.problems import Problem, validation_problem
 
 ORDERS = cast(Table, Order.__table__)
 LINES = cast(Table, OrderLine.__table__)
 HISTORY = cast(Table, OrderHistory.__table__)
+PARTS = cast(Table, OrderPart.__table__)
 
 CANCELLATION_WORKFLOW = "orders.cancellation"
 """The workflow that cancels an order (:mod:`mercato.orders.cancellation`), keyed by order id."""
@@ -50,6 +51,44 @@ class OrderLineInfo:
     total: int
     quantity_shipped: int
     quantity_returned: int
+    seller_id: str = HOUSE_SELLER
+    part_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPartInfo:
+    """One seller's part of an order: its share of the money (``shipping`` as the order's, its
+    tax included; ``tax`` its lines' and its shipping's) and its lines' ids."""
+
+    id: str
+    order_id: str
+    seller_id: str
+    status: str
+    subtotal: int
+    discount: int
+    shipping: int
+    tax: int
+    total: int
+    handling_days: int
+    created_at: datetime
+    line_ids: tuple[str, ...] = ()
+
+
+def _part_info(row: Row[Any], line_ids: Iterable[str] = ()) -> OrderPartInfo:
+    return OrderPartInfo(
+        id=row.id,
+        order_id=row.order_id,
+        seller_id=row.seller_id,
+        status=row.status,
+        subtotal=row.subtotal,
+        discount=row.discount,
+        shipping=row.shipping,
+        tax=row.tax,
+        total=row.total,
+        handling_days=row.handling_days,
+        created_at=row.created_at,
+        line_ids=tuple(line_ids),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +130,8 @@ class OrderInfo:
     updated_at: datetime
     lines: tuple[OrderLineInfo, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    parts: tuple[OrderPartInfo, ...] = ()
+    """One per seller, the house's first (see :mod:`mercato.orders.models`)."""
 
     @property
     def can_cancel(self) -> bool:
@@ -163,6 +204,8 @@ def _line_info(row: Row[Any]) -> OrderLineInfo:
         total=row.total,
         quantity_shipped=row.quantity_shipped,
         quantity_returned=row.quantity_returned,
+        seller_id=row.seller_id,
+        part_id=row.part_id,
     )
 
 
@@ -197,6 +240,7 @@ def _order_info(
     lines: Iterable[OrderLineInfo],
     history: Iterable[HistoryEntry],
     cancellation: Cancellation,
+    parts: Iterable[OrderPartInfo] = (),
 ) -> OrderInfo:
     return OrderInfo(
         id=row.id,
@@ -223,6 +267,7 @@ def _order_info(
         updated_at=row.updated_at,
         lines=tuple(lines),
         history=tuple(history),
+        parts=tuple(parts),
     )
 
 
@@ -242,7 +287,51 @@ async def get_order(uow: UnitOfWork, order_id: str) -> OrderInfo | None:
         select(HISTORY).where(HISTORY.c.order_id == order_id).order_by(HISTORY.c.seq)
     )
     cancellation = await _cancellation(uow, order_id) if row.status == "cancelled" else _NONE
-    return _order_info(row, map(_line_info, lines), map(_history_entry, history), cancellation)
+    infos = [_line_info(r) for r in lines]
+    return _order_info(
+        row, infos, map(_history_entry, history), cancellation, await _parts(uow, order_id, infos)
+    )
+
+
+async def _parts(
+    uow: UnitOfWork, order_id: str, lines: Iterable[OrderLineInfo]
+) -> list[OrderPartInfo]:
+    rows = await uow.execute(select(PARTS).where(PARTS.c.order_id == order_id))
+    by_part: dict[str, list[str]] = {}
+    for line in lines:
+        by_part.setdefault(line.part_id or "", []).append(line.id)
+    parts = [_part_info(r, by_part.get(r.id, ())) for r in rows]
+    return sorted(parts, key=lambda p: (p.seller_id != HOUSE_SELLER, p.seller_id))
+
+
+async def get_order_part(uow: UnitOfWork, part_id: str) -> OrderPartInfo | None:
+    row = (await uow.execute(select(PARTS).where(PARTS.c.id == part_id))).first()
+    if row is None:
+        return None
+    ids = await uow.execute(
+        select(LINES.c.id).where(LINES.c.part_id == part_id).order_by(LINES.c.position)
+    )
+    return _part_info(row, ids.scalars())
+
+
+async def seller_part_ids(
+    uow: UnitOfWork,
+    seller_id: str | None,
+    *,
+    since: datetime | None = None,
+    limit: int = 100,
+    before: str | None = None,
+) -> list[str]:
+    """Ids of the order parts of ``seller_id`` (``None``: every seller's), newest first:
+    ``limit`` of them older than the part ``before`` (by id), placed ``since`` when given."""
+    query = select(PARTS.c.id).order_by(PARTS.c.id.desc()).limit(limit)
+    if seller_id is not None:
+        query = query.where(PARTS.c.seller_id == seller_id)
+    if since is not None:
+        query = query.where(PARTS.c.created_at >= since)
+    if before is not None:
+        query = query.where(PARTS.c.id < before)
+    return [str(i) for i in (await uow.execute(query)).scalars()]
 
 
 async def _cancellation(uow: UnitOfWork, order_id: str) -> Cancellation:

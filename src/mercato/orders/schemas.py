@@ -15,6 +15,7 @@ from mercato.orders.service import (
     OrderInfo,
     OrderLineInfo,
     OrderPage,
+    OrderPartInfo,
     OrderSummary,
     PaymentSummary,
 )
@@ -80,6 +81,37 @@ class TotalsOut(BaseModel):
         )
 
 
+class OrderPartOut(BaseModel):
+    """One seller's part of the order: its lines, its shipping and its money (the parts add up
+    to the order's totals)."""
+
+    id: str
+    seller_id: str
+    seller_name: str | None = Field(description="The seller's shop name; null when unknown")
+    status: str
+    subtotal: str
+    discount: str
+    shipping: str
+    tax: str
+    total: str
+    line_ids: list[str]
+
+    @classmethod
+    def of(cls, part: OrderPartInfo, currency: str, names: dict[str, str]) -> OrderPartOut:
+        return cls(
+            id=part.id,
+            seller_id=part.seller_id,
+            seller_name=names.get(part.seller_id),
+            status=part.status,
+            subtotal=format_minor(part.subtotal, currency),
+            discount=format_minor(part.discount, currency),
+            shipping=format_minor(part.shipping, currency),
+            tax=format_minor(part.tax, currency),
+            total=format_minor(part.total, currency),
+            line_ids=list(part.line_ids),
+        )
+
+
 class PaymentOut(BaseModel):
     status: str
     card_brand: str | None
@@ -136,6 +168,9 @@ class OrderOut(BaseModel):
     updated_at: datetime
     totals: TotalsOut
     lines: list[OrderLineOut]
+    parts: list[OrderPartOut] = Field(
+        description="One per seller the order buys from, the shop's own first"
+    )
     payment: PaymentOut | None
     shipping_address: dict[str, Any]
     shipping_method: str
@@ -170,6 +205,7 @@ def _common(detail: OrderDetail, *, staff: bool) -> dict[str, Any]:
         "updated_at": order.updated_at,
         "totals": TotalsOut.of(order),
         "lines": [OrderLineOut.of(line, order.currency) for line in order.lines],
+        "parts": [OrderPartOut.of(p, order.currency, detail.seller_names) for p in order.parts],
         "payment": PaymentOut.of(payment) if payment is not None else None,
         "shipping_address": order.shipping_address,
         "shipping_method": order.shipping_method,

@@ -14,8 +14,8 @@ shape (orders may not import fulfilment: fulfilment imports orders).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from mercato.db import UnitOfWork
@@ -51,6 +51,7 @@ from mercato.orders.lifecycle import (
     ORDER_STATUS_CHANGED,
     OrderDraft,
     OrderLineDraft,
+    OrderPartDraft,
     create_order,
     record_refund,
     record_returned,
@@ -73,6 +74,7 @@ from mercato.orders.machine import (
     check_status,
     invalid_transition,
 )
+from mercato.orders.models import HOUSE_SELLER
 from mercato.orders.queries import (
     CANCELLATION_WORKFLOW,
     HISTORY,
@@ -85,6 +87,7 @@ from mercato.orders.queries import (
     OrderInfo,
     OrderLineInfo,
     OrderPage,
+    OrderPartInfo,
     OrderSummary,
     PaymentSummary,
     ProductSales,
@@ -100,10 +103,12 @@ from mercato.orders.queries import (
     encode_cursor,
     get_customer_order,
     get_order,
+    get_order_part,
     orders_placed_since,
     payment_summary,
     sales_between,
     search_orders,
+    seller_part_ids,
     sold_baskets,
     top_products_between,
 )
@@ -113,6 +118,18 @@ from mercato.orders.sales_rank import refresh as refresh_sales_ranks
 
 ShipmentReader = Callable[[UnitOfWork, OrderInfo], Awaitable[list[dict[str, Any]]]]
 shipment_readers: list[ShipmentReader] = []
+SellerNameReader = Callable[[UnitOfWork, Collection[str]], Awaitable[dict[str, str]]]
+seller_name_readers: list[SellerNameReader] = []
+"""Who the parts' sellers are (the marketplace knows; ``modules.wire`` registers it)."""
+
+
+async def seller_names_of(uow: UnitOfWork, order: OrderInfo) -> dict[str, str]:
+    """The shop name of each seller with a part in this order, as far as the readers know."""
+    ids = {p.seller_id for p in order.parts}
+    found: dict[str, str] = {}
+    for reader in seller_name_readers:
+        found.update(await reader(uow, ids))
+    return found
 
 
 async def shipments_of(uow: UnitOfWork, order: OrderInfo) -> list[dict[str, Any]]:
@@ -130,6 +147,8 @@ class OrderDetail:
     order: OrderInfo
     payment: PaymentSummary | None
     shipments: list[dict[str, Any]]
+    seller_names: dict[str, str] = field(default_factory=dict)
+    """Seller id → shop name, for the order's parts."""
 
 
 async def order_detail(
@@ -148,7 +167,12 @@ async def order_detail(
 
 
 async def _detail_of(uow: UnitOfWork, order: OrderInfo) -> OrderDetail:
-    return OrderDetail(order, await payment_summary(uow, order), await shipments_of(uow, order))
+    return OrderDetail(
+        order,
+        await payment_summary(uow, order),
+        await shipments_of(uow, order),
+        await seller_names_of(uow, order),
+    )
 
 
 async def order_detail_for(
@@ -167,6 +191,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "FINAL",
     "HISTORY",
+    "HOUSE_SELLER",
     "LINES",
     "MAX_ACTOR",
     "MAX_PAGE",
@@ -196,12 +221,15 @@ __all__ = [
     "OrderLineDraft",
     "OrderLineInfo",
     "OrderPage",
+    "OrderPartDraft",
+    "OrderPartInfo",
     "OrderSummary",
     "PaymentSummary",
     "ProductRank",
     "ProductSales",
     "Purchase",
     "SalesFigure",
+    "SellerNameReader",
     "ShipmentReader",
     "SoldBasket",
     "actor_of",
@@ -225,6 +253,7 @@ __all__ = [
     "finish_cancellation",
     "get_customer_order",
     "get_order",
+    "get_order_part",
     "invalid_transition",
     "join_guest_orders",
     "lookup_order",
@@ -245,6 +274,9 @@ __all__ = [
     "sales_between",
     "sales_ranks",
     "search_orders",
+    "seller_name_readers",
+    "seller_names_of",
+    "seller_part_ids",
     "shipment_readers",
     "shipments_of",
     "sold_baskets",

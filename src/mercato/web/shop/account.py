@@ -12,6 +12,7 @@ browsers to send no ``Referer`` from them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -478,6 +479,41 @@ async def order_page(
     return await show_order(request, uow, runtime, order_id, caller, f"/account/orders/{order_id}")
 
 
+@dataclass(frozen=True, slots=True)
+class PartView:
+    """One seller's part of the order as its page groups it: who sells it, its lines and the
+    parcels they left in."""
+
+    part_id: str
+    seller: str
+    lines: list[orders.OrderLineInfo]
+    shipments: list[dict[str, Any]]
+
+
+def part_views(detail: orders.OrderDetail, shop_name: str) -> list[PartView]:
+    order = detail.order
+    if len(order.parts) <= 1:
+        return [PartView("", shop_name, list(order.lines), detail.shipments)]
+    views = []
+    for part in order.parts:
+        mine = set(part.line_ids)
+        views.append(
+            PartView(
+                part_id=part.id,
+                seller=shop_name
+                if part.seller_id == orders.HOUSE_SELLER
+                else detail.seller_names.get(part.seller_id, part.seller_id),
+                lines=[line for line in order.lines if line.id in mine],
+                shipments=[
+                    s
+                    for s in detail.shipments
+                    if any(x["order_line_id"] in mine for x in s.get("lines", []))
+                ],
+            )
+        )
+    return views
+
+
 async def show_order(
     request: Request,
     uow: UnitOfWork,
@@ -501,6 +537,7 @@ async def show_order(
             "order": order,
             "payment": detail.payment,
             "shipments": detail.shipments,
+            "parts": part_views(detail, runtime.settings.shop_name),
             "returns": await returns.returns_for_order(uow, order.id),
             "returnable": await returns.returnable_lines(uow, order, window_days=window_days),
             "titles": {line.id: line.title for line in order.lines},

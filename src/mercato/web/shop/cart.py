@@ -196,17 +196,26 @@ def _added(variant_id: str) -> Callable[[CartChange], str]:
 
 
 @router.post("/cart/items", dependencies=[CsrfChecked], response_class=HTMLResponse)
-async def add_to_cart(request: Request, runtime: RuntimeDep, user: BriefUser) -> Response:
-    """ "Add to cart" from a product page (``variant_id``, ``quantity``, ``next``)."""
+async def add_to_cart(
+    request: Request, runtime: RuntimeDep, user: BriefUser, destination: PageDestination
+) -> Response:
+    """ "Add to cart" from a product page (``variant_id``, ``quantity``, ``next``; a
+    marketplace seller's offer: its ``offer_id`` too)."""
     form = await form_of(request)
     variant_id = text_field(form, "variant_id", 40)
+    offer_id = text_field(form, "offer_id", 40) or None
     quantity = int_field(form, "quantity", 1)
     back = safe_next(text_field(form, "next", 2000), "/cart")
     if not variant_id:
         response = redirect(back)
         flash(request, response, "Please choose an option before adding to your cart.", "error")
         return response
-    edit = Edit.add(variant_id, quantity if quantity is not None else 0)
+    edit = Edit.add(
+        variant_id,
+        quantity if quantity is not None else 0,
+        offer_id=offer_id,
+        country=destination.country if offer_id else None,
+    )
     return await _change(request, runtime, user, edit, back=back, success=_added(variant_id))
 
 

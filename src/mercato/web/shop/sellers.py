@@ -4,8 +4,8 @@ public page ``/sellers/{seller_id}``. Each asks the marketplace service one ques
 words the answer: which offer is featured, which are eligible and in what order is the buy
 box's (see ``marketplace/buybox.py``).
 
-The cart takes variants sold by the shop itself, so the other sellers' offers are shown as
-information until the order split lets a cart line name its seller."""
+Each offer can go in the cart as it is (its ``offer_id``): a cart line names its seller, and
+the order is split into one part per seller at checkout."""
 
 from __future__ import annotations
 
@@ -153,6 +153,7 @@ def sellers_context(
         "seller_sort": sort,
         "seller_sorts": SELLER_SORTS,
         "seller_sort_href": sort_href,
+        "seller_back": f"/p/{quote(product_id, safe='')}",
     }
 
 

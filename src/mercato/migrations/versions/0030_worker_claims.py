@@ -1,7 +1,7 @@
 """worker claims: one holder at a time for each outbox consumer and periodic job
 
 Revision ID: 0030_worker_claims
-Revises: 0028_marketplace_ledger
+Revises: 0029_order_parts
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import mercato.db
 
 revision = "0030_worker_claims"
-down_revision = "0028_marketplace_ledger"
+down_revision = "0029_order_parts"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0030_worker_claims
 Revises: 0029_order_parts
-Create Date: 2026-12-07
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations

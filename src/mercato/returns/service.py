@@ -3,7 +3,9 @@
 Requests and staff decisions live in :mod:`.requests` (each takes the caller's unit of work);
 receiving the goods and refunding them is the return-and-refund workflow
 (:mod:`.return_and_refund`), whose starters take the runtime (the workflow runs its steps in
-transactions of its own and calls the payment processor between them).
+transactions of its own and calls the payment processor between them). Whose goods a return
+sends back, how its refund splits by order part and what a seller reads of its returns live in
+:mod:`.sellers`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ from mercato.returns.return_and_refund import (
     refund_return,
     refund_waiting,
 )
+from mercato.returns.sellers import (
+    PartRefund,
+    SellerReturn,
+    SellerReturnLine,
+    refund_by_part,
+    seller_return,
+    seller_returns,
+    split_refund,
+)
 
 __all__ = [
     "COUNTED",
@@ -66,10 +77,13 @@ __all__ = [
     "Decision",
     "Disposition",
     "LineReceipt",
+    "PartRefund",
     "ReturnInfo",
     "ReturnLineInfo",
     "ReturnRefundState",
     "ReturnableLine",
+    "SellerReturn",
+    "SellerReturnLine",
     "approve_return",
     "count_by_status",
     "customer_returns",
@@ -77,6 +91,7 @@ __all__ = [
     "get_return",
     "list_returns",
     "receive_return",
+    "refund_by_part",
     "refund_key",
     "refund_return",
     "refund_waiting",
@@ -84,5 +99,8 @@ __all__ = [
     "request_return",
     "returnable_lines",
     "returns_for_order",
+    "seller_return",
+    "seller_returns",
+    "split_refund",
     "units_spoken_for",
 ]

@@ -148,3 +148,9 @@ def _hooks() -> None:
     # prices (the cart sits below it).
     cart.offer_readers.append(marketplace.cart_line_offer)
     cart.offer_price_readers.append(marketplace.cart_line_offers)
+
+    from mercato.returns import service as returns
+
+    # A seller's performance (and so its buy-box standing) is counted from its order parts,
+    # their shipments, returns and reviews; the returns module reads them all (it sits above).
+    marketplace.performance_readers.append(returns.seller_performance)

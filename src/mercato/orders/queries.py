@@ -368,10 +368,12 @@ class SellerPart:
     order_status: str
     user_id: str | None
     product_ids: frozenset[str]
+    cancelled_by: str | None = None
+    """Who moved the order to ``cancelled`` (its history's actor), when it was."""
 
 
 async def seller_parts_since(uow: UnitOfWork, seller_id: str, since: datetime) -> list[SellerPart]:
-    """Every part of ``seller_id`` placed since ``since``, oldest first (two queries)."""
+    """Every part of ``seller_id`` placed since ``since``, oldest first (three queries)."""
     rows = (
         await uow.execute(
             select(PARTS, ORDERS.c.status.label("order_status"), ORDERS.c.user_id)
@@ -389,12 +391,22 @@ async def seller_parts_since(uow: UnitOfWork, seller_id: str, since: datetime) -
         )
         for r in found:
             lines.setdefault(r.part_id, []).append((r.id, r.product_id))
+    cancelled = [r.order_id for r in rows if r.order_status == "cancelled"]
+    cancelled_by: dict[str, str] = {}
+    if cancelled:
+        moves = await uow.execute(
+            select(HISTORY.c.order_id, HISTORY.c.actor).where(
+                HISTORY.c.order_id.in_(cancelled), HISTORY.c.to_status == "cancelled"
+            )
+        )
+        cancelled_by = {m.order_id: m.actor for m in moves}
     return [
         SellerPart(
             part=_part_info(r, [i for i, _ in lines.get(r.id, [])]),
             order_status=r.order_status,
             user_id=r.user_id,
             product_ids=frozenset(p for _, p in lines.get(r.id, [])),
+            cancelled_by=cancelled_by.get(r.order_id),
         )
         for r in rows
     ]

@@ -5,12 +5,14 @@ receiving the goods and refunding them is the return-and-refund workflow
 (:mod:`.return_and_refund`), whose starters take the runtime (the workflow runs its steps in
 transactions of its own and calls the payment processor between them). Whose goods a return
 sends back, how its refund splits by order part and what a seller reads of its returns live in
-:mod:`.sellers`.
+:mod:`.sellers`; a seller's performance counted from its order parts, shipments, returns and
+reviews (the reader the marketplace's buy box is fed by) in :mod:`.performance`.
 """
 
 from __future__ import annotations
 
 from mercato.returns.models import DISPOSITIONS, RETURN_STATUSES
+from mercato.returns.performance import DEFECT_STARS, dispatch_deadline, seller_performance
 from mercato.returns.requests import (
     COUNTED,
     LINES,
@@ -61,6 +63,7 @@ from mercato.returns.sellers import (
 
 __all__ = [
     "COUNTED",
+    "DEFECT_STARS",
     "DISPOSITIONS",
     "LINES",
     "MAX_PAGE",
@@ -88,6 +91,7 @@ __all__ = [
     "count_by_status",
     "customer_returns",
     "decide_return",
+    "dispatch_deadline",
     "get_return",
     "list_returns",
     "receive_return",
@@ -99,6 +103,7 @@ __all__ = [
     "request_return",
     "returnable_lines",
     "returns_for_order",
+    "seller_performance",
     "seller_return",
     "seller_returns",
     "split_refund",

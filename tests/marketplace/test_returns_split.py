@@ -5,9 +5,13 @@ returns, with its own lines and its share of the refund."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mercato.checkout import service as checkout
 from mercato.events import dispatcher
@@ -20,8 +24,6 @@ from tests.checkout.conftest import ADDRESS
 from tests.conftest import user_headers
 from tests.marketplace.conftest import SellerAccount, Shop, approved_seller, make_shop, runtime_of
 from tests.web.admin_helpers import HTML, api_login
-
-pytestmark = pytest.mark.usefixtures("backend")
 
 RETURNS = "/api/admin/returns"
 
@@ -119,6 +121,7 @@ async def _return(
     return return_id
 
 
+@pytest.mark.usefixtures("backend")
 async def test_returns_are_refunded_from_the_payment_and_reversed_per_seller_part(
     client: httpx.AsyncClient, app: FastAPI, shop: Shop, staff_headers: dict[str, str]
 ) -> None:
@@ -195,3 +198,38 @@ async def test_returns_are_refunded_from_the_payment_and_reversed_per_seller_par
     assert r.status_code == 404
     r = await client.get(f"/seller/returns/{second}", headers=HTML)
     assert r.status_code == 200 and "Kettle" in r.text
+
+
+_PARTS = st.lists(st.integers(0, 900), min_size=1, max_size=4)  # each part's shipping
+
+
+@settings(deadline=None)  # the first example pays for imports
+@given(shipping=_PARTS, data=st.data(), refund_shipping=st.booleans())
+def test_a_refund_splits_into_its_parts_exactly(
+    shipping: list[int], data: st.DataObject, refund_shipping: bool
+) -> None:
+    """Whatever lines of whichever parts come back, the parts' shares add up to the refund (the
+    lines' amounts, plus every parcel's shipping when it is refunded) and none is negative."""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    parts = [
+        orders.OrderPartInfo(f"op{n}", "ord", f"sel{n}", "open", 0, 0, fee, 0, 0, 1, at)
+        for n, fee in enumerate(shipping)
+    ]
+    picked = data.draw(
+        st.lists(st.tuples(st.sampled_from(parts), st.integers(0, 50_000)), max_size=6)
+    )
+    lines = tuple(
+        returns.ReturnLineInfo(f"ol{n}", 1, "restock", "BER", amount, part.seller_id, part.id)
+        for n, (part, amount) in enumerate(picked)
+    )
+    total = sum(a for _, a in picked) + (sum(shipping) if refund_shipping else 0)
+    found = returns.ReturnInfo(
+        "rma", "ord", None, "refunded", "Broken", None, "EUR", total, refund_shipping, at, at,
+        at, at, at, lines,
+    )  # fmt: skip
+    shares = returns.split_refund(found, parts)
+    assert sum(s.amount for s in shares) == total
+    assert all(s.amount > 0 for s in shares)
+    assert {s.part_id: s.seller_id for s in shares}.items() <= {
+        p.id: p.seller_id for p in parts
+    }.items()

@@ -150,3 +150,9 @@ def _hooks() -> None:
     cart.offer_price_readers.append(marketplace.cart_line_offers)
     # An order's page says who sells each of its parts, which the marketplace knows.
     orders.seller_name_readers.append(marketplace.seller_names)
+
+    from mercato.returns import service as returns
+
+    # A seller's performance (and so its buy-box standing) is counted from its order parts,
+    # their shipments, returns and reviews; the returns module reads them all (it sits above).
+    marketplace.performance_readers.append(returns.seller_performance)

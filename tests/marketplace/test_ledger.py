@@ -351,6 +351,38 @@ def make_machine(
             assert amount <= line.gross - line.returned
             line.returned += amount
 
+        @rule(order=orders, data=st.data(), replay=st.booleans())
+        def return_across_parts(self, order: int, data: st.DataObject, replay: bool) -> None:
+            """One return of several lines (each its own part, maybe its own seller): each
+            part's share is a refund of its sale, all in one unit of work, as the
+            ``marketplace-sales`` consumer records a ``RefundIssued`` (sometimes delivered
+            twice)."""
+            open_lines = [
+                r
+                for r in self.model.orders[order]
+                if self.model.lines[r].gross > self.model.lines[r].returned
+            ]
+            if not open_lines:
+                return
+            chosen = data.draw(st.lists(st.sampled_from(open_lines), min_size=1, unique=True))
+            shares = [
+                (
+                    r,
+                    data.draw(
+                        st.integers(1, self.model.lines[r].gross - self.model.lines[r].returned)
+                    ),
+                )
+                for r in chosen
+            ]
+            return_id = self.ref("rma")
+            for _ in range(2 if replay else 1):
+                done = run(
+                    in_tx(service.record_return_refunds, return_id=return_id, shares=shares, at=AT)
+                )
+                assert [(d.sale_reference, d.amount) for d in done] == shares
+            for reference, amount in shares:
+                self.model.lines[reference].returned += amount
+
         @rule(seller=st.sampled_from(range(3)), share=st.integers(1, 120))
         def payout(self, seller: int, share: int) -> None:
             """Pay out a share (in %) of what is owed: above 100 % is refused."""

@@ -65,7 +65,7 @@ async def test_a_seller_creates_an_offer_and_uploads_a_csv(
 
     await page.get_by_role("link", name="Back to your offers").click()
     await expect(page.get_by_test_id("offer")).to_have_count(2)
-    for path in ("/seller/stock", "/seller/statements", "/seller"):
+    for path in ("/seller/stock", "/seller/statements", "/seller/returns", "/seller"):
         await watch.visit(page, path)
 
     assert watch.violations == [], watch.violations

@@ -25,13 +25,24 @@ SALES_CONSUMER = "marketplace-sales"
 
 async def record_sales(runtime: Runtime, event: Event) -> None:
     """``OrderPlaced``: each seller's part is a sale in the ledger (commission frozen now);
-    ``OrderStatusChanged`` to ``cancelled``: what is left of each is undone. Idempotent."""
+    ``OrderStatusChanged`` to ``cancelled``: what is left of each is undone; ``RefundIssued``
+    (a return's refund): each seller part's share is a refund of its sale. Idempotent. One
+    consumer for the three, so that a part's sale is always recorded before its refunds."""
     order_id = str(event.payload.get("order_id") or event.aggregate_id)
     async with runtime.db.transaction() as uow:
         if event.type == "OrderPlaced":
             await service.record_order_sales(uow, order_id)
+        elif event.type == "RefundIssued":
+            shares = [(str(p["part_id"]), int(p["amount"])) for p in event.payload.get("parts", ())]
+            await service.record_return_refunds(
+                uow, str(event.payload["return_id"]), shares, event.occurred_at
+            )
         elif event.payload.get("to") == "cancelled":
             await service.record_order_cancellation(uow, order_id)
 
 
-CONSUMERS = (Consumer.of(SALES_CONSUMER, ("OrderPlaced", "OrderStatusChanged"), record_sales),)
+CONSUMERS = (
+    Consumer.of(
+        SALES_CONSUMER, ("OrderPlaced", "OrderStatusChanged", "RefundIssued"), record_sales
+    ),
+)

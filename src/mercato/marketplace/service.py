@@ -133,6 +133,8 @@ from mercato.marketplace.split import (
     cart_line_offers,
     record_order_cancellation,
     record_order_sales,
+    record_return_refunds,
+    return_refund_reference,
 )
 
 __all__ = [
@@ -221,8 +223,10 @@ __all__ = [
     "record_payout",
     "record_performance",
     "record_refund",
+    "record_return_refunds",
     "record_sale",
     "refresh_performance",
+    "return_refund_reference",
     "seller_dashboard",
     "seller_names",
     "seller_of_user",

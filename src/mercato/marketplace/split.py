@@ -13,14 +13,21 @@ marketplace.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
 
 from mercato.cart import service as cart
 from mercato.catalog import service as catalog
 from mercato.db import UnitOfWork
 from mercato.marketplace.buybox import eligible_offers, offer_for_checkout, offer_for_line
 from mercato.marketplace.common import HOUSE_OFFER_PREFIX, get_seller
-from mercato.marketplace.ledger import get_sale, record_cancellation, record_sale
+from mercato.marketplace.ledger import (
+    ReversalEntry,
+    get_sale,
+    record_cancellation,
+    record_refund,
+    record_sale,
+)
 from mercato.marketplace.models import HOUSE_SELLER_ID
 from mercato.orders import service as orders
 
@@ -117,4 +124,31 @@ async def record_order_cancellation(uow: UnitOfWork, order_id: str) -> int:
             continue
         await record_cancellation(uow, sale_reference=part.id, at=order.updated_at)
         done += 1
+    return done
+
+
+def return_refund_reference(return_id: str, part_id: str) -> str:
+    """The ledger reference of one part's share of a return's refund."""
+    return f"{return_id}/{part_id}"
+
+
+async def record_return_refunds(
+    uow: UnitOfWork, return_id: str, shares: Iterable[tuple[str, int]], at: datetime
+) -> list[ReversalEntry]:
+    """Each (part id, amount) share of a return's refund, as a refund of the part's sale
+    (parts without a sale, the house's, are the shop's own money: nothing to record). Again:
+    the refunds already recorded."""
+    done = []
+    for part_id, amount in shares:
+        if amount <= 0 or await get_sale(uow, part_id) is None:
+            continue
+        done.append(
+            await record_refund(
+                uow,
+                reference=return_refund_reference(return_id, part_id),
+                sale_reference=part_id,
+                amount=amount,
+                at=at,
+            )
+        )
     return done

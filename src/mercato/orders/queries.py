@@ -334,6 +334,84 @@ async def seller_part_ids(
     return [str(i) for i in (await uow.execute(query)).scalars()]
 
 
+@dataclass(frozen=True, slots=True)
+class LinePart:
+    """Whose an order line is: its seller and the order part it belongs to."""
+
+    order_line_id: str
+    seller_id: str
+    part_id: str | None
+
+
+async def line_parts(uow: UnitOfWork, line_ids: Iterable[str]) -> dict[str, LinePart]:
+    """Each known order line's seller and part, by line id (one query)."""
+    wanted = sorted(set(line_ids))
+    if not wanted:
+        return {}
+    rows = await uow.execute(
+        select(LINES.c.id, LINES.c.seller_id, LINES.c.part_id).where(LINES.c.id.in_(wanted))
+    )
+    return {r.id: LinePart(r.id, r.seller_id, r.part_id) for r in rows}
+
+
+def seller_lines_query(seller_id: str) -> Select[tuple[str]]:
+    """The ids of ``seller_id``'s order lines, as a subquery for another module's filter (so
+    that a seller's returns are paged in the database, without a copy of who sold what)."""
+    return select(LINES.c.id).where(LINES.c.seller_id == seller_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SellerPart:
+    """One of a seller's order parts with what its performance needs of the order."""
+
+    part: OrderPartInfo
+    order_status: str
+    user_id: str | None
+    product_ids: frozenset[str]
+    cancelled_by: str | None = None
+    """Who moved the order to ``cancelled`` (its history's actor), when it was."""
+
+
+async def seller_parts_since(uow: UnitOfWork, seller_id: str, since: datetime) -> list[SellerPart]:
+    """Every part of ``seller_id`` placed since ``since``, oldest first (three queries)."""
+    rows = (
+        await uow.execute(
+            select(PARTS, ORDERS.c.status.label("order_status"), ORDERS.c.user_id)
+            .join(ORDERS, ORDERS.c.id == PARTS.c.order_id)
+            .where(PARTS.c.seller_id == seller_id, PARTS.c.created_at >= since)
+            .order_by(PARTS.c.created_at, PARTS.c.id)
+        )
+    ).all()
+    lines: dict[str, list[tuple[str, str]]] = {}
+    if rows:
+        found = await uow.execute(
+            select(LINES.c.part_id, LINES.c.id, LINES.c.product_id)
+            .where(LINES.c.part_id.in_([r.id for r in rows]))
+            .order_by(LINES.c.position)
+        )
+        for r in found:
+            lines.setdefault(r.part_id, []).append((r.id, r.product_id))
+    cancelled = [r.order_id for r in rows if r.order_status == "cancelled"]
+    cancelled_by: dict[str, str] = {}
+    if cancelled:
+        moves = await uow.execute(
+            select(HISTORY.c.order_id, HISTORY.c.actor).where(
+                HISTORY.c.order_id.in_(cancelled), HISTORY.c.to_status == "cancelled"
+            )
+        )
+        cancelled_by = {m.order_id: m.actor for m in moves}
+    return [
+        SellerPart(
+            part=_part_info(r, [i for i, _ in lines.get(r.id, [])]),
+            order_status=r.order_status,
+            user_id=r.user_id,
+            product_ids=frozenset(p for _, p in lines.get(r.id, [])),
+            cancelled_by=cancelled_by.get(r.order_id),
+        )
+        for r in rows
+    ]
+
+
 async def _cancellation(uow: UnitOfWork, order_id: str) -> Cancellation:
     """How far the order's cancellation has got, from its run (none yet: an order moved to
     ``cancelled`` by a plain transition, until the worker takes its cancellation over)."""

@@ -57,6 +57,9 @@ class ReturnLineInfo:
     disposition: str | None
     warehouse_code: str | None
     amount: int
+    seller_id: str = orders.HOUSE_SELLER
+    """Whose the order line is (the returned goods go back to that seller's part)."""
+    part_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +97,26 @@ class ReturnInfo:
     def can_receive(self) -> bool:
         return self.status == "approved"
 
+    @property
+    def seller_ids(self) -> frozenset[str]:
+        """The sellers whose lines the return sends back (the house's id for the shop's)."""
+        return frozenset(line.seller_id for line in self.lines)
+
 
 # -- reading ---------------------------------------------------------------------------------------
 
 
-async def _infos(uow: UnitOfWork, rows: Sequence[Row[Any]]) -> list[ReturnInfo]:
+async def infos(uow: UnitOfWork, rows: Sequence[Row[Any]]) -> list[ReturnInfo]:
     ids = [r.id for r in rows]
     lines: dict[str, list[ReturnLineInfo]] = defaultdict(list)
     if ids:
-        for line in await uow.execute(
-            select(LINES).where(LINES.c.request_id.in_(ids)).order_by(LINES.c.id)
-        ):
+        found = (
+            await uow.execute(select(LINES).where(LINES.c.request_id.in_(ids)).order_by(LINES.c.id))
+        ).all()
+        # Whose each line is, from the order's lines (a return has no copy of it).
+        owners = await orders.line_parts(uow, (line.order_line_id for line in found))
+        for line in found:
+            owner = owners.get(line.order_line_id)
             lines[line.request_id].append(
                 ReturnLineInfo(
                     order_line_id=line.order_line_id,
@@ -112,6 +124,8 @@ async def _infos(uow: UnitOfWork, rows: Sequence[Row[Any]]) -> list[ReturnInfo]:
                     disposition=line.disposition,
                     warehouse_code=line.warehouse_code,
                     amount=line.amount,
+                    seller_id=owner.seller_id if owner else orders.HOUSE_SELLER,
+                    part_id=owner.part_id if owner else None,
                 )
             )
     return [
@@ -138,7 +152,7 @@ async def _infos(uow: UnitOfWork, rows: Sequence[Row[Any]]) -> list[ReturnInfo]:
 
 async def get_return(uow: UnitOfWork, return_id: str) -> ReturnInfo | None:
     rows = (await uow.execute(select(REQUESTS).where(REQUESTS.c.id == return_id))).all()
-    found = await _infos(uow, rows)
+    found = await infos(uow, rows)
     return found[0] if found else None
 
 
@@ -150,7 +164,7 @@ async def returns_for_order(uow: UnitOfWork, order_id: str) -> list[ReturnInfo]:
             .order_by(REQUESTS.c.created_at, REQUESTS.c.id)
         )
     ).all()
-    return await _infos(uow, rows)
+    return await infos(uow, rows)
 
 
 async def customer_returns(
@@ -190,7 +204,7 @@ async def list_returns(
     rows = (
         await uow.execute(query.order_by(REQUESTS.c.created_at, REQUESTS.c.id).limit(limit))
     ).all()
-    return await _infos(uow, rows)
+    return await infos(uow, rows)
 
 
 async def units_spoken_for(uow: UnitOfWork, order_id: str) -> dict[str, int]:

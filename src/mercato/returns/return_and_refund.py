@@ -20,7 +20,8 @@ that sent it). Every problem of the receipt is answered at once, naming its line
    meanwhile, and staff may retry it at once (:func:`refund_return`).
 3. **record** (one transaction): the return is ``refunded``, the order's ``refunded_total``
    grows by the amount and the order is settled (``refunded`` once nothing is left open),
-   ``RefundIssued`` is published.
+   ``RefundIssued`` is published with the refund split by order part
+   (:func:`~mercato.returns.sellers.refund_by_part`), which the marketplace's ledger follows.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from mercato.returns.requests import (
     returns_for_order,
     settle_order,
 )
+from mercato.returns.sellers import refund_by_part
 from mercato.runtime import Runtime
 from mercato.workflows import RetryLater, Step, StepContext, Workflow
 
@@ -309,6 +311,11 @@ async def record(ctx: StepContext, st: ReturnRefundState) -> None:
             "amount": found.refund_amount,
             "currency": found.currency,
             "shipping_refunded": found.refund_shipping,
+            # Whose money it was: the marketplace reverses each seller part's share.
+            "parts": [
+                {"part_id": r.part_id, "seller_id": r.seller_id, "amount": r.amount}
+                for r in await refund_by_part(uow, found)
+            ],
         },
     )
 

@@ -8,6 +8,7 @@ cannot be replayed against another (400 ``invalid_cursor``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -252,3 +253,32 @@ async def moderation_queue(
         product_titles={pid: view.title for pid, view in products.items()},
         auto_approve_star_only=await auto_approve_star_only(uow),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BuyerReview:
+    """One published review as a seller's performance reads it: who, which product, how many
+    stars, when."""
+
+    user_id: str
+    product_id: str
+    rating: int
+    created_at: datetime
+
+
+async def reviews_by_buyers(
+    uow: UnitOfWork, user_ids: set[str], product_ids: set[str]
+) -> list[BuyerReview]:
+    """The approved reviews written by ``user_ids`` of ``product_ids`` (one query)."""
+    if not user_ids or not product_ids:
+        return []
+    rows = await uow.execute(
+        select(REVIEWS.c.user_id, REVIEWS.c.product_id, REVIEWS.c.rating, REVIEWS.c.created_at)
+        .where(
+            REVIEWS.c.state == "approved",
+            REVIEWS.c.user_id.in_(sorted(user_ids)),
+            REVIEWS.c.product_id.in_(sorted(product_ids)),
+        )
+        .order_by(REVIEWS.c.created_at, REVIEWS.c.id)
+    )
+    return [BuyerReview(r.user_id, r.product_id, int(r.rating), r.created_at) for r in rows]

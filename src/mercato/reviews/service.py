@@ -40,6 +40,7 @@ from mercato.reviews.models import REPORT_REASONS, STATES
 from mercato.reviews.moderation import Decision, moderate, respond
 from mercato.reviews.queries import (
     SORTS,
+    BuyerReview,
     ModerationQueue,
     ReviewPage,
     ReviewQuery,
@@ -50,6 +51,7 @@ from mercato.reviews.queries import (
     moderation_queue,
     product_reviews,
     review_section,
+    reviews_by_buyers,
     staff_reviews,
 )
 from mercato.reviews.ratings import (
@@ -92,6 +94,7 @@ __all__ = [
     "UNSET",
     "VOTES",
     "AbusePolicy",
+    "BuyerReview",
     "Decision",
     "ModerationQueue",
     "PurchaseCheck",
@@ -127,6 +130,7 @@ __all__ = [
     "report_review",
     "respond",
     "review_section",
+    "reviews_by_buyers",
     "set_auto_approve_star_only",
     "staff_reviews",
     "text_hash",

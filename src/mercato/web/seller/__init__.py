@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from mercato.web.deps import seller_user
-from mercato.web.seller import dashboard, offers, orders, statements, stock
+from mercato.web.seller import dashboard, offers, orders, returns, statements, stock
 
 router = APIRouter(prefix="/seller", dependencies=[Depends(seller_user)])
 # /seller itself: an included router cannot hold an empty path, the prefixed one can.
 router.add_api_route("", dashboard.dashboard, methods=["GET"], response_class=HTMLResponse)
-for part in (dashboard, offers, orders, stock, statements):
+for part in (dashboard, offers, orders, stock, statements, returns):
     router.include_router(part.router)

@@ -141,3 +141,18 @@ def _hooks() -> None:
     search.featured_price_readers.append(marketplace.featured_prices)
     # The house's landed price counts the checkout's cheapest shipping to the destination.
     marketplace.shipping_readers.append(checkout.cheapest_shipping)
+
+    from mercato import observability
+    from mercato.flashsale import service as flashsale
+
+    # A process is ready to serve when it can open the search index.
+    observability.readiness_checks["search_index"] = search.index_readiness
+    # The metrics show each open flash sale's waiting room.
+    observability.gauge_readers.append(
+        observability.gauge(
+            "mercato_flashsale_queue_length",
+            "Buyers in a flash sale's waiting room, by sale and state (waiting, admitted)",
+            ["sale", "state"],
+            flashsale.queue_lengths,
+        )
+    )

@@ -45,6 +45,7 @@ from mercato.inventory.ledger import (
     write_movements,
 )
 from mercato.inventory.warehouses import check_reservable, get_warehouse
+from mercato.metrics import RESERVATION_FAILURES
 from mercato.problems import Problem, validation_problem
 
 RESERVE_ATTEMPTS = 8
@@ -516,11 +517,14 @@ async def reserve(
         candidates = await _candidates(uow, wanted.keys())
         holds, short = plan_holds(wanted, candidates, country, only_id)
         if short:
-            raise _refusal(short, candidates, country, only_id)
+            refusal = _refusal(short, candidates, country, only_id)
+            RESERVATION_FAILURES.labels(refusal.code).inc()
+            raise refusal
         held = await _hold_attempt(uow, owner, holds, candidates, now, expires_at)
         if held is not None:
             return held
     # Lost the race for a row on every fresh plan: the stock is there but contended.
+    RESERVATION_FAILURES.labels("stock_contention").inc()
     raise Problem(
         409,
         "stock_contention",

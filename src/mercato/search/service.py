@@ -52,6 +52,7 @@ from mercato.search.replica import (
     SearchSettings,
     consumer_name,
     engine_for,
+    index_readiness,
     search_settings,
     unavailable,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "forget_affinities",
     "forget_synonyms",
     "forget_warehouses",
+    "index_readiness",
     "list_products",
     "list_synonyms",
     "load_sources",

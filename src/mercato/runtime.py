@@ -40,6 +40,10 @@ class Runtime:
                 settings.redis_url,
                 max_connections=settings.redis_max_connections,
                 timeout=settings.redis_pool_timeout,
+                # An unreachable Redis fails a call quickly; callers fall back to the database
+                # or to this process (see docs/operations.md, "When Redis is down").
+                socket_connect_timeout=settings.redis_socket_timeout,
+                socket_timeout=settings.redis_socket_timeout,
             )
             redis = Redis.from_pool(pool)
         return cls(settings=settings, db=db, redis=redis)

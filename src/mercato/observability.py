@@ -4,9 +4,11 @@ and the request id on every answer and log line.
 * ``GET /api/health`` (liveness): the process answers; no I/O, so a slow database never gets
   a healthy process restarted.
 * ``GET /api/ready`` (readiness): the database answers and its schema is at the latest
-  migration, Redis answers (when configured), and every check a module registered
-  (:data:`readiness_checks`: the search index is open) passes. 200 with each check, or 503
-  problem+json ``not_ready`` naming the failing ones.
+  migration, and every check a module registered (:data:`readiness_checks`: the search index
+  is open) passes. 200 with each check, or 503 problem+json ``not_ready`` naming the failing
+  ones. Redis (when configured) is checked and reported but never makes a process unready: the
+  shop sells without it (``status: degraded``), and taking every process out of service
+  because Redis is down would stop the shop instead.
 * ``GET /metrics``: Prometheus text. Counted metrics come from :mod:`mercato.metrics`; gauges
   of the shop's state are read from the database for the scrape (the outbox backlog, active
   workflow runs) and from modules' :data:`gauge_readers` (flash-sale queues).
@@ -117,10 +119,15 @@ class Health(BaseModel):
 class Check(BaseModel):
     ok: bool
     detail: str | None = Field(default=None, description="Why not, when it is not")
+    required: bool = Field(
+        default=True, description="Whether failing it makes the process not ready"
+    )
 
 
 class Readiness(BaseModel):
-    status: str = Field(examples=["ready"])
+    status: str = Field(
+        examples=["ready"], description="ready, or degraded when an optional check fails"
+    )
     checks: dict[str, Check]
 
 
@@ -142,14 +149,19 @@ async def _redis(runtime: Runtime) -> str | None:
     return None
 
 
-async def _run_check(check: ReadinessCheck, runtime: Runtime) -> Check:
+OPTIONAL_CHECKS = frozenset({"redis"})
+
+
+async def _run_check(name: str, check: ReadinessCheck, runtime: Runtime) -> Check:
+    required = name not in OPTIONAL_CHECKS
     try:
         why = await asyncio.wait_for(check(runtime), CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
-        return Check(ok=False, detail=f"no answer within {CHECK_TIMEOUT_SECONDS:g}s")
+        why = f"no answer within {CHECK_TIMEOUT_SECONDS:g}s"
+        return Check(ok=False, detail=why, required=required)
     except Exception as exc:
-        return Check(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300])
-    return Check(ok=why is None, detail=why)
+        return Check(ok=False, detail=f"{type(exc).__name__}: {exc}"[:300], required=required)
+    return Check(ok=why is None, detail=why, required=required)
 
 
 async def readiness(runtime: Runtime) -> dict[str, Check]:
@@ -158,7 +170,7 @@ async def readiness(runtime: Runtime) -> dict[str, Check]:
         checks["redis"] = _redis
     checks.update(readiness_checks)
     names = list(checks)
-    results = await asyncio.gather(*(_run_check(checks[n], runtime) for n in names))
+    results = await asyncio.gather(*(_run_check(n, checks[n], runtime) for n in names))
     return dict(zip(names, results, strict=True))
 
 
@@ -259,11 +271,12 @@ async def health() -> Health:
 
 @router.get("/api/ready", tags=["meta"], response_model=Readiness, responses=problems(503))
 async def ready(runtime: RuntimeDep) -> Readiness:
-    """Readiness: the database answers at the latest migration, Redis answers (when
-    configured), the search index is open. 503 ``not_ready`` names the failing checks."""
+    """Readiness: the database answers at the latest migration and the search index is open;
+    503 ``not_ready`` names the failing checks. Redis (when configured) is reported too, but
+    the shop sells without it: ``degraded``, still 200."""
     checks = await readiness(runtime)
-    if not all(c.ok for c in checks.values()):
-        failing = ", ".join(name for name, c in checks.items() if not c.ok)
+    if not all(c.ok for c in checks.values() if c.required):
+        failing = ", ".join(name for name, c in checks.items() if not c.ok and c.required)
         raise Problem(
             503,
             "not_ready",
@@ -272,7 +285,8 @@ async def ready(runtime: RuntimeDep) -> Readiness:
             headers={"Retry-After": "5"},
             checks={name: c.model_dump() for name, c in checks.items()},
         )
-    return Readiness(status="ready", checks=checks)
+    degraded = not all(c.ok for c in checks.values())
+    return Readiness(status="degraded" if degraded else "ready", checks=checks)
 
 
 @router.get("/metrics", include_in_schema=False)

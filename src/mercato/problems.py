@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, quote
 from fastapi import FastAPI, Request, Response, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -353,7 +355,22 @@ def install(app: FastAPI) -> None:
         except Exception:  # the error page needs the database too
             return problem_response(problem, request)
 
+    async def on_redis_unreachable(request: Request, exc: Exception) -> Response:
+        # A safety net: callers fall back to the database where they can; what reaches here
+        # had no fallback, and is still an outage rather than a bug.
+        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        problem = Problem(
+            503,
+            "redis_unavailable",
+            "A backing service cannot be reached right now; please try again shortly",
+            title="Service unavailable",
+            headers={"Retry-After": "5"},
+        )
+        return await _respond(problem, request)
+
     app.add_middleware(RefuseNul)
+    app.add_exception_handler(RedisConnectionError, on_redis_unreachable)
+    app.add_exception_handler(RedisTimeout, on_redis_unreachable)
     # Driver and pool errors that mean "the database cannot be reached" answer 503 with
     # Retry-After; the pool recycles its connections by itself once the server is back.
     for kind in (DBAPIError, PoolTimeout, OSError, TimeoutError):

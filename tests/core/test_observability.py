@@ -35,7 +35,7 @@ async def test_readiness_names_each_check(
     assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert body["code"] == "not_ready" and "Retry-After" in r.headers
-    assert body["checks"]["database"] == {"ok": True, "detail": None}
+    assert body["checks"]["database"] == {"ok": True, "detail": None, "required": True}
     assert body["checks"]["search_index"]["ok"] is False
     assert ("redis" in body["checks"]) is (backend == "postgresql")
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from mercato.identity import service as identity
 from mercato.inventory import service as inventory
 from mercato.runtime import Runtime
+from mercato.search import service as search
 from tests.conftest import TEST_PASSWORD
 from tests.factories import make_product
 from tests.support.servers import PostgresServer, RedisServer
@@ -86,6 +87,10 @@ async def test_redis_outage_leaves_login_and_cart_working(
         assert guest.status_code == 201, guest.text
 
     await shop_once()  # with Redis: its caches and buckets in use
+    await search.reindex(runtime)
     with stopped(redis_server):
         await shop_once()
+        ready = await client.get("/api/ready")  # still serving: Redis is not required
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        assert ready.json()["checks"]["redis"]["ok"] is False
     await shop_once()

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from mercato.checkout import service
@@ -20,7 +21,7 @@ from mercato.payments import service as payments
 from mercato.problems import Problem
 from mercato.runtime import Runtime
 from tests.checkout.conftest import Shop, check_invariants, provider_of, stock
-from tests.checkout.test_recovery import REQUEST, recover_later, started
+from tests.checkout.test_recovery import DECLINED, REQUEST, recover_later, started
 
 T = TypeVar("T")
 
@@ -29,6 +30,12 @@ T = TypeVar("T")
 def runtime(runtime: Runtime) -> Runtime:
     runtime.settings.payment_timeout_seconds = 0.05
     return runtime
+
+
+def outcomes(outcome: str) -> float:
+    """Checkout runs that ended so in this process (a Prometheus counter)."""
+    labels = {"workflow": "checkout", "outcome": outcome}
+    return REGISTRY.get_sample_value("mercato_workflow_outcomes_total", labels) or 0.0
 
 
 async def bounded(work: Awaitable[T]) -> T:
@@ -40,10 +47,12 @@ async def test_a_slow_processor_that_charged_places_the_order_once(
     runtime: Runtime, db: Database, shop: Shop
 ) -> None:
     buyer, variant = await started(db)
+    placed = outcomes("completed")
     # The charge is made, then the answer never comes: the lookup by key finds it.
     provider_of(runtime).inject_fault("authorize", "slow_after")
     answer = await bounded(service.checkout(runtime, buyer.user, "k", REQUEST))
     assert answer["status"] == "paid"
+    assert outcomes("completed") == placed + 1
     totals = await check_invariants(db)
     assert totals.orders == 1 and totals.live_charges == 1
     assert await stock(db, variant) == (3, 0)
@@ -73,3 +82,15 @@ async def test_a_processor_that_never_answers_waits_then_the_worker_finishes(
             await uow.scalars(select(OutboxEvent).where(OutboxEvent.type == "OrderPlaced"))
         ).one()
     assert placed.payload["_request_id"] == "req-slow-1"
+
+
+async def test_a_declined_checkout_counts_as_compensated(
+    runtime: Runtime, db: Database, shop: Shop
+) -> None:
+    buyer, variant = await started(db)
+    before = outcomes("compensated"), outcomes("completed")
+    with pytest.raises(Problem) as caught:
+        await service.checkout(runtime, buyer.user, "k", DECLINED)
+    assert caught.value.code == "payment_declined"
+    assert (outcomes("compensated"), outcomes("completed")) == (before[0] + 1, before[1])
+    assert await stock(db, variant) == (5, 0)

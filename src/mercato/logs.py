@@ -74,6 +74,7 @@ def pop_request_id(document: dict[str, Any]) -> str | None:
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_LEFT_OUT = frozenset({"request_id", "color_message"})  # uvicorn's copy with terminal colours
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,10 +87,13 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or _request_id.get(),
+            "request_id": _request_id.get(),
         }
+        given = getattr(record, "request_id", None)
+        if given not in (None, "-"):
+            line["request_id"] = given
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in line:
+            if key not in _STANDARD and key not in line and key not in _LEFT_OUT:
                 line[key] = value
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
@@ -127,7 +131,9 @@ def configure(fmt: Literal["json", "plain"], level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        # uvicorn's own handlers would print its lines a second time, in another shape.
+        # uvicorn's own handlers would print its lines a second time, in another shape. Its
+        # access log stays as `mercato serve` set it (off: the request metrics count requests).
         uv = logging.getLogger(name)
         uv.handlers.clear()
-        uv.propagate = True
+        if name != "uvicorn.access":
+            uv.propagate = True

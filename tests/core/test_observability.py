@@ -149,3 +149,7 @@ def test_json_log_lines() -> None:
     assert line["level"] == "WARNING" and line["logger"] == "mercato.test"
     assert line["message"] == "hello x" and line["request_id"] == "req-7"
     assert line["time"].endswith("+00:00")
+    outside = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "started", (), None)
+    outside.color_message = "\x1b[1mstarted\x1b[0m"
+    assert json.loads(JsonFormatter().format(outside))["request_id"] is None
+    assert "color_message" not in JsonFormatter().format(outside)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mercato import openapi, problems
+from mercato import logs, observability, openapi, problems
 from mercato.middleware import BodySizeLimit, ResponseHeaders
 from mercato.migrate import ensure_migrated
 from mercato.modules import load_models, routers, wire
@@ -68,16 +68,14 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     problems.install(app)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ResponseHeaders, headers=SECURITY_HEADERS)  # outermost: on every answer
+    app.add_middleware(ResponseHeaders, headers=SECURITY_HEADERS)  # on every answer
+    # Outermost: the request id covers everything below, and the timing too.
+    app.add_middleware(observability.RequestObservability)
+    app.include_router(observability.router)
     for router in routers():
         app.include_router(router)
     # After the routers: a page route may answer under /static (the demo's generated images).
     app.mount("/static", static_app(), name="static")
-
-    @app.get("/api/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app
 
 
@@ -85,6 +83,7 @@ def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory mercato.app:app_factory`` (settings from env);
     refuses a secret key anyone could know, outside demo mode."""
     settings = get_settings()
+    logs.configure(logs.resolve_format(settings.log_format), settings.log_level)
     if (refusal := settings.secret_key_refusal()) is not None:
         raise RuntimeError(refusal)
     return create_app(settings)

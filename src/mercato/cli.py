@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 from rich.markup import escape
 
-from mercato import cli_transfer
+from mercato import cli_transfer, logs, metrics
 from mercato import migrate as migrations
 from mercato.cli_support import (
     DatabaseOption,
@@ -116,21 +118,40 @@ def _export_env(settings: Settings) -> None:
     get_settings.cache_clear()
 
 
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several API processes count into one private directory (prometheus-client's
+    multiprocess mode), so a scrape of any of them sees all; removed when serving ends."""
+    if workers <= 1 or os.environ.get(metrics.MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="mercato-metrics-")
+    os.environ[metrics.MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(metrics.MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _serve(settings: Settings, workers: int, with_worker: bool) -> None:
     _export_env(settings)
     os.environ["MERCATO_EMBEDDED_WORKER"] = "true" if with_worker else "false"
-    uvicorn.run(
-        "mercato.app:app_factory",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers if workers > 1 else None,
-        log_level="info",
-        access_log=False,
-        # The supervisor pings each worker; on a busy host a worker still importing answers
-        # late, and uvicorn's 5 s default kills and respawns healthy workers in a loop.
-        timeout_worker_healthcheck=30,
-    )
+    logs.configure(logs.resolve_format(settings.log_format), settings.log_level)
+    with _shared_metrics(workers):
+        uvicorn.run(
+            "mercato.app:app_factory",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers if workers > 1 else None,
+            log_config=None,  # our handlers (JSON or plain), set up in every process
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            # The supervisor pings each worker; on a busy host a worker still importing answers
+            # late, and uvicorn's 5 s default kills and respawns healthy workers in a loop.
+            timeout_worker_healthcheck=30,
+        )
 
 
 @app.command()
@@ -163,7 +184,7 @@ def worker(
     settings = settings_with(database_url=database_url(database))
     refuse_public_secret(settings)
     refuse_unmigrated(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(logs.resolve_format(settings.log_format), settings.log_level)
 
     async def main() -> None:
         runtime = Runtime.from_settings(settings)

@@ -23,7 +23,8 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import JSON, DateTime, MetaData, event, make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -134,6 +135,43 @@ def is_retryable(exc: BaseException) -> bool:
     return code in _RETRYABLE_SQLSTATES
 
 
+# Connection trouble, by SQLSTATE: class 08 (connection exceptions), the server shutting down
+# or starting up (57P01-57P03), and no connection slot left (53300).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# SQLite's equivalents: the file cannot be opened or written, or the lock did not come in time.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file", "disk i/o error")
+# Where a bare OSError or TimeoutError comes from when it is the database that cannot be reached.
+_CONNECTING_MODULES = ("sqlalchemy.pool", "sqlalchemy.engine", "sqlalchemy.dialects", "asyncpg")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (down, restarting, out of
+    connections, the pool's wait ran out) rather than that a statement was wrong."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        code = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+        if code.startswith("08") or code in _UNAVAILABLE_SQLSTATES:
+            return True
+        if isinstance(orig, OSError | TimeoutError):
+            return True
+        return isinstance(exc, OperationalError) and any(
+            text in str(orig).lower() for text in _SQLITE_UNAVAILABLE
+        )
+    if isinstance(exc, OSError | TimeoutError):
+        # asyncpg's own connect errors (refused, timed out) reach us unwrapped.
+        tb = exc.__traceback__
+        while tb is not None:
+            module = str(tb.tb_frame.f_globals.get("__name__", ""))
+            if module.startswith(_CONNECTING_MODULES):
+                return True
+            tb = tb.tb_next
+    return False
+
+
 class UnitOfWork(AsyncSession):
     """One database transaction: what every service function takes as its first argument.
 
@@ -234,6 +272,8 @@ class Database:
         pool_size: int = 10,
         max_overflow: int = 20,
         echo: bool = False,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 10.0,
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
@@ -243,11 +283,17 @@ class Database:
             if ":memory:" in url:
                 raise ValueError("in-memory SQLite is not supported: use a file")
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            # A server that does not answer fails a request within this, instead of asyncpg's
+            # minute; and a connection the server dropped (a restart) is found by SQLAlchemy's
+            # disconnect detection, which recycles the whole pool on that first error.
+            kwargs["connect_args"] = {"timeout": connect_timeout}
         if pool_size <= 0:
             kwargs["poolclass"] = NullPool
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = max_overflow
+            kwargs["pool_timeout"] = pool_timeout
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

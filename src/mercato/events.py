@@ -35,6 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from mercato.claims import Claimant, ClaimLost
 from mercato.db import Base, JSONType, UnitOfWork, UTCDateTime, utcnow
 from mercato.ids import new_id
+from mercato.logs import bound_request_id, pop_request_id, with_request_id
 
 if TYPE_CHECKING:
     from mercato.runtime import Runtime
@@ -77,6 +78,8 @@ class Event:
     aggregate_id: str
     payload: dict[str, Any]
     occurred_at: datetime
+    request_id: str | None = None
+    """The request that published it (its handler's log lines carry it too)."""
 
 
 OUTBOX_CHANNEL = "mercato_outbox"
@@ -120,7 +123,7 @@ async def publish(
                 "id": event_id,
                 "type": event_type,
                 "aggregate_id": aggregate_id,
-                "payload": payload,
+                "payload": with_request_id(payload),
                 "occurred_at": utcnow(),
             }
         ],
@@ -132,7 +135,13 @@ async def publish_many(uow: UnitOfWork, events: Iterable[tuple[str, str, dict[st
     """Bulk form of :func:`publish` for imports and seeding: (type, aggregate_id, payload)."""
     now = utcnow()
     rows = [
-        {"id": new_id("evt"), "type": t, "aggregate_id": a, "payload": p, "occurred_at": now}
+        {
+            "id": new_id("evt"),
+            "type": t,
+            "aggregate_id": a,
+            "payload": with_request_id(p),
+            "occurred_at": now,
+        }
         for t, a, p in events
     ]
     if rows:
@@ -213,13 +222,14 @@ class Dispatcher:
             count = 0
             # Read again under the claim: the last holder may have delivered these meanwhile.
             for ev in await self._pending(runtime, consumer, batch):
-                try:
-                    await consumer.handler(runtime, ev)
-                except Exception:
-                    log.exception(
-                        "consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type
-                    )
-                    break
+                with bound_request_id(ev.request_id):
+                    try:
+                        await consumer.handler(runtime, ev)
+                    except Exception:
+                        log.exception(
+                            "consumer %s failed on event %s (%s)", consumer.name, ev.id, ev.type
+                        )
+                        break
                 try:
                     async with runtime.db.transaction() as uow:
                         await claimant.fence(uow, consumer.claim)
@@ -247,10 +257,48 @@ class Dispatcher:
         )
         async with runtime.db.transaction() as uow:
             rows = (await uow.scalars(query)).all()
-            return [
-                Event(r.seq, r.id, r.type, r.aggregate_id, dict(r.payload), r.occurred_at)
-                for r in rows
-            ]
+            return [_event(r) for r in rows]
+
+
+def _event(row: OutboxEvent) -> Event:
+    payload = dict(row.payload)
+    request_id = pop_request_id(payload)  # metadata: no consumer (nor webhook) sees it
+    return Event(row.seq, row.id, row.type, row.aggregate_id, payload, row.occurred_at, request_id)
 
 
 dispatcher = Dispatcher()
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """A consumer's undelivered events: how many, and when the oldest occurred."""
+
+    consumer: str
+    undelivered: int
+    oldest: datetime | None
+
+
+async def backlog(uow: UnitOfWork) -> list[Backlog]:
+    """Each registered consumer's backlog. The oldest undelivered event is found the way a
+    delivery pass finds its batch (the same query and plan, with one row); the count then
+    looks only at events from that one on, so a consumer that keeps up costs next to nothing."""
+    found = []
+    for consumer in dispatcher.consumers.values():
+        pending = select(OutboxEvent.seq, OutboxEvent.occurred_at).where(
+            OutboxEvent.type.in_(consumer.types),
+            ~select(OutboxDelivery.event_seq)
+            .where(
+                OutboxDelivery.consumer == consumer.name,
+                OutboxDelivery.event_seq == OutboxEvent.seq,
+            )
+            .exists(),
+        )
+        first = (await uow.execute(pending.order_by(OutboxEvent.seq).limit(1))).first()
+        if first is None:
+            found.append(Backlog(consumer.name, 0, None))
+            continue
+        count = await uow.scalar(
+            select(func.count()).select_from(pending.where(OutboxEvent.seq >= first.seq).subquery())
+        )
+        found.append(Backlog(consumer.name, int(count or 0), first.occurred_at))
+    return found

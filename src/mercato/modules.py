@@ -156,3 +156,18 @@ def _hooks() -> None:
     # A seller's performance (and so its buy-box standing) is counted from its order parts,
     # their shipments, returns and reviews; the returns module reads them all (it sits above).
     marketplace.performance_readers.append(returns.seller_performance)
+
+    from mercato import observability
+    from mercato.flashsale import service as flashsale
+
+    # A process is ready to serve when it can open the search index.
+    observability.readiness_checks["search_index"] = search.index_readiness
+    # The metrics show each open flash sale's waiting room.
+    observability.gauge_readers.append(
+        observability.gauge(
+            "mercato_flashsale_queue_length",
+            "Buyers in a flash sale's waiting room, by sale and state (waiting, admitted)",
+            ["sale", "state"],
+            flashsale.queue_lengths,
+        )
+    )

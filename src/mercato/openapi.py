@@ -84,6 +84,7 @@ _HEADERS: dict[int, dict[str, Any]] = {
         }
     },
 }
+_HEADERS[503] = _HEADERS[429]
 _DESCRIPTIONS = {
     400: "Bad request: malformed JSON, or a token or cursor this server did not issue",
     401: "Not signed in, or the token is invalid, expired or revoked",
@@ -94,6 +95,8 @@ _DESCRIPTIONS = {
     413: "The request body is too large",
     422: "Invalid input: ``errors`` names each failing field (no text may hold a NUL character)",
     429: "Too many requests: wait ``Retry-After`` seconds",
+    503: "Unavailable for now (``database_unavailable``: the database cannot be reached): "
+    "wait ``Retry-After`` seconds",
 }
 
 

@@ -15,9 +15,15 @@ from urllib.parse import parse_qsl, quote
 from fastapi import FastAPI, Request, Response, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mercato.db import is_unavailable
 
 log = logging.getLogger("mercato.problems")
 
@@ -101,6 +107,16 @@ class Problem(Exception):
 def not_found(what: str, ident: str | None = None) -> Problem:
     detail = f"{what} {ident!r} was not found" if ident else f"{what} was not found"
     return Problem(404, "not_found", detail, title="Not found")
+
+
+def database_unavailable(retry_after: int = 5) -> Problem:
+    return Problem(
+        503,
+        "database_unavailable",
+        "The shop's database cannot be reached right now; please try again shortly",
+        title="Service unavailable",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def validation_problem(field: str, message: str, code: str = "validation_error") -> Problem:
@@ -327,7 +343,38 @@ def install(app: FastAPI) -> None:
             log.exception("the error page for %s failed", request.url.path)
             return problem_response(problem, request)
 
+    async def on_maybe_unavailable(request: Request, exc: Exception) -> Response:
+        if not is_unavailable(exc):
+            raise exc  # a real bug: the 500 handler logs it
+        runtime = getattr(request.app.state, "runtime", None)
+        retry_after = getattr(getattr(runtime, "settings", None), "db_retry_after_seconds", 5)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        problem = database_unavailable(retry_after)
+        try:
+            return await _respond(problem, request)
+        except Exception:  # the error page needs the database too
+            return problem_response(problem, request)
+
+    async def on_redis_unreachable(request: Request, exc: Exception) -> Response:
+        # A safety net: callers fall back to the database where they can; what reaches here
+        # had no fallback, and is still an outage rather than a bug.
+        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        problem = Problem(
+            503,
+            "redis_unavailable",
+            "A backing service cannot be reached right now; please try again shortly",
+            title="Service unavailable",
+            headers={"Retry-After": "5"},
+        )
+        return await _respond(problem, request)
+
     app.add_middleware(RefuseNul)
+    app.add_exception_handler(RedisConnectionError, on_redis_unreachable)
+    app.add_exception_handler(RedisTimeout, on_redis_unreachable)
+    # Driver and pool errors that mean "the database cannot be reached" answer 503 with
+    # Retry-After; the pool recycles its connections by itself once the server is back.
+    for kind in (DBAPIError, PoolTimeout, OSError, TimeoutError):
+        app.add_exception_handler(kind, on_maybe_unavailable)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

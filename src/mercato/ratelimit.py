@@ -9,6 +9,7 @@ full allowance.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -17,11 +18,13 @@ from typing import Any, Protocol, cast
 
 from fastapi import Request
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from mercato.problems import Problem
 from mercato.runtime import Runtime
 
 Clock = Callable[[], float]
+log = logging.getLogger("mercato.ratelimit")
 
 
 class TokenBucketLimiter(Protocol):
@@ -261,12 +264,61 @@ class RedisTokenBucket:
         return bool(int(allowed)), float(retry)
 
 
+class FallbackTokenBucket:
+    """Redis's shared buckets, and this process's own while Redis cannot be reached: the shop
+    keeps letting people log in and buy, and every limit still holds, per process, during the
+    outage (failing open would lift them; failing closed would stop the shop)."""
+
+    WARN_EVERY_SECONDS = 60.0
+
+    def __init__(self, shared: TokenBucketLimiter, local: TokenBucketLimiter) -> None:
+        self.shared = shared
+        self.local = local
+        self._warned = -math.inf
+
+    def _fell_back(self, exc: RedisError) -> None:
+        now = time.monotonic()
+        if now - self._warned >= self.WARN_EVERY_SECONDS:
+            self._warned = now
+            log.warning("rate limits: Redis unreachable (%s); counting in this process", exc)
+
+    async def take(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        try:
+            return await self.shared.take(key, capacity, refill_per_second, cost)
+        except RedisError as exc:
+            self._fell_back(exc)
+            return await self.local.take(key, capacity, refill_per_second, cost)
+
+    async def refund(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> None:
+        try:
+            await self.shared.refund(key, capacity, refill_per_second, cost)
+        except RedisError as exc:
+            self._fell_back(exc)
+            await self.local.refund(key, capacity, refill_per_second, cost)
+
+    async def peek(
+        self, key: str, capacity: int, refill_per_second: float, cost: float = 1
+    ) -> tuple[bool, float]:
+        try:
+            return await self.shared.peek(key, capacity, refill_per_second, cost)
+        except RedisError as exc:
+            self._fell_back(exc)
+            return await self.local.peek(key, capacity, refill_per_second, cost)
+
+
 def limiter_for(runtime: Runtime) -> TokenBucketLimiter:
-    """The process-wide limiter: Redis when configured, memory otherwise (created once)."""
+    """The process-wide limiter: Redis when configured (this process's memory while Redis is
+    unreachable), memory otherwise (created once)."""
     limiter = runtime.extras.get("ratelimit")
     if limiter is None:
         limiter = (
-            RedisTokenBucket(runtime.redis) if runtime.redis is not None else MemoryTokenBucket()
+            FallbackTokenBucket(RedisTokenBucket(runtime.redis), MemoryTokenBucket())
+            if runtime.redis is not None
+            else MemoryTokenBucket()
         )
         runtime.extras["ratelimit"] = limiter
     return cast(TokenBucketLimiter, limiter)

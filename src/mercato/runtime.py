@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from mercato.db import Database, UnitOfWork
+from mercato.openapi import raises
 from mercato.settings import Settings
 
 
@@ -28,6 +29,8 @@ class Runtime:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             echo=settings.db_echo,
+            connect_timeout=settings.db_connect_timeout,
+            pool_timeout=settings.db_pool_timeout,
         )
         redis = None
         if settings.redis_url:
@@ -37,6 +40,10 @@ class Runtime:
                 settings.redis_url,
                 max_connections=settings.redis_max_connections,
                 timeout=settings.redis_pool_timeout,
+                # An unreachable Redis fails a call quickly; callers fall back to the database
+                # or to this process (see docs/operations.md, "When Redis is down").
+                socket_connect_timeout=settings.redis_socket_timeout,
+                socket_timeout=settings.redis_socket_timeout,
             )
             redis = Redis.from_pool(pool)
         return cls(settings=settings, db=db, redis=redis)
@@ -47,6 +54,7 @@ class Runtime:
         await self.db.dispose()
 
 
+@raises(503)  # database_unavailable: whatever reads the database may meet it down
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime

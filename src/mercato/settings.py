@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     redis_pool_timeout: float = Field(
         default=10.0, gt=0, description="How long a call waits for a free Redis connection (s)"
     )
+    redis_socket_timeout: float = Field(
+        default=2.0, gt=0, description="How long connecting to Redis, or one call, may take (s)"
+    )
     secret_key: str = Field(
         default=INSECURE_DEFAULT_SECRET,
         description="Signs tokens, guest carts and forms; a long random value outside demo mode",
@@ -96,6 +99,27 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_echo: bool = False
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, description="How long opening a PostgreSQL connection may take (s)"
+    )
+    db_pool_timeout: float = Field(
+        default=10.0, gt=0, description="How long a request waits for a free connection (s)"
+    )
+    db_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After of a 503 database_unavailable answer"
+    )
+
+    # observability (docs/operations.md): logs, metrics
+    log_format: Literal["auto", "json", "plain"] = Field(
+        default="auto",
+        description="json, plain, or auto: plain on a terminal, JSON otherwise",
+    )
+    log_level: str = Field(default="INFO", pattern="(?i)^(debug|info|warning|error)$")
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token /metrics requires; without one only loopback, unproxied "
+        "clients may scrape",
+    )
 
     # identity
     token_ttl_seconds: int = 14 * 24 * 3600
@@ -153,6 +177,12 @@ class Settings(BaseSettings):
 
     # payments
     payment_provider: str = Field(default="sandbox", description="sandbox, or a registered name")
+    payment_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long one call to the payment processor may take before it counts as "
+        "timed out (its outcome is then looked up by idempotency key)",
+    )
 
     # fulfilment and returns
     return_window_days: int = 30

@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from mercato.ratelimit import (
+    FallbackTokenBucket,
     MemoryTokenBucket,
     RedisTokenBucket,
     TokenBucketLimiter,
@@ -46,8 +47,12 @@ def limiter(backend: str, runtime: Runtime, clock: FakeClock) -> TokenBucketLimi
 
 def test_limiter_for_picks_redis_when_configured(backend: str, runtime: Runtime) -> None:
     limiter = limiter_for(runtime)
-    expected = RedisTokenBucket if backend == "postgresql" else MemoryTokenBucket
-    assert isinstance(limiter, expected)
+    if backend == "postgresql":
+        # Redis's buckets, and this process's own while Redis cannot be reached.
+        assert isinstance(limiter, FallbackTokenBucket)
+        assert isinstance(limiter.shared, RedisTokenBucket)
+    else:
+        assert isinstance(limiter, MemoryTokenBucket)
     assert limiter_for(runtime) is limiter  # one per process
 
 

@@ -45,7 +45,8 @@ async def _rating_events(db: Database, product_id: str) -> list[dict[str, Any]]:
             )
             .order_by(OutboxEvent.seq)
         )
-        return [dict(r.payload) for r in rows]
+        # Without the request id the stored payload carries (metadata no consumer sees).
+        return [{k: v for k, v in r.payload.items() if k != "_request_id"} for r in rows]
 
 
 async def test_moderation_feedback_and_the_products_figures(

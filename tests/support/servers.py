@@ -65,6 +65,42 @@ def postgres_bindir() -> Path:
     raise RuntimeError("PostgreSQL server binaries not found: install the postgresql package")
 
 
+def _launch_postgres(directory: Path, port: int, run_as: dict[str, Any]) -> subprocess.Popen[bytes]:
+    bindir = postgres_bindir()
+    data = directory / "data"
+    log = open(directory / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(directory),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "log_min_messages=warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        **run_as,
+    )
+    _wait_for_port(port, proc, "postgres")
+    return proc
+
+
 @dataclass
 class PostgresServer:
     port: int
@@ -102,39 +138,21 @@ class PostgresServer:
             **run_as,
         )
         port = free_port()
-        log = open(directory / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
-        proc = subprocess.Popen(
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(directory),
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=400",
-                "-c",
-                "shared_buffers=256MB",
-                "-c",
-                "log_min_messages=warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            **run_as,
-        )
-        _wait_for_port(port, proc, "postgres")
-        server = cls(port=port, directory=directory, proc=proc)
+        server = cls(port=port, directory=directory, proc=_launch_postgres(directory, port, run_as))
         server._wait_ready(bindir)
         return server
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (``resume`` starts it again on the same port)."""
+        _stop(self.proc)
+
+    def resume(self) -> None:
+        run_as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        self.proc = _launch_postgres(self.directory, self.port, run_as)
+        self._wait_ready(postgres_bindir())
 
     def _wait_ready(self, bindir: Path) -> None:
         deadline = time.monotonic() + 60
@@ -159,6 +177,32 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _launch_redis(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_port(port, proc, "redis-server")
+    return proc
+
+
 @dataclass
 class RedisServer:
     port: int
@@ -167,35 +211,20 @@ class RedisServer:
 
     @classmethod
     def start(cls) -> RedisServer:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         directory = Path(tempfile.mkdtemp(prefix="mercato-redis-"))
         port = free_port()
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(port, proc, "redis-server")
+        proc = _launch_redis(directory, port)
         return cls(port=port, proc=proc, directory=directory)
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def pause(self) -> None:
+        """Stop the server (``resume`` starts an empty one again on the same port)."""
+        _stop(self.proc, signal.SIGTERM)
+
+    def resume(self) -> None:
+        self.proc = _launch_redis(self.directory, self.port)
 
     def stop(self) -> None:
         _stop(self.proc, signal.SIGTERM)

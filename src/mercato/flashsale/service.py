@@ -17,10 +17,15 @@ buyer's own read, so that a poll never waits for its own place's lock while hold
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
+
+from sqlalchemy import func, select
 
 from mercato.db import Database, utcnow
 from mercato.flashsale.common import (
+    ENTRIES,
+    SALES,
     EntryInfo,
     SaleInfo,
     SaleVariantInfo,
@@ -190,11 +195,9 @@ __all__ = [
 
 from dataclasses import dataclass  # noqa: E402
 
-from sqlalchemy import select  # noqa: E402
-
 from mercato.catalog import service as catalog  # noqa: E402
 from mercato.db import UnitOfWork  # noqa: E402
-from mercato.flashsale.common import SALE_VARIANTS, SALES, sale_info  # noqa: E402
+from mercato.flashsale.common import SALE_VARIANTS, sale_info  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,3 +296,19 @@ async def list_sales(
 
 
 __all__ += ["SaleItem", "SaleView", "list_sales", "sale_view"]
+
+
+async def queue_lengths(runtime: Runtime) -> Mapping[tuple[str, ...], float]:
+    """Buyers in the waiting room of each sale not ended yet, by ``(sale_id, state)`` (waiting,
+    admitted): the operators' queue-length gauge, read when the metrics are scraped."""
+    query = (
+        select(ENTRIES.c.sale_id, ENTRIES.c.state, func.count())
+        .join(SALES, SALES.c.id == ENTRIES.c.sale_id)
+        .where(SALES.c.status != "ended", ENTRIES.c.state.in_(("waiting", "admitted")))
+        .group_by(ENTRIES.c.sale_id, ENTRIES.c.state)
+    )
+    async with runtime.db.transaction() as uow:
+        return {(sale, state): int(n) for sale, state, n in await uow.execute(query)}
+
+
+__all__ += ["queue_lengths"]

@@ -45,6 +45,7 @@ from mercato.inventory.ledger import (
     write_movements,
 )
 from mercato.inventory.warehouses import check_reservable, get_warehouse
+from mercato.metrics import RESERVATION_FAILURES
 from mercato.problems import Problem, validation_problem
 
 RESERVE_ATTEMPTS = 8
@@ -529,13 +530,16 @@ async def reserve(
             where = only_id if group_warehouse is None else group_warehouse
             planned, short = plan_holds(units, candidates, country, where)
             if short:
-                raise _refusal(short, candidates, country, where)
+                refusal = _refusal(short, candidates, country, where)
+                RESERVATION_FAILURES.labels(refusal.code).inc()
+                raise refusal
             holds += planned
         holds.sort(key=lambda h: (h.variant_id, h.warehouse_id))
         held = await _hold_attempt(uow, owner, holds, candidates, now, expires_at)
         if held is not None:
             return held
     # Lost the race for a row on every fresh plan: the stock is there but contended.
+    RESERVATION_FAILURES.labels("stock_contention").inc()
     raise Problem(
         409,
         "stock_contention",

@@ -61,6 +61,7 @@ from mercato.problems import Problem, not_found, validation_problem
 log = logging.getLogger("mercato.payments")
 
 SEND_ATTEMPTS = 3  # sends per operation, always with the same idempotency key
+DEFAULT_CALL_TIMEOUT = 10.0  # seconds; a provider's ``call_timeout_seconds`` overrides it
 LOOKUP_ATTEMPTS = 2
 BACKOFF_SECONDS = (0.0, 0.05, 0.25)
 MAX_KEY_LENGTH = 200
@@ -243,7 +244,21 @@ def _raise_if_refused(operation: str, outcome: PaymentOutcome) -> None:
 # -- step 2: ask the provider ----------------------------------------------------------------------
 
 
+def call_timeout(provider: PaymentProvider) -> float:
+    """How long one call to ``provider`` may take (``MERCATO_PAYMENT_TIMEOUT_SECONDS``, set on
+    the provider by the registry): past it the call counts as a timeout, whose outcome is
+    unknown and is looked up by key, so a slow processor never holds a checkout for long."""
+    return float(getattr(provider, "call_timeout_seconds", DEFAULT_CALL_TIMEOUT))
+
+
 async def _send(provider: PaymentProvider, op: Op) -> ProviderResult:
+    try:
+        return await asyncio.wait_for(_call(provider, op), call_timeout(provider))
+    except TimeoutError:
+        raise ProviderTimeout(f"{op.operation} got no answer in time") from None
+
+
+async def _call(provider: PaymentProvider, op: Op) -> ProviderResult:
     key = op.provider_key
     if op.operation == "authorize":
         assert op.amount is not None
@@ -264,8 +279,8 @@ async def _lookup(provider: PaymentProvider, key: str) -> ProviderResult | None:
         if attempt:
             await asyncio.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
         try:
-            return await provider.lookup(key)
-        except ProviderError:
+            return await asyncio.wait_for(provider.lookup(key), call_timeout(provider))
+        except (ProviderError, TimeoutError):
             continue
     return None
 

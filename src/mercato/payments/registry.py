@@ -35,5 +35,7 @@ def get_provider(runtime: Runtime) -> PaymentProvider:
         known = ", ".join(provider_names())
         raise RuntimeError(f"unknown payment provider {name!r} (known: {known})")
     provider = factory(runtime)
+    # Every call to it is bounded by this (see operations.call_timeout).
+    provider.call_timeout_seconds = runtime.settings.payment_timeout_seconds  # type: ignore[attr-defined]
     runtime.extras[_EXTRAS_KEY] = provider
     return provider

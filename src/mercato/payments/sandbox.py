@@ -12,11 +12,13 @@ It behaves like the real thing where it matters for correctness:
   a lookup by key (or a resend with the same key) can resolve.
 
 :meth:`SandboxProvider.inject_fault` adds network trouble to any operation (a timeout before or
-after acting, or refusing connections) for tests and staging drills.
+after acting, refusing connections, or hanging before or after acting until the caller's call
+timeout gives up) for tests and staging drills.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,7 +36,8 @@ from mercato.payments.models import SandboxCharge, SandboxOperation
 from mercato.payments.provider import ProviderResult, ProviderTimeout, ProviderUnavailable
 
 Behaviour = Literal["approve", "decline", "insufficient_funds", "processing_error", "timeout"]
-Fault = Literal["timeout_before", "timeout_after", "unavailable"]
+Fault = Literal["timeout_before", "timeout_after", "unavailable", "slow_before", "slow_after"]
+SLOW_SECONDS = 3600.0  # a "slow" call: longer than any call timeout
 
 # Like a real processor's per-charge ceiling (999,999.99 in a two-decimal currency).
 MAX_AMOUNT = 99_999_999
@@ -130,9 +133,11 @@ class SandboxProvider:
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    def _before(self, operation: str) -> Fault | None:
+    async def _before(self, operation: str) -> Fault | None:
         queue = self._faults.get(operation)
         fault = queue.pop(0) if queue else None
+        if fault == "slow_before":
+            await asyncio.sleep(SLOW_SECONDS)  # the caller's timeout ends it
         if fault == "timeout_before":
             raise ProviderTimeout(f"sandbox: {operation} timed out before reaching the processor")
         if fault == "unavailable":
@@ -140,7 +145,9 @@ class SandboxProvider:
         return fault
 
     @staticmethod
-    def _after(operation: str, fault: Fault | None, result: ProviderResult) -> ProviderResult:
+    async def _after(operation: str, fault: Fault | None, result: ProviderResult) -> ProviderResult:
+        if fault == "slow_after":
+            await asyncio.sleep(SLOW_SECONDS)  # acted, then the answer never comes
         if fault == "timeout_after":
             raise ProviderTimeout(f"sandbox: {operation} timed out after the processor acted")
         return result
@@ -150,7 +157,7 @@ class SandboxProvider:
     async def authorize(
         self, *, amount: int, currency: str, token: str, idempotency_key: str
     ) -> ProviderResult:
-        fault = self._before("authorize")
+        fault = await self._before("authorize")
         if not p.is_valid_token(token):
             # Not even recorded: whatever was sent might be a card number.
             return _failed("authorize", None, amount, currency, p.INVALID_TOKEN, "malformed token")
@@ -163,39 +170,39 @@ class SandboxProvider:
         result, fresh = await self._once("authorize", idempotency_key, fingerprint, None, act)
         if fresh and result.ok and card is not None and card.behaviour == "timeout":
             raise ProviderTimeout("sandbox: the charge was made, then the answer was lost")
-        return self._after("authorize", fault, result)
+        return await self._after("authorize", fault, result)
 
     async def capture(self, *, charge_id: str, amount: int, idempotency_key: str) -> ProviderResult:
-        fault = self._before("capture")
+        fault = await self._before("capture")
 
         async def act(uow: UnitOfWork, _attempt: int) -> ProviderResult:
             return await self._capture(uow, charge_id, amount)
 
         fingerprint = f"capture|{charge_id}|{amount}"
         result, _ = await self._once("capture", idempotency_key, fingerprint, charge_id, act)
-        return self._after("capture", fault, result)
+        return await self._after("capture", fault, result)
 
     async def void(self, *, charge_id: str, idempotency_key: str) -> ProviderResult:
-        fault = self._before("void")
+        fault = await self._before("void")
 
         async def act(uow: UnitOfWork, _attempt: int) -> ProviderResult:
             return await self._void(uow, charge_id)
 
         result, _ = await self._once("void", idempotency_key, f"void|{charge_id}", charge_id, act)
-        return self._after("void", fault, result)
+        return await self._after("void", fault, result)
 
     async def refund(self, *, charge_id: str, amount: int, idempotency_key: str) -> ProviderResult:
-        fault = self._before("refund")
+        fault = await self._before("refund")
 
         async def act(uow: UnitOfWork, _attempt: int) -> ProviderResult:
             return await self._refund(uow, charge_id, amount)
 
         fingerprint = f"refund|{charge_id}|{amount}"
         result, _ = await self._once("refund", idempotency_key, fingerprint, charge_id, act)
-        return self._after("refund", fault, result)
+        return await self._after("refund", fault, result)
 
     async def lookup(self, idempotency_key: str) -> ProviderResult | None:
-        self._before("lookup")
+        await self._before("lookup")
         async with self._db.transaction() as uow:
             stored = await uow.scalar(
                 select(_ops.c.result).where(_ops.c.idempotency_key == idempotency_key)

@@ -74,3 +74,11 @@ def unavailable() -> Problem:
         "The search index has not been built yet; run `mercato reindex`.",
         title="Search unavailable",
     )
+
+
+async def index_readiness(runtime: Runtime) -> str | None:
+    """The readiness probe's check: this process can open the search index (None), or why
+    not. A shop whose index was never built answers searches with 503 until it is."""
+    if engine_for(runtime).reader() is None:
+        return "the search index is not built or cannot be opened: run `mercato reindex`"
+    return None

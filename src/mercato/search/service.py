@@ -60,6 +60,7 @@ from mercato.search.replica import (
     SearchSettings,
     consumer_name,
     engine_for,
+    index_readiness,
     search_settings,
     unavailable,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "forget_changed",
     "forget_synonyms",
     "forget_warehouses",
+    "index_readiness",
     "list_products",
     "list_synonyms",
     "load_sources",

@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
+from mercato.logs import bound_request_id
 from mercato.problems import Problem
 from mercato.workflows.definitions import RetryLater, S, Workflow
 from mercato.workflows.engine import (
@@ -198,11 +199,17 @@ def _held(workflow: Workflow[Any], found: RunInfo) -> _Run[Any]:
         attempts=found.attempts,
         memo={},
         resuming=True,
+        request_id=found.request_id,
     )
 
 
 async def _external_steps(runtime: Runtime, run: _Run[Any]) -> bool:
     """Run the run's external steps up to its next transactional one; whether it got there."""
+    with bound_request_id(run.request_id):
+        return await _external_steps_of(runtime, run)
+
+
+async def _external_steps_of(runtime: Runtime, run: _Run[Any]) -> bool:
     steps = run.workflow.steps
     index = run.index
     try:
@@ -276,12 +283,15 @@ async def _group_commit(
 
 
 async def _alone(runtime: Runtime, run: _Run[Any]) -> None:
-    try:
-        await _drive(runtime, run, None)
-    except Problem as problem:
-        log.info("workflow %s run %s: ended with %s", run.workflow.name, run.id, problem.code)
-    except Exception:
-        log.exception("workflow %s run %s: failed; recovery resumes it", run.workflow.name, run.id)
+    with bound_request_id(run.request_id):
+        try:
+            await _drive(runtime, run, None)
+        except Problem as problem:
+            log.info("workflow %s run %s: ended with %s", run.workflow.name, run.id, problem.code)
+        except Exception:
+            log.exception(
+                "workflow %s run %s: failed; recovery resumes it", run.workflow.name, run.id
+            )
 
 
 async def drive_batch(runtime: Runtime, workflow: Workflow[Any], limit: int) -> BatchResult:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic
 
@@ -15,6 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.db import UnitOfWork, utcnow
 from mercato.ids import new_id
+from mercato.logs import REQUEST_ID_KEY, bound_request_id, current_request_id
+from mercato.metrics import WORKFLOW_OUTCOMES
 from mercato.problems import Problem
 from mercato.workflows.definitions import (
     RetryLater,
@@ -81,6 +84,10 @@ class _Run(Generic[S]):
     memo: dict[str, Any]
     resuming: bool
     result: dict[str, Any] | None = None
+    request_id: str | None = field(default_factory=current_request_id)
+    """The request that started the run: kept on its row, bound again when it is resumed."""
+    compensated: bool = False
+    """Some step was undone (a failed end then counts as ``compensated``)."""
 
     def context(self, runtime: Runtime, uow: UnitOfWork | None) -> StepContext:
         return StepContext(
@@ -111,6 +118,21 @@ def _write_statement(columns: tuple[str, ...]) -> Any:
     return statement
 
 
+def _stored(run: _Run[Any], state: dict[str, Any]) -> dict[str, Any]:
+    """The state as the row keeps it: with the request id (stripped again on reading)."""
+    return {**state, REQUEST_ID_KEY: run.request_id} if run.request_id is not None else state
+
+
+def _count_outcome(uow: UnitOfWork, run: _Run[Any], status: str | None) -> None:
+    if status == "completed":
+        outcome = "completed"
+    elif status == "failed":
+        outcome = "compensated" if run.compensated else "failed"
+    else:
+        return
+    uow.after_commit(WORKFLOW_OUTCOMES.labels(run.workflow.name, outcome).inc)
+
+
 async def _write(uow: UnitOfWork, run: _Run[Any], **values: Any) -> None:
     """Move the run on, conditional on the version this runner read (raises :class:`_Moved`)."""
     now = utcnow()
@@ -121,6 +143,9 @@ async def _write(uow: UnitOfWork, run: _Run[Any], **values: Any) -> None:
         dumped = run.state.model_dump(mode="json")
         if dumped != run.dumped:
             values["state"] = dumped
+    state = values.get("state")
+    if state is not None:
+        values["state"] = _stored(run, state)
     columns = tuple(sorted(values))
     done = await uow.changed(
         _write_statement(columns), {**values, "w_id": run.id, "w_version": run.version}
@@ -128,10 +153,11 @@ async def _write(uow: UnitOfWork, run: _Run[Any], **values: Any) -> None:
     if done != 1:
         raise _Moved(run.id)
     run.version += 1
-    if "state" in values:
-        run.dumped = values["state"]
+    if state is not None:
+        run.dumped = state
     if "status" in values:
         run.status = values["status"]
+        _count_outcome(uow, run, values["status"])
 
 
 def _progress_values(run: _Run[Any], next_index: int) -> dict[str, Any]:
@@ -165,7 +191,7 @@ async def _insert(uow: UnitOfWork, run: _Run[Any], values: Mapping[str, Any]) ->
         "key": run.key,
         "status": "running",
         "step": "",
-        "state": run.dumped,
+        "state": _stored(run, run.dumped),
         "fingerprint": None,
         "error": None,
         "result": None,
@@ -176,7 +202,10 @@ async def _insert(uow: UnitOfWork, run: _Run[Any], values: Mapping[str, Any]) ->
         "updated_at": now,
         **values,
     }
-    return await uow.changed(_insert_statement(uow.dialect.name), row) == 1
+    inserted = await uow.changed(_insert_statement(uow.dialect.name), row) == 1
+    if inserted:
+        _count_outcome(uow, run, row["status"])
+    return inserted
 
 
 KeyFunc = Callable[[UnitOfWork], Awaitable[str]]
@@ -450,6 +479,7 @@ async def _compensate(
     :class:`_Moved` when someone else took the run over meanwhile."""
     wf = run.workflow
     todo = [j for j in range(last_done, -1, -1) if wf.steps[j].compensate is not None]
+    run.compensated = run.compensated or bool(todo) or run.status == "compensating"
     error = problem_to_json(problem) if problem is not None else run.error
     if problem is not None:
         log.info("workflow %s run %s: compensating (%s)", wf.name, run.id, problem.code)
@@ -609,7 +639,14 @@ async def _resume(
         attempts=found.attempts,
         memo={},
         resuming=True,
+        request_id=found.request_id,
     )
+    with bound_request_id(found.request_id) if found.request_id else nullcontext():
+        return await _resume_run(runtime, run, found)
+
+
+async def _resume_run(runtime: Runtime, run: _Run[Any], found: RunInfo) -> dict[str, Any] | None:
+    wf, run_id = run.workflow, run.id
     if found.status == "compensating":
         last = run.index if found.step else -1
         try:

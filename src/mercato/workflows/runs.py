@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mercato.db import Base, JSONType, UnitOfWork, UTCDateTime
+from mercato.logs import pop_request_id
 from mercato.problems import Problem
 
 STATUSES = ("running", "waiting", "compensating", "completed", "failed")
@@ -71,16 +72,20 @@ class RunInfo:
     lease_until: datetime
     created_at: datetime
     updated_at: datetime
+    request_id: str | None = None
+    """The request that started the run (kept in the stored state, never in ``state``)."""
 
 
 def _info(row: Any) -> RunInfo:
+    state = dict(row.state)
+    request_id = pop_request_id(state)
     return RunInfo(
         id=row.id,
         workflow=row.workflow,
         key=row.key,
         status=row.status,
         step=row.step,
-        state=dict(row.state),
+        state=state,
         fingerprint=row.fingerprint,
         error=dict(row.error) if row.error is not None else None,
         result=dict(row.result) if row.result is not None else None,
@@ -89,6 +94,7 @@ def _info(row: Any) -> RunInfo:
         lease_until=row.lease_until,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        request_id=request_id,
     )
 
 

@@ -186,7 +186,11 @@ async def take_unit(ctx: StepContext, state: PurchaseState) -> None:
     uow = ctx.uow
     settings = ctx.runtime.settings
     units = await flashsale.take_admitted_unit(
-        uow, settings.secret_key, state.admission_token, state.user_id
+        uow,
+        settings.secret_key,
+        state.admission_token,
+        state.user_id,
+        gate=flashsale.gate_for(ctx.runtime),
     )
     if units.sale_id != state.sale_id:
         raise invalid_admission()

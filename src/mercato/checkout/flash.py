@@ -86,6 +86,9 @@ BATCH = 50
 """Purchases per group commit."""
 LANES = 2
 """Batches one worker runs at once on PostgreSQL (one authorizes while another commits)."""
+AUTHORIZING = 8
+"""Authorizations one batch asks for at once: each takes the payments module's connections,
+so a batch's authorizations never starve the other lane's group commit of the pool."""
 DRAIN_SECONDS = 2.0
 """How long one run of the job drains the queue before letting the worker's other jobs run."""
 PICKUP_SECONDS = 30.0
@@ -518,7 +521,7 @@ async def drain_purchases(runtime: Runtime) -> int:
         nonlocal more
         handled = 0
         while True:
-            result = await workflows.drive_batch(runtime, PURCHASE, BATCH)
+            result = await workflows.drive_batch(runtime, PURCHASE, BATCH, concurrency=AUTHORIZING)
             handled += result.claimed
             if result.claimed < BATCH:
                 return handled

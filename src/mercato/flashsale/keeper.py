@@ -61,7 +61,7 @@ class Keeper:
     fallback_limiter: TokenBucketLimiter = field(default_factory=MemoryTokenBucket)
     _last_pass: dict[str, float] = field(default_factory=dict)
     _sales: dict[str, tuple[float, SaleInfo]] = field(default_factory=dict)
-    _reading: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -100,8 +100,7 @@ class Keeper:
         found = self._sales.get(sale_id)
         if found is not None and self.clock() - found[0] < self.admit_every:
             return found[1]
-        lock = self._reading.setdefault(sale_id, asyncio.Lock())
-        async with lock:
+        async with self.lock(f"read:{sale_id}"):
             found = self._sales.get(sale_id)
             if found is not None and self.clock() - found[0] < self.admit_every:
                 return found[1]
@@ -109,6 +108,10 @@ class Keeper:
                 sale = await get_sale(uow, sale_id)
             self._sales[sale_id] = (self.clock(), sale)
             return sale
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """A lock of this process by name (one reader of a sale, one opener)."""
+        return self._locks.setdefault(name, asyncio.Lock())
 
     def forget_sale(self, sale_id: str) -> None:
         """Read the sale afresh next time (it changed)."""

@@ -114,6 +114,18 @@ async def _answer(
     return describe(keeper, sale, place, now, paused=paused)
 
 
+async def _open(db: Database, keeper: Keeper, sale_id: str, now: datetime) -> SaleInfo:
+    """The first join after the start opens the sale: one request of this process does (by an
+    admission pass), those arriving meanwhile wait for it and read what it did."""
+    async with keeper.lock(f"open:{sale_id}"):
+        sale = await keeper.sale(db, sale_id)
+        if sale.status == "scheduled":
+            await db.run(lambda uow: admit_due(uow, keeper, sale_id, now))
+            keeper.forget_sale(sale_id)
+            sale = await keeper.sale(db, sale_id)
+        return sale
+
+
 async def join(
     db: Database,
     keeper: Keeper,
@@ -131,10 +143,7 @@ async def join(
     await keeper.throttle(customer_id, ip)
     sale = await keeper.sale(db, sale_id)
     if sale.status == "scheduled" and now >= sale.starts_at:
-        # The first join after the start opens the sale.
-        await db.run(lambda uow: admit_due(uow, keeper, sale_id, now))
-        keeper.forget_sale(sale_id)
-        sale = await keeper.sale(db, sale_id)
+        sale = await _open(db, keeper, sale_id, now)
     place, unreachable = await enter(keeper, sale, customer_id, now)
     return await _answer(db, keeper, sale, customer_id, now, place, unreachable)
 

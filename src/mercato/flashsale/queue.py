@@ -524,7 +524,12 @@ def describe(
     )
     if place.state == "purchased":
         return replace(base, state="purchased")
-    if place.state == "expired" or _lapsed(place, now, keeper.grace):
+    over = status == "ended" or sale.sold >= sale.allocation
+    lapsed = _lapsed(place, now, keeper.grace) or place.reason == "lapsed"
+    if over and lapsed:
+        # Nothing left to wait for: a place that lapsed meanwhile would join a sold-out sale.
+        return replace(base, state="sold_out")
+    if place.state == "expired" or lapsed:
         return base
     if place.state in ("admitted", "checking_out"):
         until = _moment(place.until) if place.until is not None else None
@@ -542,7 +547,7 @@ def describe(
                 units=place.units,
             )
         return base
-    if status == "ended" or sale.sold >= sale.allocation:
+    if over:
         return replace(base, state="sold_out")
     # Waiting (or being admitted by a pass right now).
     waiting = replace(

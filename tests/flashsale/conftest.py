@@ -96,7 +96,7 @@ def paced(runtime: Runtime, clock: FakeClock) -> Keeper:
 
 async def join(
     db: Database, keeper: Keeper, sale_id: str, customer: str, now: datetime
-) -> service.EntryInfo:
+) -> service.Place:
     return await db.run(lambda uow: service.join_queue(uow, keeper, sale_id, customer, now))
 
 

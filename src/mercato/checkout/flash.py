@@ -86,6 +86,9 @@ BATCH = 50
 """Purchases per group commit."""
 LANES = 2
 """Batches one worker runs at once on PostgreSQL (one authorizes while another commits)."""
+AUTHORIZING = 8
+"""Authorizations one batch asks for at once: each takes the payments module's connections,
+so a batch's authorizations never starve the other lane's group commit of the pool."""
 DRAIN_SECONDS = 2.0
 """How long one run of the job drains the queue before letting the worker's other jobs run."""
 PICKUP_SECONDS = 30.0
@@ -186,7 +189,11 @@ async def take_unit(ctx: StepContext, state: PurchaseState) -> None:
     uow = ctx.uow
     settings = ctx.runtime.settings
     units = await flashsale.take_admitted_unit(
-        uow, settings.secret_key, state.admission_token, state.user_id
+        uow,
+        settings.secret_key,
+        state.admission_token,
+        state.user_id,
+        gate=flashsale.gate_for(ctx.runtime),
     )
     if units.sale_id != state.sale_id:
         raise invalid_admission()
@@ -514,7 +521,7 @@ async def drain_purchases(runtime: Runtime) -> int:
         nonlocal more
         handled = 0
         while True:
-            result = await workflows.drive_batch(runtime, PURCHASE, BATCH)
+            result = await workflows.drive_batch(runtime, PURCHASE, BATCH, concurrency=AUTHORIZING)
             handled += result.claimed
             if result.claimed < BATCH:
                 return handled

@@ -7,6 +7,7 @@ no per-process admission throttle).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from datetime import timedelta
 
 from redis.exceptions import RedisError
 
+from mercato.db import Database
+from mercato.flashsale.common import SaleInfo, get_sale
 from mercato.flashsale.gate import Gate, gate_for
 from mercato.ratelimit import (
     MemoryTokenBucket,
@@ -57,6 +60,8 @@ class Keeper:
     # Used while Redis, which holds the shared limits, cannot be reached.
     fallback_limiter: TokenBucketLimiter = field(default_factory=MemoryTokenBucket)
     _last_pass: dict[str, float] = field(default_factory=dict)
+    _sales: dict[str, tuple[float, SaleInfo]] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -86,6 +91,31 @@ class Keeper:
             return False
         self._last_pass[sale_id] = now
         return True
+
+    async def sale(self, db: Database, sale_id: str) -> SaleInfo:
+        """The sale as the waiting room's answers need it, read at most every ``admit_every``
+        seconds by this process (one reader at a time), so a poll costs no transaction. 404 for
+        an unknown sale. Its counters may lag by that much: a waiting buyer may hear
+        ``sold_out`` half a second late; admissions and purchases read the sale afresh."""
+        found = self._sales.get(sale_id)
+        if found is not None and self.clock() - found[0] < self.admit_every:
+            return found[1]
+        async with self.lock(f"read:{sale_id}"):
+            found = self._sales.get(sale_id)
+            if found is not None and self.clock() - found[0] < self.admit_every:
+                return found[1]
+            async with db.transaction() as uow:
+                sale = await get_sale(uow, sale_id)
+            self._sales[sale_id] = (self.clock(), sale)
+            return sale
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """A lock of this process by name (one reader of a sale, one opener)."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def forget_sale(self, sale_id: str) -> None:
+        """Read the sale afresh next time (it changed)."""
+        self._sales.pop(sale_id, None)
 
     async def throttle(self, customer_id: str, ip: str) -> None:
         """One request of the customer's and the address's allowance on the sale endpoints, or

@@ -33,8 +33,8 @@ from mercato.flashsale.common import (
     not_in_queue,
     sale_ended,
 )
-from mercato.flashsale.gate import Gate
-from mercato.flashsale.queue import _give_back_quietly
+from mercato.flashsale.gate import Gate, left_state
+from mercato.flashsale.queue import _give_back_quietly, left_of_row, settle_after_commit
 from mercato.flashsale.tokens import invalid_admission, read_token
 from mercato.inventory import service as inventory
 from mercato.problems import Problem, validation_problem
@@ -86,8 +86,11 @@ async def take_admitted_unit(
     token: str,
     customer_id: str,
     now: datetime | None = None,
+    *,
+    gate: Gate | None = None,
 ) -> AdmittedUnits:
-    """Start a purchase with an admission token. 403 ``invalid_admission`` (not this shop's,
+    """Start a purchase with an admission token (``gate``, if given, hears of it after the
+    commit). 403 ``invalid_admission`` (not this shop's,
     altered, or another customer's) or ``admission_expired``; 409 ``not_admitted`` when the
     place no longer holds units under this token; 409 ``sale_ended``. Idempotent: a purchase
     already started with this token is answered again."""
@@ -111,6 +114,11 @@ async def take_admitted_unit(
             .where(ENTRIES.c.id == entry.id, ENTRIES.c.state == "admitted")
             .values(state="checking_out")
         )
+        if gate is not None:
+            raw = left_of_row(
+                "checking_out", entry.position, entry.units, entry.purchased, entry.hold_expires_at
+            )
+            settle_after_commit(uow, gate, sale.id, {customer_id: raw})
     return AdmittedUnits(
         sale_id=sale.id,
         customer_id=customer_id,
@@ -194,6 +202,8 @@ async def mark_purchased(
         .values(sold=SALES.c.sold + bought, held=SALES.c.held - entry.units)
     )
     _give_back_after_commit(uow, gate, sale_id, entry.units - bought)
+    raw = left_state("purchased", entry.position, purchased=bought)
+    settle_after_commit(uow, gate, sale_id, {customer_id: raw})
     return Purchase(sale_id, customer_id, tuple(sorted(wanted.items())), entry.units - bought)
 
 
@@ -212,6 +222,8 @@ async def return_unit(
         .where(ENTRIES.c.id == entry.id)
         .values(state="expired", expired_reason=reason[:16], finished_at=utcnow())
     )
+    raw = left_state("expired", entry.position, reason=reason[:16])
+    settle_after_commit(uow, gate, sale_id, {customer_id: raw})
     if sale.status == "ended":
         return 0  # the end gave every held unit back to regular stock already
     await uow.execute(

@@ -2,12 +2,19 @@
 first come first served after it, places that lapse when their buyer stops polling, and the
 admission pass that lets buyers in, in queue order, at the sale's rate, while units remain.
 
+The line itself lives in the gate (:class:`~mercato.flashsale.gate.Place`; Redis in
+production, memory embedded): joining and polling are one gate call each and no database
+transaction, whatever the crowd. The database records each admission (in the admission pass,
+one transaction per pass for the whole batch) and everything after it: holds, purchases,
+returns. The gate's copy of those states is written after each commit and repaired from the
+database by the reconciliation.
+
 Who "left": a waiting buyer whose last poll (or join) is older than the grace period. Their
 place lapses (``expired``); joining again puts them at the back of the line.
 
 Locking order, to keep PostgreSQL free of deadlocks: the sale's row first, then its entries.
 Every pass that takes units from the gate holds the sale's row, so the gate, synchronised with
-the database under that lock, is exact whenever units are taken.
+the database under that lock, is exact whenever units are taken, and passes take turns.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy import and_, bindparam, insert, or_, select, update
@@ -32,29 +39,13 @@ from mercato.flashsale.common import (
     not_in_queue,
     sale_ended,
 )
-from mercato.flashsale.gate import Gate, GateUnavailable
+from mercato.flashsale.gate import WAITING, Called, Gate, GateUnavailable, Place, left_state
 from mercato.flashsale.keeper import MAX_BATCH, Keeper, pace_rate
 from mercato.flashsale.tokens import make_token
 from mercato.ids import new_id
 
 log = logging.getLogger("mercato.flashsale")
 _shuffle = random.SystemRandom().shuffle
-
-_SET_POSITION = (
-    update(ENTRIES)
-    .where(ENTRIES.c.id == bindparam("b_id"))
-    .values(position=bindparam("b_position"))
-)
-_ADMIT = (
-    update(ENTRIES)
-    .where(ENTRIES.c.id == bindparam("b_id"), ENTRIES.c.state == "waiting")
-    .values(
-        state="admitted",
-        units=bindparam("b_units"),
-        admitted_at=bindparam("b_now"),
-        hold_expires_at=bindparam("b_until"),
-    )
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,132 +83,90 @@ class QueueState:
 # The start: the pre-queue in random order
 
 
-async def _expire_lapsed(
-    uow: UnitOfWork, sale_id: str, now: datetime, grace: timedelta, *, pre_queue: bool = False
-) -> int:
-    """Waiting places whose buyer stopped polling lapse."""
-    stmt = (
-        update(ENTRIES)
-        .where(
-            ENTRIES.c.sale_id == sale_id,
-            ENTRIES.c.state == "waiting",
-            ENTRIES.c.last_seen_at < now - grace,
-        )
-        .values(state="expired", expired_reason="lapsed", finished_at=now)
-    )
-    if pre_queue:
-        stmt = stmt.where(ENTRIES.c.position.is_(None))
-    return await uow.changed(stmt)
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
 
 
-async def start_if_due(
-    uow: UnitOfWork, sale: SaleInfo, now: datetime, grace: timedelta
-) -> SaleInfo:
-    """Open a scheduled sale whose start has come: lapsed pre-queue places expire, and the rest
-    are numbered 1..n in a random order (a uniform shuffle from the system's randomness), so
-    arriving early gains nothing over arriving at the start. Joins queue on the sale's row, so
-    none slips in between. The caller holds the sale's row."""
-    if sale.status != "scheduled" or now < sale.starts_at:
-        return sale
-    await _expire_lapsed(uow, sale.id, now, grace, pre_queue=True)
-    ids = list(
-        (
-            await uow.execute(
-                select(ENTRIES.c.id)
-                .where(
-                    ENTRIES.c.sale_id == sale.id,
-                    ENTRIES.c.state == "waiting",
-                    ENTRIES.c.position.is_(None),
-                )
-                .order_by(ENTRIES.c.id)
-            )
-        ).scalars()
-    )
-    _shuffle(ids)
-    if ids:
+def _moment(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+async def open_line(keeper: Keeper, sale: SaleInfo, now: datetime) -> None:
+    """Open the sale's line in the gate if it is not (the start, or a Redis that lost it):
+    lapsed pre-queue places go, and the rest are numbered after the last place admitted in a
+    random order (a uniform shuffle from the system's randomness), so arriving early gains
+    nothing over arriving at the start. Raises :class:`GateUnavailable`."""
+    gate = keeper.gate
+    if await gate.started(sale.id):
+        return
+    await gate.lapse(sale.id, _ts(now), keeper.grace.total_seconds())
+    order = await gate.pre_queue(sale.id)
+    _shuffle(order)
+    opened = await gate.open_line(sale.id, order, sale.served_through)
+    log.info("flash sale %s: line opened with %d in the pre-queue", sale.id, opened)
+
+
+async def start_if_due(uow: UnitOfWork, keeper: Keeper, sale: SaleInfo, now: datetime) -> SaleInfo:
+    """Open a scheduled sale whose start has come (see :func:`open_line`), and the line of a
+    live one whose gate lost it. The caller holds the sale's row. The gate unreachable: the
+    sale starts all the same, its line opens at a later pass."""
+    if sale.status == "scheduled" and now >= sale.starts_at:
         await uow.execute(
-            _SET_POSITION, [{"b_id": i, "b_position": n} for n, i in enumerate(ids, 1)]
+            update(SALES)
+            .where(SALES.c.id == sale.id, SALES.c.status == "scheduled")
+            .values(status="live")
         )
-    await uow.execute(
-        update(SALES)
-        .where(SALES.c.id == sale.id, SALES.c.status == "scheduled")
-        .values(status="live", next_position=len(ids))
-    )
-    log.info("flash sale %s started with %d in the pre-queue", sale.id, len(ids))
-    return await get_sale(uow, sale.id)
+        sale = await get_sale(uow, sale.id)
+        log.info("flash sale %s started", sale.id)
+    if sale.status == "live" and now < sale.ends_at:
+        try:
+            await open_line(keeper, sale, now)
+        except (GateUnavailable, RedisError) as exc:
+            log.warning("flash sale %s: line not opened, the gate is unreachable: %s", sale.id, exc)
+    return sale
 
 
 # --------------------------------------------------------------------------------------------
 # Joining
 
 
-async def _next_position(uow: UnitOfWork, sale_id: str) -> int:
-    row = (
-        await uow.execute(
-            update(SALES)
-            .where(SALES.c.id == sale_id)
-            .values(next_position=SALES.c.next_position + 1)
-            .returning(SALES.c.next_position)
-        )
-    ).one()
-    return int(row.next_position)
+def unrecorded(customer_id: str, now: datetime) -> Place:
+    """What a buyer is told while the gate cannot be reached: waiting, with no place yet."""
+    ts = _ts(now)
+    return Place(customer_id, WAITING, None, ts, ts, 0)
 
 
 async def join_queue(
     uow: UnitOfWork, keeper: Keeper, sale_id: str, customer_id: str, now: datetime | None = None
-) -> EntryInfo:
-    """The customer's place in the sale's waiting room, taken once: joining again (another
-    tab, another device, a refresh) answers the same place and counts as a poll. Before the
-    start the place is in the pre-queue (numbered at the start); after it, at the back of the
-    line. A place that lapsed or whose hold ran out is taken again at the back; a purchase is
-    final. 409 ``sale_ended`` once the sale is over; 404 for an unknown sale."""
+) -> Place:
+    """The customer's place in the sale's waiting room, taken once, in the gate: joining
+    again (another tab, another device, a refresh) answers the same place and counts as a
+    poll. Before the start the place is in the pre-queue (numbered at the start); after it, at
+    the back of the line. A place that lapsed or whose hold ran out is taken again at the back;
+    a purchase is final. The first join after the start opens the sale. 409 ``sale_ended`` once
+    the sale is over; 404 for an unknown sale. The gate unreachable: an unrecorded place
+    (admissions are paused; the buyer joins again)."""
     now = now or utcnow()
-    sale = await start_if_due(uow, await get_sale(uow, sale_id, lock=True), now, keeper.grace)
+    sale = await get_sale(uow, sale_id)
+    if sale.status == "scheduled" and now >= sale.starts_at:
+        sale = await start_if_due(uow, keeper, await get_sale(uow, sale_id, lock=True), now)
+    place, _ = await enter(keeper, sale, customer_id, now)
+    return place
+
+
+async def enter(
+    keeper: Keeper, sale: SaleInfo, customer_id: str, now: datetime
+) -> tuple[Place, bool]:
+    """:func:`join_queue` once the sale is read: the gate only. The place, and whether the
+    gate was unreachable (the place is then unrecorded)."""
     if sale.status_at(now) == "ended":
-        raise sale_ended(sale_id)
-    entry = await find_entry(uow, sale_id, customer_id)
-    if entry is not None:
-        if entry.state in ("admitted", "checking_out", "purchased"):
-            return entry
-        if entry.state == "waiting" and entry.last_seen_at >= now - keeper.grace:
-            await _touch(uow, entry.id, now)
-            return await _entry(uow, sale_id, customer_id)
-    position = None if sale.status == "scheduled" else await _next_position(uow, sale_id)
-    values = {
-        "state": "waiting",
-        "position": position,
-        "units": 0,
-        "joined_at": now,
-        "last_seen_at": now,
-        "admitted_at": None,
-        "hold_expires_at": None,
-        "finished_at": None,
-        "expired_reason": None,
-    }
-    if entry is None:
-        await uow.execute(
-            insert(ENTRIES).values(
-                id=new_id("fsq"), sale_id=sale_id, customer_id=customer_id, purchased=0, **values
-            )
-        )
-    else:
-        await uow.execute(update(ENTRIES).where(ENTRIES.c.id == entry.id).values(**values))
-    return await _entry(uow, sale_id, customer_id)
-
-
-async def _entry(uow: UnitOfWork, sale_id: str, customer_id: str) -> EntryInfo:
-    entry = await find_entry(uow, sale_id, customer_id)
-    if entry is None:
-        raise not_in_queue(sale_id)
-    return entry
-
-
-async def _touch(uow: UnitOfWork, entry_id: str, now: datetime) -> None:
-    await uow.execute(
-        update(ENTRIES)
-        .where(ENTRIES.c.id == entry_id, ENTRIES.c.state == "waiting")
-        .values(last_seen_at=now)
-    )
+        raise sale_ended(sale.id)
+    try:
+        grace = keeper.grace.total_seconds()
+        return await keeper.gate.enter(sale.id, customer_id, _ts(now), grace), False
+    except (GateUnavailable, RedisError) as exc:
+        log.warning("flash sale %s: a join not recorded, the gate is unreachable: %s", sale.id, exc)
+        return unrecorded(customer_id, now), True
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +207,7 @@ async def expire_holds(uow: UnitOfWork, keeper: Keeper, sale: SaleInfo, now: dat
                 ),
             )
             .values(state="expired", expired_reason="hold_expired", finished_at=now)
-            .returning(ENTRIES.c.units)
+            .returning(ENTRIES.c.units, ENTRIES.c.customer_id, ENTRIES.c.position)
         )
     ).all()
     units = int(sum(r.units for r in rows))
@@ -266,83 +215,110 @@ async def expire_holds(uow: UnitOfWork, keeper: Keeper, sale: SaleInfo, now: dat
         await uow.execute(
             update(SALES).where(SALES.c.id == sale.id).values(held=SALES.c.held - units)
         )
+    settle_after_commit(
+        uow,
+        keeper.gate,
+        sale.id,
+        {r.customer_id: left_state("expired", r.position, reason="hold_expired") for r in rows},
+    )
     return units
 
 
+def settle_after_commit(uow: UnitOfWork, gate: Gate, sale_id: str, states: dict[str, str]) -> None:
+    """Tell the gate what became of these buyers once the database has (quietly: the
+    reconciliation repairs a gate that missed it)."""
+    if not states:
+        return
+
+    async def settle() -> None:
+        try:
+            await gate.settle(sale_id, states)
+        except (GateUnavailable, RedisError) as exc:
+            log.warning("flash sale %s: %d place(s) not updated: %s", sale_id, len(states), exc)
+
+    uow.after_commit(settle)
+
+
 async def _take_pace(keeper: Keeper, sale: SaleInfo, wanted: int) -> int:
-    """How many of ``wanted`` buyers the sale's pace lets in now (one token each)."""
+    """How many of ``wanted`` buyers the sale's pace lets in now (one token each), in at most
+    two calls: all of them, else as many as the bucket holds."""
     rate = pace_rate(sale.admission_rate)
-    granted = 0
-    for _ in range(wanted):
-        allowed, _wait = await keeper.pace.take(
-            f"flashsale:pace:{sale.id}", rate.capacity, rate.refill_per_second
-        )
-        if not allowed:
-            break
-        granted += 1
-    return granted
+    key = f"flashsale:pace:{sale.id}"
+    wanted = min(wanted, rate.capacity)
+    if wanted <= 0:
+        return 0
+    allowed, wait = await keeper.pace.take(key, rate.capacity, rate.refill_per_second, wanted)
+    if allowed:
+        return wanted
+    # Refused: ``wait`` says how far short the bucket is.
+    there = math.floor(wanted - wait * rate.refill_per_second + 1e-9)
+    there = min(wanted - 1, there)
+    if there <= 0:
+        return 0
+    allowed, _ = await keeper.pace.take(key, rate.capacity, rate.refill_per_second, there)
+    return there if allowed else 0
 
 
 async def admit_due(
     uow: UnitOfWork, keeper: Keeper, sale_id: str, now: datetime | None = None
 ) -> PassResult:
-    """One admission pass over the sale: start it if due, return the units of holds that ran
-    out, let lapsed places go, then admit the next buyers in queue order, as many as the pace
-    allows and the gate has units for (each up to the per-customer limit). Holds the sale's
-    row throughout; takes from the gate before the database records the admission, so a crash
-    in between leaves the gate low (repaired at the next pass), never high. Gate unreachable:
-    nobody is admitted (``paused``), nothing fails."""
+    """One admission pass over the sale, in one transaction: start it if due, return the units
+    of holds that ran out, let lapsed places go, then admit the next buyers in queue order, as
+    many as the pace allows and the gate has units for (each up to the per-customer limit).
+    Holds the sale's row throughout (so passes of every process take turns); takes units from
+    the gate and buyers from the line before the database records the admissions (in a few
+    statements for the whole batch), and gives both back if it cannot: a crash in between
+    leaves the gate low and the buyers ``admitting`` (the reconciliation puts them back), never
+    an oversell. Gate unreachable: nobody is admitted (``paused``), nothing fails."""
     now = now or utcnow()
-    sale = await start_if_due(uow, await get_sale(uow, sale_id, lock=True), now, keeper.grace)
+    gate = keeper.gate
+    sale = await start_if_due(uow, keeper, await get_sale(uow, sale_id, lock=True), now)
     if sale.status != "live" or now >= sale.ends_at:
         return PassResult()
     returned = await expire_holds(uow, keeper, sale, now)
-    lapsed = await _expire_lapsed(uow, sale.id, now, keeper.grace)
     if returned:
         sale = await get_sale(uow, sale.id)
-    if sale.remaining <= 0:
-        return PassResult(lapsed=lapsed, returned=returned)
-    candidates = (
-        await uow.execute(
-            select(ENTRIES.c.id, ENTRIES.c.position)
-            .where(
-                ENTRIES.c.sale_id == sale.id,
-                ENTRIES.c.state == "waiting",
-                ENTRIES.c.position.is_not(None),
-            )
-            .order_by(ENTRIES.c.position)
-            .limit(min(MAX_BATCH, sale.remaining))
-        )
-    ).all()
-    if not candidates:
-        return PassResult(lapsed=lapsed, returned=returned)
     try:
-        await sync_gate(keeper.gate, sale)
-        let_in = await _take_pace(keeper, sale, len(candidates))
-        taken = await keeper.gate.take(sale.id, let_in * sale.per_customer_limit) if let_in else 0
+        lapsed = await gate.lapse(sale.id, _ts(now), keeper.grace.total_seconds())
+        if sale.remaining <= 0:
+            return PassResult(lapsed=lapsed, returned=returned)
+        wanted = min(MAX_BATCH, sale.remaining, await gate.waiting(sale.id))
+        if wanted <= 0:
+            return PassResult(lapsed=lapsed, returned=returned)
+        await sync_gate(gate, sale)
+        let_in = await _take_pace(keeper, sale, wanted)
+        taken = await gate.take(sale.id, let_in * sale.per_customer_limit) if let_in else 0
     except (GateUnavailable, RedisError) as exc:
         log.warning("flash sale %s: admissions paused, the gate is unreachable: %s", sale.id, exc)
-        return PassResult(lapsed=lapsed, returned=returned, paused=True)
-    taken = taken or 0
-    admitted: list[tuple[str, int, int]] = []  # (entry id, position, units)
+        return PassResult(returned=returned, paused=True)
     # Never more than the database has: a return given back by another process between the
     # synchronisation and the take would make the gate say too much for a moment. What is
     # taken beyond is not given back: the gate stays low until the next synchronisation.
-    left = min(taken, sale.remaining)
-    for entry_id, position in candidates[:let_in]:
-        if left <= 0:
-            break
-        units = min(sale.per_customer_limit, left)
-        admitted.append((entry_id, position, units))
+    left = min(taken or 0, sale.remaining)
+    limit = sale.per_customer_limit
+    try:
+        called = await gate.call(sale.id, min(let_in, -(-left // limit)))
+    except (GateUnavailable, RedisError) as exc:
+        await _give_back_quietly(gate, sale.id, taken or 0)
+        log.warning("flash sale %s: admissions paused, the gate is unreachable: %s", sale.id, exc)
+        return PassResult(lapsed=lapsed, returned=returned, paused=True)
+    admitted: list[tuple[Called, int]] = []
+    for found in called:
+        units = min(limit, left)
+        admitted.append((found, units))
         left -= units
     if not admitted:
         return PassResult(lapsed=lapsed, returned=returned)
     try:
-        await _record_admissions(uow, keeper, sale, admitted, now)
+        recorded = await _record_admissions(uow, keeper, sale, admitted, now)
     except BaseException:
-        await _give_back_quietly(keeper.gate, sale.id, sum(u for _, _, u in admitted))
+        await _give_back_quietly(gate, sale.id, sum(u for _, u in admitted))
+        try:
+            await gate.requeue(sale.id, called)
+        except (GateUnavailable, RedisError):
+            log.warning("flash sale %s: %d buyer(s) not put back in line", sale.id, len(called))
         raise
-    return PassResult(admitted=len(admitted), lapsed=lapsed, returned=returned)
+    return PassResult(admitted=recorded, lapsed=lapsed, returned=returned)
 
 
 def hold_until(keeper: Keeper, now: datetime) -> datetime:
@@ -354,27 +330,113 @@ async def _record_admissions(
     uow: UnitOfWork,
     keeper: Keeper,
     sale: SaleInfo,
-    admitted: list[tuple[str, int, int]],
+    admitted: list[tuple[Called, int]],
     now: datetime,
-) -> None:
+) -> int:
+    """The admissions in the database, for the whole batch: one read of the buyers' earlier
+    places, one insert of the new ones, one update of those taken again (a place that
+    lapsed, or a hold that ran out), one of the sale's counters. A buyer the database knows
+    as admitted or as having bought (a gate that lost its record of them) is not admitted
+    again: the database is the record. How many were admitted."""
     until = hold_until(keeper, now)
-    total = sum(units for _, _, units in admitted)
-    await uow.execute(
-        _ADMIT,
-        [{"b_id": i, "b_units": u, "b_now": now, "b_until": until} for i, _, u in admitted],
-    )
-    # The database's own guard: never more held and sold than set aside.
-    changed = await uow.changed(
-        update(SALES)
-        .where(SALES.c.id == sale.id, SALES.c.sold + SALES.c.held + total <= SALES.c.allocation)
-        .values(
-            held=SALES.c.held + total,
-            admissions=SALES.c.admissions + len(admitted),
-            served_through=max(sale.served_through, max(p for _, p, _ in admitted)),
+    ids = [c.customer_id for c, _ in admitted]
+    earlier = {
+        r.customer_id: (r.id, r.state, r.position, r.units, r.purchased, r.hold_expires_at)
+        for r in await uow.execute(
+            select(
+                ENTRIES.c.id,
+                ENTRIES.c.customer_id,
+                ENTRIES.c.state,
+                ENTRIES.c.position,
+                ENTRIES.c.units,
+                ENTRIES.c.purchased,
+                ENTRIES.c.hold_expires_at,
+            ).where(ENTRIES.c.sale_id == sale.id, ENTRIES.c.customer_id.in_(ids))
         )
+    }
+    fresh: list[dict[str, object]] = []
+    again: list[dict[str, object]] = []
+    states: dict[str, str] = {}
+    for called, units in admitted:
+        c = called.customer_id
+        values = {
+            "b_position": called.position,
+            "b_units": units,
+            "b_joined": _moment(called.joined_at) if called.joined_at else now,
+            "b_now": now,
+            "b_until": until,
+        }
+        found = earlier.get(c)
+        if found is None:
+            fresh.append({**values, "b_id": new_id("fsq"), "b_sale": sale.id, "b_customer": c})
+        elif found[1] == "expired":
+            again.append({**values, "b_id": found[0]})
+        else:  # the database knows better than the gate
+            _, state, position, held, bought, expiry = found
+            states[c] = left_of_row(state, position, held, bought, expiry)
+            continue
+        states[c] = left_state(
+            "admitted", called.position, units=units, until=int(until.timestamp())
+        )
+    if fresh:
+        await uow.execute(_INSERT_ADMITTED, fresh)
+    if again:
+        await uow.execute(_ADMIT_AGAIN, again)
+    rows = fresh + again
+    if rows:
+        total = sum(int(str(r["b_units"])) for r in rows)
+        served = max(int(str(r["b_position"])) for r in rows)
+        # The database's own guard: never more held and sold than set aside.
+        changed = await uow.changed(
+            update(SALES)
+            .where(SALES.c.id == sale.id, SALES.c.sold + SALES.c.held + total <= SALES.c.allocation)
+            .values(
+                held=SALES.c.held + total,
+                admissions=SALES.c.admissions + len(rows),
+                served_through=max(sale.served_through, served),
+            )
+        )
+        if changed != 1:  # pragma: no cover - the gate was synchronised under the sale's lock
+            raise RuntimeError(f"flash sale {sale.id}: the gate admitted more than remains")
+    settle_after_commit(uow, keeper.gate, sale.id, states)
+    return len(rows)
+
+
+def left_of_row(
+    state: str, position: int | None, units: int, purchased: int, expiry: datetime | None
+) -> str:
+    until = int(expiry.timestamp()) if expiry is not None else None
+    return left_state(state, position, units=units, until=until, purchased=purchased)
+
+
+_INSERT_ADMITTED = insert(ENTRIES).values(
+    id=bindparam("b_id"),
+    sale_id=bindparam("b_sale"),
+    customer_id=bindparam("b_customer"),
+    state="admitted",
+    position=bindparam("b_position"),
+    units=bindparam("b_units"),
+    purchased=0,
+    joined_at=bindparam("b_joined"),
+    last_seen_at=bindparam("b_now"),
+    admitted_at=bindparam("b_now"),
+    hold_expires_at=bindparam("b_until"),
+)
+_ADMIT_AGAIN = (
+    update(ENTRIES)
+    .where(ENTRIES.c.id == bindparam("b_id"), ENTRIES.c.state == "expired")
+    .values(
+        state="admitted",
+        position=bindparam("b_position"),
+        units=bindparam("b_units"),
+        joined_at=bindparam("b_joined"),
+        last_seen_at=bindparam("b_now"),
+        admitted_at=bindparam("b_now"),
+        hold_expires_at=bindparam("b_until"),
+        finished_at=None,
+        expired_reason=None,
     )
-    if changed != 1:  # pragma: no cover - the gate was synchronised under the sale's lock
-        raise RuntimeError(f"flash sale {sale.id}: the gate admitted more than remains")
+)
 
 
 async def _give_back_quietly(gate: Gate, sale_id: str, units: int) -> None:
@@ -390,8 +452,38 @@ async def _give_back_quietly(gate: Gate, sale_id: str, units: int) -> None:
 # What a polling buyer is told
 
 
-def _lapsed(entry: EntryInfo, now: datetime, grace: timedelta) -> bool:
-    return entry.state == "waiting" and entry.last_seen_at < now - grace
+async def find_place(
+    uow: UnitOfWork | None, keeper: Keeper, sale_id: str, customer_id: str, now: datetime
+) -> tuple[Place | None, bool]:
+    """The buyer's place as the gate knows it, marked seen (a few times per grace period at
+    most, not on every poll); and whether the gate was unreachable, in which case the
+    database's record answers (given ``uow``) for a buyer admitted, else an unrecorded place."""
+    grace = keeper.grace.total_seconds()
+    try:
+        return await keeper.gate.place(sale_id, customer_id, _ts(now), grace, grace / 4), False
+    except (GateUnavailable, RedisError):
+        pass
+    entry = await find_entry(uow, sale_id, customer_id) if uow is not None else None
+    if entry is None:
+        return unrecorded(customer_id, now), True
+    return place_of(entry), True
+
+
+def place_of(entry: EntryInfo) -> Place:
+    """The gate's view of a place the database records."""
+    until = int(entry.hold_expires_at.timestamp()) if entry.hold_expires_at else None
+    return Place(
+        customer_id=entry.customer_id,
+        state=entry.state,
+        position=entry.position,
+        joined_at=_ts(entry.joined_at),
+        last_seen=_ts(entry.last_seen_at),
+        served_through=0,
+        units=entry.units,
+        until=until,
+        purchased=entry.purchased,
+        reason=entry.expired_reason,
+    )
 
 
 async def queue_state(
@@ -403,25 +495,22 @@ async def queue_state(
     *,
     paused: bool = False,
 ) -> QueueState:
-    """The buyer's state in the sale's waiting room, and a poll: a waiting buyer's presence is
-    recorded (a few times per grace period at most, not on every poll). 404 ``not_in_queue``
-    without a place, 404 for an unknown sale."""
+    """The buyer's state in the sale's waiting room, and a poll (see :func:`find_place`).
+    404 ``not_in_queue`` without a place, 404 for an unknown sale."""
     now = now or utcnow()
     sale = await get_sale(uow, sale_id)
-    entry = await find_entry(uow, sale_id, customer_id)
-    if entry is None:
+    place, unreachable = await find_place(uow, keeper, sale_id, customer_id, now)
+    if place is None:
         raise not_in_queue(sale_id)
-    if (
-        entry.state == "waiting"
-        and not _lapsed(entry, now, keeper.grace)
-        and now - entry.last_seen_at >= keeper.grace / 4
-    ):
-        await _touch(uow, entry.id, now)
-    return describe(keeper, sale, entry, now, paused=paused)
+    return describe(keeper, sale, place, now, paused=paused or unreachable)
+
+
+def _lapsed(place: Place, now: datetime, grace: timedelta) -> bool:
+    return place.state == WAITING and place.last_seen < _ts(now - grace)
 
 
 def describe(
-    keeper: Keeper, sale: SaleInfo, entry: EntryInfo, now: datetime, *, paused: bool = False
+    keeper: Keeper, sale: SaleInfo, place: Place, now: datetime, *, paused: bool = False
 ) -> QueueState:
     status = sale.status_at(now)
     base = QueueState(
@@ -430,40 +519,46 @@ def describe(
         sale_status=status,
         starts_at=sale.starts_at,
         ends_at=sale.ends_at,
-        position=entry.position,
-        purchased=entry.purchased,
+        position=place.position,
+        purchased=place.purchased,
     )
-    if entry.state == "purchased":
+    if place.state == "purchased":
         return replace(base, state="purchased")
-    if entry.state == "expired" or _lapsed(entry, now, keeper.grace):
+    over = status == "ended" or sale.sold >= sale.allocation
+    lapsed = _lapsed(place, now, keeper.grace) or place.reason == "lapsed"
+    if over and lapsed:
+        # Nothing left to wait for: a place that lapsed meanwhile would join a sold-out sale.
+        return replace(base, state="sold_out")
+    if place.state == "expired" or lapsed:
         return base
-    if entry.state in ("admitted", "checking_out"):
-        until = entry.hold_expires_at
+    if place.state in ("admitted", "checking_out"):
+        until = _moment(place.until) if place.until is not None else None
         if (
             status != "ended"
             and until is not None
-            and (entry.state == "checking_out" or now < until)
+            and (place.state == "checking_out" or now < until)
         ):
-            token = make_token(keeper.secret_key, sale.id, entry.customer_id, until)
+            token = make_token(keeper.secret_key, sale.id, place.customer_id, until)
             return replace(
                 base,
                 state="admitted",
                 admission_token=token,
                 admitted_until=until,
-                units=entry.units,
+                units=place.units,
             )
         return base
-    if status == "ended" or sale.sold >= sale.allocation:
+    if over:
         return replace(base, state="sold_out")
+    # Waiting (or being admitted by a pass right now).
     waiting = replace(
         base,
         state="waiting",
         paused=paused,
         poll_after_seconds=max(1, min(10, math.ceil(keeper.grace.total_seconds() / 6))),
     )
-    if entry.position is None:  # the pre-queue: numbered at the start
+    if place.position is None:  # the pre-queue: numbered at the start
         return waiting
-    ahead = max(0, entry.position - sale.served_through - 1)
+    ahead = max(0, place.position - place.served_through - 1)
     return replace(
         waiting,
         ahead=ahead,

@@ -23,8 +23,8 @@ from mercato.flashsale.common import (
     get_sale,
     hold_owner,
 )
-from mercato.flashsale.gate import Gate, GateUnavailable
-from mercato.flashsale.queue import sync_gate
+from mercato.flashsale.gate import Called, Gate, GateUnavailable, left_state
+from mercato.flashsale.queue import left_of_row, sync_gate
 from mercato.ids import new_id
 from mercato.inventory import service as inventory
 from mercato.problems import Problem, validation_problem
@@ -46,9 +46,9 @@ class NewSale:
 
 @dataclass(frozen=True, slots=True)
 class SaleCounters:
-    """A sale and its live figures: buyers waiting, holding units, who bought and whose place
-    lapsed; units sold, held and remaining; and what the gate says (``None``: unknown or
-    unreachable)."""
+    """A sale and its live figures: buyers waiting (in the gate: 0 while it is unreachable),
+    holding units, who bought and whose place lapsed after an admission; units sold, held and
+    remaining; and what the gate says (``None``: unknown or unreachable)."""
 
     sale: SaleInfo
     queued: int
@@ -178,11 +178,12 @@ async def sale_counters(uow: UnitOfWork, gate: Gate, sale_id: str) -> SaleCounte
     by_state = {state: int(count) for state, count in rows}
     try:
         gate_remaining, reachable = await gate.remaining(sale_id), True
+        queued = await gate.waiting(sale_id)
     except GateUnavailable:
-        gate_remaining, reachable = None, False
+        gate_remaining, reachable, queued = None, False, 0
     return SaleCounters(
         sale=sale,
-        queued=by_state.get("waiting", 0),
+        queued=queued,
         admitted=by_state.get("admitted", 0) + by_state.get("checking_out", 0),
         purchased=by_state.get("purchased", 0),
         expired=by_state.get("expired", 0),
@@ -249,6 +250,7 @@ class Reconciliation:
     database: int
     counters_fixed: bool
     repaired: bool
+    places_repaired: int = 0
 
 
 async def reconcile(uow: UnitOfWork, gate: Gate, sale_id: str) -> Reconciliation:
@@ -292,4 +294,61 @@ async def reconcile(uow: UnitOfWork, gate: Gate, sale_id: str) -> Reconciliation
         log.warning(
             "flash sale %s: the gate said %s, the database %d; repaired", sale_id, before, truth
         )
-    return Reconciliation(sale_id, before, truth, fixed, repaired)
+    places = await _repair_places(uow, gate, sale_id)
+    return Reconciliation(sale_id, before, truth, fixed, repaired, places)
+
+
+_HOLDING = ("admitting", "admitted", "checking_out", "purchased")
+
+
+async def _repair_places(uow: UnitOfWork, gate: Gate, sale_id: str) -> int:
+    """Make the gate's record of the buyers who left the line say what the database says (a
+    write after a commit that never came, a Redis that lost them): a buyer the database knows
+    as admitted, checking out or having bought is that; one the gate thinks holds units and
+    the database does not is not (put back in line if an admission pass died halfway, else
+    expired). The caller holds the sale's row, so no pass is halfway. How many were repaired."""
+    left = await gate.left(sale_id)
+    rows = await uow.execute(
+        select(
+            ENTRIES.c.customer_id,
+            ENTRIES.c.state,
+            ENTRIES.c.position,
+            ENTRIES.c.units,
+            ENTRIES.c.purchased,
+            ENTRIES.c.hold_expires_at,
+            ENTRIES.c.expired_reason,
+        ).where(ENTRIES.c.sale_id == sale_id)
+    )
+    fix: dict[str, str] = {}
+    recorded: set[str] = set()
+    for r in rows:
+        recorded.add(r.customer_id)
+        said = left.get(r.customer_id, "").split("|")[0]
+        if r.state != "expired" and said != r.state:
+            fix[r.customer_id] = left_of_row(
+                r.state, r.position, r.units, r.purchased, r.hold_expires_at
+            )
+        elif r.state == "expired" and said in _HOLDING:
+            fix[r.customer_id] = left_state("expired", r.position, reason=r.expired_reason)
+    back: list[Called] = []
+    for customer_id, raw in left.items():
+        kind, position = raw.split("|")[:2]
+        if customer_id in recorded or kind not in _HOLDING:
+            continue
+        if kind == "admitting" and position:
+            back.append(Called(customer_id, int(position), 0.0))
+        else:
+            fix[customer_id] = left_state(
+                "expired", int(position) if position else None, reason="lost"
+            )
+    if back:
+        await gate.requeue(sale_id, back)
+    if fix:
+        await gate.settle(sale_id, fix)
+    if fix or back:
+        log.warning(
+            "flash sale %s: %d place(s) in the gate repaired from the database",
+            sale_id,
+            len(fix) + len(back),
+        )
+    return len(fix) + len(back)

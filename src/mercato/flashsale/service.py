@@ -9,9 +9,10 @@
 * :mod:`~mercato.flashsale.tokens`: signed admission tokens;
 * :mod:`~mercato.flashsale.keeper`: the gate, pace, windows and limits of one process.
 
-``join`` and ``poll`` take the database rather than a unit of work: a poll runs the sale's
-admission pass (which holds the sale's row) in a short transaction of its own, before the
-buyer's own read, so that a poll never waits for its own place's lock while holding the sale's.
+``join`` and ``poll`` take the database rather than a unit of work: they answer from the gate
+(the waiting room lives there) and open a transaction only for the sale's admission pass (which
+holds the sale's row, at most every ``admit_every`` seconds per process) and for the sale's
+read (as often), never per request.
 """
 
 from __future__ import annotations
@@ -29,10 +30,19 @@ from mercato.flashsale.common import (
     EntryInfo,
     SaleInfo,
     SaleVariantInfo,
+    find_entry,
     get_sale,
     hold_owner,
+    not_in_queue,
 )
-from mercato.flashsale.gate import Gate, GateUnavailable, MemoryGate, RedisGate, gate_for
+from mercato.flashsale.gate import (
+    Gate,
+    GateUnavailable,
+    MemoryGate,
+    Place,
+    RedisGate,
+    gate_for,
+)
 from mercato.flashsale.keeper import Keeper, keeper_for, pace_rate
 from mercato.flashsale.purchase import (
     AdmittedUnits,
@@ -46,8 +56,11 @@ from mercato.flashsale.queue import (
     QueueState,
     admit_due,
     describe,
+    enter,
     expire_holds,
+    find_place,
     join_queue,
+    place_of,
     queue_state,
     start_if_due,
     sync_gate,
@@ -68,12 +81,54 @@ from mercato.runtime import Runtime
 log = logging.getLogger("mercato.flashsale")
 
 
-async def _admission_pass(db: Database, keeper: Keeper, sale_id: str, now: datetime) -> bool:
-    """Run the sale's admission pass if this process has not lately; whether it is paused."""
+async def _admission_pass(
+    db: Database, keeper: Keeper, sale_id: str, now: datetime
+) -> PassResult | None:
+    """Run the sale's admission pass if this process has not lately (``None`` if not)."""
     if not keeper.pass_due(sale_id):
-        return False
-    result = await db.run(lambda uow: admit_due(uow, keeper, sale_id, now))
-    return result.paused
+        return None
+    return await db.run(lambda uow: admit_due(uow, keeper, sale_id, now))
+
+
+async def _answer(
+    db: Database,
+    keeper: Keeper,
+    sale: SaleInfo,
+    customer_id: str,
+    now: datetime,
+    place: Place | None,
+    unreachable: bool,
+) -> QueueState:
+    """Run the admission pass if due, and answer the buyer's state: what the gate says, read
+    again if the pass admitted anyone (the buyer may be among them)."""
+    result = await _admission_pass(db, keeper, sale.id, now)
+    paused = unreachable or (result is not None and result.paused)
+    if result is not None and (result.admitted or result.lapsed):
+        place, again = await find_place(None, keeper, sale.id, customer_id, now)
+        paused = paused or again
+    if result is not None:
+        sale = await keeper.sale(db, sale.id)
+    if place is None:
+        raise not_in_queue(sale.id)
+    if unreachable and place.state == "waiting" and place.position is None:
+        # The gate cannot be reached: the database may know the buyer as admitted.
+        async with db.transaction() as uow:
+            entry = await find_entry(uow, sale.id, customer_id)
+        if entry is not None:
+            place = place_of(entry)
+    return describe(keeper, sale, place, now, paused=paused)
+
+
+async def _open(db: Database, keeper: Keeper, sale_id: str, now: datetime) -> SaleInfo:
+    """The first join after the start opens the sale: one request of this process does (by an
+    admission pass), those arriving meanwhile wait for it and read what it did."""
+    async with keeper.lock(f"open:{sale_id}"):
+        sale = await keeper.sale(db, sale_id)
+        if sale.status == "scheduled":
+            await db.run(lambda uow: admit_due(uow, keeper, sale_id, now))
+            keeper.forget_sale(sale_id)
+            sale = await keeper.sale(db, sale_id)
+        return sale
 
 
 async def join(
@@ -86,13 +141,16 @@ async def join(
     now: datetime | None = None,
 ) -> QueueState:
     """Join the sale's waiting room (idempotent per customer) and answer the state, as a poll
-    would. 429 ``rate_limited`` past the customer's or the address's allowance."""
+    would. One gate call (the place) and no database transaction, but for the admission pass
+    (at most every ``admit_every`` seconds per process) and the sale's read (as often). 409
+    ``sale_ended``; 429 ``rate_limited`` past the customer's or the address's allowance."""
     now = now or utcnow()
     await keeper.throttle(customer_id, ip)
-    await db.run(lambda uow: join_queue(uow, keeper, sale_id, customer_id, now))
-    paused = await _admission_pass(db, keeper, sale_id, now)
-    async with db.transaction() as uow:
-        return await queue_state(uow, keeper, sale_id, customer_id, now, paused=paused)
+    sale = await keeper.sale(db, sale_id)
+    if sale.status == "scheduled" and now >= sale.starts_at:
+        sale = await _open(db, keeper, sale_id, now)
+    place, unreachable = await enter(keeper, sale, customer_id, now)
+    return await _answer(db, keeper, sale, customer_id, now, place, unreachable)
 
 
 async def poll(
@@ -106,14 +164,15 @@ async def poll(
 ) -> QueueState:
     """The buyer's state in the waiting room (``waiting`` with position and estimated wait,
     ``admitted`` with the admission token and its expiry, ``sold_out``, ``expired``,
-    ``purchased``); polling is what keeps a waiting place. Runs the sale's admission pass
-    first (at most every ``admit_every`` seconds per process), so buyers are let in while they
-    poll and a shop whose sales nobody polls does nothing. 404 ``not_in_queue``; 429."""
+    ``purchased``); polling is what keeps a waiting place. One gate call and no database
+    transaction; runs the sale's admission pass first (at most every ``admit_every`` seconds
+    per process), so buyers are let in while they poll and a shop whose sales nobody polls
+    does nothing. 404 ``not_in_queue``; 429."""
     now = now or utcnow()
     await keeper.throttle(customer_id, ip)
-    paused = await _admission_pass(db, keeper, sale_id, now)
-    async with db.transaction() as uow:
-        return await queue_state(uow, keeper, sale_id, customer_id, now, paused=paused)
+    sale = await keeper.sale(db, sale_id)
+    place, unreachable = await find_place(None, keeper, sale_id, customer_id, now)
+    return await _answer(db, keeper, sale, customer_id, now, place, unreachable)
 
 
 async def watch_sales(runtime: Runtime, now: datetime | None = None) -> int:
@@ -154,6 +213,7 @@ __all__ = [
     "MemoryGate",
     "NewSale",
     "PassResult",
+    "Place",
     "Purchase",
     "QueueState",
     "Reconciliation",

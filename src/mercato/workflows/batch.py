@@ -294,13 +294,23 @@ async def _alone(runtime: Runtime, run: _Run[Any]) -> None:
             )
 
 
-async def drive_batch(runtime: Runtime, workflow: Workflow[Any], limit: int) -> BatchResult:
-    """Claim up to ``limit`` queued runs and drive them (see the module's docstring)."""
+async def drive_batch(
+    runtime: Runtime, workflow: Workflow[Any], limit: int, *, concurrency: int | None = None
+) -> BatchResult:
+    """Claim up to ``limit`` queued runs and drive them (see the module's docstring); at most
+    ``concurrency`` runs in their external steps at once (all of them if ``None``): each such
+    step may take connections of its own, which the batch's transaction must not wait for."""
     claimed = await _claim(runtime, workflow, limit)
     if not claimed:
         return BatchResult(0, 0, 0)
     runs = [_held(workflow, found) for found in claimed]
-    ready_flags = await asyncio.gather(*(_external_steps(runtime, r) for r in runs))
+    bound = asyncio.Semaphore(concurrency or len(runs))
+
+    async def external(run: _Run[Any]) -> bool:
+        async with bound:
+            return await _external_steps(runtime, run)
+
+    ready_flags = await asyncio.gather(*(external(r) for r in runs))
     ready = [r for r, ok in zip(runs, ready_flags, strict=True) if ok]
     committed: list[_Run[Any]] = []
     aside: list[_Run[Any]] = []

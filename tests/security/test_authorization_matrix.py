@@ -233,6 +233,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "POST /api/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry": STAFF_ANY,
     # the app
     "GET /api/health": PUBLIC,
+    "GET /api/ready": PUBLIC,
     "GET /api/docs": PUBLIC,
 }
 

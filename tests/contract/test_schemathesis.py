@@ -2,12 +2,17 @@
 
 A small demo shop (the demo's own seeding, indexed) is served by uvicorn on a free port of
 127.0.0.1, and Schemathesis runs every phase (explicit examples, the coverage phase's boundary
-and negative cases, fuzzing, stateful sequences) as each kind of caller: a guest, a customer
-and a staff member, each on a fresh database. Every check must pass: no server error, no status
-code, content type, header or body the document does not describe, invalid input refused, valid
-input accepted (``valid_input_accepted`` in ``hooks.py``), methods the document does not list
-answered 405 with the right ``Allow``, and operations that need a token refusing callers
-without one.
+and negative cases, fuzzing, stateful sequences) as each kind of caller: a guest, a customer, a
+seller (with an offer) and a staff member, each on a fresh database. Every check must pass: no
+server error, no status code, content type, header or body the document does not describe,
+invalid input refused, valid input accepted (``valid_input_accepted`` in ``hooks.py``), methods
+the document does not list answered 405 with the right ``Allow``, and operations that need a
+token refusing callers without one.
+
+Each caller runs on one backend when both are chosen (the guest and the seller on SQLite, the
+customer and staff on PostgreSQL): the document is the API's, not the storage's, and every run
+builds a demo shop and walks every operation, which is the suite's most expensive test; both
+storage paths still see the fuzzing. With one backend chosen, every caller runs on it.
 
 Bounded and repeatable: a few examples per operation, deterministic generation (no seed
 involved, no example database), data made fresh for each run. The logout endpoints are left out
@@ -29,18 +34,29 @@ from pathlib import Path
 import pytest
 import uvicorn
 from rich.console import Console
+from sqlalchemy import select
 
 from mercato.app import create_app
+from mercato.catalog.models import Variant
+from mercato.db import UnitOfWork
 from mercato.demo import run_demo
 from mercato.identity import service as identity
+from mercato.marketplace import service as marketplace
 from mercato.runtime import Runtime
 from mercato.search import service as search
 from mercato.settings import Settings
+from tests.conftest import ALL_BACKENDS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 EXAMPLES_PER_OPERATION = 8
 DEMO_PRODUCTS = 12
+ROLE_BACKEND = {
+    "guest": "sqlite",
+    "seller": "sqlite",
+    "customer": "postgresql",
+    "staff": "postgresql",
+}
 
 
 @dataclass(frozen=True)
@@ -77,13 +93,51 @@ async def _prepare(settings: Settings) -> dict[str, str]:
                     name=f"Contract {role}",
                 )
                 tokens[role] = await identity.issue_token(uow, user.id, 3600)
+            tokens["seller"] = await _seller_token(uow)
     finally:
         await runtime.close()
     return tokens
 
 
+async def _seller_token(uow: UnitOfWork) -> str:
+    """An approved seller with an offer on a demo variant, and its account's token."""
+    user = await identity.create_user(
+        uow,
+        email="contract-seller@example.com",
+        password="contract-password",
+        role="customer",
+        name="Contract seller",
+    )
+    seller = await marketplace.apply(
+        uow,
+        user.id,
+        marketplace.Application(
+            name="Contract seller",
+            legal_name="Contract Seller GmbH",
+            email="contract-seller@example.com",
+            country="DE",
+            ship_to=("DE", "FR"),
+            payout_reference="acct_contract",
+        ),
+    )
+    await marketplace.approve(uow, seller.id)
+    sku = await uow.scalar(select(Variant.sku).order_by(Variant.sku).limit(1))
+    assert sku is not None
+    await marketplace.create_offer(
+        uow, seller.id, sku, marketplace.OfferDraft(price="9.99", quantity=5)
+    )
+    return await identity.issue_token(uow, user.id, 3600)
+
+
 @pytest.fixture
-async def live_shop(settings: Settings) -> AsyncIterator[LiveShop]:
+def one_backend_per_role(role: str, backend: str, request: pytest.FixtureRequest) -> None:
+    chosen = [b for b in request.config.getoption("--backends").split(",") if b]
+    if set(chosen) >= set(ALL_BACKENDS) and ROLE_BACKEND[role] != backend:
+        pytest.skip(f"the {role} run is on {ROLE_BACKEND[role]} when both backends run")
+
+
+@pytest.fixture
+async def live_shop(one_backend_per_role: None, settings: Settings) -> AsyncIterator[LiveShop]:
     tokens = await _prepare(settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -124,7 +178,11 @@ def schemathesis(shop: LiveShop, role: str, workdir: Path) -> subprocess.Complet
     # The logout endpoints would revoke the run's token. The back office is the staff run's:
     # it also checks that requests without a token are refused there (ignored_auth); the
     # identity tests check that customers get 403.
-    excluded = {"guest": "^/api/admin/", "customer": "^/api/(admin/|auth/logout)"}
+    excluded = {
+        "guest": "^/api/admin/",
+        "customer": "^/api/(admin/|auth/logout)",
+        "seller": "^/api/(admin/|auth/logout)",
+    }
     if role != "guest":
         command.append(f"--header=Authorization: Bearer {shop.tokens[role]}")
     command.append(f"--exclude-path-regex={excluded.get(role, '^/api/auth/logout')}")
@@ -138,7 +196,7 @@ def schemathesis(shop: LiveShop, role: str, workdir: Path) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("role", ["guest", "customer", "staff"])
+@pytest.mark.parametrize("role", ["guest", "customer", "seller", "staff"])
 def test_the_api_does_what_its_document_says(
     live_shop: LiveShop, role: str, tmp_path: Path
 ) -> None:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How long a call waits for a free Redis connection (s)"
     )
     redis_socket_timeout: float = Field(
-        default=2.0, gt=0, description="How long connecting to Redis, or one call, may take (s)"
+        default=5.0, gt=0, description="How long connecting to Redis, or one call, may take (s)"
     )
     secret_key: str = Field(
         default=INSECURE_DEFAULT_SECRET,

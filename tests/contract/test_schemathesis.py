@@ -47,6 +47,8 @@ from mercato.search import service as search
 from mercato.settings import Settings
 from tests.conftest import ALL_BACKENDS
 
+pytestmark = pytest.mark.slow  # long: scheduled first (tests/conftest.py)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 EXAMPLES_PER_OPERATION = 8

@@ -25,6 +25,8 @@ from mercato.reviews import service as reviews
 from mercato.runtime import Runtime
 from tests.conftest import TEST_PASSWORD
 
+pytestmark = pytest.mark.slow  # long: scheduled first (tests/conftest.py)
+
 PRODUCTS = 40
 CUSTOMERS = 20
 ORDERS = 70

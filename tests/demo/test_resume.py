@@ -25,6 +25,8 @@ from mercato.runtime import Runtime
 from tests.conftest import TEST_PASSWORD
 from tests.demo.test_history import every_order
 
+pytestmark = pytest.mark.slow  # long: scheduled first (tests/conftest.py)
+
 PRODUCTS = 30
 CUSTOMERS = 12
 ORDERS = 40

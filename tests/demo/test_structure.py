@@ -9,8 +9,12 @@ import random
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
+
 from mercato import demo_history
 from mercato.recommendations import evaluation
+
+pytestmark = pytest.mark.slow  # long: scheduled first (tests/conftest.py)
 
 DEPARTMENTS = 10
 PRODUCTS = 600

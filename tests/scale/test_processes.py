@@ -45,7 +45,7 @@ from tests.checkout.conftest import (
 from tests.support import processes
 from tests.support.processes import PROBE_CONSUMER, PROBE_TYPES, Proc, Span
 
-pytestmark = pytest.mark.processes
+pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
 QUIET_WITHIN = 45.0
 LEASE_SECONDS = "2"

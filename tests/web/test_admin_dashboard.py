@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from playwright.async_api import Browser, expect
 
 from mercato.db import utcnow
@@ -17,6 +18,8 @@ from tests.conftest import TEST_PASSWORD
 from tests.web.admin_helpers import browser_login
 from tests.web.conftest import STAFF_EMAIL, screenshot
 from tests.web.test_csp import Watch, _context
+
+pytestmark = pytest.mark.slow  # long: scheduled first (tests/conftest.py)
 
 
 async def test_the_dashboard_draws_the_history(

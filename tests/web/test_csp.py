@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page, expect
 
 from mercato.catalog import service as catalog
@@ -14,6 +15,8 @@ from mercato.runtime import Runtime
 from tests.web.admin_helpers import browser_login, stocked_variant
 from tests.web.conftest import SHOPPER_EMAIL, STAFF_EMAIL
 from tests.web.shop_helpers import api_order, fill_address, products_in_stock
+
+pytestmark = pytest.mark.slow  # long: scheduled first (tests/conftest.py)
 
 # Chromium reports a violation on the console and as a DOM event; the init script (run by the
 # browser's automation, outside the page's policy) turns each event into a console line too.

@@ -6,6 +6,7 @@ Run from the repository root::
 
     python -m bench.mixed                          # steps 5, 10, 20, 40, 80, 160; 20 s each
     python -m bench.mixed --steps 5,10 --seconds 10
+    python -m bench.mixed --think 2 --steps 20,40,80,160,320   # shoppers who read pages
 
 It starts a private PostgreSQL and Redis (the test suite's servers: fsync off) on 127.0.0.1,
 migrates, seeds a demo catalog (``--products``) with stock, the shipping/tax setup and one
@@ -14,8 +15,10 @@ customer (with a bearer token) per shopper, builds the search index, and starts
 journey, as a browser would ask for it: the home page, a search page, a category page, a
 product page (HTML), then adds that product to their cart (``POST /api/cart/items``) and one
 journey in ``--checkout-every`` ends with ``POST /api/checkout``. Every request's latency
-counts. A step runs ``--seconds`` with that many shoppers at once (no think time: each shopper
-is a busy client, so real shoppers served are many more); the run stops after the first step
+counts. A step runs ``--seconds`` with that many shoppers at once; by default there is no think
+time (each shopper is a busy client, so real shoppers served are many more), ``--think S``
+makes each shopper pause between 0.5 S and 1.5 S seconds after every request, as a person
+reading the page would; the run stops after the first step
 whose p99 passes ``--target-ms`` (or after the last step). Per step: requests/s, p50/p95/p99,
 errors, and the page cache's hit ratio (summed over the API processes' counts in Redis).
 """
@@ -160,7 +163,13 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 
 
 async def shopper(
-    client: httpx.AsyncClient, step: Step, shop: Shop, n: int, deadline: float, every: int
+    client: httpx.AsyncClient,
+    step: Step,
+    shop: Shop,
+    n: int,
+    deadline: float,
+    every: int,
+    think: float = 0.0,
 ) -> None:
     rng = random.Random(n * 7919 + step.shoppers)
     headers = {"Authorization": f"Bearer {shop.tokens[n]}"}
@@ -176,8 +185,12 @@ async def shopper(
         step.record(kind, time.perf_counter() - started)
         if r.status_code >= 400:
             step.errors[f"{kind} {r.status_code}"] += 1
+        if think > 0:
+            await asyncio.sleep(min(think * rng.uniform(0.5, 1.5), deadline - time.perf_counter()))
         return r
 
+    if think > 0:  # people arrive over a think time, not all in the same millisecond
+        await asyncio.sleep(rng.uniform(0, think))
     while time.perf_counter() < deadline:
         journeys += 1
         product, variant = shop.products[rng.randrange(len(shop.products))]
@@ -226,7 +239,7 @@ async def run_step(base: str, shop: Shop, shoppers: int, args: argparse.Namespac
         deadline = started + args.seconds
         await asyncio.gather(
             *(
-                shopper(client, step, shop, n, deadline, args.checkout_every)
+                shopper(client, step, shop, n, deadline, args.checkout_every, args.think)
                 for n in range(shoppers)
             )
         )
@@ -325,7 +338,8 @@ async def main_async(args: argparse.Namespace) -> list[Step]:
     served = [s.shoppers for s in steps if s.pct(0.99) <= args.target_ms]
     console.print(
         f"shoppers served at p99 < {args.target_ms:g} ms: {max(served) if served else 0} "
-        f"(busy clients, no think time; cache TTL {args.cache_ttl}s)"
+        f"({f'think time {args.think:g} s' if args.think else 'busy clients, no think time'}; "
+        f"cache TTL {args.cache_ttl}s)"
     )
     console.print(
         f"{info['cpu']}, {info['cores']} cores, {info['ram']}, Python {info['python']}; load "
@@ -342,6 +356,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--steps", type=_steps, default=[5, 10, 20, 40, 80, 160])
     p.add_argument("--seconds", type=float, default=20.0, help="length of each step")
+    p.add_argument(
+        "--think", type=float, default=0.0, help="mean pause after each request (s); 0: busy"
+    )
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of light load first")
     p.add_argument("--target-ms", type=float, default=200.0, help="the p99 to stay under")
     p.add_argument("--products", type=int, default=2000)

@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,25 +42,15 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from bench.checkout import BODY
 from bench.common import CURRENCY, ROOT, machine, seed_hot_and_spread
+from bench.flashsale import start
 
 console = Console(soft_wrap=True)
 SECRET_KEY = secrets.token_urlsafe(32)
 SERVER_LOG = ROOT / "bench" / "results" / "mixed-server.log"
 WORKER_LOG = ROOT / "bench" / "results" / "mixed-worker.log"
 HTML = {"accept": "text/html"}
-BODY: dict[str, Any] = {
-    "shipping_address": {
-        "name": "Bench Shopper",
-        "line1": "Benchstrasse 1",
-        "city": "Berlin",
-        "postal_code": "10115",
-        "country": "DE",
-    },
-    "shipping_method": "standard",
-    "payment_token": "tok_visa",
-    "promo_code": None,
-}
 
 
 @dataclass
@@ -148,18 +137,6 @@ async def build_index(url: str, data_dir: Path) -> None:
         await search.reindex(runtime)
     finally:
         await runtime.close()
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mercato.cli", *command],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 async def shopper(

@@ -272,7 +272,7 @@ async def main_async(args: argparse.Namespace) -> list[Step]:
             db = Database(url, pool_size=4, max_overflow=4)
             try:
                 started = time.perf_counter()
-                shop = await seed(db, args.products, args.variants, max(args.steps))
+                shop = await seed(db, args.products, args.variants, max(*args.steps, 2))
             finally:
                 await db.dispose()
             await build_index(url, Path(data_dir))

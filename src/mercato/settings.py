@@ -123,6 +123,14 @@ class Settings(BaseSettings):
 
     # identity
     token_ttl_seconds: int = 14 * 24 * 3600
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long a process remembers a good token for the endpoints that check it "
+        "in a transaction of their own; another process may honour a revoked token that long "
+        "(0: off)",
+    )
     cookie_secure: bool = False
     # Failed logins only (a success spends nothing): per client IP, per account from one IP,
     # and per account from anywhere; once the last is spent only addresses that have not failed

@@ -263,11 +263,12 @@ async def optional_user(
 async def workflow_user(runtime: RuntimeDep, credential: PresentedCredential) -> UserInfo:
     """The signed-in caller, checked in a short transaction of its own, for endpoints that
     start a workflow: those run their steps in transactions of their own and must not sit
-    inside a request-long one (on SQLite it would hold the write lock the steps wait for)."""
+    inside a request-long one (on SQLite it would hold the write lock the steps wait for).
+    A token this process checked lately is not checked again for ``auth_cache_seconds`` (see
+    ``service.SignInCache``): a crowd polling a flash sale would otherwise queue for the pool."""
     if credential is None:
         raise unauthorized("missing", None)
-    async with runtime.db.transaction() as uow:
-        check = await service.check_token(uow, credential.token)
+    check = await service.sign_in_cache_for(runtime).check(runtime.db, credential.token)
     if check.user is None:
         raise unauthorized(check.status, credential, secure_cookie=runtime.settings.cookie_secure)
     return check.user

@@ -27,10 +27,13 @@ import enum
 import hashlib
 import re
 import secrets
+import time
 import unicodedata
+import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio.to_thread
 from argon2 import PasswordHasher
@@ -40,7 +43,7 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mercato import events
-from mercato.db import UnitOfWork, utcnow
+from mercato.db import Database, UnitOfWork, utcnow
 from mercato.identity import account_tokens, addresses, destinations, login_limits
 from mercato.identity.account_tokens import RESET_PASSWORD, VERIFY_EMAIL, AccountTokenInfo
 from mercato.identity.login_limits import LoginRates
@@ -48,6 +51,7 @@ from mercato.identity.models import ROLES, Token, User
 from mercato.ids import new_id
 from mercato.problems import Problem, validation_problem
 from mercato.ratelimit import Rate, TokenBucketLimiter, client_ip, throttle
+from mercato.runtime import Runtime
 from mercato.settings import Settings
 
 # A customer's address book (see addresses.py).
@@ -300,6 +304,7 @@ async def set_role(uow: UnitOfWork, user_id: str, role: str) -> UserInfo | None:
         return None
     user.role = role
     await uow.flush()
+    forget_sign_ins(uow, user_id=user_id)
     return _info(user)
 
 
@@ -378,6 +383,7 @@ async def change_password(
     others = update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
     if keep_token:
         others = others.where(Token.token_hash != hash_token(keep_token))
+    forget_sign_ins(uow, user_id=user_id)
     return await uow.changed(others.values(revoked_at=utcnow()))
 
 
@@ -514,6 +520,7 @@ async def verify_email(
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
         await uow.flush()
+        forget_sign_ins(uow, user_id=user.id)
         await events.publish(
             uow, "UserEmailVerified", user.id, {"user_id": user.id, "email": user.email}
         )
@@ -682,6 +689,11 @@ async def check_token(uow: UnitOfWork, token: str) -> TokenCheck:
     if not token or len(token) > TOKEN_MAX_LENGTH:
         return TokenCheck(TokenStatus.INVALID)
     row = (await uow.execute(_TOKEN_CHECK, {"token_hash": hash_token(token)})).first()
+    return _checked(row)
+
+
+def _checked(row: Any) -> TokenCheck:
+    """The answer to a row of ``_TOKEN_CHECK`` (None: no such token)."""
     if row is None:
         return TokenCheck(TokenStatus.INVALID)
     if row.revoked_at is not None:
@@ -698,6 +710,7 @@ async def authenticate_token(uow: UnitOfWork, token: str) -> UserInfo | None:
 
 async def revoke_token(uow: UnitOfWork, token: str) -> bool:
     """Revoke one token; False when it was unknown or already revoked."""
+    forget_sign_ins(uow, token_hash=hash_token(token))
     revoked = await uow.changed(
         update(Token)
         .where(Token.token_hash == hash_token(token), Token.revoked_at.is_(None))
@@ -708,6 +721,7 @@ async def revoke_token(uow: UnitOfWork, token: str) -> bool:
 
 async def revoke_user_tokens(uow: UnitOfWork, user_id: str) -> int:
     """Sign a user out everywhere; returns how many live tokens were revoked."""
+    forget_sign_ins(uow, user_id=user_id)
     return await uow.changed(
         update(Token)
         .where(Token.user_id == user_id, Token.revoked_at.is_(None))
@@ -720,3 +734,92 @@ async def purge_tokens(uow: UnitOfWork, older_than: timedelta) -> int:
     (they can never be used)."""
     sessions = await uow.changed(delete(Token).where(Token.expires_at < utcnow() - older_than))
     return sessions + await account_tokens.purge(uow, older_than)
+
+
+# --- the sign-in check, remembered for a moment ------------------------------------------------
+#
+# Every signed-in request checks its token. Endpoints that hold no request transaction (the
+# waiting room of a flash sale, the checkouts: ``deps.workflow_user``) pay a transaction of their
+# own for it, a connection of the pool for three round trips; in a crowd of buyers polling, those
+# checks were most of what the requests waited for. A process therefore remembers a good token
+# for ``auth_cache_seconds`` (never past its expiry). What changes a sign-in forgets it in this
+# process at once: a logout or any revocation, a password change or reset, a role change, an
+# address verified. Another process learns of it when its entry runs out: a revoked token or a
+# removed role may be honoured there for at most ``auth_cache_seconds`` (0 turns the cache off).
+
+
+@dataclass(eq=False)
+class SignInCache:
+    """Good tokens of this process, by digest, for ``seconds`` at most (see above).
+
+    An invalidation bumps ``epoch``: a check that read the database before it does not store
+    its answer, so a reader racing a revocation never brings the revoked token back."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    max_entries: int = 50_000
+    epoch: int = 0
+    _entries: dict[str, tuple[float, UserInfo]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _SIGN_IN_CACHES.add(self)
+
+    async def check(self, db: Database, token: str) -> TokenCheck:
+        """:func:`check_token`, from memory when this process checked the token lately, else
+        in a short transaction of its own."""
+        if self.seconds <= 0 or not token or len(token) > TOKEN_MAX_LENGTH:
+            async with db.transaction() as uow:
+                return await check_token(uow, token)
+        digest = hash_token(token)
+        found = self._entries.get(digest)
+        if found is not None:
+            if self.clock() < found[0]:
+                return TokenCheck(TokenStatus.VALID, found[1])
+            del self._entries[digest]
+        epoch = self.epoch
+        async with db.transaction() as uow:
+            row = (await uow.execute(_TOKEN_CHECK, {"token_hash": digest})).first()
+        check = _checked(row)
+        if check.user is not None and row is not None and epoch == self.epoch:
+            left = (row.expires_at - utcnow()).total_seconds()
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # a flood of distinct tokens: start again
+            self._entries[digest] = (self.clock() + min(self.seconds, left), check.user)
+        return check
+
+    def forget(self, *, user_id: str | None = None, token_hash: str | None = None) -> None:
+        """Forget a token (by digest), every token of a user, or (neither given) everything."""
+        self.epoch += 1
+        if user_id is None and token_hash is None:
+            self._entries.clear()
+            return
+        for digest, (_, user) in list(self._entries.items()):
+            if digest == token_hash or user.id == user_id:
+                del self._entries[digest]
+
+
+_SIGN_IN_CACHES: weakref.WeakSet[SignInCache] = weakref.WeakSet()
+
+
+def forget_sign_ins(
+    uow: UnitOfWork, *, user_id: str | None = None, token_hash: str | None = None
+) -> None:
+    """Make this process's sign-in caches forget a token or a user's tokens now and again once
+    ``uow`` commits (a check that read the row before the commit must not be kept either)."""
+
+    def forget() -> None:
+        for cache in list(_SIGN_IN_CACHES):
+            cache.forget(user_id=user_id, token_hash=token_hash)
+
+    forget()
+    uow.after_commit(forget)
+
+
+def sign_in_cache_for(runtime: Runtime) -> SignInCache:
+    """The process's sign-in cache (built once per runtime from ``auth_cache_seconds``)."""
+    cache = runtime.extras.get("identity.sign_ins")
+    if cache is None:
+        cache = SignInCache(runtime.settings.auth_cache_seconds)
+        runtime.extras["identity.sign_ins"] = cache
+    assert isinstance(cache, SignInCache)
+    return cache

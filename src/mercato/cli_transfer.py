@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -203,6 +203,30 @@ def _output(target: str) -> Iterator[TextIO]:
         yield out
 
 
+PageReader = Callable[
+    [UnitOfWork, str | None], Awaitable[tuple[Sequence[dict[str, Any]], str | None]]
+]
+
+
+async def _write_pages(
+    runtime: Runtime, target: str, columns: Sequence[str], page: PageReader
+) -> int:
+    """Write the CSV header, then every page ``page(uow, after)`` answers, each read in a short
+    transaction of its own, until it says there is no next one; the rows written."""
+    written = 0
+    with _output(target) as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        after: str | None = None
+        while True:
+            async with runtime.db.transaction() as uow:
+                rows, after = await page(uow, after)
+            writer.writerows(rows)
+            written += len(rows)
+            if after is None:
+                return written
+
+
 TargetArgument = Annotated[str, typer.Argument(help="CSV file to write, or - for standard output")]
 
 
@@ -218,20 +242,14 @@ def export_products(
     async def work(runtime: Runtime) -> int:
         async with runtime.db.transaction() as uow:
             stock = await inventory.warehouse_stock(uow, warehouse)
-        written = 0
-        with _output(target) as out:
-            writer = csv.DictWriter(out, fieldnames=catalog.SHOPIFY_COLUMNS)
-            writer.writeheader()
-            after: str | None = None
-            while True:
-                async with runtime.db.transaction() as uow:
-                    rows, after = await catalog.shopify_export_rows(
-                        uow, after=after, limit=EXPORT_BATCH, stock=stock
-                    )
-                writer.writerows(rows)
-                written += len(rows)
-                if after is None:
-                    return written
+        return await _write_pages(
+            runtime,
+            target,
+            catalog.SHOPIFY_COLUMNS,
+            lambda uow, after: catalog.shopify_export_rows(
+                uow, after=after, limit=EXPORT_BATCH, stock=stock
+            ),
+        )
 
     written = run_migrated(database, work)
     err_console.print(f"[green]Wrote {written} product rows[/green]")
@@ -243,20 +261,12 @@ def export_orders(target: TargetArgument = "-", database: DatabaseOption = None)
     docs/operations.md)."""
 
     async def work(runtime: Runtime) -> int:
-        written = 0
-        with _output(target) as out:
-            writer = csv.DictWriter(out, fieldnames=orders.EXPORT_COLUMNS)
-            writer.writeheader()
-            after: str | None = None
-            while True:
-                async with runtime.db.transaction() as uow:
-                    rows, after = await orders.export_order_rows(
-                        uow, after=after, limit=EXPORT_BATCH
-                    )
-                writer.writerows(rows)
-                written += len(rows)
-                if after is None:
-                    return written
+        return await _write_pages(
+            runtime,
+            target,
+            orders.EXPORT_COLUMNS,
+            lambda uow, after: orders.export_order_rows(uow, after=after, limit=EXPORT_BATCH),
+        )
 
     written = run_migrated(database, work)
     err_console.print(f"[green]Wrote {written} order lines[/green]")

@@ -25,6 +25,7 @@ from mercato.fulfilment.schemas import (
     SellerOrderPageOut,
     SellerShipmentIn,
     ShipmentIn,
+    ShipmentLineIn,
     ShipmentOut,
     StaffShipmentListOut,
     StaffShipmentOut,
@@ -51,6 +52,11 @@ SellerOrStaff = Annotated[UserInfo, Depends(require_role("seller", "staff"))]
 
 
 # -- customers -------------------------------------------------------------------------------------
+
+
+def _picked(lines: list[ShipmentLineIn] | None) -> tuple[tuple[str, int], ...] | None:
+    """A shipment body's lines as (order line, quantity); ``None``: every unit left."""
+    return None if lines is None else tuple((ln.order_line_id, ln.quantity) for ln in lines)
 
 
 @router.get("/api/orders/{order_id}/tracking", response_model=TrackingOut)
@@ -108,11 +114,7 @@ async def ship_part(
         carrier=body.carrier,
         service=body.service,
         tracking_number=body.tracking_number,
-        lines=(
-            tuple((line.order_line_id, line.quantity) for line in body.lines)
-            if body.lines is not None
-            else None
-        ),
+        lines=_picked(body.lines),
         shipment_id=body.shipment_id,
     )
     shipment = await service.ship_part(runtime, order_part_id, request, user=user)
@@ -197,11 +199,7 @@ async def create_shipment(
         carrier=body.carrier,
         service=body.service,
         tracking_number=body.tracking_number,
-        lines=(
-            tuple((line.order_line_id, line.quantity) for line in body.lines)
-            if body.lines is not None
-            else None
-        ),
+        lines=_picked(body.lines),
         fulfilment_id=body.fulfilment_id,
         shipment_id=body.shipment_id,
     )

@@ -47,7 +47,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import CURRENCY, ROOT, machine, seed_hot_and_spread
+from bench.common import CURRENCY, ROOT, machine, migrated_database, seed_hot_and_spread
 
 SHOPPERS = (16, 64)
 SPREAD_VARIANTS = 5_000
@@ -554,11 +554,9 @@ def report_profile(root: Any, count: int) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy import text
     from tests.support.servers import PostgresServer, RedisServer, free_port
 
-    from mercato import migrate
     from mercato.db import Database
 
     shoppers = [int(s) for s in args.shoppers.split(",") if s.strip()]
@@ -567,11 +565,7 @@ async def main_async(args: argparse.Namespace) -> None:
     redis = RedisServer.start()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        admin = await asyncpg.connect(pg.dsn())
-        await admin.execute("CREATE DATABASE bench")
-        await admin.close()
-        url = pg.url("bench")
-        await asyncio.to_thread(migrate.upgrade, url)
+        url = await migrated_database(pg)
         db = Database(url, pool_size=4, max_overflow=4)
         try:
             started = time.perf_counter()

@@ -66,3 +66,22 @@ async def seed_hot_and_spread(
     stock = [(hot, warehouse.id, hot_stock)] + [(v, warehouse.id, spread_stock) for v in spread]
     await receive_bulk(db, stock, reference="bench")
     return hot, spread
+
+
+async def migrated_database(server: Any, name: str = "bench") -> str:
+    """A new database ``name`` on the benchmark's private PostgreSQL, migrated to the head;
+    its SQLAlchemy URL."""
+    import asyncio
+
+    import asyncpg
+
+    from mercato import migrate
+
+    admin = await asyncpg.connect(server.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url: str = server.url(name)
+    await asyncio.to_thread(migrate.upgrade, url)
+    return url

@@ -43,7 +43,7 @@ import httpx
 from rich.console import Console
 
 from bench.checkout import BODY, SECRET_KEY, SERVER_LOG, stop_server, tree_cpu, wait_until_up
-from bench.common import CURRENCY, ROOT, machine, seed_hot_and_spread
+from bench.common import CURRENCY, ROOT, machine, migrated_database, seed_hot_and_spread
 
 console = Console()
 WORKER_LOG = ROOT / "bench" / "results" / "flashsale-worker.log"
@@ -398,10 +398,8 @@ def line(phase: Phase, units: int) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    import asyncpg  # type: ignore[import-untyped]
     from tests.support.servers import PostgresServer, RedisServer, free_port
 
-    from mercato import migrate
     from mercato.db import Database
 
     load_before = os.getloadavg()[0]
@@ -409,11 +407,7 @@ async def main_async(args: argparse.Namespace) -> None:
     redis = RedisServer.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        admin = await asyncpg.connect(pg.dsn())
-        await admin.execute("CREATE DATABASE bench")
-        await admin.close()
-        url = pg.url("bench")
-        await asyncio.to_thread(migrate.upgrade, url)
+        url = await migrated_database(pg)
         db = Database(url, pool_size=4, max_overflow=4)
         try:
             started = time.perf_counter()

@@ -43,7 +43,7 @@ import httpx
 from rich.console import Console
 
 from bench.checkout import BODY
-from bench.common import CURRENCY, ROOT, machine, seed_hot_and_spread
+from bench.common import CURRENCY, ROOT, machine, migrated_database, seed_hot_and_spread
 from bench.flashsale import start
 
 console = Console(soft_wrap=True)
@@ -249,11 +249,9 @@ def line(step: Step) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[Step]:
-    import asyncpg  # type: ignore[import-untyped]
     from tests.support.servers import PostgresServer, RedisServer, free_port
 
     from bench.checkout import stop_server, wait_until_up
-    from mercato import migrate
     from mercato.db import Database
 
     load_before = os.getloadavg()[0]
@@ -264,11 +262,7 @@ async def main_async(args: argparse.Namespace) -> list[Step]:
     steps: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="mercato-mixed-") as data_dir:
         try:
-            admin = await asyncpg.connect(pg.dsn())
-            await admin.execute("CREATE DATABASE bench")
-            await admin.close()
-            url = pg.url("bench")
-            await asyncio.to_thread(migrate.upgrade, url)
+            url = await migrated_database(pg)
             db = Database(url, pool_size=4, max_overflow=4)
             try:
                 started = time.perf_counter()

@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, machine, seed_hot_and_spread
+from bench.common import ROOT, machine, migrated_database, seed_hot_and_spread
 
 WORKERS = (1, 16, 64)
 SPREAD_VARIANTS = 10_000
@@ -117,21 +117,15 @@ async def give_back(db: Any) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy import text
     from tests.support.servers import PostgresServer
 
-    from mercato import migrate
     from mercato.db import Database
     from mercato.inventory import service as inventory
 
     server = PostgresServer.start()
     try:
-        admin = await asyncpg.connect(server.dsn())
-        await admin.execute("CREATE DATABASE bench")
-        await admin.close()
-        url = server.url("bench")
-        await asyncio.to_thread(migrate.upgrade, url)
+        url = await migrated_database(server)
         db = Database(url, pool_size=max(WORKERS) + 4, max_overflow=8)
         try:
             started = time.perf_counter()

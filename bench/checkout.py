@@ -587,7 +587,14 @@ async def main_async(args: argparse.Namespace) -> None:
             )
             async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
                 if shoppers:
-                    await drive(client, "warm-up", spread, tokens, 16, min(3.0, args.seconds))
+                    await drive(
+                        client,
+                        "warm-up",
+                        spread,
+                        tokens,
+                        min(16, len(tokens)),
+                        min(3.0, args.seconds),
+                    )
                 for scenario, variants in (("spread", spread), ("hot", [hot])):
                     for n in shoppers:
                         assert proc is not None

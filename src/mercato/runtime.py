@@ -55,7 +55,9 @@ class Runtime:
 
 
 @raises(503)  # database_unavailable: whatever reads the database may meet it down
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop on every
+    # request for an attribute read.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -777,8 +777,7 @@ class SignInCache:
                 return TokenCheck(TokenStatus.VALID, found[1])
             del self._entries[digest]
         epoch = self.epoch
-        async with db.transaction() as uow:
-            row = (await uow.execute(_TOKEN_CHECK, {"token_hash": digest})).first()
+        row = await db.read_first(_TOKEN_CHECK, {"token_hash": digest})
         check = _checked(row)
         if check.user is not None and row is not None and epoch == self.epoch:
             left = (row.expires_at - utcnow()).total_seconds()

@@ -62,8 +62,12 @@ class Job:
     channel: str | None = None
     """Also run at once when :func:`signal` is called for this channel (any process)."""
     claimed: bool = True
-    """Run by one worker of the shop at a time (False: each host's own work, run by every
-    worker, such as feeding this host's search index)."""
+    """Run by one worker of the shop at a time (False: run by every worker: each host's own
+    work, such as feeding this host's search index, or work that shares itself out, such as
+    the flash-sale checkout, whose batches claim their purchases with ``SKIP LOCKED``)."""
+    own_loop: bool = False
+    """Run in a loop of its own beside the outbox's, so that a long delivery pass or another
+    job never delays it (the flash-sale checkout: buyers are waiting on every pass)."""
 
     @property
     def claim(self) -> str:
@@ -208,26 +212,40 @@ class _Outbox:
 
 
 async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Deliver the outbox and run the jobs until ``stop`` is set: the outbox and most jobs take
+    turns in one loop; a job marked ``own_loop`` runs in a loop of its own beside it."""
     all_jobs = jobs()
-    next_run = dict.fromkeys((j.name for j in all_jobs), 0.0)
-    wake = events.waker()
-    outbox = _Outbox(runtime, wake)
-    channels = _Channels(runtime, [j for j in all_jobs if j.channel], next_run)
+    shared = [j for j in all_jobs if not j.own_loop]
+    async with asyncio.TaskGroup() as loops:
+        loops.create_task(_run_loop(runtime, stop, shared, outbox=True))
+        for j in all_jobs:
+            if j.own_loop:
+                loops.create_task(_run_loop(runtime, stop, [j], outbox=False))
+
+
+async def _run_loop(
+    runtime: Runtime, stop: asyncio.Event, loop_jobs: list[Job], *, outbox: bool
+) -> None:
+    next_run = dict.fromkeys((j.name for j in loop_jobs), 0.0)
+    wake = events.waker() if outbox else asyncio.Event()
+    box = _Outbox(runtime, wake) if outbox else None
+    channels = _Channels(runtime, [j for j in loop_jobs if j.channel], next_run)
     owed: set[str] = set()  # woken for these, but another worker was running them
     try:
         while not stop.is_set():
-            await outbox.listen()
-            await channels.listen()
             delivered = 0
+            if box is not None:
+                await box.listen()
+            await channels.listen()
             try:
-                if await outbox.due():
+                if box is not None and await box.due():
                     delivered = await events.dispatcher.dispatch_once(runtime)
-                    outbox.delivered(delivered)
+                    box.delivered(delivered)
             except Exception:
                 log.exception("outbox delivery failed")
             channels.poked.clear()
             now = time.monotonic()
-            for j in all_jobs:
+            for j in loop_jobs:
                 if now < next_run[j.name] and not (delivered and j.after_delivery):
                     continue
                 woken = bool(delivered and j.after_delivery) or j.name in channels.pending
@@ -247,7 +265,8 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
             if wake.is_set() or channels.poked.is_set():
                 continue
             now = time.monotonic()
-            sleep = min([outbox.next_poll - now, *(t - now for t in next_run.values())])
+            polls = [box.next_poll - now] if box is not None else []
+            sleep = min([*polls, *(t - now for t in next_run.values())])
             if sleep <= 0:
                 continue
             waiters = [
@@ -263,8 +282,9 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event) -> None:
                     with contextlib.suppress(asyncio.CancelledError):
                         await w
     finally:
-        events.drop_waker(wake)
-        await outbox.close()
+        if box is not None:
+            events.drop_waker(wake)
+            await box.close()
         await channels.close()
 
 

@@ -118,3 +118,49 @@ async def test_an_idle_worker_runs_no_query_between_its_jobs(
         assert queries == (0 if backend == "sqlite" else 5)
     finally:
         await runtime.close()
+
+
+async def test_a_job_of_its_own_loop_runs_while_a_delivery_is_stuck(settings: Settings) -> None:
+    """A consumer that takes its time (here: until the job has run) holds up the outbox's loop
+    and the jobs that take turns with it, never a job marked ``own_loop``."""
+    ran = asyncio.Event()
+    stuck = asyncio.Event()
+
+    async def job(_runtime: Runtime) -> int:
+        ran.set()
+        return 1
+
+    async def slow(_runtime: Runtime, _event: Event) -> None:
+        stuck.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ran.wait(), 3 * ARRIVES_WITHIN)
+
+    saved_jobs = dict(worker._JOBS)
+    saved = dict(events.dispatcher.consumers)
+    events.dispatcher.consumers.clear()
+    events.dispatcher.register(Consumer.of("test-slow", ["Ping"], slow))
+    worker._JOBS.clear()
+    worker.register(
+        worker.Job("test.own", NO_POLL, job, channel="test_own", claimed=False, own_loop=True)
+    )
+    runtime = Runtime.from_settings(settings.model_copy(update={"worker_idle_poll_seconds": 600}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run_forever(runtime, stop))
+    try:
+        await asyncio.wait_for(ran.wait(), ARRIVES_WITHIN)  # its first run, at the start
+        ran.clear()
+        async with runtime.db.transaction() as uow:
+            await events.publish(uow, "Ping", "a3", {"n": 3})
+        await asyncio.wait_for(stuck.wait(), ARRIVES_WITHIN)
+        async with runtime.db.transaction() as uow:
+            await worker.signal(uow, "test_own")
+        # The delivery waits for the job: it only ends if the job ran beside it.
+        await asyncio.wait_for(ran.wait(), ARRIVES_WITHIN)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, ARRIVES_WITHIN)
+        worker._JOBS.clear()
+        worker._JOBS.update(saved_jobs)
+        events.dispatcher.consumers.clear()
+        events.dispatcher.consumers.update(saved)
+        await runtime.close()

@@ -13,4 +13,13 @@ WORKFLOWS = (CHECKOUT, PURCHASE)
 
 DRAIN_INTERVAL = 5.0
 """A safety net only: an enqueue wakes the job at once (``NOTIFY`` or in process)."""
-JOBS = (Job("flashsale.checkout", DRAIN_INTERVAL, drain_purchases, channel=CHANNEL),)
+JOBS = (
+    Job(
+        "flashsale.checkout",
+        DRAIN_INTERVAL,
+        drain_purchases,
+        channel=CHANNEL,
+        claimed=False,  # every worker drains: a batch claims its purchases (SKIP LOCKED)
+        own_loop=True,  # buyers wait on it: never behind an outbox pass
+    ),
+)

@@ -106,6 +106,9 @@ async def test_admissions_go_in_queue_order_at_the_sales_pace(
     assert ninth.position == 9 and ninth.ahead == 0
     last = await state(db, paced, created.id, customers[-1], now)
     assert last.ahead == 11 and last.estimated_wait_seconds == 11
+    # Units remain for both: each asks again when the pace reaches them (at most every 10 s).
+    assert ninth.poll_after_seconds == 1
+    assert last.poll_after_seconds == min(10, service.slow_poll(paced), 11)
 
 
 async def test_a_hold_that_runs_out_goes_to_the_next_in_line(db: Database, keeper: Keeper) -> None:
@@ -116,7 +119,11 @@ async def test_a_hold_that_runs_out_goes_to_the_next_in_line(db: Database, keepe
     assert (await admit(db, keeper, created.id, START)).admitted == 1
     first = await state(db, keeper, created.id, "cus_a", START)
     assert first.state == "admitted" and first.units == 1 and first.admission_token
-    assert (await state(db, keeper, created.id, "cus_b", START)).state == "waiting"
+    behind = await state(db, keeper, created.id, "cus_b", START)
+    # Behind the whole allocation: only a unit coming back would let cus_b in, so it asks
+    # again slowly rather than every second.
+    assert behind.state == "waiting" and behind.ahead == 0
+    assert behind.poll_after_seconds == service.slow_poll(keeper) > 1
     # cus_b keeps polling; cus_a never buys.
     later = START
     while later < START + keeper.hold:

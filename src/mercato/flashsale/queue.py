@@ -550,17 +550,35 @@ def describe(
     if over:
         return replace(base, state="sold_out")
     # Waiting (or being admitted by a pass right now).
-    waiting = replace(
-        base,
-        state="waiting",
-        paused=paused,
-        poll_after_seconds=max(1, min(10, math.ceil(keeper.grace.total_seconds() / 6))),
-    )
-    if place.position is None:  # the pre-queue: numbered at the start
-        return waiting
+    waiting = replace(base, state="waiting", paused=paused, poll_after_seconds=slow_poll(keeper))
+    if place.position is None:  # the pre-queue: numbered at the start, asked again then
+        to_start = math.ceil((sale.starts_at - now).total_seconds())
+        return replace(
+            waiting, poll_after_seconds=max(1, min(waiting.poll_after_seconds, to_start))
+        )
     ahead = max(0, place.position - place.served_through - 1)
+    wait = math.ceil(ahead * 60 / sale.admission_rate)
     return replace(
         waiting,
         ahead=ahead,
-        estimated_wait_seconds=math.ceil(ahead * 60 / sale.admission_rate),
+        estimated_wait_seconds=wait,
+        poll_after_seconds=poll_after(keeper, sale, ahead, wait),
     )
+
+
+def slow_poll(keeper: Keeper) -> int:
+    """How often a buyer with no admission in sight asks again: often enough to keep the place
+    (several polls within the grace period), at most every 10 s."""
+    return max(1, min(10, math.ceil(keeper.grace.total_seconds() / 6)))
+
+
+def poll_after(keeper: Keeper, sale: SaleInfo, ahead: int, wait: int) -> int:
+    """When a waiting buyer should ask again: soon (when the pace would reach them) if the
+    units left would reach them too, else slowly. In a rush the crowd behind the allocation
+    waits only for units coming back (holds running out), and polling every second would cost
+    the shop thousands of requests a second for nothing, while the buyers at the front, who
+    will be admitted at the next pass, hear of it within a second."""
+    slow = slow_poll(keeper)
+    if sale.remaining <= 0 or ahead * sale.per_customer_limit >= sale.remaining:
+        return slow
+    return max(1, min(slow, wait))

@@ -63,6 +63,7 @@ from mercato.flashsale.queue import (
     place_of,
     queue_state,
     start_if_due,
+    slow_poll,
     sync_gate,
 )
 from mercato.flashsale.sales import (
@@ -243,6 +244,7 @@ __all__ = [
     "sales_to_watch",
     "schedule_sale",
     "start_if_due",
+    "slow_poll",
     "sync_gate",
     "take_admitted_unit",
     "watch_sales",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import random
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 from rich.console import Console
 
 from bench.checkout import BODY, SECRET_KEY, SERVER_LOG, stop_server, tree_cpu, wait_until_up
@@ -47,6 +48,7 @@ from bench.common import CURRENCY, ROOT, machine, migrated_database, seed_hot_an
 
 console = Console()
 WORKER_LOG = ROOT / "bench" / "results" / "flashsale-worker.log"
+TIMELINE = ROOT / "bench" / "results" / "flashsale-timeline.json"
 ADDRESS = BODY["shipping_address"]
 
 
@@ -59,9 +61,11 @@ class Phase:
     order_times: list[float] = field(default_factory=list)
     first_checkout: float = float("inf")
     outcomes: Counter[str] = field(default_factory=Counter)
+    timeline: list[dict[str, float]] = field(default_factory=list)
     db_cpu: float = 0.0
     api_cpu: float = 0.0
     load: float = 0.0
+    t0_wall: float = 0.0
 
     @property
     def orders(self) -> int:
@@ -74,6 +78,56 @@ class Phase:
     @property
     def per_second(self) -> float:
         return self.orders / self.sellout_seconds if self.sellout_seconds else 0.0
+
+
+async def server_times(base: str) -> dict[tuple[str, str], tuple[float, float, dict[float, float]]]:
+    """The server's own request histogram (``/metrics``, summed over its processes): per
+    (method, route), the count, the seconds summed and the cumulative count per bucket bound."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession(base) as client, client.get("/metrics") as r:
+        text = await r.text()
+    out: dict[tuple[str, str], tuple[float, float, dict[float, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "mercato_http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            key = (sample.labels["method"], sample.labels["route"])
+            count, total, buckets = out.get(key, (0.0, 0.0, {}))
+            if sample.name.endswith("_count"):
+                count += sample.value
+            elif sample.name.endswith("_sum"):
+                total += sample.value
+            elif sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            out[key] = (count, total, buckets)
+    return out
+
+
+def server_lines(
+    before: dict[tuple[str, str], tuple[float, float, dict[float, float]]],
+    after: dict[tuple[str, str], tuple[float, float, dict[float, float]]],
+) -> list[str]:
+    """What the server measured over a phase, per route: requests, mean, and the bucket bound
+    under which half and 99 % of them were answered."""
+    lines = []
+    for key, (count, total, buckets) in sorted(after.items(), key=lambda kv: -kv[1][0]):
+        c0, t0, b0 = before.get(key, (0.0, 0.0, {}))
+        n = count - c0
+        if n <= 0:
+            continue
+        delta = sorted((bound, buckets[bound] - b0.get(bound, 0.0)) for bound in buckets)
+
+        def under(share: float, delta: list[tuple[float, float]] = delta, n: float = n) -> str:
+            bound = next((b for b, c in delta if c >= share * n), float("inf"))
+            return f"≤{bound * 1000:.0f} ms" if bound != float("inf") else ">10 s"
+
+        lines.append(
+            f"  {key[0]:>4} {key[1]:<48} {n:6.0f} requests, mean {(total - t0) / n * 1000:7.1f} "
+            f"ms, p50 {under(0.5)}, p99 {under(0.99)}"
+        )
+    return lines
 
 
 def pct(values: list[float], p: float) -> float:
@@ -168,20 +222,31 @@ async def make_sale(db: Any, variant: str, units: int) -> str:
 
 
 SENDING: asyncio.Semaphore | None = None
-"""At most ``--connections`` requests handed to the client at once: httpx's pool does work per
-request it holds waiting, so thousands of them waiting there make the client, not the server,
-the bottleneck."""
+"""At most ``--connections`` requests in flight per client process; a buyer's join is timed
+from the moment one of them is free to send it (and also from the buyer's arrival)."""
 
 
-async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+async def send(client: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer:
+    async with client.request(method, url, **kwargs) as r:
+        body = await r.json(content_type=None) if r.content_length != 0 else {}
+        return Answer(r.status, body if isinstance(body, dict) else {"items": body})
+
+
+async def call(client: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer:
     """The request, sent again on a dropped connection (every call here is idempotent: the
     waiting room's, the polls, and the checkouts by their Idempotency-Key)."""
     assert SENDING is not None
     for attempt in range(5):
         try:
             async with SENDING:
-                return await client.request(method, url, **kwargs)
-        except httpx.TransportError:
+                return await send(client, method, url, **kwargs)
+        except (TimeoutError, aiohttp.ClientConnectionError):
             if attempt == 4:
                 raise
             await asyncio.sleep(0.05)
@@ -189,29 +254,37 @@ async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) 
 
 
 async def flash_buyer(
-    client: httpx.AsyncClient, phase: Phase, sale: str, token: str, at: float, t0: float
+    client: aiohttp.ClientSession, phase: Phase, sale: str, token: str, at: float, t0: float
 ) -> None:
+    """Join, poll when the server says (``poll_after_seconds``, as the sale's page does), check
+    out once admitted and poll the purchase until it is an order."""
     await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
     headers = {"Authorization": f"Bearer {token}"}
     base = f"/api/flash-sales/{sale}"
     assert SENDING is not None
+    marks: dict[str, float] = {"arrive": at}
+    phase.timeline.append(marks)
     try:
         async with SENDING:  # timed from the moment a connection is free to send it
             started = time.perf_counter()
-            r = await client.post(f"{base}/queue", headers=headers)
+            r = await send(client, "POST", f"{base}/queue", headers=headers)
             phase.joins.append(time.perf_counter() - started)
             phase.joins_from_arrival.append(time.perf_counter() - (t0 + at))
-    except httpx.TransportError:
+    except (TimeoutError, aiohttp.ClientConnectionError):
         r = await call(client, "POST", f"{base}/queue", headers=headers)
-    state = r.json() if r.status_code == 200 else {"state": f"join {r.status_code}"}
+    state = r.body if r.status == 200 else {"state": f"join {r.status}"}
+    marks["joined"] = time.perf_counter() - t0
+    marks["polls"] = 0
     while state.get("state") == "waiting":
-        await asyncio.sleep(max(0.5, min(2.0, float(state.get("poll_after_seconds", 1)))))
+        marks["polls"] += 1
+        await asyncio.sleep(float(state.get("poll_after_seconds", 1)))
         r = await call(client, "GET", f"{base}/queue/me", headers=headers)
-        state = r.json() if r.status_code == 200 else {"state": "waiting"}
+        state = r.body if r.status == 200 else {"state": "waiting", "poll_after_seconds": 1}
     if state.get("state") != "admitted":
         phase.outcomes[str(state.get("state"))] += 1
         return
     admitted = time.perf_counter()
+    marks["admitted_seen"] = admitted - t0
     phase.first_checkout = min(phase.first_checkout, admitted)
     body = {
         "admission_token": state["admission_token"],
@@ -220,17 +293,19 @@ async def flash_buyer(
     }
     key = {"Idempotency-Key": uuid.uuid4().hex}
     r = await call(client, "POST", f"{base}/checkout", json=body, headers={**headers, **key})
-    if r.status_code != 202:
-        phase.outcomes[f"checkout {r.status_code} {r.json().get('code')}"] += 1
+    if r.status != 202:
+        phase.outcomes[f"checkout {r.status} {r.body.get('code')}"] += 1
         return
-    poll = r.json()["poll"]
+    poll = r.body["poll"]
+    marks["enqueued"] = time.perf_counter() - t0
     while True:
         await asyncio.sleep(0.25)
-        found = (await call(client, "GET", poll, headers=headers)).json()
+        found = (await call(client, "GET", poll, headers=headers)).body
         if found["status"] in ("completed", "failed"):
             break
     if found["status"] == "completed":
         now = time.perf_counter()
+        marks["ordered"] = now - t0
         phase.to_order.append(now - admitted)
         phase.order_times.append(now)
         phase.outcomes["ordered"] += 1
@@ -239,7 +314,7 @@ async def flash_buyer(
 
 
 async def regular_buyer(
-    client: httpx.AsyncClient, phase: Phase, variant: str, token: str, at: float, t0: float
+    client: aiohttp.ClientSession, phase: Phase, variant: str, token: str, at: float, t0: float
 ) -> None:
     await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
     headers = {"Authorization": f"Bearer {token}"}
@@ -250,8 +325,8 @@ async def regular_buyer(
         json={"variant_id": variant, "quantity": 1},
         headers=headers,
     )
-    if r.status_code != 201:
-        phase.outcomes[f"cart {r.status_code} {r.json().get('code')}"] += 1
+    if r.status != 201:
+        phase.outcomes[f"cart {r.status} {r.body.get('code')}"] += 1
         return
     started = time.perf_counter()
     phase.first_checkout = min(phase.first_checkout, started)
@@ -262,13 +337,13 @@ async def regular_buyer(
         json=BODY,
         headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
     )
-    if r.status_code == 201:
+    if r.status == 201:
         now = time.perf_counter()
         phase.to_order.append(now - started)
         phase.order_times.append(now)
         phase.outcomes["ordered"] += 1
     else:
-        phase.outcomes[f"checkout {r.status_code} {r.json().get('code')}"] += 1
+        phase.outcomes[f"checkout {r.status} {r.body.get('code')}"] += 1
 
 
 def _crowd_part(
@@ -300,8 +375,9 @@ async def _crowd_async(
     SENDING = asyncio.Semaphore(connections)
     phase = Phase(name)
     buyer = flash_buyer if flash else regular_buyer
-    limits = httpx.Limits(max_connections=connections, keepalive_expiry=3.0)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=3.0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as client:
         await asyncio.gather(
             *(
                 buyer(client, phase, target, t, at, t0)
@@ -328,6 +404,7 @@ async def crowd(
         # Started (the interpreters up, the modules imported) before the clock starts.
         list(pool.map(time.sleep, [0.5] * n))
         t0 = time.perf_counter() + 1.0
+        phase.t0_wall = time.time() + 1.0
         loop = asyncio.get_running_loop()
         parts = await asyncio.gather(
             *(
@@ -354,6 +431,7 @@ async def crowd(
         phase.order_times += part.order_times
         phase.first_checkout = min(phase.first_checkout, part.first_checkout)
         phase.outcomes.update(part.outcomes)
+        phase.timeline += part.timeline
     phase.api_cpu = (after[0] - before[0]) + (after[2] - before[2])
     phase.db_cpu = after[1] - before[1]
     phase.load = os.getloadavg()[0]
@@ -424,11 +502,19 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(2.0)  # the sale starts
             pids = (procs[0].pid, pg.proc.pid, procs[1].pid)
             flash = Phase("flash")
+            before = await server_times(args.base)
             await crowd(flash, True, sale, tokens, args, pids)
+            after = await server_times(args.base)
             console.print(line(flash, args.units))
+            console.print("  the server's own times (its request histogram):")
+            for text in server_lines(before, after):
+                console.print(text, highlight=False)
+            TIMELINE.write_text(json.dumps({"t0": flash.t0_wall, "buyers": flash.timeline}))
             regular = Phase("regular")
             await crowd(regular, False, regular_variant, tokens, args, pids)
             console.print(line(regular, args.units))
+            for text in server_lines(after, await server_times(args.base)):
+                console.print(text, highlight=False)
             for p in procs:
                 stop_server(p)
             procs.clear()

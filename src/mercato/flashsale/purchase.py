@@ -9,7 +9,8 @@
 3. :func:`return_unit` — the purchase failed or was abandoned: the units go back to the gate for
    the next buyer in line.
 
-Each locks the sale's row first, then the buyer's place (the module's locking order).
+Each locks the sale's row first, then the buyer's place (the module's locking order), but for
+:func:`take_admitted_unit`, which locks the buyer's place only.
 """
 
 from __future__ import annotations
@@ -98,23 +99,31 @@ async def take_admitted_unit(
     admission = read_token(secret_key, token, now)
     if admission.customer_id != customer_id:
         raise invalid_admission()
-    sale = await get_sale(uow, admission.sale_id, lock=True, variants=True)
+    # Only the buyer's place is locked, not the sale's row: purchases start side by side, and
+    # never wait for a batch of orders or an admission pass, which hold the sale's row until
+    # they commit. The move to ``checking_out`` is guarded instead: a pass that expires the
+    # hold, or an end, that commits first leaves nothing to move (409), and one that comes
+    # after finds the place ``checking_out`` (an end still takes it back; the order then fails
+    # on the ended sale and the purchase is undone).
+    sale = await get_sale(uow, admission.sale_id, variants=True)
     if sale.status_at(now) == "ended":
         raise sale_ended(sale.id)
-    entry = await find_entry(uow, sale.id, customer_id)
-    if (
-        entry is None
-        or entry.state not in ("admitted", "checking_out")
-        or entry.hold_expires_at != admission.expires_at
-    ):
-        raise not_admitted(sale.id)
+    entry = await _admitted_entry(uow, sale.id, customer_id, admission.expires_at)
     if entry.state == "admitted":
-        await uow.execute(
+        moved = await uow.changed(
             update(ENTRIES)
-            .where(ENTRIES.c.id == entry.id, ENTRIES.c.state == "admitted")
+            .where(
+                ENTRIES.c.id == entry.id,
+                ENTRIES.c.state == "admitted",
+                ENTRIES.c.hold_expires_at == admission.expires_at,
+            )
             .values(state="checking_out")
         )
-        if gate is not None:
+        if moved != 1:  # changed meanwhile: another tab's purchase started it, or it ran out
+            entry = await _admitted_entry(uow, sale.id, customer_id, admission.expires_at)
+            if entry.state != "checking_out":
+                raise not_admitted(sale.id)
+        elif gate is not None:
             raw = left_of_row(
                 "checking_out", entry.position, entry.units, entry.purchased, entry.hold_expires_at
             )
@@ -128,6 +137,21 @@ async def take_admitted_unit(
         variant_ids=tuple(v.variant_id for v in sale.variants),
         hold_expires_at=admission.expires_at,
     )
+
+
+async def _admitted_entry(
+    uow: UnitOfWork, sale_id: str, customer_id: str, expires_at: datetime
+) -> EntryInfo:
+    """The buyer's place, admitted (or its purchase started) under the admission that expires
+    at ``expires_at``; 409 ``not_admitted`` otherwise."""
+    entry = await find_entry(uow, sale_id, customer_id)
+    if (
+        entry is None
+        or entry.state not in ("admitted", "checking_out")
+        or entry.hold_expires_at != expires_at
+    ):
+        raise not_admitted(sale_id)
+    return entry
 
 
 async def _held_entry(uow: UnitOfWork, sale_id: str, customer_id: str) -> EntryInfo:

@@ -62,8 +62,8 @@ from mercato.flashsale.queue import (
     join_queue,
     place_of,
     queue_state,
-    start_if_due,
     slow_poll,
+    start_if_due,
     sync_gate,
 )
 from mercato.flashsale.sales import (
@@ -243,8 +243,8 @@ __all__ = [
     "sale_counters",
     "sales_to_watch",
     "schedule_sale",
-    "start_if_due",
     "slow_poll",
+    "start_if_due",
     "sync_gate",
     "take_admitted_unit",
     "watch_sales",

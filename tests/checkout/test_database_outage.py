@@ -124,8 +124,8 @@ class Outage:
     def armed(self) -> Iterator[list[str]]:
         """Begins the outage when the checkout reaches the moment; yields the moments reached."""
         if self.moment == "after:authorize":
-            with at_boundary(self.db, CHECKOUT, self.moment, self.begin) as reached:
-                yield reached
+            with at_boundary(self.db, CHECKOUT, self.moment, self.begin) as at_step:
+                yield at_step
             return
         # The processor (the sandbox) has charged the card and answered; the payments module
         # has yet to record that answer.

@@ -624,7 +624,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 proc = None
             # What the server left mid-way (a checkout answered 503 after its payment) is ended
             # by the shop's recovery before anything is counted.
-            console.print(await finish_left_runs(url, SECRET_KEY))
+            console.print(f"once stopped: {await finish_left_runs(url, SECRET_KEY)}")
             # Every completed checkout (answered 201, or finished by recovery) is an order.
             async with db.transaction() as uow:
                 from mercato.checkout import service as checkout

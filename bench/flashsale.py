@@ -373,7 +373,7 @@ async def check(db: Any, sale: str, units: int, flash_orders: int, regular: int)
 
     problems = []
     recovered = await finish_left_runs(db.url, SECRET_KEY)
-    console.print(recovered)
+    console.print(f"once stopped: {recovered}")
     if recovered.active:
         problems.append(f"{recovered.active} workflow runs still in progress after recovery")
     late = recovered.completed[CHECKOUT.name]

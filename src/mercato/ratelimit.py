@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from fastapi import Request
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from mercato.problems import Problem
 from mercato.runtime import Runtime
@@ -43,6 +43,12 @@ class TokenBucketLimiter(Protocol):
         attempt, so that concurrent attempts cannot all slip through a check that nothing has
         charged yet, and give it back when the attempt turns out not to count.
         """
+        ...
+
+    async def take_each(self, buckets: Sequence[tuple[str, int, float]]) -> tuple[int, float]:
+        """Take one token from each bucket (key, capacity, refill per second), in order, up to
+        the first that refuses, which is not charged, nor any after it: (how many allowed,
+        seconds until the refusing one would allow). ``len(buckets)`` means every one did."""
         ...
 
     async def peek(
@@ -117,6 +123,13 @@ class MemoryTokenBucket:
         if self._takes % self._prune_every == 0 or len(self._buckets) > self._max_keys:
             self.prune(now)
         return allowed, retry_after
+
+    async def take_each(self, buckets: Sequence[tuple[str, int, float]]) -> tuple[int, float]:
+        for n, (key, capacity, refill) in enumerate(buckets):
+            allowed, wait = await self.take(key, capacity, refill)
+            if not allowed:
+                return n, wait
+        return len(buckets), 0.0
 
     async def refund(
         self, key: str, capacity: int, refill_per_second: float, cost: float = 1
@@ -250,6 +263,37 @@ class RedisTokenBucket:
         allowed, retry = await self._script(keys=[self._prefix + key], args=args)
         return bool(int(allowed)), float(retry)
 
+    async def take_each(self, buckets: Sequence[tuple[str, int, float]]) -> tuple[int, float]:
+        """One round trip for every bucket (a pipeline; each key on its own, so the buckets
+        may live on different nodes of a cluster), then, in the rare case one refused, a
+        second that gives back what the buckets after it were charged."""
+        if len(buckets) == 1:
+            key, capacity, refill = buckets[0]
+            allowed, wait = await self.take(key, capacity, refill)
+            return (1 if allowed else 0), wait
+        pipe = self._redis.pipeline(transaction=False)
+        for key, capacity, refill in buckets:
+            # EVALSHA itself: a pipeline given the script object asks SCRIPT EXISTS first, a
+            # second round trip on every call. A bucket whose node does not know the script
+            # yet (a restarted Redis) is taken alone, which loads it.
+            pipe.evalsha(self._script.sha, 1, self._prefix + key, *self._args(capacity, refill, 1))
+        answers = list(await pipe.execute(raise_on_error=False))
+        for n, answer in enumerate(answers):
+            if isinstance(answer, NoScriptError):
+                key, capacity, refill = buckets[n]
+                allowed, wait = await self.take(key, capacity, refill)
+                answer = (int(allowed), str(wait))
+            elif isinstance(answer, Exception):
+                raise answer
+            if not int(answer[0]):
+                for (key, capacity, refill), later in zip(
+                    buckets[n + 1 :], answers[n + 1 :], strict=True
+                ):
+                    if not isinstance(later, Exception) and int(later[0]):
+                        await self.refund(key, capacity, refill)
+                return n, float(answer[1])
+        return len(buckets), 0.0
+
     async def refund(
         self, key: str, capacity: int, refill_per_second: float, cost: float = 1
     ) -> None:
@@ -290,6 +334,13 @@ class FallbackTokenBucket:
         except RedisError as exc:
             self._fell_back(exc)
             return await self.local.take(key, capacity, refill_per_second, cost)
+
+    async def take_each(self, buckets: Sequence[tuple[str, int, float]]) -> tuple[int, float]:
+        try:
+            return await self.shared.take_each(buckets)
+        except RedisError as exc:
+            self._fell_back(exc)
+            return await self.local.take_each(buckets)
 
     async def refund(
         self, key: str, capacity: int, refill_per_second: float, cost: float = 1
@@ -375,7 +426,7 @@ async def throttle(limiter: TokenBucketLimiter, buckets: dict[str, Rate], *, det
     spend anyone else's allowance (a throttled client would otherwise drain the shared buckets
     of the accounts or carts it names). Put the bucket the caller controls first (its IP).
     """
-    for key, rate in buckets.items():
-        allowed, wait = await limiter.take(key, rate.capacity, rate.refill_per_second)
-        if not allowed:
-            raise rate_limited(wait, detail)
+    wanted = [(key, rate.capacity, rate.refill_per_second) for key, rate in buckets.items()]
+    allowed, wait = await limiter.take_each(wanted)
+    if allowed < len(wanted):
+        raise rate_limited(wait, detail)

@@ -132,6 +132,31 @@ async def test_concurrent_takes_and_refunds_lose_no_update(limiter: TokenBucketL
     assert not (await limiter.take("busy", 60, 1e-6))[0]
 
 
+async def test_several_buckets_in_one_take_stop_at_the_first_refusal(
+    limiter: TokenBucketLimiter, backend: str, runtime: Runtime
+) -> None:
+    """An address's bucket then a customer's, as the waiting room takes them (one round trip
+    on Redis): a refusal charges neither the refusing bucket nor any after it."""
+    assert await limiter.take_each([("ip", 2, 1e-6), ("cus", 5, 1e-6)]) == (2, 0.0)
+    assert await limiter.take_each([("ip", 2, 1e-6), ("cus", 5, 1e-6)]) == (2, 0.0)
+    refused, wait = await limiter.take_each([("ip", 2, 1e-6), ("cus", 5, 1e-6)])
+    assert refused == 0 and wait > 0
+    # "cus" was charged twice, not three times: three left of five.
+    assert (await limiter.take("cus", 5, 1e-6, cost=3))[0]
+    assert not (await limiter.take("cus", 5, 1e-6))[0]
+    # A bucket after a refusing one is not charged (given back on Redis).
+    refused, _ = await limiter.take_each([("other", 4, 1e-6), ("cus", 5, 1e-6), ("last", 3, 1e-6)])
+    assert refused == 1
+    assert (await limiter.take("other", 4, 1e-6, cost=3))[0]  # charged once
+    assert (await limiter.take("last", 3, 1e-6, cost=3))[0]  # never charged
+    if backend == "postgresql":
+        assert runtime.redis is not None
+        await runtime.redis.script_flush()  # a restarted Redis: the script is loaded again
+        assert await limiter.take_each([("fresh", 2, 1e-6), ("fresh2", 2, 1e-6)]) == (2, 0.0)
+        assert (await limiter.take("fresh", 2, 1e-6))[0]
+        assert not (await limiter.take("fresh", 2, 1e-6))[0]
+
+
 async def test_redis_buckets_expire_when_full_again(backend: str, runtime: Runtime) -> None:
     if backend != "postgresql":
         pytest.skip("Redis runs with the postgresql backend")

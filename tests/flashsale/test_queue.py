@@ -7,14 +7,19 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from sqlalchemy import update
+
 from mercato.db import Database
 from mercato.flashsale import service
+from mercato.flashsale.common import SALES
 from mercato.flashsale.service import Keeper
+from mercato.runtime import Runtime
 from tests.flashsale.conftest import (
     START,
     FakeClock,
     admit,
     join,
+    make_keeper,
     new_sale,
     sale,
     state,
@@ -149,3 +154,29 @@ async def test_sold_out_when_everything_is_sold(db: Database, keeper: Keeper) ->
     async with db.transaction() as uow:
         await service.mark_purchased(uow, keeper.gate, created.id, "cus_a", [(variant, 1)])
     assert (await state(db, keeper, created.id, "cus_b", START)).state == "sold_out"
+
+
+async def test_an_old_copy_of_the_sale_is_answered_while_it_is_read_again(
+    db: Database, runtime: Runtime, clock: FakeClock
+) -> None:
+    """In a rush a read of the sale may wait for a pooled connection: buyers are answered
+    from this process's copy meanwhile, and the copy is read again in the background. Only an
+    end is heard of at once (in this process)."""
+    keeper = make_keeper(runtime, admit_every=0.5, clock=clock)
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 2)
+    first = await keeper.sale(db, created.id)
+    async with db.transaction() as uow:  # behind the keeper's back, as another process would
+        await uow.execute(update(SALES).where(SALES.c.id == created.id).values(title="Renamed"))
+    assert (await keeper.sale(db, created.id)).title == first.title  # still fresh: no read
+    clock.now += 1.0
+    assert (await keeper.sale(db, created.id)).title == first.title  # old: answered at once
+    for _ in range(200):  # the read in the background
+        if (await keeper.sale(db, created.id)).title == "Renamed":
+            break
+        await asyncio.sleep(0.01)
+    assert (await keeper.sale(db, created.id)).title == "Renamed"
+
+    async with db.transaction() as uow:
+        await service.end_sale(uow, keeper.gate, created.id, reason="staff")
+    assert (await keeper.sale(db, created.id)).status == "ended"

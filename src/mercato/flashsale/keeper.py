@@ -8,8 +8,10 @@ no per-process admission throttle).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +31,11 @@ from mercato.ratelimit import (
 from mercato.runtime import Runtime
 from mercato.settings import Settings
 
+log = logging.getLogger("mercato.flashsale")
+
+_KEEPERS: weakref.WeakSet[Keeper] = weakref.WeakSet()
+"""Every keeper of this process (one per runtime), told when a sale ends."""
+
 PACE_BURST_SECONDS = 5
 """An admission burst is at most this many seconds' worth of the sale's rate."""
 MAX_BATCH = 200
@@ -44,7 +51,7 @@ def pace_rate(admission_rate: int) -> Rate:
     return Rate(burst, admission_rate / 60)
 
 
-@dataclass
+@dataclass(eq=False)
 class Keeper:
     gate: Gate
     pace: TokenBucketLimiter
@@ -61,7 +68,12 @@ class Keeper:
     fallback_limiter: TokenBucketLimiter = field(default_factory=MemoryTokenBucket)
     _last_pass: dict[str, float] = field(default_factory=dict)
     _sales: dict[str, tuple[float, SaleInfo]] = field(default_factory=dict)
+    _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _forgotten: dict[str, int] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _KEEPERS.add(self)
 
     @classmethod
     def from_settings(
@@ -93,21 +105,44 @@ class Keeper:
         return True
 
     async def sale(self, db: Database, sale_id: str) -> SaleInfo:
-        """The sale as the waiting room's answers need it, read at most every ``admit_every``
-        seconds by this process (one reader at a time), so a poll costs no transaction. 404 for
-        an unknown sale. Its counters may lag by that much: a waiting buyer may hear
-        ``sold_out`` half a second late; admissions and purchases read the sale afresh."""
+        """The sale as the waiting room's answers need it, from this process's memory, so a
+        poll costs no transaction. Past ``admit_every`` seconds the copy is read again in the
+        background while callers go on with it: in a rush, a read that waits for a pooled
+        connection must not hold up every buyer behind it. Only a process that has no copy yet
+        (or was told to forget it) waits for the read. 404 for an unknown sale. The counters
+        may lag by that much: a waiting buyer may hear ``sold_out`` a moment late; admissions
+        and purchases read the sale afresh."""
         found = self._sales.get(sale_id)
-        if found is not None and self.clock() - found[0] < self.admit_every:
+        if found is not None:
+            if self.clock() - found[0] >= self.admit_every:
+                self._refresh(db, sale_id)
             return found[1]
         async with self.lock(f"read:{sale_id}"):
             found = self._sales.get(sale_id)
-            if found is not None and self.clock() - found[0] < self.admit_every:
+            if found is not None:
                 return found[1]
-            async with db.transaction() as uow:
-                sale = await get_sale(uow, sale_id)
+            return await self._read(db, sale_id)
+
+    async def _read(self, db: Database, sale_id: str) -> SaleInfo:
+        generation = self._forgotten.get(sale_id, 0)
+        async with db.transaction() as uow:
+            sale = await get_sale(uow, sale_id)
+        if self._forgotten.get(sale_id, 0) == generation:  # else read before a change: dropped
             self._sales[sale_id] = (self.clock(), sale)
-            return sale
+        return sale
+
+    def _refresh(self, db: Database, sale_id: str) -> None:
+        running = self._refreshing.get(sale_id)
+        if running is not None and not running.done():
+            return
+
+        async def refresh() -> None:
+            try:
+                await self._read(db, sale_id)
+            except Exception:  # the database is away: the copy is kept, and read again later
+                log.warning("flash sale %s: could not read it again", sale_id, exc_info=True)
+
+        self._refreshing[sale_id] = asyncio.get_running_loop().create_task(refresh())
 
     def lock(self, name: str) -> asyncio.Lock:
         """A lock of this process by name (one reader of a sale, one opener)."""
@@ -116,6 +151,7 @@ class Keeper:
     def forget_sale(self, sale_id: str) -> None:
         """Read the sale afresh next time (it changed)."""
         self._sales.pop(sale_id, None)
+        self._forgotten[sale_id] = self._forgotten.get(sale_id, 0) + 1
 
     async def throttle(self, customer_id: str, ip: str) -> None:
         """One request of the customer's and the address's allowance on the sale endpoints, or
@@ -130,6 +166,12 @@ class Keeper:
             await throttle(self.limiter, buckets, detail=detail)
         except RedisError:
             await throttle(self.fallback_limiter, buckets, detail=detail)
+
+
+def forget_sale_everywhere(sale_id: str) -> None:
+    """Every keeper of this process reads the sale afresh next time (it ended)."""
+    for keeper in list(_KEEPERS):
+        keeper.forget_sale(sale_id)
 
 
 def keeper_for(runtime: Runtime) -> Keeper:

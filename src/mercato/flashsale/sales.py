@@ -24,6 +24,7 @@ from mercato.flashsale.common import (
     hold_owner,
 )
 from mercato.flashsale.gate import Called, Gate, GateUnavailable, left_state
+from mercato.flashsale.keeper import forget_sale_everywhere
 from mercato.flashsale.queue import left_of_row, sync_gate
 from mercato.ids import new_id
 from mercato.inventory import service as inventory
@@ -202,6 +203,8 @@ async def end_sale(
     sale = await get_sale(uow, sale_id, lock=True)
     if sale.status == "ended":
         return await get_sale(uow, sale_id, variants=True)
+    # This process's waiting room hears of it at once; the others within a moment.
+    uow.after_commit(lambda: forget_sale_everywhere(sale_id))
     await uow.execute(
         update(ENTRIES)
         .where(ENTRIES.c.sale_id == sale_id, ENTRIES.c.state.in_(("admitted", "checking_out")))

@@ -130,6 +130,15 @@ def server_lines(
     return lines
 
 
+async def warm_up(base: str, sale: str) -> None:
+    """A few requests to each API process before the clock starts: FastAPI builds its routing
+    tables on a process's first requests, which would otherwise land on the first buyers."""
+    paths = [f"/api/flash-sales/{sale}/queue/me", "/api/products?limit=1", "/api/cart"]
+    async with aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=16)) as client:
+        for _ in range(3):
+            await asyncio.gather(*(send(client, "GET", path) for path in paths * 16))
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return 0.0
@@ -141,7 +150,7 @@ def env_for(url: str, redis_url: str, args: argparse.Namespace) -> dict[str, str
     return {
         **os.environ,
         "MERCATO_DB_POOL_SIZE": str(args.pool_size),
-        "MERCATO_DB_MAX_OVERFLOW": "0",
+        "MERCATO_DB_MAX_OVERFLOW": str(args.max_overflow),
         "MERCATO_DATABASE_URL": url,
         "MERCATO_REDIS_URL": redis_url,
         "MERCATO_SECRET_KEY": SECRET_KEY,
@@ -230,26 +239,45 @@ from the moment one of them is free to send it (and also from the buyer's arriva
 class Answer:
     status: int
     body: dict[str, Any]
+    retry_after: float = 1.0
 
 
 async def send(client: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer:
     async with client.request(method, url, **kwargs) as r:
         body = await r.json(content_type=None) if r.content_length != 0 else {}
-        return Answer(r.status, body if isinstance(body, dict) else {"items": body})
+        wait = r.headers.get("Retry-After", "1")
+        return Answer(
+            r.status,
+            body if isinstance(body, dict) else {"items": body},
+            float(wait) if wait.isdigit() else 1.0,
+        )
 
 
-async def call(client: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer:
+async def call(
+    client: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    unavailable: int = 0,
+    **kwargs: Any,
+) -> Answer:
     """The request, sent again on a dropped connection (every call here is idempotent: the
-    waiting room's, the polls, and the checkouts by their Idempotency-Key)."""
+    waiting room's, the polls, and the checkouts by their Idempotency-Key), and up to
+    ``unavailable`` times more on a 503 after its ``Retry-After``, as the sale's page does."""
     assert SENDING is not None
-    for attempt in range(5):
+    for attempt in range(5 + unavailable):
         try:
             async with SENDING:
-                return await send(client, method, url, **kwargs)
+                answer = await send(client, method, url, **kwargs)
         except (TimeoutError, aiohttp.ClientConnectionError):
-            if attempt == 4:
+            if attempt >= 4:
                 raise
             await asyncio.sleep(0.05)
+            continue
+        if answer.status != 503 or unavailable <= 0:
+            return answer
+        unavailable -= 1
+        await asyncio.sleep(min(5.0, answer.retry_after))
     raise AssertionError("unreachable")
 
 
@@ -272,13 +300,15 @@ async def flash_buyer(
             phase.joins_from_arrival.append(time.perf_counter() - (t0 + at))
     except (TimeoutError, aiohttp.ClientConnectionError):
         r = await call(client, "POST", f"{base}/queue", headers=headers)
+    if r.status == 503:
+        r = await call(client, "POST", f"{base}/queue", headers=headers, unavailable=5)
     state = r.body if r.status == 200 else {"state": f"join {r.status}"}
     marks["joined"] = time.perf_counter() - t0
     marks["polls"] = 0
     while state.get("state") == "waiting":
         marks["polls"] += 1
         await asyncio.sleep(float(state.get("poll_after_seconds", 1)))
-        r = await call(client, "GET", f"{base}/queue/me", headers=headers)
+        r = await call(client, "GET", f"{base}/queue/me", headers=headers, unavailable=5)
         state = r.body if r.status == 200 else {"state": "waiting", "poll_after_seconds": 1}
     if state.get("state") != "admitted":
         phase.outcomes[str(state.get("state"))] += 1
@@ -292,7 +322,9 @@ async def flash_buyer(
         "payment_token": "tok_visa",
     }
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    r = await call(client, "POST", f"{base}/checkout", json=body, headers={**headers, **key})
+    r = await call(
+        client, "POST", f"{base}/checkout", json=body, headers={**headers, **key}, unavailable=5
+    )
     if r.status != 202:
         phase.outcomes[f"checkout {r.status} {r.body.get('code')}"] += 1
         return
@@ -300,7 +332,7 @@ async def flash_buyer(
     marks["enqueued"] = time.perf_counter() - t0
     while True:
         await asyncio.sleep(0.25)
-        found = (await call(client, "GET", poll, headers=headers)).body
+        found = (await call(client, "GET", poll, headers=headers, unavailable=5)).body
         if found["status"] in ("completed", "failed"):
             break
     if found["status"] == "completed":
@@ -437,7 +469,9 @@ async def crowd(
     phase.load = os.getloadavg()[0]
 
 
-async def check(db: Any, sale: str, units: int, flash_orders: int, regular: int) -> list[str]:
+async def check(
+    db: Any, sale: str, units: int, flash_orders: int, regular: int, unsure: int
+) -> list[str]:
     """Once the server and the worker are stopped: the shop's recovery ends what they left
     (a checkout answered 503 after its payment, say), then the sale, the orders, the ledger and
     the charges must agree. A regular checkout recovery finishes is an order nobody was answered
@@ -466,9 +500,12 @@ async def check(db: Any, sale: str, units: int, flash_orders: int, regular: int)
         problems.append("OVERSOLD")
     if flash_orders != found.sold:
         problems.append(f"{flash_orders} flash orders seen for {found.sold} units sold")
-    if count != flash_orders + regular + late:
+    # A checkout answered with an error while its payment went through (a 503 once the card
+    # was charged) is finished by recovery: by the worker's own job during the run, or above.
+    if not flash_orders + regular <= count <= flash_orders + regular + unsure:
         problems.append(
-            f"{count} orders for {flash_orders} + {regular} answers + {late} placed by recovery"
+            f"{count} orders for {flash_orders} + {regular} answered, {unsure} checkouts "
+            f"answered with an error that may have been placed by recovery ({late} after the stop)"
         )
     if ledger:
         problems.append(f"{len(ledger)} stock ledger differences")
@@ -512,6 +549,7 @@ async def main_async(args: argparse.Namespace) -> None:
             procs.append(start([*serve, "--database", url], env, SERVER_LOG))
             procs.append(start(["worker"], env, WORKER_LOG))
             await wait_until_up(args.base, procs[0])
+            await warm_up(args.base, sale)
             await asyncio.sleep(2.0)  # the sale starts
             pids = (procs[0].pid, pg.proc.pid, procs[1].pid)
             flash = Phase("flash")
@@ -531,7 +569,12 @@ async def main_async(args: argparse.Namespace) -> None:
             for p in procs:
                 stop_server(p)
             procs.clear()
-            problems = await check(db, sale, args.units, flash.orders, regular.orders)
+            unsure = sum(
+                n
+                for k, n in regular.outcomes.items()
+                if k.startswith("checkout ") and (k.split()[1][0] == "5" or "timeout" in k)
+            )
+            problems = await check(db, sale, args.units, flash.orders, regular.orders, unsure)
         finally:
             await db.dispose()
     finally:
@@ -565,7 +608,10 @@ def main() -> None:
     parser.add_argument("--arrival", type=float, default=5.0, help="seconds they arrive within")
     parser.add_argument("--units", type=int, default=500, help="units for sale (both phases)")
     parser.add_argument("--workers", type=int, default=2, help="API processes of mercato serve")
-    parser.add_argument("--pool-size", type=int, default=10)
+    parser.add_argument("--pool-size", type=int, default=10, help="as the shop's default")
+    parser.add_argument(
+        "--max-overflow", type=int, default=20, help="connections beyond --pool-size (as default)"
+    )
     parser.add_argument("--connections", type=int, default=400, help="client connections")
     parser.add_argument(
         "--clients", type=int, default=4, help="client processes the buyers are dealt over"

@@ -57,16 +57,10 @@ MOMENTS = ("after:authorize", "before:payment_recorded")
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str | None, tmp_path: Any) -> Settings:
+def settings(settings: Settings) -> Settings:
     # A small pool with no overflow and a short wait: the bench's shape, quicker to exhaust.
-    return Settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key="test-secret-key",
-        data_dir=tmp_path / "data",
-        db_pool_size=POOL,
-        db_max_overflow=0,
-        db_pool_timeout=0.2,
+    return settings.model_copy(
+        update={"db_pool_size": POOL, "db_max_overflow": 0, "db_pool_timeout": 0.2}
     )
 
 
@@ -188,7 +182,8 @@ async def expire_lease(db: Database) -> None:
         await uow.execute(update(RUNS).values(lease_until=utcnow() - timedelta(seconds=1)))
 
 
-async def test_recovery_places_the_order_paid_before_the_outage(
+@pytest.fixture
+async def through_outage(
     client: httpx.AsyncClient,
     runtime: Runtime,
     db: Database,
@@ -196,9 +191,21 @@ async def test_recovery_places_the_order_paid_before_the_outage(
     outage: str,
     moment: str,
     request: pytest.FixtureRequest,
-) -> None:
+) -> tuple[Any, str]:
+    """A shopper (and the variant in their cart) whose checkout under key ``k`` met the outage
+    at the moment, and was answered 503."""
     buyer, variant = await started(db)
     await checkout_through_outage(client, db, buyer, Outage(outage, runtime, request, moment), "k")
+    return buyer, variant
+
+
+async def test_recovery_places_the_order_paid_before_the_outage(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    db: Database,
+    through_outage: tuple[Any, str],
+) -> None:
+    buyer, variant = through_outage
 
     assert await workflows.recover(runtime) == 0  # the request's lease has not passed yet
     assert await workflows.recover(runtime, now=utcnow() + LATER) == 1
@@ -220,13 +227,9 @@ async def test_recovery_voids_the_charge_when_the_stock_went_meanwhile(
     client: httpx.AsyncClient,
     runtime: Runtime,
     db: Database,
-    shop: Shop,
-    outage: str,
-    moment: str,
-    request: pytest.FixtureRequest,
+    through_outage: tuple[Any, str],
 ) -> None:
-    buyer, variant = await started(db)
-    await checkout_through_outage(client, db, buyer, Outage(outage, runtime, request, moment), "k")
+    buyer, variant = through_outage
     # The reservation expires and someone else buys every unit before recovery comes.
     async with db.transaction() as uow:
         await inventory.expire_due(uow, utcnow() + timedelta(days=1))
@@ -249,14 +252,10 @@ async def test_the_shoppers_retry_with_the_same_key_places_one_order(
     client: httpx.AsyncClient,
     runtime: Runtime,
     db: Database,
-    shop: Shop,
-    outage: str,
-    moment: str,
-    request: pytest.FixtureRequest,
+    through_outage: tuple[Any, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    buyer, variant = await started(db)
-    await checkout_through_outage(client, db, buyer, Outage(outage, runtime, request, moment), "k")
+    buyer, variant = through_outage
 
     # Retried at once: the failed request's lease still holds the run, which nobody may run
     # forward yet; the shopper is told to come back.

@@ -265,12 +265,14 @@ async def call(
     waiting room's, the polls, and the checkouts by their Idempotency-Key), and up to
     ``unavailable`` times more on a 503 after its ``Retry-After``, as the sale's page does."""
     assert SENDING is not None
-    for attempt in range(5 + unavailable):
+    dropped = 0
+    while True:
         try:
             async with SENDING:
                 answer = await send(client, method, url, **kwargs)
         except (TimeoutError, aiohttp.ClientConnectionError):
-            if attempt >= 4:
+            dropped += 1
+            if dropped == 5:
                 raise
             await asyncio.sleep(0.05)
             continue
@@ -278,7 +280,6 @@ async def call(
             return answer
         unavailable -= 1
         await asyncio.sleep(min(5.0, answer.retry_after))
-    raise AssertionError("unreachable")
 
 
 async def flash_buyer(

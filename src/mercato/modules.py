@@ -53,9 +53,16 @@ def load_models() -> None:
         _import(f"mercato.{module}.models")
 
 
+ROUTED_FIRST: tuple[str, ...] = ("flashsale",)
+"""Modules whose routes are matched before the others'. Routes are matched one by one in
+order, and a flash sale's crowd polls its waiting room hundreds of times a second: matching it
+behind the 200 routes of the modules above cost a quarter of each poll's CPU. Their paths
+overlap no other module's, so the order changes what is matched nowhere."""
+
+
 def routers() -> list[APIRouter]:
     found = []
-    for module in MODULES:
+    for module in (*ROUTED_FIRST, *(m for m in MODULES if m not in ROUTED_FIRST)):
         api = _import(f"mercato.{module}.api")
         if api is not None:
             found.append(api.router)

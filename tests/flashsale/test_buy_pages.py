@@ -261,7 +261,7 @@ async def _status(runtime: Runtime, url: str) -> checkout.PurchaseStatus:
     async with runtime.db.transaction() as uow:
         run = await uow.execute(select(RUNS.c.state).where(RUNS.c.id == purchase_id))
         user_id = run.one().state["user_id"]
-        return await checkout.purchase_status(uow, sale_id, purchase_id, user_id)
+    return await checkout.purchase_status(runtime.db, sale_id, purchase_id, user_id)
 
 
 async def test_a_declined_card_fails_and_the_unit_goes_back_to_the_sale(

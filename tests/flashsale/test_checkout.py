@@ -79,8 +79,7 @@ async def drain(runtime: Runtime) -> None:
 async def status_of(
     runtime: Runtime, sale_id: str, purchase_id: str, customer: Customer
 ) -> checkout.PurchaseStatus:
-    async with runtime.db.transaction() as uow:
-        return await checkout.purchase_status(uow, sale_id, purchase_id, customer.user.id)
+    return await checkout.purchase_status(runtime.db, sale_id, purchase_id, customer.user.id)
 
 
 async def sale_orders(db: Database) -> list[orders.OrderInfo]:

@@ -443,12 +443,12 @@ async def flash_checkout(
 
 @flash.get("/{sale_id}/purchases/{purchase_id}", response_model=FlashPurchaseOut)
 async def flash_purchase(
-    sale_id: str, purchase_id: str, uow: UowDep, user: CurrentUser
+    sale_id: str, purchase_id: str, runtime: RuntimeDep, user: WorkflowUser
 ) -> service.PurchaseStatus:
     """Where the caller's purchase stands: ``queued``, ``processing``, then ``completed`` with
     its order or ``failed`` with the problem (a declined card, the units gone). Another
     customer's purchase is a 404."""
-    return await service.purchase_status(uow, sale_id, purchase_id, user.id)
+    return await service.purchase_status(runtime.db, sale_id, purchase_id, user.id)
 
 
 router.include_router(public)

@@ -69,7 +69,7 @@ from mercato.checkout.workflow import (
     order_draft,
     void_payment,
 )
-from mercato.db import UnitOfWork
+from mercato.db import Database, UnitOfWork
 from mercato.flashsale import service as flashsale
 from mercato.identity.service import UserInfo
 from mercato.ids import new_id
@@ -434,10 +434,11 @@ class PurchaseStatus:
 
 
 async def purchase_status(
-    uow: UnitOfWork, sale_id: str, purchase_id: str, user_id: str
+    db: Database, sale_id: str, purchase_id: str, user_id: str
 ) -> PurchaseStatus:
-    """Where the buyer's purchase stands; 404 for anyone else's (or another sale's)."""
-    run = await workflows.get_run(uow, purchase_id)
+    """Where the buyer's purchase stands; 404 for anyone else's (or another sale's). One read
+    outside any transaction: the buyer's page asks every second or two while it is placed."""
+    run = await workflows.read_run(db, purchase_id)
     if (
         run is None
         or run.workflow != PURCHASE.name

@@ -66,6 +66,7 @@ from mercato.workflows.runs import (
     next_due,
     problem_from_json,
     problem_to_json,
+    read_run,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "next_due",
     "problem_from_json",
     "problem_to_json",
+    "read_run",
     "recover",
     "register",
     "registered",

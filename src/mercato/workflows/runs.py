@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mercato.db import Base, JSONType, UnitOfWork, UTCDateTime
+from mercato.db import Base, Database, JSONType, UnitOfWork, UTCDateTime
 from mercato.logs import pop_request_id
 from mercato.problems import Problem
 
@@ -100,6 +100,13 @@ def _info(row: Any) -> RunInfo:
 
 async def get_run(uow: UnitOfWork, run_id: str) -> RunInfo | None:
     row = (await uow.execute(select(RUNS).where(RUNS.c.id == run_id))).first()
+    return _info(row) if row is not None else None
+
+
+async def read_run(db: Database, run_id: str) -> RunInfo | None:
+    """:func:`get_run` outside any unit of work, in one round trip (``Database.read_first``):
+    for a run's owner asking again and again how it stands."""
+    row = await db.read_first(select(RUNS).where(RUNS.c.id == run_id), {})
     return _info(row) if row is not None else None
 
 

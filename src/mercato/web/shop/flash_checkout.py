@@ -372,17 +372,17 @@ def _purchase_context(sale_id: str, status: checkout.PurchaseStatus) -> dict[str
 
 @router.get("/{sale_id}/purchases/{purchase_id}", response_class=HTMLResponse)
 async def purchase_page(
-    sale_id: str, purchase_id: str, request: Request, uow: UowDep, user: SignedInUser
+    sale_id: str, purchase_id: str, request: Request, runtime: RuntimeDep, user: SignedInUser
 ) -> Response:
     """ "Placing your order…", then the order or the problem. Another customer's: 404."""
-    status = await checkout.purchase_status(uow, sale_id, purchase_id, user.id)
+    status = await checkout.purchase_status(runtime.db, sale_id, purchase_id, user.id)
     return render(request, "shop/flashsale/purchase.html", _purchase_context(sale_id, status))
 
 
 @status_router.get("/{sale_id}/purchases/{purchase_id}/status", response_class=HTMLResponse)
 async def purchase_fragment(
-    sale_id: str, purchase_id: str, request: Request, uow: UowDep, user: SignedInUser
+    sale_id: str, purchase_id: str, request: Request, runtime: RuntimeDep, user: SignedInUser
 ) -> Response:
     """The purchase's state, asked again by itself while it is placed."""
-    status = await checkout.purchase_status(uow, sale_id, purchase_id, user.id)
+    status = await checkout.purchase_status(runtime.db, sale_id, purchase_id, user.id)
     return render(request, "shop/flashsale/_purchase.html", _purchase_context(sale_id, status))

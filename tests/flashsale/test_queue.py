@@ -141,6 +141,31 @@ async def test_a_hold_that_runs_out_goes_to_the_next_in_line(db: Database, keepe
     assert (await sale(db, created.id)).held == 1
 
 
+async def test_the_crowd_beyond_every_held_unit_asks_least_often(
+    db: Database, keeper: Keeper
+) -> None:
+    from mercato.flashsale import service
+
+    variant = await stocked_variant(db, 5)
+    created = await new_sale(db, variant, 2)
+    customers = ["cus_a", "cus_b", "cus_c", "cus_d", "cus_e"]
+    for i, customer in enumerate(customers):
+        await join(db, keeper, created.id, customer, START + timedelta(milliseconds=i))
+    assert (await admit(db, keeper, created.id, START)).admitted == 2
+    waiting = [await state(db, keeper, created.id, c, START) for c in customers[2:]]
+    assert [w.ahead for w in waiting] == [0, 1, 2]
+    # Two units held, none left: the first two in line would be let in if both came back; the
+    # third would not, whatever happens to the holds, and asks least often.
+    assert [w.poll_after_seconds for w in waiting] == [
+        service.slow_poll(keeper),
+        service.slow_poll(keeper),
+        service.far_poll(keeper),
+    ]
+    assert service.far_poll(keeper) > service.slow_poll(keeper)
+    # Often enough still to keep the place: three polls within the grace period.
+    assert 3 * service.far_poll(keeper) <= keeper.grace.total_seconds()
+
+
 async def test_sold_out_when_everything_is_sold(db: Database, keeper: Keeper) -> None:
     from mercato.flashsale import service
 

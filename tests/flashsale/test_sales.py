@@ -137,8 +137,8 @@ async def test_a_variant_sold_out_in_the_sale_is_refused(db: Database, keeper: K
     await admit(db, keeper, created.id, START)
     async with db.transaction() as uow:
         await service.mark_purchased(uow, keeper.gate, created.id, "cus_a", [(first, 1)])
-    async with db.transaction() as uow:
-        with pytest.raises(Problem) as refused:
+    with pytest.raises(Problem) as refused:  # the refusal's transaction rolls back
+        async with db.transaction() as uow:
             await service.mark_purchased(uow, keeper.gate, created.id, "cus_b", [(first, 1)])
     assert refused.value.code == "variant_sold_out"
     async with db.transaction() as uow:

@@ -175,6 +175,33 @@ def _check_lines(lines: Sequence[tuple[str, int]], units: int) -> dict[str, int]
     return dict(wanted)
 
 
+async def _not_purchasable(uow: UnitOfWork, sale_id: str, *, has_place: bool) -> Problem:
+    """Why the buyer cannot buy: the sale is unknown (404) or ended (409 ``sale_ended``), else
+    the buyer has no place (404 ``not_in_queue``) or holds nothing (409 ``not_admitted``)."""
+    sale = await get_sale(uow, sale_id)
+    if sale.status == "ended":
+        return sale_ended(sale_id)
+    return not_admitted(sale_id) if has_place else not_in_queue(sale_id)
+
+
+async def _unsold(uow: UnitOfWork, sale_id: str, wanted: list[str], failed: str) -> Problem:
+    """Why a variant's units could not be sold: 422 for a variant outside the sale (the first
+    such line), else 409 ``variant_sold_out``."""
+    sale = await get_sale(uow, sale_id, variants=True)
+    known = {v.variant_id for v in sale.variants}
+    for i, variant_id in enumerate(wanted):
+        if variant_id not in known:
+            return validation_problem(
+                f"lines[{i}].variant_id", "is not in this sale", code="unknown_variant"
+            )
+    return Problem(
+        409,
+        "variant_sold_out",
+        f"{failed} is sold out in this flash sale; another variant may remain",
+        variant_id=failed,
+    )
+
+
 async def mark_purchased(
     uow: UnitOfWork,
     gate: Gate,
@@ -189,42 +216,45 @@ async def mark_purchased(
     ``purchased``, and units held but not bought go back to the gate once this commits. 409
     ``not_admitted`` (the hold ran out or was returned), ``sale_ended``, ``variant_sold_out``
     (that variant's share is gone: the buyer may choose another), 422 for lines outside the
-    sale or beyond the units held."""
+    sale or beyond the units held. A refusal may come after some of the writes: the caller's
+    transaction (or savepoint), which the refusal leaves, undoes them."""
     now = utcnow()
-    sale = await get_sale(uow, sale_id, lock=True, variants=True)
-    if sale.status == "ended":
-        raise sale_ended(sale_id)
-    entry = await _held_entry(uow, sale_id, customer_id)
+    # The place as it was, unlocked: what to write. It is checked again, under the sale's row,
+    # by the guarded update below. No read of the sale itself: in a batch of purchases every
+    # read is a round trip while the batch holds the sale's row.
+    entry = await find_entry(uow, sale_id, customer_id)
+    if entry is None or entry.state not in ("admitted", "checking_out"):
+        raise await _not_purchasable(uow, sale_id, has_place=entry is not None)
     wanted = _check_lines(lines, entry.units)
-    known = {v.variant_id for v in sale.variants}
-    for i, variant_id in enumerate(wanted):
-        if variant_id not in known:
-            raise validation_problem(
-                f"lines[{i}].variant_id", "is not in this sale", code="unknown_variant"
-            )
+    bought = sum(wanted.values())
+    # The sale's row first, as every writer of a sale takes it (the end, the admission pass).
+    sold = await uow.changed(
+        update(SALES)
+        .where(SALES.c.id == sale_id, SALES.c.status != "ended")
+        .values(sold=SALES.c.sold + bought, held=SALES.c.held - entry.units),
+        {},
+    )
+    if sold != 1:
+        raise sale_ended(sale_id)
+    if (
+        await uow.changed(
+            update(ENTRIES)
+            .where(ENTRIES.c.id == entry.id, ENTRIES.c.state.in_(("admitted", "checking_out")))
+            .values(state="purchased", purchased=bought, finished_at=now),
+            {},
+        )
+        != 1
+    ):
+        # The place was given up (its hold ran out) since it was read; the caller's
+        # transaction (or savepoint) undoes the sale's update with the refusal.
+        raise not_admitted(sale_id)
     for variant_id, quantity in sorted(wanted.items()):
         params = {"b_sale": sale_id, "b_variant": variant_id, "b_q": quantity}
         if await uow.changed(_SELL_VARIANT, params) != 1:
-            raise Problem(
-                409,
-                "variant_sold_out",
-                f"{variant_id} is sold out in this flash sale; another variant may remain",
-                variant_id=variant_id,
-            )
+            raise await _unsold(uow, sale_id, list(wanted), variant_id)
         await inventory.sell_from_hold(
             uow, hold_owner(sale_id), variant_id, quantity, reason=reference
         )
-    bought = sum(wanted.values())
-    await uow.execute(
-        update(ENTRIES)
-        .where(ENTRIES.c.id == entry.id)
-        .values(state="purchased", purchased=bought, finished_at=now)
-    )
-    await uow.execute(
-        update(SALES)
-        .where(SALES.c.id == sale_id)
-        .values(sold=SALES.c.sold + bought, held=SALES.c.held - entry.units)
-    )
     _give_back_after_commit(uow, gate, sale_id, entry.units - bought)
     raw = left_state("purchased", entry.position, purchased=bought)
     settle_after_commit(uow, gate, sale_id, {customer_id: raw})

@@ -154,15 +154,6 @@ async def _admitted_entry(
     return entry
 
 
-async def _held_entry(uow: UnitOfWork, sale_id: str, customer_id: str) -> EntryInfo:
-    entry = await find_entry(uow, sale_id, customer_id)
-    if entry is None:
-        raise not_in_queue(sale_id)
-    if entry.state not in ("admitted", "checking_out"):
-        raise not_admitted(sale_id)
-    return entry
-
-
 def _check_lines(lines: Sequence[tuple[str, int]], units: int) -> dict[str, int]:
     wanted: dict[str, int] = defaultdict(int)
     for i, (variant_id, quantity) in enumerate(lines):

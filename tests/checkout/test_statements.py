@@ -37,8 +37,8 @@ class Sent:
 
 
 @contextmanager
-def sql_of(app: FastAPI) -> Iterator[Sent]:
-    """The SQL statements the app sends meanwhile, and its commits (SQLite's ``BEGIN
+def sql_of(db: Database) -> Iterator[Sent]:
+    """The SQL statements sent over ``db`` meanwhile, and its commits (SQLite's ``BEGIN
     IMMEDIATE`` left out, so both backends count the same)."""
     sent = Sent()
 
@@ -49,8 +49,7 @@ def sql_of(app: FastAPI) -> Iterator[Sent]:
     def committed(_conn: Any) -> None:
         sent.transactions += 1
 
-    runtime: Runtime = app.state.runtime
-    engine = runtime.db.engine.sync_engine
+    engine = db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     event.listen(engine, "commit", committed)
     try:
@@ -89,7 +88,8 @@ async def test_one_checkout_in_five_transactions(
     assert (await post_checkout(client, buyer, "warm-up")).status_code == 201
     await fill_cart(db, buyer.id, (variant, 2))
 
-    with sql_of(app) as sent:
+    runtime: Runtime = app.state.runtime
+    with sql_of(runtime.db) as sent:
         r = await post_checkout(client, buyer, "measured", {**BODY, "promo_code": promo_code})
 
     assert r.status_code == 201, r.text

@@ -6,46 +6,13 @@ purchase to the same country before), as in a rush."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+import pytest
 
-from sqlalchemy import event
-
+from mercato.checkout import flash
 from mercato.runtime import Runtime
 from tests.checkout.conftest import make_customers
+from tests.checkout.test_statements import sql_of
 from tests.flashsale.test_checkout import a_sale, admitted, check_the_sale, drain, enqueue
-
-
-@contextmanager
-def statements_of(runtime: Runtime) -> Iterator[list[str]]:
-    """The SQL statements sent meanwhile, ``BEGIN`` and ``COMMIT`` included (each a round trip
-    on PostgreSQL)."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(" ".join(statement.split())[:120])
-
-    def begun(_conn: Any) -> None:
-        sent.append("BEGIN")
-
-    def committed(_conn: Any) -> None:
-        sent.append("COMMIT")
-
-    engine = runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    event.listen(engine, "begin", begun)
-    event.listen(engine, "commit", committed)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-        event.remove(engine, "begin", begun)
-        event.remove(engine, "commit", committed)
-
-
-def queries(sent: list[str]) -> list[str]:
-    return [s for s in sent if s.split()[0] not in ("BEGIN", "COMMIT")]
 
 
 def purchases_in(batch: list[str]) -> list[list[str]]:
@@ -65,7 +32,12 @@ def purchases_in(batch: list[str]) -> list[list[str]]:
     return found
 
 
-async def test_a_purchase_costs_a_bounded_number_of_statements(runtime: Runtime) -> None:
+async def test_a_purchase_costs_a_bounded_number_of_statements(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One lane: the nine purchases in one batch, whose statements are not interleaved with
+    # another lane's.
+    monkeypatch.setattr(flash, "LANES", 1)
     sale_id, _ = await a_sale(runtime, 10)
     buyers = await make_customers(runtime.db, 10)
     tokens = [await admitted(runtime, sale_id, b) for b in buyers]
@@ -74,18 +46,18 @@ async def test_a_purchase_costs_a_bounded_number_of_statements(runtime: Runtime)
     await enqueue(runtime, sale_id, buyers[0], str(tokens[0]))
     await drain(runtime)
 
-    with statements_of(runtime) as at_the_door:
+    with sql_of(runtime.db) as at_the_door:
         await enqueue(runtime, sale_id, buyers[1], str(tokens[1]))
     # One transaction: the key, the admission (the place, guarded), the sale's variants and
     # price, the variant, the run's row and the workers' signal.
-    assert at_the_door.count("COMMIT") == 1
-    assert len(queries(at_the_door)) <= 10, at_the_door
+    assert at_the_door.transactions == 1
+    assert len(at_the_door.statements) <= 10, at_the_door.statements
 
     for buyer, token in zip(buyers[2:], tokens[2:], strict=True):
         await enqueue(runtime, sale_id, buyer, str(token))
-    with statements_of(runtime) as batch:
+    with sql_of(runtime.db) as batch:
         await drain(runtime)
-    placed = purchases_in(batch)
+    placed = purchases_in(batch.statements)
     assert len(placed) == 9
     for statements in placed:
         # The order (5 inserts), the place and the sale's counters (guarded updates, no read

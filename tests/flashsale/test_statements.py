@@ -60,9 +60,9 @@ async def test_a_purchase_costs_a_bounded_number_of_statements(
     placed = purchases_in(batch.statements)
     assert len(placed) == 9
     for statements in placed:
-        # The order (5 inserts), the place and the sale's counters (guarded updates, no read
-        # of the sale while the batch holds its row), the inventory hold's sale (4) and the
-        # run's progress.
+        # The order (5 inserts); the place's read, then the sale's, the place's and the
+        # variant's updates (guarded: no read of the sale while the batch holds its row); the
+        # sale out of the inventory hold (4); the run's progress.
         assert len(statements) <= 14, statements
         assert not [s for s in statements if s.startswith("SELECT flashsale_sales")]
     await check_the_sale(runtime, sale_id, 10)
